@@ -1,0 +1,435 @@
+//! flumen's durable write-ahead log.
+//!
+//! Every event flumen accepts is appended here before it is acknowledged, and every output
+//! reads it from here through its own [`WalReader`]. There is no other path from an input to an
+//! output: a slow or failing output only falls behind on its own cursor, and a restart resumes
+//! every output where its persisted cursor stopped.
+//!
+//! # Design
+//!
+//! - **One writer thread.** Inputs call [`Wal::append`] from any task; the payload's checksum is
+//!   computed there, on the caller's core, and the writer thread only copies bytes into the
+//!   active segment. It takes every append waiting in its queue at once and makes them durable
+//!   with a single `fdatasync` (group commit), as the [`Persistence`] policy says.
+//! - **Acknowledged means durable.** [`AppendTicket::durable`] resolves once the record is as
+//!   durable as the policy promises; inputs acknowledge senders only then. Readers see a
+//!   record only once it is durable too, so an output never ships what a crash could take back.
+//! - **Bounded.** Appends in flight are bounded in bytes (the queue), and the log in size
+//!   ([`WalConfig::max_size`]). When the log is full the writer stops taking appends until
+//!   outputs move on and whole segments can be removed; [`Wal::append`] then waits, which stops
+//!   inputs from reading their sockets. [`Wal::is_full`] lets request/response inputs answer
+//!   "retry later" instead of waiting.
+//! - **Segments** (see [`segment`] for the format) are removed once every reader's committed
+//!   cursor is past them. The directory is fsynced after a segment is created or removed.
+//! - **Recovery.** [`Wal::open`] checks the newest segment record by record and cuts a torn or
+//!   corrupt tail at the last good record, logging how many bytes it cut.
+//!
+//! The log knows nothing of events, protocols or the network: a record is opaque bytes.
+//!
+//! ```text
+//! <dir>/00000000000000000000.wal   segments, named by their first sequence number
+//! <dir>/cursors/<reader>.cursor     one per output: the next sequence number it needs
+//! ```
+
+#![deny(missing_docs)]
+
+mod cursor;
+mod reader;
+pub mod segment;
+mod writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, oneshot, watch};
+
+pub use reader::{WalReader, WalRecord};
+
+/// How durable an appended record is before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Persistence {
+    /// `fdatasync` before every acknowledgement; appends waiting together share one sync.
+    /// Survives power loss.
+    Always,
+    /// `fdatasync` at most once per interval; acknowledgements wait for the next sync, so an
+    /// acknowledged record survives power loss, at the cost of up to one interval of latency.
+    Interval(Duration),
+    /// Acknowledge once the record is written to the operating system. Survives a crash of
+    /// flumen (`kill -9`), not of the machine.
+    Os,
+}
+
+/// Where the log lives and how it behaves.
+#[derive(Debug, Clone)]
+pub struct WalConfig {
+    /// The log's directory; created if missing.
+    pub dir: PathBuf,
+    /// When appends become durable.
+    pub persistence: Persistence,
+    /// A segment is closed and a new one started once it reaches this size.
+    pub segment_size: u64,
+    /// The most disk the log may use; appends wait while it is full.
+    pub max_size: u64,
+    /// The most bytes of appends queued for the writer at once.
+    pub max_in_flight: usize,
+}
+
+impl WalConfig {
+    /// Defaults for a log in `dir`: fsync every 100 ms, 64 MiB segments, 2 GiB in all.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            persistence: Persistence::Interval(Duration::from_millis(100)),
+            segment_size: 64 * 1024 * 1024,
+            max_size: 2 * 1024 * 1024 * 1024,
+            max_in_flight: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What went wrong with the log.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum WalError {
+    /// A file operation failed.
+    #[error("{path}: {message}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        message: String,
+        /// Its kind, to tell a full disk from other failures.
+        kind: io::ErrorKind,
+    },
+    /// A file is not what the log wrote.
+    #[error("{path}: corrupt log: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A write or sync failed earlier; the log refuses further appends rather than pretend.
+    #[error("the log stopped accepting writes after an error: {0}")]
+    Poisoned(String),
+    /// The log was shut down.
+    #[error("the log is closed")]
+    Closed,
+    /// The configuration cannot work.
+    #[error("invalid log configuration: {0}")]
+    Config(String),
+    /// The record is larger than a record may be.
+    #[error("record of {0} bytes is over the limit of {max}", max = segment::MAX_RECORD_LEN)]
+    TooLarge(usize),
+}
+
+impl WalError {
+    pub(crate) fn io(path: &Path, error: io::Error) -> Self {
+        WalError::Io {
+            path: path.to_owned(),
+            message: error.to_string(),
+            kind: error.kind(),
+        }
+    }
+}
+
+/// How far the log has been made durable: readers may read every record below `next_seq`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Durable {
+    /// One past the last durable record.
+    next_seq: u64,
+    /// The first sequence number of the segment `next_seq` falls in.
+    segment: u64,
+    /// The byte offset in that segment just past the last durable record.
+    offset: u64,
+}
+
+/// A snapshot of the log's state, for metrics and readiness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WalStats {
+    /// The oldest record still on disk.
+    pub first_seq: u64,
+    /// One past the newest durable record.
+    pub next_seq: u64,
+    /// Bytes on disk.
+    pub size_bytes: u64,
+    /// Segment files on disk.
+    pub segments: usize,
+    /// True while appends wait for space.
+    pub full: bool,
+}
+
+struct Shared {
+    config: WalConfig,
+    /// Segment first sequence number → its size in bytes.
+    segments: Mutex<BTreeMap<u64, u64>>,
+    durable: watch::Sender<Durable>,
+    size_bytes: AtomicU64,
+    full: AtomicBool,
+    /// Set when the log is shutting down, so that a writer waiting for space gives up.
+    closing: AtomicBool,
+    /// Readers' committed cursors; the minimum decides which segments may go.
+    cursors: Mutex<HashMap<String, u64>>,
+    /// Signalled when segments are removed, for a writer waiting for space.
+    space_freed: (Mutex<()>, Condvar),
+    poisoned: Mutex<Option<String>>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("dir", &self.config.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    fn cursor_dir(&self) -> PathBuf {
+        self.config.dir.join("cursors")
+    }
+
+    fn poison(&self, error: &WalError) {
+        let mut poisoned = self.poisoned.lock().expect("poison lock");
+        if poisoned.is_none() {
+            tracing::error!(message = "The log failed to write; refusing further appends.", %error);
+            *poisoned = Some(error.to_string());
+        }
+    }
+
+    fn check_poisoned(&self) -> Result<(), WalError> {
+        match &*self.poisoned.lock().expect("poison lock") {
+            Some(reason) => Err(WalError::Poisoned(reason.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Removes every segment that all readers are past.
+    fn collect_garbage(&self) -> Result<(), WalError> {
+        let min_cursor = {
+            let cursors = self.cursors.lock().expect("cursors lock");
+            match cursors.values().min() {
+                Some(&min) => min,
+                None => return Ok(()),
+            }
+        };
+        let removable: Vec<(u64, u64)> = {
+            let segments = self.segments.lock().expect("segments lock");
+            let firsts: Vec<u64> = segments.keys().copied().collect();
+            // A segment can go when the next one starts at or below the slowest cursor.
+            firsts
+                .windows(2)
+                .take_while(|w| w[1] <= min_cursor)
+                .map(|w| (w[0], segments[&w[0]]))
+                .collect()
+        };
+        if removable.is_empty() {
+            return Ok(());
+        }
+        for &(first, size) in &removable {
+            let path = segment::segment_path(&self.config.dir, first);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(WalError::io(&path, e)),
+            }
+            self.segments.lock().expect("segments lock").remove(&first);
+            self.size_bytes.fetch_sub(size, Ordering::Relaxed);
+        }
+        segment::sync_dir(&self.config.dir)?;
+        tracing::debug!(message = "Removed log segments.", count = removable.len());
+        let (lock, freed) = &self.space_freed;
+        let _guard = lock.lock().expect("space lock");
+        freed.notify_all();
+        Ok(())
+    }
+}
+
+/// A request to the writer thread.
+enum Command {
+    Append {
+        framed: Vec<u8>,
+        done: Option<oneshot::Sender<Result<u64, WalError>>>,
+        _permit: tokio::sync::OwnedSemaphorePermit,
+    },
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// Resolves once an appended record is durable under the log's [`Persistence`] policy.
+#[derive(Debug)]
+pub struct AppendTicket(oneshot::Receiver<Result<u64, WalError>>);
+
+impl AppendTicket {
+    /// Waits until the record is durable; returns its sequence number.
+    pub async fn durable(self) -> Result<u64, WalError> {
+        self.0.await.unwrap_or(Err(WalError::Closed))
+    }
+}
+
+/// The durable log. Cheap to share behind an `Arc`; appends may come from any task.
+#[derive(Debug)]
+pub struct Wal {
+    shared: Arc<Shared>,
+    commands: flume::Sender<Command>,
+    in_flight: Arc<Semaphore>,
+    writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Wal {
+    /// Opens (or creates) the log in `config.dir`, recovering from a crash if needed.
+    pub fn open(config: WalConfig) -> Result<Self, WalError> {
+        if config.segment_size < 1024 || config.max_size < 2 * config.segment_size {
+            return Err(WalError::Config(format!(
+                "max_size ({}) must be at least twice segment_size ({}), and segments at least 1 KiB",
+                config.max_size, config.segment_size
+            )));
+        }
+        fs::create_dir_all(config.dir.join("cursors")).map_err(|e| WalError::io(&config.dir, e))?;
+        let recovered = writer::recover(&config.dir)?;
+        let size_bytes = recovered.segments.values().sum();
+        let durable = Durable {
+            next_seq: recovered.next_seq,
+            segment: recovered.active_first_seq,
+            offset: recovered.active_len,
+        };
+        let shared = Arc::new(Shared {
+            segments: Mutex::new(recovered.segments),
+            durable: watch::Sender::new(durable),
+            size_bytes: AtomicU64::new(size_bytes),
+            full: AtomicBool::new(false),
+            closing: AtomicBool::new(false),
+            cursors: Mutex::new(HashMap::new()),
+            space_freed: (Mutex::new(()), Condvar::new()),
+            poisoned: Mutex::new(None),
+            config,
+        });
+        let (commands, queue) = flume::bounded(4096);
+        let in_flight = Arc::new(Semaphore::new(shared.config.max_in_flight));
+        let writer_shared = shared.clone();
+        let file = recovered.active;
+        let writer = std::thread::Builder::new()
+            .name("flumen-wal-writer".into())
+            .spawn(move || writer::run(writer_shared, file, queue))
+            .map_err(|e| WalError::io(&shared.config.dir, e))?;
+        Ok(Self {
+            shared,
+            commands,
+            in_flight,
+            writer: Mutex::new(Some(writer)),
+        })
+    }
+
+    /// Appends one record. Waits while the queue to the writer is full (backpressure), then
+    /// returns a ticket that resolves when the record is durable. Dropping the ticket does not
+    /// cancel the append.
+    pub async fn append(&self, payload: &[u8]) -> Result<AppendTicket, WalError> {
+        if payload.len() > segment::MAX_RECORD_LEN {
+            return Err(WalError::TooLarge(payload.len()));
+        }
+        self.shared.check_poisoned()?;
+        let mut framed = Vec::with_capacity(segment::RECORD_HEADER_LEN + payload.len());
+        framed.extend_from_slice(&segment::record_header(payload));
+        framed.extend_from_slice(payload);
+        let permits = framed.len().clamp(1, self.shared.config.max_in_flight) as u32;
+        let permit = self
+            .in_flight
+            .clone()
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| WalError::Closed)?;
+        let (done, ticket) = oneshot::channel();
+        self.commands
+            .send_async(Command::Append {
+                framed,
+                done: Some(done),
+                _permit: permit,
+            })
+            .await
+            .map_err(|_| WalError::Closed)?;
+        Ok(AppendTicket(ticket))
+    }
+
+    /// True while the log is at its size cap and appends wait for outputs to catch up.
+    pub fn is_full(&self) -> bool {
+        self.shared.full.load(Ordering::Relaxed)
+    }
+
+    /// The log's error, if a failed write or sync poisoned it.
+    pub fn poisoned(&self) -> Option<String> {
+        self.shared.poisoned.lock().expect("poison lock").clone()
+    }
+
+    /// A snapshot of the log's state.
+    pub fn stats(&self) -> WalStats {
+        let segments = self.shared.segments.lock().expect("segments lock");
+        WalStats {
+            first_seq: segments.keys().next().copied().unwrap_or(0),
+            next_seq: self.shared.durable.borrow().next_seq,
+            size_bytes: self.shared.size_bytes.load(Ordering::Relaxed),
+            segments: segments.len(),
+            full: self.is_full(),
+        }
+    }
+
+    /// Opens the reader called `name`, at its persisted cursor; a reader the log has never
+    /// seen starts at the end. Readers must be opened before appends they should see.
+    pub fn reader(&self, name: &str) -> Result<WalReader, WalError> {
+        WalReader::open(self.shared.clone(), name)
+    }
+
+    /// Deletes the persisted cursors of readers not in `keep` (outputs removed from the
+    /// configuration), so that they no longer hold segments on disk.
+    pub fn retain_readers(&self, keep: &[&str]) -> Result<(), WalError> {
+        cursor::retain(&self.shared.cursor_dir(), keep)
+    }
+
+    /// Waits for every queued append to be written and synced, then stops the writer.
+    /// Appends after this fail with [`WalError::Closed`].
+    pub async fn shutdown(&self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        let (done, stopped) = oneshot::channel();
+        if self
+            .commands
+            .send_async(Command::Shutdown(done))
+            .await
+            .is_ok()
+        {
+            let _ = stopped.await;
+        }
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Wal {
+    fn drop(&mut self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        let (done, _stopped) = oneshot::channel();
+        let _ = self.commands.try_send(Command::Shutdown(done));
+        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn open_segment_for_append(dir: &Path, first_seq: u64) -> Result<File, WalError> {
+    use std::io::Write;
+    let path = segment::segment_path(dir, first_seq);
+    let mut file = fs::OpenOptions::new()
+        .create_new(true)
+        .append(true)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, e))?;
+    file.write_all(&segment::encode_header(first_seq))
+        .and_then(|()| file.sync_data())
+        .map_err(|e| WalError::io(&path, e))?;
+    segment::sync_dir(dir)?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests;

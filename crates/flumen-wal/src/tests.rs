@@ -1,0 +1,231 @@
+use std::io::Write;
+use std::time::Duration;
+
+use super::*;
+
+fn config(dir: &Path) -> WalConfig {
+    WalConfig {
+        persistence: Persistence::Always,
+        segment_size: 4096,
+        max_size: 64 * 1024,
+        ..WalConfig::new(dir)
+    }
+}
+
+async fn append_all(wal: &Wal, payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<u64> {
+    let mut tickets = Vec::new();
+    for p in payloads {
+        tickets.push(wal.append(&p).await.unwrap());
+    }
+    let mut seqs = Vec::new();
+    for t in tickets {
+        seqs.push(t.durable().await.unwrap());
+    }
+    seqs
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("record-{i:05}-")
+        .repeat(1 + (i as usize % 7))
+        .into_bytes()
+}
+
+fn read_all(reader: &mut WalReader) -> Vec<WalRecord> {
+    let mut out = Vec::new();
+    loop {
+        let batch = reader.read(17, 1 << 20).unwrap();
+        if batch.is_empty() {
+            return out;
+        }
+        out.extend(batch);
+    }
+}
+
+#[tokio::test]
+async fn appends_are_read_back_in_order_across_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    let mut reader = wal.reader("out").unwrap();
+    let seqs = append_all(&wal, (0..200).map(payload)).await;
+    assert_eq!(seqs, (0..200).collect::<Vec<_>>());
+    assert!(wal.stats().segments >= 3, "{:?}", wal.stats());
+    let records = read_all(&mut reader);
+    assert_eq!(records.len(), 200);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as u64);
+        assert_eq!(r.payload, payload(i as u64));
+    }
+}
+
+#[tokio::test]
+async fn reopen_resumes_each_reader_at_its_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(config(dir.path())).unwrap();
+        let mut fast = wal.reader("fast").unwrap();
+        let _slow = wal.reader("slow").unwrap();
+        append_all(&wal, (0..50).map(payload)).await;
+        let read = fast.read(30, usize::MAX).unwrap();
+        fast.commit(read.last().unwrap().seq + 1).unwrap();
+        wal.shutdown().await;
+    }
+    let wal = Wal::open(config(dir.path())).unwrap();
+    assert_eq!(wal.stats().next_seq, 50);
+    let mut fast = wal.reader("fast").unwrap();
+    let mut slow = wal.reader("slow").unwrap();
+    assert_eq!(read_all(&mut fast).first().unwrap().seq, 30);
+    assert_eq!(read_all(&mut slow).first().unwrap().seq, 0);
+    append_all(&wal, [b"after".to_vec()]).await;
+    assert_eq!(read_all(&mut fast).last().unwrap().payload, &b"after"[..]);
+}
+
+#[tokio::test]
+async fn segments_go_once_every_reader_is_past_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    let mut a = wal.reader("a").unwrap();
+    let mut b = wal.reader("b").unwrap();
+    append_all(&wal, (0..200).map(payload)).await;
+    let before = wal.stats();
+    let end = read_all(&mut a).last().unwrap().seq + 1;
+    a.commit(end).unwrap();
+    assert_eq!(wal.stats().segments, before.segments, "b still needs them");
+    read_all(&mut b);
+    b.commit(end).unwrap();
+    let after = wal.stats();
+    assert_eq!(after.segments, 1, "{after:?}");
+    assert!(after.size_bytes < before.size_bytes);
+    let on_disk = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("wal".as_ref()))
+        .count();
+    assert_eq!(on_disk, 1);
+}
+
+#[tokio::test]
+async fn a_torn_tail_is_cut_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(WalConfig {
+            segment_size: 1 << 20,
+            max_size: 4 << 20,
+            ..config(dir.path())
+        })
+        .unwrap();
+        let _r = wal.reader("out").unwrap();
+        append_all(&wal, (0..10).map(payload)).await;
+        wal.shutdown().await;
+    }
+    let seg = segment::segment_path(dir.path(), 0);
+    // A crash in the middle of a write: half a record, then a record with a bad checksum.
+    let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, b'x']).unwrap();
+    drop(f);
+    let len_with_garbage = fs::metadata(&seg).unwrap().len();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    assert_eq!(wal.stats().next_seq, 10);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), len_with_garbage - 9);
+    let mut r = wal.reader("out").unwrap();
+    append_all(&wal, [b"new".to_vec()]).await;
+    let all = read_all(&mut r);
+    assert_eq!(all.len(), 11);
+    assert_eq!(all[10].payload, &b"new"[..]);
+}
+
+#[tokio::test]
+async fn a_flipped_bit_in_a_sealed_record_is_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let wal = Wal::open(config(dir.path())).unwrap();
+        let _r = wal.reader("out").unwrap();
+        append_all(&wal, (0..100).map(payload)).await;
+        wal.shutdown().await;
+    }
+    let seg = segment::segment_path(dir.path(), 0);
+    let mut bytes = fs::read(&seg).unwrap();
+    bytes[HEADER_OFFSET_OF_FIRST_PAYLOAD] ^= 0x40;
+    fs::write(&seg, bytes).unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    let mut r = wal.reader("out").unwrap();
+    let err = r.read(10, usize::MAX).unwrap_err();
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+}
+
+const HEADER_OFFSET_OF_FIRST_PAYLOAD: usize =
+    segment::HEADER_LEN as usize + segment::RECORD_HEADER_LEN + 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_holds_appends_until_readers_move_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(
+        Wal::open(WalConfig {
+            segment_size: 2048,
+            max_size: 8192,
+            ..config(dir.path())
+        })
+        .unwrap(),
+    );
+    let mut reader = wal.reader("out").unwrap();
+    let record = vec![7u8; 500];
+    let writer = {
+        let wal = wal.clone();
+        let record = record.clone();
+        tokio::spawn(async move { append_all(&wal, std::iter::repeat_n(record, 100)).await })
+    };
+    // The writer must stop at the cap...
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !wal.is_full() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .expect("the log reports full");
+    assert!(wal.stats().size_bytes <= 8192);
+    assert!(!writer.is_finished());
+    // ...and finish once the reader drains it.
+    let mut seen = 0;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while seen < 100 {
+            let batch = reader.read(100, usize::MAX).unwrap();
+            if let Some(last) = batch.last() {
+                seen += batch.len();
+                reader.commit(last.seq + 1).unwrap();
+            } else {
+                reader.wait().await.unwrap();
+            }
+        }
+    })
+    .await
+    .expect("the reader drains every record");
+    assert_eq!(writer.await.unwrap().len(), 100);
+    assert!(!wal.is_full());
+}
+
+#[tokio::test]
+async fn interval_persistence_acknowledges_after_the_next_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig {
+        persistence: Persistence::Interval(Duration::from_millis(50)),
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut reader = wal.reader("out").unwrap();
+    let seqs = append_all(&wal, (0..5).map(payload)).await;
+    assert_eq!(seqs, vec![0, 1, 2, 3, 4]);
+    assert_eq!(read_all(&mut reader).len(), 5);
+}
+
+#[test]
+fn bad_reader_names_and_sizes_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        Wal::open(WalConfig {
+            max_size: 4096,
+            ..config(dir.path())
+        })
+        .is_err()
+    );
+    let wal = Wal::open(config(dir.path())).unwrap();
+    assert!(wal.reader("../etc").is_err());
+    assert!(wal.reader("ok_name-1.x").is_ok());
+}

@@ -1,0 +1,341 @@
+//! The writer thread: recovery on open, appends, group commit, segment rolling, the size cap.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::segment::{self, HEADER_LEN};
+use crate::{Command, Durable, Persistence, Shared, WalError, open_segment_for_append};
+
+/// What recovery found on disk.
+pub(crate) struct Recovered {
+    pub segments: BTreeMap<u64, u64>,
+    pub active: File,
+    pub active_first_seq: u64,
+    pub active_len: u64,
+    pub next_seq: u64,
+}
+
+/// Lists the segments, cuts a torn tail off the newest, and opens it for appending.
+pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
+    let mut firsts = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| WalError::io(dir, e))? {
+        let entry = entry.map_err(|e| WalError::io(dir, e))?;
+        if let Some(first) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_name)
+        {
+            firsts.push(first);
+        }
+    }
+    firsts.sort_unstable();
+    let mut segments = BTreeMap::new();
+    for &first in &firsts {
+        let path = segment::segment_path(dir, first);
+        let len = fs::metadata(&path)
+            .map_err(|e| WalError::io(&path, e))?
+            .len();
+        segments.insert(first, len);
+    }
+    // The newest segment may have been torn by a crash while it was being created: one whose
+    // header never fully reached the disk holds no record and is removed.
+    while let Some((&first, &len)) = segments.last_key_value() {
+        let path = segment::segment_path(dir, first);
+        if len >= HEADER_LEN {
+            let mut file = File::open(&path).map_err(|e| WalError::io(&path, e))?;
+            if segment::read_header(&mut file, &path)? != first {
+                return Err(WalError::Corrupt {
+                    path,
+                    reason: "segment header does not match its name",
+                });
+            }
+            break;
+        }
+        tracing::warn!(message = "Removing a log segment whose header was torn by a crash.", path = %path.display());
+        fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+        segment::sync_dir(dir)?;
+        segments.remove(&first);
+    }
+    let Some((&active_first, _)) = segments.last_key_value() else {
+        let active = open_segment_for_append(dir, 0)?;
+        segments.insert(0, HEADER_LEN);
+        return Ok(Recovered {
+            segments,
+            active,
+            active_first_seq: 0,
+            active_len: HEADER_LEN,
+            next_seq: 0,
+        });
+    };
+    let path = segment::segment_path(dir, active_first);
+    let scan = segment::scan(&path)?;
+    let active = fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .map_err(|e| WalError::io(&path, e))?;
+    if scan.trailing > 0 {
+        tracing::warn!(
+            message = "Cut a torn or corrupt tail off the log.",
+            path = %path.display(),
+            bytes = scan.trailing,
+            records_kept = scan.records,
+        );
+        active
+            .set_len(scan.valid_end)
+            .and_then(|()| active.sync_all())
+            .map_err(|e| WalError::io(&path, e))?;
+    }
+    segments.insert(active_first, scan.valid_end);
+    Ok(Recovered {
+        segments,
+        active,
+        active_first_seq: active_first,
+        active_len: scan.valid_end,
+        next_seq: active_first + scan.records,
+    })
+}
+
+/// How much the writer takes from its queue before writing.
+const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
+
+struct Writer {
+    shared: Arc<Shared>,
+    active: File,
+    active_first: u64,
+    active_len: u64,
+    next_seq: u64,
+    buf: Vec<u8>,
+    /// Acknowledgements waiting for the next sync.
+    waiting: Vec<(oneshot::Sender<Result<u64, WalError>>, u64)>,
+    /// Records written since the last sync.
+    unsynced: bool,
+    last_sync: Instant,
+}
+
+pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Command>) {
+    let durable = *shared.durable.borrow();
+    let mut w = Writer {
+        shared,
+        active,
+        active_first: durable.segment,
+        active_len: durable.offset,
+        next_seq: durable.next_seq,
+        buf: Vec::with_capacity(MAX_GROUP_BYTES),
+        waiting: Vec::new(),
+        unsynced: false,
+        last_sync: Instant::now(),
+    };
+    loop {
+        let first = match w.sync_deadline() {
+            None => queue.recv().ok(),
+            Some(deadline) => match queue.recv_deadline(deadline) {
+                Ok(cmd) => Some(cmd),
+                Err(flume::RecvTimeoutError::Timeout) => {
+                    w.sync();
+                    continue;
+                }
+                Err(flume::RecvTimeoutError::Disconnected) => None,
+            },
+        };
+        let Some(first) = first else {
+            w.sync();
+            return;
+        };
+        let mut group = vec![first];
+        let mut bytes = 0;
+        while bytes < MAX_GROUP_BYTES {
+            match queue.try_recv() {
+                Ok(cmd) => {
+                    if let Command::Append { framed, .. } = &cmd {
+                        bytes += framed.len();
+                    }
+                    group.push(cmd);
+                }
+                Err(_) => break,
+            }
+        }
+        let mut shutdown = None;
+        for cmd in group {
+            match cmd {
+                Command::Append { framed, done, .. } => w.append(framed, done),
+                Command::Shutdown(done) => {
+                    shutdown = Some(done);
+                    break;
+                }
+            }
+        }
+        w.flush_buf();
+        match (shutdown, w.shared.config.persistence) {
+            (Some(done), _) => {
+                w.sync();
+                let _ = done.send(());
+                return;
+            }
+            (None, Persistence::Always) => w.sync(),
+            (None, Persistence::Interval(every)) if w.last_sync.elapsed() >= every => w.sync(),
+            (None, Persistence::Os) => w.publish(),
+            (None, Persistence::Interval(_)) => {}
+        }
+    }
+}
+
+impl Writer {
+    /// When the writer must wake up to sync, if anything is waiting for it.
+    fn sync_deadline(&self) -> Option<Instant> {
+        match self.shared.config.persistence {
+            Persistence::Interval(every) if self.unsynced => Some(self.last_sync + every),
+            _ => None,
+        }
+    }
+
+    fn append(&mut self, framed: Vec<u8>, done: Option<oneshot::Sender<Result<u64, WalError>>>) {
+        if let Err(error) = self.shared.check_poisoned() {
+            if let Some(done) = done {
+                let _ = done.send(Err(error));
+            }
+            return;
+        }
+        let len = framed.len() as u64;
+        let filled = self.active_len + self.buf.len() as u64;
+        let roll = filled + len > self.shared.config.segment_size && filled > HEADER_LEN;
+        let needed = len + if roll { HEADER_LEN } else { 0 };
+        if !self.wait_for_space(needed) {
+            if let Some(done) = done {
+                let _ = done.send(Err(WalError::Closed));
+            }
+            return;
+        }
+        if roll {
+            self.flush_buf();
+            self.roll();
+        }
+        self.buf.extend_from_slice(&framed);
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if let Some(done) = done {
+            self.waiting.push((done, seq));
+        }
+    }
+
+    /// Blocks while the log is at its cap, after making everything written so far readable so
+    /// that outputs can move on and free segments. False if the log shut down meanwhile.
+    fn wait_for_space(&mut self, len: u64) -> bool {
+        let cap = self.shared.config.max_size;
+        if self.shared.size_bytes.load(Ordering::Relaxed) + self.buf.len() as u64 + len <= cap {
+            return true;
+        }
+        self.flush_buf();
+        self.sync();
+        self.shared.full.store(true, Ordering::Relaxed);
+        tracing::warn!(
+            message = "The log is full; holding back inputs until outputs catch up.",
+            max_size = cap
+        );
+        let (lock, freed) = &self.shared.space_freed;
+        let mut guard = lock.lock().expect("space lock");
+        while self.shared.size_bytes.load(Ordering::Relaxed) + len > cap {
+            if self.shared.closing.load(Ordering::Relaxed) {
+                return false;
+            }
+            guard = freed
+                .wait_timeout(guard, Duration::from_millis(100))
+                .expect("space lock")
+                .0;
+        }
+        drop(guard);
+        self.shared.full.store(false, Ordering::Relaxed);
+        tracing::info!(message = "The log has room again; inputs resume.");
+        true
+    }
+
+    fn flush_buf(&mut self) {
+        if self.buf.is_empty() {
+            return;
+        }
+        let result = self.active.write_all(&self.buf);
+        let written = self.buf.len() as u64;
+        self.buf.clear();
+        match result {
+            Ok(()) => {
+                self.active_len += written;
+                self.shared.size_bytes.fetch_add(written, Ordering::Relaxed);
+                self.shared
+                    .segments
+                    .lock()
+                    .expect("segments lock")
+                    .insert(self.active_first, self.active_len);
+                self.unsynced = true;
+            }
+            Err(e) => self.fail(WalError::io(&self.active_path(), e)),
+        }
+    }
+
+    fn active_path(&self) -> std::path::PathBuf {
+        segment::segment_path(&self.shared.config.dir, self.active_first)
+    }
+
+    /// Makes everything written durable (per the policy), then readable and acknowledged.
+    fn sync(&mut self) {
+        if self.unsynced && self.shared.config.persistence != Persistence::Os {
+            if let Err(e) = self.active.sync_data() {
+                self.fail(WalError::io(&self.active_path(), e));
+                return;
+            }
+        }
+        self.last_sync = Instant::now();
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        if self.shared.check_poisoned().is_err() {
+            return;
+        }
+        self.unsynced = false;
+        self.shared.durable.send_replace(Durable {
+            next_seq: self.next_seq,
+            segment: self.active_first,
+            offset: self.active_len,
+        });
+        for (done, seq) in self.waiting.drain(..) {
+            let _ = done.send(Ok(seq));
+        }
+    }
+
+    /// Seals the active segment and starts a new one at the next sequence number.
+    fn roll(&mut self) {
+        self.sync();
+        match open_segment_for_append(&self.shared.config.dir, self.next_seq) {
+            Ok(file) => {
+                self.active = file;
+                self.active_first = self.next_seq;
+                self.active_len = HEADER_LEN;
+                self.shared
+                    .size_bytes
+                    .fetch_add(HEADER_LEN, Ordering::Relaxed);
+                self.shared
+                    .segments
+                    .lock()
+                    .expect("segments lock")
+                    .insert(self.active_first, HEADER_LEN);
+                self.publish();
+            }
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Poisons the log: nothing written since the last sync is acknowledged.
+    fn fail(&mut self, error: WalError) {
+        self.shared.poison(&error);
+        let reason = WalError::Poisoned(error.to_string());
+        for (done, _) in self.waiting.drain(..) {
+            let _ = done.send(Err(reason.clone()));
+        }
+    }
+}
