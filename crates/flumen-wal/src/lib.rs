@@ -251,7 +251,8 @@ impl Shared {
 /// A request to the writer thread.
 enum Command {
     Append {
-        framed: Vec<u8>,
+        header: [u8; segment::RECORD_HEADER_LEN],
+        payload: Vec<u8>,
         done: Option<oneshot::Sender<Result<u64, WalError>>>,
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
@@ -263,9 +264,32 @@ enum Command {
 pub struct AppendTicket(oneshot::Receiver<Result<u64, WalError>>);
 
 impl AppendTicket {
+    /// A ticket that is already resolved: for callers that acknowledge something the log was
+    /// never asked to keep.
+    pub fn ready() -> Self {
+        let (done, ticket) = oneshot::channel();
+        let _ = done.send(Ok(u64::MAX));
+        Self(ticket)
+    }
+
     /// Waits until the record is durable; returns its sequence number.
     pub async fn durable(self) -> Result<u64, WalError> {
-        self.0.await.unwrap_or(Err(WalError::Closed))
+        self.await
+    }
+}
+
+/// Polling the ticket is waiting for durability, so that a connection can wait for its oldest
+/// acknowledgement and for its socket at once.
+impl std::future::Future for AppendTicket {
+    type Output = Result<u64, WalError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(WalError::Closed)))
     }
 }
 
@@ -325,25 +349,25 @@ impl Wal {
     /// Appends one record. Waits while the queue to the writer is full (backpressure), then
     /// returns a ticket that resolves when the record is durable. Dropping the ticket does not
     /// cancel the append.
-    pub async fn append(&self, payload: &[u8]) -> Result<AppendTicket, WalError> {
+    pub async fn append(&self, payload: Vec<u8>) -> Result<AppendTicket, WalError> {
         if payload.len() > segment::MAX_RECORD_LEN {
             return Err(WalError::TooLarge(payload.len()));
         }
         self.shared.check_poisoned()?;
-        let mut framed = Vec::with_capacity(segment::RECORD_HEADER_LEN + payload.len());
-        framed.extend_from_slice(&segment::record_header(payload));
-        framed.extend_from_slice(payload);
-        let permits = framed.len().clamp(1, self.shared.config.max_in_flight) as u32;
+        // The checksum is computed here, on the caller's core, not on the writer thread.
+        let header = segment::record_header(&payload);
+        let permits = (header.len() + payload.len()).clamp(1, self.shared.config.max_in_flight);
         let permit = self
             .in_flight
             .clone()
-            .acquire_many_owned(permits)
+            .acquire_many_owned(permits as u32)
             .await
             .map_err(|_| WalError::Closed)?;
         let (done, ticket) = oneshot::channel();
         self.commands
             .send_async(Command::Append {
-                framed,
+                header,
+                payload,
                 done: Some(done),
                 _permit: permit,
             })

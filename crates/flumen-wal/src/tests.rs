@@ -15,7 +15,7 @@ fn config(dir: &Path) -> WalConfig {
 async fn append_all(wal: &Wal, payloads: impl IntoIterator<Item = Vec<u8>>) -> Vec<u64> {
     let mut tickets = Vec::new();
     for p in payloads {
-        tickets.push(wal.append(&p).await.unwrap());
+        tickets.push(wal.append(p).await.unwrap());
     }
     let mut seqs = Vec::new();
     for t in tickets {

@@ -153,8 +153,8 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
         while bytes < MAX_GROUP_BYTES {
             match queue.try_recv() {
                 Ok(cmd) => {
-                    if let Command::Append { framed, .. } = &cmd {
-                        bytes += framed.len();
+                    if let Command::Append { payload, .. } = &cmd {
+                        bytes += payload.len();
                     }
                     group.push(cmd);
                 }
@@ -164,7 +164,12 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
         let mut shutdown = None;
         for cmd in group {
             match cmd {
-                Command::Append { framed, done, .. } => w.append(framed, done),
+                Command::Append {
+                    header,
+                    payload,
+                    done,
+                    ..
+                } => w.append(&header, &payload, done),
                 Command::Shutdown(done) => {
                     shutdown = Some(done);
                     break;
@@ -195,14 +200,19 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, framed: Vec<u8>, done: Option<oneshot::Sender<Result<u64, WalError>>>) {
+    fn append(
+        &mut self,
+        header: &[u8],
+        payload: &[u8],
+        done: Option<oneshot::Sender<Result<u64, WalError>>>,
+    ) {
         if let Err(error) = self.shared.check_poisoned() {
             if let Some(done) = done {
                 let _ = done.send(Err(error));
             }
             return;
         }
-        let len = framed.len() as u64;
+        let len = (header.len() + payload.len()) as u64;
         let filled = self.active_len + self.buf.len() as u64;
         let roll = filled + len > self.shared.config.segment_size && filled > HEADER_LEN;
         let needed = len + if roll { HEADER_LEN } else { 0 };
@@ -216,7 +226,8 @@ impl Writer {
             self.flush_buf();
             self.roll();
         }
-        self.buf.extend_from_slice(&framed);
+        self.buf.extend_from_slice(header);
+        self.buf.extend_from_slice(payload);
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(done) = done {
@@ -283,11 +294,12 @@ impl Writer {
 
     /// Makes everything written durable (per the policy), then readable and acknowledged.
     fn sync(&mut self) {
-        if self.unsynced && self.shared.config.persistence != Persistence::Os {
-            if let Err(e) = self.active.sync_data() {
-                self.fail(WalError::io(&self.active_path(), e));
-                return;
-            }
+        if self.unsynced
+            && self.shared.config.persistence != Persistence::Os
+            && let Err(e) = self.active.sync_data()
+        {
+            self.fail(WalError::io(&self.active_path(), e));
+            return;
         }
         self.last_sync = Instant::now();
         self.publish();

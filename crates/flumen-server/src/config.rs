@@ -1,0 +1,622 @@
+//! Configuration: one TOML file, read in two stages.
+//!
+//! [`Config::parse`] deserializes the raw file (serde rejects unknown keys and wrong types with
+//! the line and the key), then [`Config::validate`] checks what types cannot: that routes name
+//! outputs that exist, that patterns compile, that sizes fit together. Every error names the
+//! file and the line. The reference documentation is `docs/configuration.md`; the doc comments
+//! here say the same.
+//!
+//! With no file at all, flumen runs [`DEFAULT_CONFIG`].
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The configuration `flumen serve` runs when given no file.
+pub const DEFAULT_CONFIG: &str = r#"# flumen's embedded default: Forward on 24224, Fluentd-style HTTP on 9880, the API on
+# 8080, data in ./flumen-data, everything to stdout.
+data_dir = "./flumen-data"
+
+[api]
+address = "0.0.0.0:8080"
+
+[sources.forward]
+type = "forward"
+address = "0.0.0.0:24224"
+
+[sources.http]
+type = "http"
+address = "0.0.0.0:9880"
+
+[outputs.stdout]
+type = "stdout"
+
+[[routes]]
+match = ["**"]
+outputs = ["stdout"]
+"#;
+
+/// A configuration error, naming where in which file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}{}: {message}", line.map(|l| format!(":{l}")).unwrap_or_default())]
+pub struct ConfigError {
+    /// The file ("<default>" for the embedded one).
+    pub file: String,
+    /// The 1-based line, when known.
+    pub line: Option<usize>,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where flumen keeps its durable log, cursors, dead letters and identity.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The durable log between inputs and outputs.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The operations API: health, readiness, metrics.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Inputs, by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, Spanned<SourceConfig>>,
+    /// Outputs, by name.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, Spanned<OutputConfig>>,
+    /// Routes, tried in order: an event goes to the outputs of the first route that matches.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// How long a graceful shutdown may take to drain outputs.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./flumen-data")
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// When appends to the log are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PersistenceMode {
+    /// fsync before every acknowledgement (appends waiting together share one fsync).
+    Always,
+    /// fsync every `fsync_interval`; acknowledgements wait for it.
+    #[default]
+    Interval,
+    /// Leave it to the operating system: survives a crash of flumen, not of the machine.
+    Os,
+}
+
+/// What inputs do when the log is at `max_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop reading sockets and answer HTTP 503 until outputs catch up. Nothing is dropped.
+    #[default]
+    Block,
+}
+
+/// `[log]`: the durable log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `always`, `interval` or `os`.
+    pub persistence: PersistenceMode,
+    /// With `persistence = "interval"`: how often to fsync.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// The most disk the log may use.
+    pub max_size: ByteSize,
+    /// The size at which a segment file is closed and a new one started.
+    pub segment_size: ByteSize,
+    /// What happens when the log is full.
+    pub when_full: WhenFull,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            persistence: PersistenceMode::Interval,
+            fsync_interval: Duration::from_millis(100),
+            max_size: ByteSize::gib(2),
+            segment_size: ByteSize::mib(64),
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// `[api]`: the operations endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address for `/healthz`, `/readyz` and `/metrics`.
+    pub address: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            address: "0.0.0.0:8080".parse().expect("valid address"),
+        }
+    }
+}
+
+/// `[sources.NAME]`: an input.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SourceConfig {
+    /// The Fluentd Forward protocol, TCP (and the UDP heartbeat on the same port).
+    Forward(ForwardSourceConfig),
+    /// Fluentd's `in_http`.
+    Http(HttpSourceConfig),
+}
+
+impl SourceConfig {
+    /// The route label the source's events carry ("" for the default routes).
+    pub fn label(&self) -> &str {
+        match self {
+            SourceConfig::Forward(c) => &c.label,
+            SourceConfig::Http(c) => &c.label,
+        }
+    }
+}
+
+/// `type = "forward"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardSourceConfig {
+    /// Listen address (TCP and UDP).
+    #[serde(default = "default_forward_address")]
+    pub address: SocketAddr,
+    /// Route label: only routes with this label apply (Fluentd's `@label`).
+    #[serde(default)]
+    pub label: String,
+    /// The largest frame accepted; a larger one closes the connection. Also the most a
+    /// compressed chunk may inflate to.
+    #[serde(default = "default_max_frame_size")]
+    pub max_frame_size: ByteSize,
+}
+
+fn default_forward_address() -> SocketAddr {
+    "0.0.0.0:24224".parse().expect("valid address")
+}
+
+fn default_max_frame_size() -> ByteSize {
+    ByteSize::mib(16)
+}
+
+/// `type = "http"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSourceConfig {
+    /// Listen address.
+    #[serde(default = "default_http_address")]
+    pub address: SocketAddr,
+    /// Route label: only routes with this label apply.
+    #[serde(default)]
+    pub label: String,
+    /// The largest request body accepted (HTTP 413 past it).
+    #[serde(default = "default_max_body_size")]
+    pub max_body_size: ByteSize,
+}
+
+fn default_http_address() -> SocketAddr {
+    "0.0.0.0:9880".parse().expect("valid address")
+}
+
+fn default_max_body_size() -> ByteSize {
+    ByteSize::mib(32)
+}
+
+/// `[outputs.NAME]`: a destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputConfig {
+    /// JSON lines on standard output.
+    Stdout(StdoutOutputConfig),
+    /// JSON lines in files.
+    File(FileOutputConfig),
+    /// The Forward protocol, to Fluentd, Fluent Bit or another flumen.
+    Forward(ForwardOutputConfig),
+    /// Discards events (Fluentd's `null`).
+    Null(NullOutputConfig),
+}
+
+impl OutputConfig {
+    /// The batching and retry settings every output has.
+    pub fn delivery(&self) -> (&BatchConfig, &RetryConfig) {
+        match self {
+            OutputConfig::Stdout(c) => (&c.batch, &c.retry),
+            OutputConfig::File(c) => (&c.batch, &c.retry),
+            OutputConfig::Forward(c) => (&c.batch, &c.retry),
+            OutputConfig::Null(c) => (&c.batch, &c.retry),
+        }
+    }
+}
+
+/// How an output groups events into one delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Deliver once this many events are gathered.
+    pub max_events: usize,
+    /// Deliver once this many bytes (msgpack) are gathered.
+    pub max_bytes: ByteSize,
+    /// When the output has caught up, wait this long for more events before delivering.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 10_000,
+            max_bytes: ByteSize::mib(4),
+            timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How an output retries a failed delivery before giving up on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// The first wait after a failure.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How long to keep retrying one batch; then it is written to the dead-letter file.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `type = "stdout"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StdoutOutputConfig {
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// `type = "null"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NullOutputConfig {
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// File compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FileCompression {
+    /// Plain text.
+    #[default]
+    None,
+    /// gzip: each delivery is appended as one gzip member, so the file is readable (`zcat`) at
+    /// any time.
+    Gzip,
+}
+
+/// `type = "file"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileOutputConfig {
+    /// Path template: `{{tag}}` is the event's tag, `{{tag[N]}}` its N-th dot-separated part,
+    /// and strftime specifiers (`%Y`, `%m`, `%d`, `%H`...) the event's time in UTC.
+    pub path: String,
+    /// `none` or `gzip` (which adds `.gz` to the path unless it ends with it).
+    #[serde(default)]
+    pub compression: FileCompression,
+    /// Rotate a file once it reaches this size.
+    #[serde(default)]
+    pub rotate_size: Option<ByteSize>,
+    /// Rotate a file once it has been open this long.
+    #[serde(default, with = "humantime_serde")]
+    pub rotate_interval: Option<Duration>,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// One destination server of a forward output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardServerConfig {
+    /// `host:port`.
+    pub address: String,
+    /// Share of the traffic relative to the other servers.
+    #[serde(default = "default_weight")]
+    pub weight: u32,
+    /// Only used when no other server is available.
+    #[serde(default)]
+    pub standby: bool,
+}
+
+fn default_weight() -> u32 {
+    60
+}
+
+/// `type = "forward"`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ForwardOutputConfig {
+    /// Destinations, load-balanced by weight, with failover.
+    pub servers: Vec<ForwardServerConfig>,
+    /// Ask for an acknowledgement of every chunk and resend on timeout (at-least-once).
+    #[serde(default)]
+    pub require_ack: bool,
+    /// How long to wait for an acknowledgement.
+    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
+    pub ack_timeout: Duration,
+    /// How long to wait for a connection.
+    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
+    pub connect_timeout: Duration,
+    /// How long a failed server is left alone before it is tried again.
+    #[serde(default = "default_recover_wait", with = "humantime_serde")]
+    pub recover_wait: Duration,
+    /// `none`, or `gzip` (CompressedPackedForward).
+    #[serde(default)]
+    pub compression: FileCompression,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_ack_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_recover_wait() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// `[[routes]]`: where events go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Applies only to sources with this label (none: sources without a label).
+    #[serde(default)]
+    pub label: Option<Spanned<String>>,
+    /// Fluentd tag patterns: `*` one tag part, `**` zero or more parts, `{a,b}` either.
+    #[serde(rename = "match")]
+    pub patterns: Vec<Spanned<String>>,
+    /// Every output here gets a copy.
+    pub outputs: Vec<Spanned<String>>,
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: file.clone(),
+            line: None,
+            message: e.to_string(),
+        })?;
+        Self::parse(&text, &file)
+    }
+
+    /// The embedded default configuration.
+    pub fn embedded_default() -> Self {
+        Self::parse(DEFAULT_CONFIG, "<default>").expect("the embedded default is valid")
+    }
+
+    /// Parses and validates configuration text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Self, ConfigError> {
+        let error_at = |span: Option<std::ops::Range<usize>>, message: String| ConfigError {
+            file: file.to_owned(),
+            line: span.map(|s| line_of(text, s.start)),
+            message,
+        };
+        let config: Config =
+            toml::from_str(text).map_err(|e| error_at(e.span(), e.message().to_owned()))?;
+        config
+            .validate()
+            .map_err(|(span, message)| error_at(span, message))?;
+        Ok(config)
+    }
+
+    /// Checks what the types alone cannot.
+    fn validate(&self) -> Result<(), (Option<std::ops::Range<usize>>, String)> {
+        let span_of = |s: &Spanned<String>| Some(s.span());
+        for (name, source) in &self.sources {
+            check_name("source", name).map_err(|m| (Some(source.span()), m))?;
+        }
+        for (name, output) in &self.outputs {
+            check_name("output", name).map_err(|m| (Some(output.span()), m))?;
+            match output.get_ref() {
+                OutputConfig::File(file) => {
+                    crate::outputs::file::PathTemplate::parse(&file.path)
+                        .map_err(|m| (Some(output.span()), format!("outputs.{name}.path: {m}")))?;
+                }
+                OutputConfig::Forward(fwd) => {
+                    if fwd.servers.is_empty() {
+                        return Err((
+                            Some(output.span()),
+                            format!("outputs.{name}.servers: at least one server is needed"),
+                        ));
+                    }
+                    if fwd.servers.iter().all(|s| s.weight == 0) {
+                        return Err((
+                            Some(output.span()),
+                            format!("outputs.{name}.servers: every weight is 0"),
+                        ));
+                    }
+                }
+                _ => {}
+            }
+            let (batch, _) = output.get_ref().delivery();
+            if batch.max_events == 0 {
+                return Err((
+                    Some(output.span()),
+                    format!("outputs.{name}.batch.max_events must be at least 1"),
+                ));
+            }
+        }
+        let labels: Vec<&str> = self.sources.values().map(|s| s.get_ref().label()).collect();
+        for (i, route) in self.routes.iter().enumerate() {
+            for output in &route.outputs {
+                if !self.outputs.contains_key(output.get_ref()) {
+                    return Err((
+                        span_of(output),
+                        format!(
+                            "routes[{i}].outputs: no output is named {:?}",
+                            output.get_ref()
+                        ),
+                    ));
+                }
+            }
+            for pattern in &route.patterns {
+                crate::routing::TagPattern::parse(pattern.get_ref())
+                    .map_err(|e| (span_of(pattern), format!("routes[{i}].match: {e}")))?;
+            }
+            if route.patterns.is_empty() {
+                return Err((
+                    None,
+                    format!("routes[{i}].match: at least one pattern is needed"),
+                ));
+            }
+            if let Some(label) = &route.label
+                && !labels.contains(&label.get_ref().as_str())
+            {
+                return Err((
+                    span_of(label),
+                    format!(
+                        "routes[{i}].label: no source has the label {:?}",
+                        label.get_ref()
+                    ),
+                ));
+            }
+        }
+        let (max, segment) = (self.log.max_size.as_u64(), self.log.segment_size.as_u64());
+        if segment < 1024 || max < 2 * segment {
+            return Err((
+                None,
+                format!(
+                    "log.max_size ({max} bytes) must be at least twice log.segment_size ({segment} bytes), and segments at least 1 KiB"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The log's settings in the form the log takes.
+    pub fn wal_config(&self) -> flumen_wal::WalConfig {
+        let persistence = match self.log.persistence {
+            PersistenceMode::Always => flumen_wal::Persistence::Always,
+            PersistenceMode::Interval => flumen_wal::Persistence::Interval(self.log.fsync_interval),
+            PersistenceMode::Os => flumen_wal::Persistence::Os,
+        };
+        flumen_wal::WalConfig {
+            persistence,
+            segment_size: self.log.segment_size.as_u64(),
+            max_size: self.log.max_size.as_u64(),
+            ..flumen_wal::WalConfig::new(self.data_dir.join("wal"))
+        }
+    }
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name {name:?} must be letters, digits, '_', '-' or '.'"
+        ))
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())]
+        .bytes()
+        .filter(|&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_embedded_default_is_valid() {
+        let config = Config::embedded_default();
+        assert_eq!(config.sources.len(), 2);
+        assert_eq!(config.api.address.port(), 8080);
+    }
+
+    #[test]
+    fn errors_name_the_line_and_the_key() {
+        let text = "data_dir = \"/tmp/x\"\n[outputs.a]\ntype = \"stdout\"\nbogus = 1\n";
+        let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+        // Inside a `type`-tagged table the error points at the table's header.
+        assert!(err.starts_with("f.toml:2: "), "{err}");
+        assert!(err.contains("unknown field `bogus`"), "{err}");
+
+        let text = "[outputs.a]\ntype = \"stdout\"\n\n[[routes]]\nmatch = [\"**\"]\noutputs = [\"a\", \"b\"]\n";
+        let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+        assert!(err.starts_with("f.toml:6: "), "{err}");
+        assert!(err.contains("no output is named \"b\""), "{err}");
+
+        let text = "[log]\nmax_size = \"lots\"\n";
+        let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+        assert!(err.starts_with("f.toml:2: "), "{err}");
+    }
+
+    #[test]
+    fn a_route_label_must_belong_to_a_source() {
+        let text = "[outputs.a]\ntype = \"null\"\n[[routes]]\nlabel = \"mainstream\"\nmatch = [\"**\"]\noutputs = [\"a\"]\n";
+        let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+        assert!(err.contains("no source has the label"), "{err}");
+    }
+}

@@ -1,0 +1,287 @@
+//! The delivery loop every output runs: read the log, keep what is routed here, batch, deliver,
+//! retry, dead-letter, move the cursor.
+//!
+//! The cursor only moves past a batch once the sink delivered it (or it was dead-lettered), so
+//! after a crash an output resumes at the first batch it had not finished: delivery is
+//! at-least-once. A failing destination holds only this output back; the others read on.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use flumen_event::BatchRef;
+use flumen_wal::WalReader;
+use metrics::{Counter, Gauge};
+use tokio::sync::watch;
+
+use super::dead_letter::DeadLetter;
+use super::{Delivery, Sink};
+use crate::config::{BatchConfig, RetryConfig};
+use crate::routing::{RouteCache, RouteTable};
+
+/// When outputs should stop: `None` while running; `Some(deadline)` once flumen is shutting
+/// down — deliver what the log holds, and give up on a batch still failing at the deadline.
+pub type StopSignal = watch::Receiver<Option<Instant>>;
+
+/// One output's delivery loop.
+#[derive(Debug)]
+pub struct OutputTask {
+    name: String,
+    index: usize,
+    sink: Sink,
+    reader: WalReader,
+    routes: RouteCache,
+    batch: BatchConfig,
+    retry: RetryConfig,
+    dead_letter: DeadLetter,
+    metrics: OutputMetrics,
+}
+
+#[derive(Debug)]
+struct OutputMetrics {
+    events: Counter,
+    bytes: Counter,
+    retries: Counter,
+    dead_lettered: Counter,
+    backlog: Gauge,
+}
+
+impl OutputMetrics {
+    fn new(output: &str) -> Self {
+        let name = output.to_owned();
+        Self {
+            events: metrics::counter!("flumen_output_events_total", "output" => name.clone()),
+            bytes: metrics::counter!("flumen_output_bytes_total", "output" => name.clone()),
+            retries: metrics::counter!("flumen_output_retries_total", "output" => name.clone()),
+            dead_lettered: metrics::counter!("flumen_output_dead_lettered_events_total", "output" => name.clone()),
+            backlog: metrics::gauge!("flumen_output_backlog_batches", "output" => name),
+        }
+    }
+}
+
+enum Outcome {
+    Delivered,
+    DeadLettered,
+    /// Shutting down with the batch still undelivered: the cursor stays before it.
+    Abandoned,
+}
+
+/// How many log records one read takes at most.
+const READ_RECORDS: usize = 1024;
+
+impl OutputTask {
+    /// An output `name`, at `index` in the route table, reading through `reader`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        name: &str,
+        index: usize,
+        sink: Sink,
+        reader: WalReader,
+        routes: Arc<RouteTable>,
+        batch: BatchConfig,
+        retry: RetryConfig,
+        dead_letter: DeadLetter,
+    ) -> Self {
+        Self {
+            name: name.to_owned(),
+            index,
+            sink,
+            reader,
+            routes: RouteCache::new(routes),
+            batch,
+            retry,
+            dead_letter,
+            metrics: OutputMetrics::new(name),
+        }
+    }
+
+    /// Runs until stopped (see [`StopSignal`]) or until the log cannot be read.
+    pub async fn run(mut self, mut stop: StopSignal) {
+        let max_bytes = self.batch.max_bytes.as_u64() as usize;
+        let mut delivery = Delivery::default();
+        let mut committed = self.reader.next_seq();
+        let mut linger_until: Option<Instant> = None;
+        loop {
+            let records = match self.reader.read(
+                READ_RECORDS,
+                max_bytes.saturating_sub(delivery.bytes as usize).max(1),
+            ) {
+                Ok(records) => records,
+                Err(error) => {
+                    tracing::error!(message = "Output stopped: its log cannot be read.", output = %self.name, %error);
+                    return;
+                }
+            };
+            let caught_up = records.is_empty();
+            for record in records {
+                let Ok(batch) = BatchRef::parse(&record.payload) else {
+                    tracing::error!(message = "Skipping an unreadable batch from the log.", output = %self.name, seq = record.seq);
+                    continue;
+                };
+                if self
+                    .routes
+                    .outputs_for(batch.label, batch.tag)
+                    .contains(&self.index)
+                {
+                    let events = batch.entry_count;
+                    delivery.push(record.seq, record.payload, events);
+                }
+            }
+            self.metrics.backlog.set(self.reader.backlog() as f64);
+            let stopping = stop.borrow().is_some();
+            if delivery.is_empty() {
+                // Everything read was routed elsewhere: move the cursor past it.
+                if self.reader.next_seq() > committed {
+                    committed = self.commit();
+                }
+                if caught_up {
+                    if stopping {
+                        return;
+                    }
+                    tokio::select! {
+                        woke = self.reader.wait() => if woke.is_err() { return },
+                        _ = stop.changed() => {}
+                    }
+                }
+                continue;
+            }
+            let full = delivery.events >= self.batch.max_events as u64
+                || delivery.bytes >= max_bytes as u64;
+            if !full && !caught_up {
+                continue;
+            }
+            if !full && !stopping {
+                // Caught up with a partial batch: give more events a moment to join it.
+                let until =
+                    *linger_until.get_or_insert_with(|| Instant::now() + self.batch.timeout);
+                if Instant::now() < until {
+                    tokio::select! {
+                        _ = self.reader.wait() => continue,
+                        _ = tokio::time::sleep_until(until.into()) => {}
+                        _ = stop.changed() => {}
+                    }
+                }
+            }
+            match self.deliver_with_retries(&delivery, &mut stop).await {
+                Outcome::Abandoned => return,
+                Outcome::Delivered => {
+                    self.metrics.events.increment(delivery.events);
+                    self.metrics.bytes.increment(delivery.bytes);
+                }
+                Outcome::DeadLettered => self.metrics.dead_lettered.increment(delivery.events),
+            }
+            committed = self.commit();
+            delivery = Delivery::default();
+            linger_until = None;
+        }
+    }
+
+    /// Persists the cursor at the reader's position; returns it.
+    fn commit(&mut self) -> u64 {
+        let next = self.reader.next_seq();
+        if let Err(error) = self.reader.commit(next) {
+            // Not fatal: the next commit retries, and a crash meanwhile only means redelivery.
+            tracing::warn!(message = "Failed to persist an output's cursor.", output = %self.name, %error);
+        }
+        next
+    }
+
+    async fn deliver_with_retries(
+        &mut self,
+        delivery: &Delivery,
+        stop: &mut StopSignal,
+    ) -> Outcome {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            let deadline = *stop.borrow();
+            let result = match deadline {
+                None => self.sink.deliver(delivery).await,
+                Some(deadline) => {
+                    match tokio::time::timeout_at(deadline.into(), self.sink.deliver(delivery))
+                        .await
+                    {
+                        Ok(result) => result,
+                        Err(_) => return Outcome::Abandoned,
+                    }
+                }
+            };
+            let error = match result {
+                Ok(()) => return Outcome::Delivered,
+                Err(error) => error,
+            };
+            if !error.retryable || started.elapsed() >= self.retry.max_duration {
+                match self.dead_letter.write(delivery, &error.message) {
+                    Ok(()) => {
+                        tracing::error!(
+                            message = "Gave up on a batch; wrote it to the dead-letter file.",
+                            output = %self.name,
+                            events = delivery.events,
+                            path = %self.dead_letter.path().display(),
+                            %error,
+                        );
+                        return Outcome::DeadLettered;
+                    }
+                    Err(dl_error) => {
+                        tracing::error!(message = "Failed to write dead letters; retrying the batch.", output = %self.name, %dl_error);
+                    }
+                }
+            }
+            let wait = backoff(&self.retry, attempt);
+            attempt = attempt.saturating_add(1);
+            self.metrics.retries.increment(1);
+            tracing::warn!(
+                message = "Delivery failed; retrying.",
+                output = %self.name,
+                attempt,
+                wait_ms = wait.as_millis() as u64,
+                %error,
+            );
+            let wake = Instant::now() + wait;
+            loop {
+                let deadline = *stop.borrow();
+                if deadline.is_some_and(|d| d <= wake) {
+                    tokio::time::sleep_until(deadline.expect("some").into()).await;
+                    return Outcome::Abandoned;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep_until(wake.into()) => break,
+                    _ = stop.changed() => {}
+                }
+            }
+        }
+    }
+}
+
+/// Exponential backoff with "equal jitter": half the step is fixed, half random, so that many
+/// outputs failing together do not retry in lockstep.
+fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
+    let step = retry
+        .initial_backoff
+        .saturating_mul(2u32.saturating_pow(attempt.min(20)))
+        .min(retry.max_backoff);
+    step / 2 + step.mul_f64(fastrand::f64() / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let retry = RetryConfig {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            max_duration: Duration::from_secs(60),
+        };
+        for attempt in 0..30 {
+            let step = Duration::from_millis(100)
+                .saturating_mul(1 << attempt.min(20))
+                .min(Duration::from_secs(2));
+            let wait = backoff(&retry, attempt);
+            assert!(
+                wait >= step / 2 && wait <= step,
+                "attempt {attempt}: {wait:?}"
+            );
+        }
+    }
+}

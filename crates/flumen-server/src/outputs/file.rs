@@ -1,0 +1,302 @@
+//! The file output: JSON lines (as the stdout output writes them) in files named by a template
+//! of the tag and the event time, rotated by size and age, optionally gzip-compressed.
+//!
+//! A file is rotated by renaming it with a UTC timestamp (`app.log` → `app.log.20261121T120000`,
+//! `app.log.gz` → `app.20261121T120000.log.gz`) and starting a new one under the template's
+//! name, so tools can keep following the current name. With gzip, every delivery is appended as
+//! its own gzip member: the file is valid (and `zcat`-able) after every write.
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use chrono::format::{Item, StrftimeItems};
+use flumen_event::EventTime;
+use flumen_event::json::write_event_line;
+
+use super::{Delivery, DeliveryError};
+use crate::config::{FileCompression, FileOutputConfig};
+
+/// A path template: literal text with strftime specifiers, `{{tag}}` and `{{tag[N]}}`.
+#[derive(Debug, Clone)]
+pub struct PathTemplate {
+    parts: Vec<Piece>,
+    uses_time: bool,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    /// Text, possibly with strftime specifiers.
+    Text(String),
+    /// The whole tag.
+    Tag,
+    /// One dot-separated part of the tag.
+    TagPart(usize),
+}
+
+impl PathTemplate {
+    /// Parses a template; the error says what is wrong.
+    pub fn parse(template: &str) -> Result<Self, String> {
+        if template.trim().is_empty() {
+            return Err("the path is empty".into());
+        }
+        let mut parts = Vec::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            let end = rest[start..]
+                .find("}}")
+                .ok_or_else(|| format!("unclosed '{{{{' in {template:?}"))?
+                + start;
+            parts.push(Piece::Text(rest[..start].to_owned()));
+            let name = rest[start + 2..end].trim();
+            parts.push(match name {
+                "tag" => Piece::Tag,
+                _ => {
+                    let index = name
+                        .strip_prefix("tag[")
+                        .and_then(|n| n.strip_suffix(']'))
+                        .and_then(|n| n.trim().parse().ok())
+                        .ok_or_else(|| format!("unknown placeholder {{{{{name}}}}}: use {{{{tag}}}} or {{{{tag[N]}}}}"))?;
+                    Piece::TagPart(index)
+                }
+            });
+            rest = &rest[end + 2..];
+        }
+        parts.push(Piece::Text(rest.to_owned()));
+        let mut uses_time = false;
+        for part in &parts {
+            if let Piece::Text(text) = part {
+                if StrftimeItems::new(text).any(|item| matches!(item, Item::Error)) {
+                    return Err(format!("invalid strftime specifier in {text:?}"));
+                }
+                uses_time |= text.contains('%');
+            }
+        }
+        Ok(Self { parts, uses_time })
+    }
+
+    /// The path for an event with `tag` at `time`.
+    pub fn render(&self, tag: &str, time: EventTime) -> PathBuf {
+        let datetime = time.to_datetime().unwrap_or_default();
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Piece::Text(text) if text.contains('%') => {
+                    out.push_str(&datetime.format(text).to_string())
+                }
+                Piece::Text(text) => out.push_str(text),
+                Piece::Tag => out.push_str(&path_safe(tag)),
+                Piece::TagPart(n) => out.push_str(&path_safe(tag.split('.').nth(*n).unwrap_or(""))),
+            }
+        }
+        PathBuf::from(out)
+    }
+}
+
+/// A tag is sender-controlled: it must not climb out of the directory it is put in.
+fn path_safe(text: &str) -> String {
+    match text {
+        "" => "_".to_owned(),
+        "." | ".." => text.replace('.', "_"),
+        _ => text.replace(['/', '\0'], "_"),
+    }
+}
+
+struct OpenFile {
+    file: File,
+    size: u64,
+    opened: Instant,
+}
+
+/// Writes events to files.
+pub struct FileSink {
+    template: PathTemplate,
+    gzip: bool,
+    rotate_size: Option<u64>,
+    rotate_interval: Option<Duration>,
+    open: HashMap<PathBuf, OpenFile>,
+    /// The last path rendered per tag, and the second it was rendered for.
+    paths: HashMap<String, (u64, PathBuf)>,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink")
+            .field("template", &self.template)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Files kept open at once; past this, all are closed and reopened on demand.
+const MAX_OPEN_FILES: usize = 256;
+
+impl FileSink {
+    /// A sink for a validated configuration.
+    pub fn new(config: &FileOutputConfig) -> Result<Self, String> {
+        let gzip = config.compression == FileCompression::Gzip;
+        let mut path = config.path.clone();
+        if gzip && !path.ends_with(".gz") {
+            path.push_str(".gz");
+        }
+        Ok(Self {
+            template: PathTemplate::parse(&path)?,
+            gzip,
+            rotate_size: config.rotate_size.map(|s| s.as_u64()),
+            rotate_interval: config.rotate_interval,
+            open: HashMap::new(),
+            paths: HashMap::new(),
+        })
+    }
+
+    fn path_for(&mut self, tag: &str, time: EventTime) -> PathBuf {
+        let second = if self.template.uses_time {
+            time.secs
+        } else {
+            0
+        };
+        if let Some((cached_second, path)) = self.paths.get(tag)
+            && *cached_second == second
+        {
+            return path.clone();
+        }
+        let path = self.template.render(tag, time);
+        if self.paths.len() >= MAX_OPEN_FILES * 16 {
+            self.paths.clear();
+        }
+        self.paths.insert(tag.to_owned(), (second, path.clone()));
+        path
+    }
+
+    /// Writes a delivery; blocking file I/O (the caller runs it where blocking is allowed).
+    pub(crate) fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
+        let mut lines: HashMap<PathBuf, Vec<u8>> = HashMap::new();
+        for (_, batch) in delivery.iter() {
+            for entry in batch.iter().flatten() {
+                let path = self.path_for(batch.tag, entry.time);
+                let buf = lines.entry(path).or_default();
+                if let Err(error) = write_event_line(buf, batch.tag, &entry) {
+                    tracing::error!(message = "Skipping an entry that cannot be rendered.", %error);
+                }
+            }
+        }
+        for (path, buf) in lines {
+            self.write(&path, &buf)
+                .map_err(|e| DeliveryError::retryable(format!("{}: {e}", path.display())))?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, path: &Path, lines: &[u8]) -> std::io::Result<()> {
+        let bytes = if self.gzip {
+            gzip_member(lines)?
+        } else {
+            lines.to_vec()
+        };
+        if let Some(open) = self.open.get(path) {
+            let too_big = self
+                .rotate_size
+                .is_some_and(|max| open.size > 0 && open.size + bytes.len() as u64 > max);
+            let too_old = self
+                .rotate_interval
+                .is_some_and(|max| open.opened.elapsed() >= max);
+            if too_big || too_old {
+                self.open.remove(path);
+                rotate(path)?;
+            }
+        }
+        if !self.open.contains_key(path) {
+            if self.open.len() >= MAX_OPEN_FILES {
+                self.open.clear();
+            }
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                fs::create_dir_all(dir)?;
+            }
+            let file = OpenOptions::new().create(true).append(true).open(path)?;
+            let size = file.metadata()?.len();
+            self.open.insert(
+                path.to_owned(),
+                OpenFile {
+                    file,
+                    size,
+                    opened: Instant::now(),
+                },
+            );
+        }
+        let open = self.open.get_mut(path).expect("opened above");
+        let written = open.file.write_all(&bytes);
+        if written.is_err() {
+            self.open.remove(path);
+            return written;
+        }
+        open.size += bytes.len() as u64;
+        Ok(())
+    }
+}
+
+fn gzip_member(data: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4),
+        flate2::Compression::fast(),
+    );
+    gz.write_all(data)?;
+    gz.finish()
+}
+
+/// Renames a full file out of the way, with a UTC timestamp before its `.gz` (if any).
+fn rotate(path: &Path) -> std::io::Result<()> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+    let (stem, ext) = match name.strip_suffix(".gz") {
+        Some(stem) => (stem, ".gz"),
+        None => (name, ""),
+    };
+    for n in 0u32.. {
+        let suffix = if n == 0 {
+            String::new()
+        } else {
+            format!("-{n}")
+        };
+        let target = path.with_file_name(format!("{stem}.{stamp}{suffix}{ext}"));
+        if !target.exists() {
+            return fs::rename(path, target);
+        }
+    }
+    unreachable!("some suffix is free")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_tag_parts_and_time() {
+        let t = PathTemplate::parse("/var/log/{{tag[0]}}/%Y/%m/%d/{{ tag }}.log").unwrap();
+        let path = t.render("frontend.web", EventTime::new(1_700_000_000, 0));
+        assert_eq!(
+            path,
+            PathBuf::from("/var/log/frontend/2023/11/14/frontend.web.log")
+        );
+    }
+
+    #[test]
+    fn tags_cannot_escape_the_directory() {
+        let t = PathTemplate::parse("/out/{{tag[1]}}/{{tag}}").unwrap();
+        assert_eq!(
+            t.render("a...", EventTime::default()),
+            PathBuf::from("/out/_/a...")
+        );
+        assert_eq!(
+            t.render("x/../../etc", EventTime::default()),
+            PathBuf::from("/out/_/x_.._.._etc")
+        );
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        assert!(PathTemplate::parse("/x/{{tag").is_err());
+        assert!(PathTemplate::parse("/x/{{host}}").is_err());
+        assert!(PathTemplate::parse("").is_err());
+    }
+}

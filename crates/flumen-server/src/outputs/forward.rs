@@ -1,0 +1,241 @@
+//! The forward output: PackedForward chunks to Fluentd, Fluent Bit or another flumen.
+//!
+//! Consecutive batches with the same tag are merged into one chunk. With `require_ack`, every
+//! chunk carries a `chunk` id and the delivery only succeeds once each id comes back; a missing
+//! or wrong answer within `ack_timeout` fails the delivery, and the driver resends it (with the
+//! same ids, so a receiver that remembers ids can drop the duplicate). Servers are chosen by
+//! weight among those that are up; a server that fails is left alone for `recover_wait` and the
+//! delivery moves on to the next (failover); `standby` servers are used only when no other is
+//! up.
+
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use bytes::{Buf, BytesMut};
+use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::{Delivery, DeliveryError};
+use crate::config::{FileCompression, ForwardOutputConfig};
+
+/// The most entry bytes merged into one chunk.
+const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
+
+#[derive(Debug)]
+struct Server {
+    address: String,
+    weight: u32,
+    standby: bool,
+    connection: Option<TcpStream>,
+    down_until: Option<Instant>,
+}
+
+impl Server {
+    fn is_up(&self) -> bool {
+        self.down_until.is_none_or(|until| Instant::now() >= until)
+    }
+}
+
+/// Sends events over the Forward protocol.
+#[derive(Debug)]
+pub struct ForwardSink {
+    servers: Vec<Server>,
+    require_ack: bool,
+    ack_timeout: Duration,
+    connect_timeout: Duration,
+    recover_wait: Duration,
+    compression: Compression,
+    /// Prefix of chunk ids: unique to this process and output.
+    chunk_prefix: [u8; 8],
+}
+
+/// Encoded chunks of one delivery: the bytes to send and the ack each chunk waits for.
+struct Chunks {
+    bytes: Vec<u8>,
+    acks: Vec<String>,
+}
+
+impl ForwardSink {
+    /// A sink for a validated configuration.
+    pub fn new(config: &ForwardOutputConfig) -> Self {
+        Self {
+            servers: config
+                .servers
+                .iter()
+                .map(|s| Server {
+                    address: s.address.clone(),
+                    weight: s.weight,
+                    standby: s.standby,
+                    connection: None,
+                    down_until: None,
+                })
+                .collect(),
+            require_ack: config.require_ack,
+            ack_timeout: config.ack_timeout,
+            connect_timeout: config.connect_timeout,
+            recover_wait: config.recover_wait,
+            compression: match config.compression {
+                FileCompression::None => Compression::None,
+                FileCompression::Gzip => Compression::Gzip,
+            },
+            chunk_prefix: fastrand::u64(..).to_le_bytes(),
+        }
+    }
+
+    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
+        let chunks = self.encode(delivery);
+        let mut failures = Vec::new();
+        for index in self.candidates() {
+            match self.send(index, &chunks).await {
+                Ok(()) => return Ok(()),
+                Err(error) => {
+                    let server = &mut self.servers[index];
+                    tracing::warn!(message = "Forward server failed; trying the next.", server = %server.address, %error);
+                    server.connection = None;
+                    server.down_until = Some(Instant::now() + self.recover_wait);
+                    failures.push(format!("{}: {error}", server.address));
+                }
+            }
+        }
+        Err(DeliveryError::retryable(format!(
+            "no forward server took the chunk ({})",
+            failures.join("; ")
+        )))
+    }
+
+    /// Servers to try, in order: up primaries (picked by weight), up standbys, then — if none
+    /// is up — every server anyway, so that recovery does not wait for `recover_wait`.
+    fn candidates(&self) -> Vec<usize> {
+        let mut primaries: Vec<usize> = (0..self.servers.len())
+            .filter(|&i| {
+                self.servers[i].is_up() && !self.servers[i].standby && self.servers[i].weight > 0
+            })
+            .collect();
+        let mut order = Vec::with_capacity(self.servers.len());
+        while !primaries.is_empty() {
+            let total: u64 = primaries
+                .iter()
+                .map(|&i| u64::from(self.servers[i].weight))
+                .sum();
+            let mut pick = fastrand::u64(..total);
+            let at = primaries
+                .iter()
+                .position(|&i| {
+                    let w = u64::from(self.servers[i].weight);
+                    if pick < w {
+                        true
+                    } else {
+                        pick -= w;
+                        false
+                    }
+                })
+                .expect("pick < total");
+            order.push(primaries.remove(at));
+        }
+        order.extend(
+            (0..self.servers.len()).filter(|&i| self.servers[i].is_up() && self.servers[i].standby),
+        );
+        if order.is_empty() {
+            order.extend(0..self.servers.len());
+        }
+        order
+    }
+
+    fn encode(&self, delivery: &Delivery) -> Chunks {
+        let mut chunks = Chunks {
+            bytes: Vec::with_capacity(delivery.bytes as usize + 1024),
+            acks: Vec::new(),
+        };
+        let mut merged = Vec::new();
+        let mut current: Option<(String, u64, u32)> = None; // tag, first seq, count
+        let flush = |chunks: &mut Chunks,
+                     merged: &mut Vec<u8>,
+                     current: &mut Option<(String, u64, u32)>| {
+            if let Some((tag, first_seq, count)) = current.take() {
+                let id = self.require_ack.then(|| self.chunk_id(first_seq));
+                encode_packed_forward(
+                    &mut chunks.bytes,
+                    &tag,
+                    merged,
+                    count,
+                    id.as_deref(),
+                    self.compression,
+                );
+                chunks.acks.extend(id);
+                merged.clear();
+            }
+        };
+        for (seq, batch) in delivery.iter() {
+            let same_tag = current.as_ref().is_some_and(|(tag, _, _)| tag == batch.tag);
+            if !same_tag || merged.len() + batch.entries.len() > MAX_CHUNK_BYTES {
+                flush(&mut chunks, &mut merged, &mut current);
+                current = Some((batch.tag.to_owned(), seq, 0));
+            }
+            merged.extend_from_slice(batch.entries);
+            if let Some((_, _, count)) = current.as_mut() {
+                *count += batch.entry_count;
+            }
+        }
+        flush(&mut chunks, &mut merged, &mut current);
+        chunks
+    }
+
+    /// A chunk id: this sink's prefix and the log position of the chunk's first batch, so a
+    /// resent chunk carries the id it had the first time.
+    fn chunk_id(&self, first_seq: u64) -> String {
+        let mut raw = [0u8; 16];
+        raw[..8].copy_from_slice(&self.chunk_prefix);
+        raw[8..].copy_from_slice(&first_seq.to_be_bytes());
+        base64::engine::general_purpose::STANDARD.encode(raw)
+    }
+
+    async fn send(&mut self, index: usize, chunks: &Chunks) -> Result<(), String> {
+        let (connect_timeout, ack_timeout) = (self.connect_timeout, self.ack_timeout);
+        let server = &mut self.servers[index];
+        if server.connection.is_none() {
+            let stream = tokio::time::timeout(connect_timeout, TcpStream::connect(&server.address))
+                .await
+                .map_err(|_| "connect timed out".to_owned())?
+                .map_err(|e| format!("connect: {e}"))?;
+            let _ = stream.set_nodelay(true);
+            server.connection = Some(stream);
+        }
+        let stream = server.connection.as_mut().expect("connected above");
+        stream
+            .write_all(&chunks.bytes)
+            .await
+            .map_err(|e| format!("write: {e}"))?;
+        if chunks.acks.is_empty() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + ack_timeout;
+        let mut buf = BytesMut::with_capacity(256);
+        for expected in &chunks.acks {
+            loop {
+                match decode_ack(&buf) {
+                    Ok(Some((chunk, used))) => {
+                        if chunk != expected.as_bytes() {
+                            return Err(format!(
+                                "acknowledgement for chunk {:?}, expected {expected:?}",
+                                String::from_utf8_lossy(chunk)
+                            ));
+                        }
+                        buf.advance(used);
+                        break;
+                    }
+                    Ok(None) => {}
+                    Err(error) => return Err(format!("bad acknowledgement: {error}")),
+                }
+                let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
+                    .await
+                    .map_err(|_| "no acknowledgement within ack_timeout".to_owned())?
+                    .map_err(|e| format!("read: {e}"))?;
+                if read == 0 {
+                    return Err("connection closed before the acknowledgement".into());
+                }
+            }
+        }
+        Ok(())
+    }
+}

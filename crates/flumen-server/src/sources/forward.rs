@@ -1,0 +1,224 @@
+//! The Forward protocol source: what the Docker fluentd driver, Fluent Bit, Fluentd and the
+//! fluent-logger libraries send to.
+//!
+//! One task per connection, so a slow or broken sender never stalls another, and connections
+//! spread over every core. A connection reads frames, appends each to the log, and answers
+//! `{"ack": chunk}` for frames that asked, in order, once the log says the frame is durable —
+//! while it keeps reading. When the log's queue is full, appending waits, so the connection
+//! stops reading and TCP pushes back on the sender. A malformed or oversized frame closes the
+//! connection with a logged reason; acknowledgements already due are sent first.
+//!
+//! The UDP socket on the same port answers Fluentd's heartbeat datagrams.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use flumen_codec::forward::{Decoded, Limits, UDP_HEARTBEAT_REPLY, decode_frame, encode_ack};
+use flumen_wal::AppendTicket;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::Ingest;
+use crate::config::ForwardSourceConfig;
+use crate::routing::RouteTable;
+
+/// A bound Forward source, ready to run.
+#[derive(Debug)]
+pub struct ForwardSource {
+    name: Arc<str>,
+    label: String,
+    limits: Limits,
+    tcp: TcpListener,
+    udp: UdpSocket,
+}
+
+impl ForwardSource {
+    /// Binds the TCP listener and the UDP heartbeat socket.
+    pub async fn bind(name: &str, config: &ForwardSourceConfig) -> std::io::Result<Self> {
+        let tcp = TcpListener::bind(config.address).await?;
+        let udp = UdpSocket::bind(tcp.local_addr()?).await?;
+        Ok(Self {
+            name: name.into(),
+            label: config.label.clone(),
+            limits: Limits {
+                max_frame_size: config.max_frame_size.as_u64() as usize,
+            },
+            tcp,
+            udp,
+        })
+    }
+
+    /// The bound TCP address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.tcp.local_addr()
+    }
+
+    /// Accepts connections until `shutdown` turns true, then lets every connection finish the
+    /// frames it has read and send their acknowledgements.
+    pub async fn run(
+        self,
+        wal: Arc<flumen_wal::Wal>,
+        routes: Arc<RouteTable>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut connections = JoinSet::new();
+        let mut datagram = [0u8; 64];
+        let open = metrics::gauge!("flumen_source_connections", "source" => self.name.to_string());
+        loop {
+            tokio::select! {
+                _ = stopped(&mut shutdown) => break,
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let _ = stream.set_nodelay(true);
+                        let ingest = Ingest::new(&self.name, &self.label, wal.clone(), routes.clone());
+                        let connection = Connection {
+                            source: self.name.clone(),
+                            peer,
+                            limits: self.limits,
+                            ingest,
+                        };
+                        let open = open.clone();
+                        let shutdown = shutdown.clone();
+                        open.increment(1.0);
+                        connections.spawn(async move {
+                            connection.serve(stream, shutdown).await;
+                            open.decrement(1.0);
+                        });
+                    }
+                    Err(error) => {
+                        tracing::warn!(message = "Failed to accept a forward connection.", source = %self.name, %error);
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                },
+                received = self.udp.recv_from(&mut datagram) => {
+                    if let Ok((_, peer)) = received {
+                        let _ = self.udp.send_to(UDP_HEARTBEAT_REPLY, peer).await;
+                    }
+                }
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+        drop(self.tcp);
+        while connections.join_next().await.is_some() {}
+    }
+}
+
+/// Resolves once `shutdown` turns true (or its sender is gone).
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|stop| *stop).await;
+}
+
+struct Connection {
+    source: Arc<str>,
+    peer: SocketAddr,
+    limits: Limits,
+    ingest: Ingest,
+}
+
+/// Frames appended to the log whose senders wait for an acknowledgement, oldest first.
+type PendingAcks = VecDeque<(Vec<u8>, AppendTicket)>;
+
+impl Connection {
+    async fn serve(mut self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
+        let (mut rd, mut wr) = stream.into_split();
+        let mut buf = BytesMut::with_capacity(256 * 1024);
+        let mut pending: PendingAcks = VecDeque::new();
+        let mut out = Vec::new();
+        loop {
+            if buf.capacity() - buf.len() < 64 * 1024 {
+                buf.reserve(256 * 1024);
+            }
+            tokio::select! {
+                biased;
+                durable = async { (&mut pending.front_mut().expect("non-empty").1).await }, if !pending.is_empty() => {
+                    let (chunk, _) = pending.pop_front().expect("non-empty");
+                    if !self.answer(&mut wr, &mut out, &chunk, durable).await {
+                        return;
+                    }
+                }
+                _ = stopped(&mut shutdown) => break,
+                read = rd.read_buf(&mut buf) => match read {
+                    Ok(0) => break,
+                    Ok(_) => {
+                        if let Err(reason) = self.take_frames(&mut buf, &mut pending).await {
+                            tracing::warn!(message = "Closing a forward connection.", source = %self.source, peer = %self.peer, %reason);
+                            break;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::debug!(message = "Forward connection read failed.", source = %self.source, peer = %self.peer, %error);
+                        break;
+                    }
+                },
+            }
+        }
+        // Whatever was read and appended is acknowledged before the connection closes.
+        while let Some((chunk, ticket)) = pending.pop_front() {
+            let durable = ticket.await;
+            if !self.answer(&mut wr, &mut out, &chunk, durable).await {
+                return;
+            }
+        }
+        let _ = wr.shutdown().await;
+    }
+
+    /// Sends the acknowledgement for one durable frame; false if the connection is unusable.
+    async fn answer(
+        &self,
+        wr: &mut tokio::net::tcp::OwnedWriteHalf,
+        out: &mut Vec<u8>,
+        chunk: &[u8],
+        durable: Result<u64, flumen_wal::WalError>,
+    ) -> bool {
+        if let Err(error) = durable {
+            // Not durable: the sender gets no ack and will resend.
+            tracing::error!(message = "A chunk could not be made durable; not acknowledging it.", source = %self.source, %error);
+            return false;
+        }
+        out.clear();
+        encode_ack(chunk, out);
+        wr.write_all(out).await.is_ok()
+    }
+
+    /// Decodes and appends every whole frame at the front of `buf`.
+    async fn take_frames(
+        &mut self,
+        buf: &mut BytesMut,
+        pending: &mut PendingAcks,
+    ) -> Result<(), String> {
+        loop {
+            let (frame, used) = match decode_frame(buf, &self.limits) {
+                Ok(Some((Decoded::Frame(frame), used))) => (frame, used),
+                Ok(Some((Decoded::Heartbeat, used))) => {
+                    buf.advance(used);
+                    continue;
+                }
+                Ok(None) => return Ok(()),
+                Err(error) => {
+                    metrics::counter!("flumen_source_rejected_total", "source" => self.source.to_string(), "reason" => error.kind())
+                        .increment(1);
+                    return Err(error.to_string());
+                }
+            };
+            let chunk = frame.chunk.unwrap_or_default();
+            let appended = self
+                .ingest
+                .append(frame.tag, chunk, frame.count, &frame.entries)
+                .await
+                .map_err(|e| e.to_string())?;
+            if let Some(chunk) = frame.chunk {
+                let chunk = chunk.to_vec();
+                match appended {
+                    Some(ticket) => pending.push_back((chunk, ticket)),
+                    // Unrouted events are dropped by design; the sender still gets its ack.
+                    None => pending.push_back((chunk, AppendTicket::ready())),
+                }
+            }
+            buf.advance(used);
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! The HTTP source, compatible with Fluentd's `in_http`: the URL path is the tag
+//! (`/app/web` → `app.web`), the body or the `json=`/`msgpack=` parameter the records (see
+//! `flumen_codec::http`). It answers 200 once the events are durable, 400 with the reason for a
+//! bad body, 413 past the body limit, and 503 with `Retry-After` while the log is full.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use flumen_codec::http::{HttpRequest, decode_request};
+use flumen_event::EventTime;
+use tokio::net::TcpListener;
+use tokio::sync::{Mutex, watch};
+
+use super::{Ingest, IngestError};
+use crate::config::HttpSourceConfig;
+use crate::routing::RouteTable;
+
+/// A bound HTTP source, ready to run.
+#[derive(Debug)]
+pub struct HttpSource {
+    name: String,
+    config: HttpSourceConfig,
+    listener: TcpListener,
+}
+
+struct HttpState {
+    source: String,
+    ingest: Mutex<Ingest>,
+}
+
+impl HttpSource {
+    /// Binds the listener.
+    pub async fn bind(name: &str, config: &HttpSourceConfig) -> std::io::Result<Self> {
+        Ok(Self {
+            name: name.to_owned(),
+            config: config.clone(),
+            listener: TcpListener::bind(config.address).await?,
+        })
+    }
+
+    /// The bound address.
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` turns true; requests in progress finish.
+    pub async fn run(
+        self,
+        wal: Arc<flumen_wal::Wal>,
+        routes: Arc<RouteTable>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let state = Arc::new(HttpState {
+            ingest: Mutex::new(Ingest::new(&self.name, &self.config.label, wal, routes)),
+            source: self.name.clone(),
+        });
+        let app = router(state, self.config.max_body_size.as_u64() as usize);
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(error) = served {
+            tracing::error!(message = "The HTTP source stopped.", source = %self.name, %error);
+        }
+    }
+}
+
+fn router(state: Arc<HttpState>, max_body: usize) -> Router {
+    Router::new()
+        .route("/{*tag}", get(receive).post(receive))
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+async fn receive(
+    State(state): State<Arc<HttpState>>,
+    Path(path): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let tag = path.trim_matches('/').replace('/', ".");
+    if tag.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            "the URL path is the tag: POST /<tag>\n",
+        )
+            .into_response();
+    }
+    let request = HttpRequest {
+        content_type: headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        query: query.as_deref(),
+        body: &body,
+    };
+    let events = match decode_request(&request, EventTime::now()) {
+        Ok(events) => events,
+        Err(error) => {
+            metrics::counter!("flumen_source_rejected_total", "source" => state.source.clone(), "reason" => "bad_request")
+                .increment(1);
+            return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
+        }
+    };
+    let ticket = {
+        let mut ingest = state.ingest.lock().await;
+        if ingest.wal().is_full() {
+            return retry_later("the log is full; retry later\n");
+        }
+        match ingest
+            .append(&tag, b"", events.count, &events.entries)
+            .await
+        {
+            Ok(ticket) => ticket,
+            Err(IngestError::Rejected(reason)) => {
+                return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
+            }
+            Err(IngestError::Log(error)) => return retry_later(&format!("{error}\n")),
+        }
+    };
+    match ticket {
+        None => StatusCode::OK.into_response(),
+        Some(ticket) => match ticket.await {
+            Ok(_) => StatusCode::OK.into_response(),
+            Err(error) => retry_later(&format!("{error}\n")),
+        },
+    }
+}
+
+fn retry_later(message: &str) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message.to_owned()).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}

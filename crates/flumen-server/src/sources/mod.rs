@@ -1,0 +1,91 @@
+//! Sources: the ways events enter flumen.
+//!
+//! Each source owns its listeners and turns what senders send into batches (see
+//! `flumen_event::batch`) appended to the durable log through an [`Ingest`]. A source never
+//! talks to an output: the log is the only way through. Adding a source means a module here, a
+//! variant of `config::SourceConfig`, and a line in `topology`.
+
+pub mod forward;
+pub mod http;
+
+use std::sync::Arc;
+
+use flumen_event::{BatchBuilder, TenantId};
+use flumen_wal::{AppendTicket, Wal, WalError};
+use metrics::Counter;
+
+use crate::routing::{RouteCache, RouteTable};
+
+/// Appends a source's events to the log, counting them.
+#[derive(Debug)]
+pub struct Ingest {
+    wal: Arc<Wal>,
+    builder: BatchBuilder,
+    label: String,
+    routes: RouteCache,
+    events: Counter,
+    bytes: Counter,
+    unrouted: Counter,
+}
+
+impl Ingest {
+    /// An ingest for the source `name`, whose events carry `label`.
+    pub fn new(name: &str, label: &str, wal: Arc<Wal>, routes: Arc<RouteTable>) -> Self {
+        let source = name.to_owned();
+        Self {
+            wal,
+            builder: BatchBuilder::new(TenantId::default_tenant(), label)
+                .expect("labels are validated"),
+            label: label.to_owned(),
+            routes: RouteCache::new(routes),
+            events: metrics::counter!("flumen_source_events_total", "source" => source.clone()),
+            bytes: metrics::counter!("flumen_source_bytes_total", "source" => source.clone()),
+            unrouted: metrics::counter!("flumen_source_unrouted_events_total", "source" => source),
+        }
+    }
+
+    /// The log, for sources that check whether it is full before taking a request.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Appends `count` validated entries under `tag`. Waits while the log's queue is full.
+    /// Returns `None` when no route wants the tag: the events are counted as unrouted and
+    /// dropped, as Fluentd does with events no `<match>` matches.
+    pub async fn append(
+        &mut self,
+        tag: &str,
+        chunk: &[u8],
+        count: u32,
+        entries: &[u8],
+    ) -> Result<Option<AppendTicket>, IngestError> {
+        if self.routes.outputs_for(&self.label, tag).is_empty() {
+            self.unrouted.increment(u64::from(count));
+            tracing::debug!(
+                message = "No route matches the tag; dropping events.",
+                tag,
+                count
+            );
+            return Ok(None);
+        }
+        let payload = self
+            .builder
+            .encode(tag, chunk, count, entries)
+            .map_err(|e| IngestError::Rejected(e.to_string()))?;
+        self.bytes.increment(entries.len() as u64);
+        let ticket = self.wal.append(payload).await?;
+        self.events.increment(u64::from(count));
+        Ok(Some(ticket))
+    }
+}
+
+/// Why events could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// The events themselves cannot be stored (for example a tag over 64 KiB).
+    #[error("{0}")]
+    Rejected(String),
+    /// The log cannot take them: it failed or is closing.
+    #[error(transparent)]
+    Log(#[from] WalError),
+}

@@ -1,0 +1,186 @@
+//! Wiring: turns a validated configuration into running sources, the log and outputs, and
+//! takes them down in the order that loses nothing.
+//!
+//! Start: open the log (recovering it), open every output's cursor, start the outputs, bind
+//! every listener (a port that cannot be bound stops the start), then report ready.
+//! Stop: not ready; sources stop accepting, finish the frames they read and acknowledge them;
+//! the log syncs and closes; outputs deliver what the log holds until caught up or until
+//! `shutdown_timeout`, and persist their cursors.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use anyhow::Context;
+use flumen_wal::Wal;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::api::{self, ApiState};
+use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::outputs::dead_letter::DeadLetter;
+use crate::outputs::driver::OutputTask;
+use crate::outputs::{Sink, file::FileSink, forward::ForwardSink, stdout::StdoutSink};
+use crate::routing::RouteTable;
+use crate::sources::{forward::ForwardSource, http::HttpSource};
+
+/// A running flumen.
+#[derive(Debug)]
+pub struct Server {
+    api: Arc<ApiState>,
+    api_addr: SocketAddr,
+    source_addrs: HashMap<String, SocketAddr>,
+    stop_sources: watch::Sender<bool>,
+    stop_outputs: watch::Sender<Option<Instant>>,
+    stop_api: watch::Sender<bool>,
+    sources: JoinSet<()>,
+    outputs: JoinSet<()>,
+    api_task: tokio::task::JoinHandle<()>,
+    shutdown_timeout: std::time::Duration,
+}
+
+impl Server {
+    /// Starts everything the configuration describes. `metrics` renders `/metrics`.
+    pub async fn start(config: &Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!(
+                "cannot create the data directory {}",
+                config.data_dir.display()
+            )
+        })?;
+        let wal_config = config.wal_config();
+        let wal_dir = wal_config.dir.clone();
+        let wal = tokio::task::spawn_blocking(move || Wal::open(wal_config))
+            .await?
+            .with_context(|| format!("cannot open the log in {}", wal_dir.display()))?;
+        let wal = Arc::new(wal);
+        let stats = wal.stats();
+        tracing::info!(message = "Log open.", dir = %wal_dir.display(), records = stats.next_seq - stats.first_seq, bytes = stats.size_bytes);
+
+        let output_names: Vec<String> = config.outputs.keys().cloned().collect();
+        wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let routes = Arc::new(RouteTable::new(&config.routes, output_names.clone())?);
+
+        let (stop_outputs, outputs_stop) = watch::channel(None);
+        let mut outputs = JoinSet::new();
+        for (index, name) in output_names.iter().enumerate() {
+            let output = config.outputs[name].get_ref();
+            let reader = wal
+                .reader(name)
+                .with_context(|| format!("output {name}: cannot open its cursor"))?;
+            let (batch, retry) = output.delivery();
+            let task = OutputTask::new(
+                name,
+                index,
+                build_sink(output).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
+                reader,
+                routes.clone(),
+                batch.clone(),
+                retry.clone(),
+                DeadLetter::new(&config.data_dir, name),
+            );
+            outputs.spawn(task.run(outputs_stop.clone()));
+        }
+
+        let (stop_sources, sources_stop) = watch::channel(false);
+        let mut sources = JoinSet::new();
+        let mut source_addrs = HashMap::new();
+        for (name, source) in &config.sources {
+            let (wal, routes, stop) = (wal.clone(), routes.clone(), sources_stop.clone());
+            let addr = match source.get_ref() {
+                SourceConfig::Forward(c) => {
+                    let bound = ForwardSource::bind(name, c).await.with_context(|| {
+                        format!("source {name}: cannot listen on {}", c.address)
+                    })?;
+                    let addr = bound.local_addr()?;
+                    sources.spawn(bound.run(wal, routes, stop));
+                    addr
+                }
+                SourceConfig::Http(c) => {
+                    let bound = HttpSource::bind(name, c).await.with_context(|| {
+                        format!("source {name}: cannot listen on {}", c.address)
+                    })?;
+                    let addr = bound.local_addr()?;
+                    sources.spawn(bound.run(wal, routes, stop));
+                    addr
+                }
+            };
+            tracing::info!(message = "Listening.", source = %name, address = %addr);
+            source_addrs.insert(name.clone(), addr);
+        }
+
+        let api_state = Arc::new(ApiState {
+            ready: false.into(),
+            wal: wal.clone(),
+            metrics,
+        });
+        let listener = tokio::net::TcpListener::bind(config.api.address)
+            .await
+            .with_context(|| format!("api: cannot listen on {}", config.api.address))?;
+        let api_addr = listener.local_addr()?;
+        let (stop_api, mut api_stop) = watch::channel(false);
+        let app = api::app(api_state.clone());
+        let api_task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = api_stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(message = "The API server stopped.", %error);
+            }
+        });
+        tracing::info!(message = "API listening.", address = %api_addr);
+        api_state.ready.store(true, Ordering::Relaxed);
+        tracing::info!(message = "flumen is ready.");
+        Ok(Self {
+            api: api_state,
+            api_addr,
+            source_addrs,
+            stop_sources,
+            stop_outputs,
+            stop_api,
+            sources,
+            outputs,
+            api_task,
+            shutdown_timeout: config.shutdown_timeout,
+        })
+    }
+
+    /// The address the API is bound to.
+    pub fn api_addr(&self) -> SocketAddr {
+        self.api_addr
+    }
+
+    /// The address source `name` is bound to.
+    pub fn source_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.source_addrs.get(name).copied()
+    }
+
+    /// Stops gracefully: nothing read from a sender is lost, every output's cursor is saved.
+    pub async fn shutdown(mut self) {
+        self.api.ready.store(false, Ordering::Relaxed);
+        tracing::info!(message = "Shutting down: no longer accepting events.");
+        let _ = self.stop_sources.send(true);
+        while self.sources.join_next().await.is_some() {}
+        self.api.wal.shutdown().await;
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let _ = self.stop_outputs.send(Some(deadline));
+        while self.outputs.join_next().await.is_some() {}
+        let _ = self.stop_api.send(true);
+        let _ = self.api_task.await;
+        tracing::info!(message = "Stopped.");
+    }
+}
+
+fn build_sink(output: &OutputConfig) -> Result<Sink, String> {
+    Ok(match output {
+        OutputConfig::Stdout(_) => Sink::Stdout(StdoutSink::default()),
+        OutputConfig::File(c) => Sink::File(FileSink::new(c)?),
+        OutputConfig::Forward(c) => Sink::Forward(ForwardSink::new(c)),
+        OutputConfig::Null(_) => Sink::Null,
+    })
+}

@@ -1,0 +1,142 @@
+//! The `flumen` binary: command-line parsing, logging and metrics set-up, signals. Everything
+//! else lives in the library crates; `anyhow` stops here.
+
+#![forbid(unsafe_code)]
+
+mod bench;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use flumen_server::{Config, Server};
+
+/// flumen: a log aggregator and live log streamer.
+///
+/// Point the Docker fluentd logging driver, Fluent Bit, Fluentd or any fluent-logger library at
+/// port 24224 (Forward protocol), or POST to port 9880 as to Fluentd's in_http. Every event is
+/// kept in a durable log before it is acknowledged, then routed by tag to outputs.
+#[derive(Debug, Parser)]
+#[command(name = "flumen", version, about, long_about)]
+struct Cli {
+    /// How flumen's own logs (on stderr) are written.
+    #[arg(long, global = true, env = "FLUMEN_LOG_FORMAT", default_value = "text")]
+    log_format: LogFormat,
+    /// Which of flumen's own logs to show: a level (error, warn, info, debug, trace) or a
+    /// tracing filter such as "info,flumen_wal=debug".
+    #[arg(long, global = true, env = "FLUMEN_LOG", default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the aggregator. Without --config, runs the embedded default: Forward on 24224,
+    /// HTTP on 9880, the API on 8080, data in ./flumen-data, everything to stdout.
+    Serve {
+        /// The TOML configuration file (see docs/configuration.md).
+        #[arg(short, long, env = "FLUMEN_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides the configuration's data_dir.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Check a configuration file and exit: 0 if valid, 1 with the line and the key if not.
+    Validate {
+        /// The TOML configuration file.
+        file: PathBuf,
+    },
+    /// Print the embedded default configuration, a starting point for your own.
+    DefaultConfig,
+    /// Drive Forward-protocol traffic at a flumen (or any Forward receiver) and report the
+    /// rate it was taken at.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let result = match cli.command {
+        Command::Serve { config, data_dir } => serve(config, data_dir),
+        Command::Validate { file } => match Config::load(&file) {
+            Ok(_) => {
+                println!("{}: valid", file.display());
+                Ok(())
+            }
+            Err(error) => {
+                eprintln!("{error}");
+                return ExitCode::FAILURE;
+            }
+        },
+        Command::DefaultConfig => {
+            print!("{}", flumen_server::config::DEFAULT_CONFIG);
+            Ok(())
+        }
+        Command::Bench(args) => bench::run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(format: LogFormat, filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    let mut config = match &config_path {
+        Some(path) => Config::load(path)?,
+        None => Config::embedded_default(),
+    };
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("flumen-worker")
+        .build()?;
+    runtime.block_on(async {
+        let server = Server::start(&config, Some(handle)).await?;
+        wait_for_signal().await?;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => tracing::info!(message = "Received SIGTERM."),
+        _ = int.recv() => tracing::info!(message = "Received SIGINT."),
+    }
+    Ok(())
+}
