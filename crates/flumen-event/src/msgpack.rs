@@ -192,18 +192,55 @@ impl<'a> Reader<'a> {
     }
 
     /// Skips one whole value (with everything nested in it) and returns its bytes.
+    ///
+    /// This is the validation hot path: it computes each item's size from its marker without
+    /// building a [`Value`].
     pub fn skip_value(&mut self) -> Result<&'a [u8]> {
+        let buf = self.buf;
         let start = self.pos;
+        let mut pos = start;
+        let be_len = |pos: usize, width: usize| -> Result<usize> {
+            let bytes = buf.get(pos..pos + width).ok_or(MsgpackError::Incomplete)?;
+            Ok(bytes
+                .iter()
+                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)))
+        };
         let mut pending: u64 = 1;
         while pending > 0 {
             pending -= 1;
-            match self.read()? {
-                Value::Array(n) => pending += u64::from(n),
-                Value::Map(n) => pending += 2 * u64::from(n),
-                _ => {}
+            let marker = *buf.get(pos).ok_or(MsgpackError::Incomplete)?;
+            pos += 1;
+            // (bytes after the marker, nested items that follow)
+            let (size, items): (usize, u64) = match marker {
+                0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+                0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+                0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+                0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+                0xc1 => return Err(MsgpackError::Invalid("reserved msgpack marker 0xc1")),
+                0xc4 | 0xd9 => (1 + be_len(pos, 1)?, 0),
+                0xc5 | 0xda => (2 + be_len(pos, 2)?, 0),
+                0xc6 | 0xdb => (4 + be_len(pos, 4)?, 0),
+                0xc7 => (2 + be_len(pos, 1)?, 0),
+                0xc8 => (3 + be_len(pos, 2)?, 0),
+                0xc9 => (5 + be_len(pos, 4)?, 0),
+                0xca | 0xce | 0xd2 => (4, 0),
+                0xcb | 0xcf | 0xd3 => (8, 0),
+                0xcc | 0xd0 => (1, 0),
+                0xcd | 0xd1 => (2, 0),
+                0xd4..=0xd8 => (1 + (1usize << (marker - 0xd4)), 0),
+                0xdc => (2, be_len(pos, 2)? as u64),
+                0xdd => (4, be_len(pos, 4)? as u64),
+                0xde => (2, 2 * be_len(pos, 2)? as u64),
+                0xdf => (4, 2 * be_len(pos, 4)? as u64),
+            };
+            pos = pos.checked_add(size).ok_or(MsgpackError::Incomplete)?;
+            if pos > buf.len() {
+                return Err(MsgpackError::Incomplete);
             }
+            pending += items;
         }
-        Ok(&self.buf[start..self.pos])
+        self.pos = pos;
+        Ok(&buf[start..pos])
     }
 
     /// Reads an array header.

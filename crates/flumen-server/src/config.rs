@@ -453,8 +453,15 @@ impl Config {
             line: span.map(|s| line_of(text, s.start)),
             message,
         };
-        let config: Config =
-            toml::from_str(text).map_err(|e| error_at(e.span(), e.message().to_owned()))?;
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let message = match e.span().and_then(|span| key_at(text, span.start)) {
+                Some(key) if !e.message().contains(&format!("`{key}`")) => {
+                    format!("{key}: {}", e.message())
+                }
+                _ => e.message().to_owned(),
+            };
+            error_at(e.span(), message)
+        })?;
         config
             .validate()
             .map_err(|(span, message)| error_at(span, message))?;
@@ -576,6 +583,20 @@ fn check_name(kind: &str, name: &str) -> Result<(), String> {
     }
 }
 
+/// The key (`persistence`) or table (`outputs.front`) written on the line holding `offset`, so
+/// that a bad value's error names what it is the value of.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let offset = offset.min(text.len());
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    let line = text[start..].lines().next()?.trim();
+    if let Some(table) = line.strip_prefix('[') {
+        let table = table.trim_start_matches('[');
+        return Some(table.split(']').next()?.trim().to_owned());
+    }
+    let key = line.split('=').next()?.trim();
+    (!key.is_empty() && line.contains('=')).then(|| key.trim_matches('"').to_owned())
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text[..offset.min(text.len())]
         .bytes()
@@ -600,7 +621,7 @@ mod tests {
         let text = "data_dir = \"/tmp/x\"\n[outputs.a]\ntype = \"stdout\"\nbogus = 1\n";
         let err = Config::parse(text, "f.toml").unwrap_err().to_string();
         // Inside a `type`-tagged table the error points at the table's header.
-        assert!(err.starts_with("f.toml:2: "), "{err}");
+        assert!(err.starts_with("f.toml:2: outputs.a: "), "{err}");
         assert!(err.contains("unknown field `bogus`"), "{err}");
 
         let text = "[outputs.a]\ntype = \"stdout\"\n\n[[routes]]\nmatch = [\"**\"]\noutputs = [\"a\", \"b\"]\n";
@@ -610,7 +631,22 @@ mod tests {
 
         let text = "[log]\nmax_size = \"lots\"\n";
         let err = Config::parse(text, "f.toml").unwrap_err().to_string();
-        assert!(err.starts_with("f.toml:2: "), "{err}");
+        assert!(err.starts_with("f.toml:2: max_size: "), "{err}");
+
+        let text = "[log]\npersistence = \"sometimes\"\n";
+        let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+        assert!(
+            err.starts_with("f.toml:2: persistence: unknown variant"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_seed_aggregator_example_is_valid() {
+        let text = include_str!("../../../examples/aggregator.toml");
+        let config = Config::parse(text, "aggregator.toml").unwrap();
+        assert_eq!(config.sources["forward"].get_ref().label(), "mainstream");
+        assert_eq!(config.routes.len(), 3);
     }
 
     #[test]

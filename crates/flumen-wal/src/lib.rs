@@ -75,7 +75,8 @@ pub struct WalConfig {
     pub segment_size: u64,
     /// The most disk the log may use; appends wait while it is full.
     pub max_size: u64,
-    /// The most bytes of appends queued for the writer at once.
+    /// The most bytes of appends queued for the writer at once (memory held by appends waiting
+    /// to be written).
     pub max_in_flight: usize,
 }
 
@@ -87,7 +88,7 @@ impl WalConfig {
             persistence: Persistence::Interval(Duration::from_millis(100)),
             segment_size: 64 * 1024 * 1024,
             max_size: 2 * 1024 * 1024 * 1024,
-            max_in_flight: 64 * 1024 * 1024,
+            max_in_flight: 16 * 1024 * 1024,
         }
     }
 }

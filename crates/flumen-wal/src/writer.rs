@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::Write;
+use std::io::{IoSlice, Write};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -111,7 +111,10 @@ struct Writer {
     active_first: u64,
     active_len: u64,
     next_seq: u64,
-    buf: Vec<u8>,
+    /// Records taken from the queue and not yet written: header and payload, written with one
+    /// vectored write rather than copied into a buffer first.
+    queued: Vec<([u8; segment::RECORD_HEADER_LEN], Vec<u8>)>,
+    queued_bytes: u64,
     /// Acknowledgements waiting for the next sync.
     waiting: Vec<(oneshot::Sender<Result<u64, WalError>>, u64)>,
     /// Records written since the last sync.
@@ -127,7 +130,8 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
         active_first: durable.segment,
         active_len: durable.offset,
         next_seq: durable.next_seq,
-        buf: Vec::with_capacity(MAX_GROUP_BYTES),
+        queued: Vec::new(),
+        queued_bytes: 0,
         waiting: Vec::new(),
         unsynced: false,
         last_sync: Instant::now(),
@@ -169,7 +173,7 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
                     payload,
                     done,
                     ..
-                } => w.append(&header, &payload, done),
+                } => w.append(header, payload, done),
                 Command::Shutdown(done) => {
                     shutdown = Some(done);
                     break;
@@ -202,8 +206,8 @@ impl Writer {
 
     fn append(
         &mut self,
-        header: &[u8],
-        payload: &[u8],
+        header: [u8; segment::RECORD_HEADER_LEN],
+        payload: Vec<u8>,
         done: Option<oneshot::Sender<Result<u64, WalError>>>,
     ) {
         if let Err(error) = self.shared.check_poisoned() {
@@ -213,7 +217,7 @@ impl Writer {
             return;
         }
         let len = (header.len() + payload.len()) as u64;
-        let filled = self.active_len + self.buf.len() as u64;
+        let filled = self.active_len + self.queued_bytes;
         let roll = filled + len > self.shared.config.segment_size && filled > HEADER_LEN;
         let needed = len + if roll { HEADER_LEN } else { 0 };
         if !self.wait_for_space(needed) {
@@ -226,8 +230,8 @@ impl Writer {
             self.flush_buf();
             self.roll();
         }
-        self.buf.extend_from_slice(header);
-        self.buf.extend_from_slice(payload);
+        self.queued_bytes += len;
+        self.queued.push((header, payload));
         let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(done) = done {
@@ -239,7 +243,7 @@ impl Writer {
     /// that outputs can move on and free segments. False if the log shut down meanwhile.
     fn wait_for_space(&mut self, len: u64) -> bool {
         let cap = self.shared.config.max_size;
-        if self.shared.size_bytes.load(Ordering::Relaxed) + self.buf.len() as u64 + len <= cap {
+        if self.shared.size_bytes.load(Ordering::Relaxed) + self.queued_bytes + len <= cap {
             return true;
         }
         self.flush_buf();
@@ -267,12 +271,18 @@ impl Writer {
     }
 
     fn flush_buf(&mut self) {
-        if self.buf.is_empty() {
+        if self.queued.is_empty() {
             return;
         }
-        let result = self.active.write_all(&self.buf);
-        let written = self.buf.len() as u64;
-        self.buf.clear();
+        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.queued.len() * 2);
+        for (header, payload) in &self.queued {
+            slices.push(IoSlice::new(header));
+            slices.push(IoSlice::new(payload));
+        }
+        let result = write_all_vectored(&mut self.active, &mut slices);
+        let written = self.queued_bytes;
+        self.queued.clear();
+        self.queued_bytes = 0;
         match result {
             Ok(()) => {
                 self.active_len += written;
@@ -350,4 +360,18 @@ impl Writer {
             let _ = done.send(Err(reason.clone()));
         }
     }
+}
+
+/// Writes every slice, in as few system calls as the kernel allows (at most 1024 slices each).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+    while !slices.is_empty() {
+        let batch = slices.len().min(1024);
+        match file.write_vectored(&slices[..batch]) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

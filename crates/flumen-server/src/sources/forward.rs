@@ -142,10 +142,14 @@ impl Connection {
                 }
                 _ = stopped(&mut shutdown) => break,
                 read = rd.read_buf(&mut buf) => match read {
-                    Ok(0) => break,
+                    Ok(0) => {
+                        if !buf.is_empty() {
+                            self.reject("truncated", &format!("the connection closed inside a frame ({} bytes dropped)", buf.len()));
+                        }
+                        break;
+                    }
                     Ok(_) => {
-                        if let Err(reason) = self.take_frames(&mut buf, &mut pending).await {
-                            tracing::warn!(message = "Closing a forward connection.", source = %self.source, peer = %self.peer, %reason);
+                        if self.take_frames(&mut buf, &mut pending).await.is_err() {
                             break;
                         }
                     }
@@ -164,6 +168,13 @@ impl Connection {
             }
         }
         let _ = wr.shutdown().await;
+    }
+
+    /// Counts and logs a refused frame; the caller closes the connection.
+    fn reject(&self, kind: &'static str, reason: &str) {
+        metrics::counter!("flumen_source_rejected_total", "source" => self.source.to_string(), "reason" => kind)
+            .increment(1);
+        tracing::warn!(message = "Closing a forward connection.", source = %self.source, peer = %self.peer, %reason);
     }
 
     /// Sends the acknowledgement for one durable frame; false if the connection is unusable.
@@ -199,8 +210,7 @@ impl Connection {
                 }
                 Ok(None) => return Ok(()),
                 Err(error) => {
-                    metrics::counter!("flumen_source_rejected_total", "source" => self.source.to_string(), "reason" => error.kind())
-                        .increment(1);
+                    self.reject(error.kind(), &error.to_string());
                     return Err(error.to_string());
                 }
             };
@@ -209,7 +219,10 @@ impl Connection {
                 .ingest
                 .append(frame.tag, chunk, frame.count, &frame.entries)
                 .await
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| {
+                    self.reject("not_stored", &e.to_string());
+                    e.to_string()
+                })?;
             if let Some(chunk) = frame.chunk {
                 let chunk = chunk.to_vec();
                 match appended {

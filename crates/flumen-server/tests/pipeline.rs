@@ -1,0 +1,248 @@
+//! End-to-end tests of the pipeline inside one process: real sockets on 127.0.0.1, port 0, a
+//! temporary data directory per server.
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
+use flumen_event::EventTime;
+use flumen_event::entry::write_entry;
+use flumen_server::{Config, Server};
+
+fn record(i: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, 2).unwrap();
+    rmp::encode::write_str(&mut out, "log").unwrap();
+    rmp::encode::write_str(&mut out, &format!("line {i}")).unwrap();
+    rmp::encode::write_str(&mut out, "n").unwrap();
+    rmp::encode::write_uint(&mut out, i).unwrap();
+    out
+}
+
+/// A PackedForward chunk of events `range`, with a chunk id when `chunk` is given.
+fn chunk(tag: &str, range: std::ops::Range<u64>, chunk: Option<&str>) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for i in range.clone() {
+        write_entry(
+            &mut entries,
+            EventTime::new(1_700_000_000 + i, i as u32 * 7),
+            &record(i),
+        );
+    }
+    let mut out = Vec::new();
+    encode_packed_forward(
+        &mut out,
+        tag,
+        &entries,
+        range.count() as u32,
+        chunk,
+        Compression::None,
+    );
+    out
+}
+
+/// Sends a chunk with an id and waits for its ack.
+fn send_acked(addr: SocketAddr, tag: &str, range: std::ops::Range<u64>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let id = format!("c-{}-{}", range.start, range.end);
+    stream.write_all(&chunk(tag, range, Some(&id))).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        if let Some((acked, _)) = decode_ack(&buf).unwrap() {
+            assert_eq!(acked, id.as_bytes());
+            return;
+        }
+        let mut tmp = [0u8; 64];
+        let n = stream.read(&mut tmp).unwrap();
+        assert!(n > 0, "connection closed before the ack");
+        buf.extend_from_slice(&tmp[..n]);
+    }
+}
+
+async fn start(dir: &Path, body: &str) -> Server {
+    let text = format!(
+        "data_dir = {:?}\nshutdown_timeout = \"3s\"\n[api]\naddress = \"127.0.0.1:0\"\n{body}",
+        dir.join("data")
+    );
+    let config = Config::parse(&text, "test.toml").unwrap();
+    Server::start(&config, None).await.unwrap()
+}
+
+/// Reads the JSON lines of a file output, waiting until `count` lines are there.
+async fn wait_for_lines(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines: Vec<serde_json::Value> = std::fs::File::open(path)
+            .map(|f| {
+                std::io::BufReader::new(f)
+                    .lines()
+                    .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn file_output(path: &Path) -> String {
+    format!(
+        "[outputs.file]\ntype = \"file\"\npath = {:?}\nbatch = {{ timeout = \"10ms\" }}\n",
+        path.display().to_string()
+    )
+}
+
+fn forward_source() -> &'static str {
+    "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_output_relays_to_another_flumen_with_acks_and_failover() {
+    let dir = tempfile::tempdir().unwrap();
+    let received = dir.path().join("received.log");
+    let receiver = start(
+        &dir.path().join("receiver"),
+        &format!(
+            "{}{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+            forward_source(),
+            file_output(&received)
+        ),
+    )
+    .await;
+    // The first server refuses connections: the output must fail over to the second.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let relay = start(
+        &dir.path().join("relay"),
+        &format!(
+            "{}[outputs.relay]\ntype = \"forward\"\nrequire_ack = true\nack_timeout = \"5s\"\n\
+             servers = [{{ address = \"{dead}\", weight = 100 }}, {{ address = \"{}\", weight = 1 }}]\n\
+             batch = {{ timeout = \"10ms\" }}\n[[routes]]\nmatch = [\"app.**\"]\noutputs = [\"relay\"]\n",
+            forward_source(),
+            receiver.source_addr("fwd").unwrap()
+        ),
+    )
+    .await;
+    let relay_addr = relay.source_addr("fwd").unwrap();
+    tokio::task::spawn_blocking(move || {
+        send_acked(relay_addr, "app.web", 0..500);
+        send_acked(relay_addr, "app.db", 500..1000);
+    })
+    .await
+    .unwrap();
+    let lines = wait_for_lines(&received, 1000).await;
+    assert_eq!(lines.len(), 1000);
+    for (i, line) in lines.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(line["tag"], if i < 500 { "app.web" } else { "app.db" });
+        assert_eq!(line["record"]["n"], i);
+        assert_eq!(line["record"]["log"], format!("line {i}"));
+        let expected_time = EventTime::new(1_700_000_000 + i, i as u32 * 7).to_string();
+        assert_eq!(line["time"], expected_time.as_str());
+    }
+    relay.shutdown().await;
+    receiver.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_resumes_its_outputs_without_loss_or_repeats() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let body = format!(
+        "{}{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+        forward_source(),
+        file_output(&out)
+    );
+    for round in 0..3u64 {
+        let server = start(dir.path(), &body).await;
+        let addr = server.source_addr("fwd").unwrap();
+        tokio::task::spawn_blocking(move || send_acked(addr, "t", round * 100..round * 100 + 100))
+            .await
+            .unwrap();
+        server.shutdown().await;
+    }
+    let lines = wait_for_lines(&out, 300).await;
+    let numbers: Vec<u64> = lines
+        .iter()
+        .map(|l| l["record"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..300).collect::<Vec<_>>());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn undeliverable_batches_go_to_the_dead_letter_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let server = start(
+        dir.path(),
+        &format!(
+            "{}[outputs.nowhere]\ntype = \"forward\"\nservers = [{{ address = \"{dead}\" }}]\n\
+             connect_timeout = \"200ms\"\nbatch = {{ timeout = \"10ms\" }}\n\
+             retry = {{ initial_backoff = \"10ms\", max_backoff = \"20ms\", max_duration = \"200ms\" }}\n\
+             [[routes]]\nmatch = [\"**\"]\noutputs = [\"nowhere\"]\n",
+            forward_source()
+        ),
+    )
+    .await;
+    let addr = server.source_addr("fwd").unwrap();
+    tokio::task::spawn_blocking(move || send_acked(addr, "lost.cause", 0..10))
+        .await
+        .unwrap();
+    let dead_letters = wait_for_lines(&dir.path().join("data/dead-letter/nowhere.jsonl"), 10).await;
+    assert_eq!(dead_letters.len(), 10);
+    assert_eq!(dead_letters[3]["record"]["n"], 3);
+    assert!(
+        dead_letters[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("no forward server took the chunk")
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_connection_is_closed_and_others_carry_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let server = start(
+        dir.path(),
+        &format!(
+            "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\nmax_frame_size = \"64KiB\"\n\
+             {}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+            file_output(&out)
+        ),
+    )
+    .await;
+    let addr = server.source_addr("fwd").unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut good = TcpStream::connect(addr).unwrap();
+        for garbage in [&[0xc1u8, 0, 0][..], &chunk("big", 0..5000, None)[..]] {
+            let mut bad = TcpStream::connect(addr).unwrap();
+            bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let _ = bad.write_all(garbage);
+            let mut buf = [0u8; 16];
+            // The server closes the connection: EOF (or a reset).
+            assert!(matches!(bad.read(&mut buf), Ok(0) | Err(_)));
+        }
+        good.write_all(&chunk("good", 0..5, None)).unwrap();
+        send_acked(addr, "good", 5..10);
+    })
+    .await
+    .unwrap();
+    let lines = wait_for_lines(&out, 10).await;
+    assert_eq!(lines.len(), 10);
+    assert!(lines.iter().all(|l| l["tag"] == "good"));
+    server.shutdown().await;
+}

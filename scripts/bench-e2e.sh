@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# End-to-end throughput benchmark: `flumen bench` drives PackedForward traffic (records of
+# ~200 bytes, chunks of 1,000) into `flumen serve` (Forward in, the durable log with the chosen
+# persistence, a null output), and this script reports what flumen's own process spent:
+# events/s, MB/s, CPU µs per event (from /proc/PID/stat, so the load generator sharing the cores
+# is not counted) and peak RSS (VmHWM).
+#
+#   EVENTS=10000000 PERSISTENCE=interval CONNECTIONS=2 bash scripts/bench-e2e.sh
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+EVENTS=${EVENTS:-10000000}
+PERSISTENCE=${PERSISTENCE:-interval}   # always | interval | os
+CONNECTIONS=${CONNECTIONS:-2}
+RECORD_SIZE=${RECORD_SIZE:-200}
+BATCH=${BATCH:-1000}
+ACK=${ACK:-}                           # set to 1 for --ack
+FORWARD_PORT=${FORWARD_PORT:-24299}
+API_PORT=${API_PORT:-18299}
+
+cargo build --release --bin flumen -q
+bin=target/release/flumen
+work=$(mktemp -d)
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+
+cat > "$work/bench.toml" <<TOML
+data_dir = "$work/data"
+[log]
+persistence = "$PERSISTENCE"
+fsync_interval = "100ms"
+max_size = "8GiB"
+[api]
+address = "127.0.0.1:$API_PORT"
+[sources.fwd]
+type = "forward"
+address = "127.0.0.1:$FORWARD_PORT"
+[outputs.null]
+type = "null"
+[[routes]]
+match = ["**"]
+outputs = ["null"]
+TOML
+
+"$bin" serve --config "$work/bench.toml" 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do
+  curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null && break
+  sleep 0.1
+done
+
+metric() { curl -s "http://127.0.0.1:$API_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m {print $2; exit}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
+
+cpu0=$(cpu_ticks)
+t0=$(date +%s.%N)
+"$bin" bench --to "127.0.0.1:$FORWARD_PORT" --events "$EVENTS" --batch "$BATCH" \
+  --record-size "$RECORD_SIZE" --connections "$CONNECTIONS" ${ACK:+--ack}
+# Done when the null output has taken every event out of the durable log.
+for _ in $(seq 600); do
+  out=$(metric 'flumen_output_events_total\{output="null"\}')
+  [ "${out%.*}" -ge "$EVENTS" ] 2>/dev/null && break
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+cpu1=$(cpu_ticks)
+bytes=$(metric 'flumen_source_bytes_total')
+hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+events=$(metric 'flumen_output_events_total\{output="null"\}')
+
+awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" \
+    -v hz="$ticks_per_s" -v hwm="$hwm_kb" -v p="$PERSISTENCE" 'BEGIN {
+  s = t1 - t0; cpu = (c1 - c0) / hz;
+  printf "persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f cpu=%.2fs cpu/event=%.3fus peak_rss=%.1fMB\n",
+    p, e, s, e / s, b / 1e6 / s, cpu, cpu / e * 1e6, hwm / 1024
+}'
+kill -TERM "$pid"
+wait "$pid" || true

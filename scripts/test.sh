@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The one command that runs every check and test: formatting, lints, unit and integration
+# tests, then the end-to-end suite against the real binary with real client libraries.
+# Exits non-zero as soon as anything fails.
+set -euo pipefail
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo_root"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+step "setup"
+bash scripts/setup.sh
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --workspace
+
+step "cargo build --bin flumen"
+cargo build --bin flumen
+
+step "end-to-end tests"
+FLUMEN_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/flumen" python3 -m pytest tests/e2e -q
