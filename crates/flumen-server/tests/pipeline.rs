@@ -246,3 +246,82 @@ async fn a_bad_connection_is_closed_and_others_carry_on() {
     assert!(lines.iter().all(|l| l["tag"] == "good"));
     server.shutdown().await;
 }
+
+/// A minimal HTTP/1.1 POST over a std socket; returns the status code.
+fn post_json(addr: SocketAddr, path: &str, body: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_answers_503_and_recovers_when_the_output_drains() {
+    let dir = tempfile::tempdir().unwrap();
+    // The only output forwards to a server that is not there yet, so the log fills up.
+    let later = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let later_addr = later.local_addr().unwrap();
+    drop(later);
+    let server = start(
+        dir.path(),
+        &format!(
+            "[log]\nsegment_size = \"4KiB\"\nmax_size = \"16KiB\"\npersistence = \"always\"\n\
+             [sources.web]\ntype = \"http\"\naddress = \"127.0.0.1:0\"\n\
+             [outputs.relay]\ntype = \"forward\"\nservers = [{{ address = \"{later_addr}\" }}]\n\
+             require_ack = true\nrecover_wait = \"50ms\"\nconnect_timeout = \"200ms\"\n\
+             batch = {{ timeout = \"10ms\" }}\n\
+             retry = {{ initial_backoff = \"20ms\", max_backoff = \"50ms\" }}\n\
+             [[routes]]\nmatch = [\"**\"]\noutputs = [\"relay\"]\n"
+        ),
+    )
+    .await;
+    let web = server.source_addr("web").unwrap();
+    let body = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+    let (accepted, refused) = tokio::task::spawn_blocking(move || {
+        let mut accepted = 0u64;
+        for _ in 0..200 {
+            match post_json(web, "/app.web", &body) {
+                200 => accepted += 1,
+                503 => return (accepted, true),
+                other => panic!("unexpected status {other}"),
+            }
+        }
+        (accepted, false)
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused,
+        "the log never reported full after {accepted} requests"
+    );
+    assert!(accepted >= 5, "only {accepted} requests fit before 503");
+
+    // The destination comes up: the output drains the log and every accepted event arrives.
+    let received = dir.path().join("received.log");
+    let receiver_body = format!(
+        "[sources.fwd]\ntype = \"forward\"\naddress = \"{later_addr}\"\n{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+        file_output(&received)
+    );
+    let receiver = start(&dir.path().join("receiver"), &receiver_body).await;
+    let lines = wait_for_lines(&received, accepted as usize).await;
+    assert_eq!(lines.len() as u64, accepted);
+    let status = tokio::task::spawn_blocking(move || post_json(web, "/app.web", "{\"after\":1}"))
+        .await
+        .unwrap();
+    assert_eq!(status, 200, "the log has room again");
+    server.shutdown().await;
+    receiver.shutdown().await;
+}

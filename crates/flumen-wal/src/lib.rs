@@ -382,6 +382,18 @@ impl Wal {
         self.shared.full.load(Ordering::Relaxed)
     }
 
+    /// True if a record of `len` bytes would fit under the size cap right now, counting what
+    /// is queued for the writer: lets request/response inputs answer "retry later" instead of
+    /// waiting for room.
+    pub fn has_room(&self, len: usize) -> bool {
+        let queued = self.shared.config.max_in_flight - self.in_flight.available_permits();
+        // Room for the record's header and for the header of a segment it may start.
+        let needed = (queued + len + segment::RECORD_HEADER_LEN) as u64 + segment::HEADER_LEN;
+        !self.is_full()
+            && self.shared.size_bytes.load(Ordering::Relaxed) + needed
+                <= self.shared.config.max_size
+    }
+
     /// The log's error, if a failed write or sync poisoned it.
     pub fn poisoned(&self) -> Option<String> {
         self.shared.poisoned.lock().expect("poison lock").clone()

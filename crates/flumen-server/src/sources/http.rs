@@ -110,7 +110,11 @@ async fn receive(
     };
     let ticket = {
         let mut ingest = state.ingest.lock().await;
-        if ingest.wal().is_full() {
+        // Batch header and tag on top of the entries; a little over is harmless.
+        if !ingest
+            .wal()
+            .has_room(events.entries.len() + tag.len() + 512)
+        {
             return retry_later("the log is full; retry later\n");
         }
         match ingest
