@@ -166,6 +166,14 @@ pub enum SourceConfig {
 }
 
 impl SourceConfig {
+    /// The listen address.
+    pub fn address(&self) -> SocketAddr {
+        match self {
+            SourceConfig::Forward(c) => c.address,
+            SourceConfig::Http(c) => c.address,
+        }
+    }
+
     /// The route label the source's events carry ("" for the default routes).
     pub fn label(&self) -> &str {
         match self {

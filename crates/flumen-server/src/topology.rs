@@ -20,12 +20,12 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiState};
-use crate::config::{Config, OutputConfig, SourceConfig};
+use crate::config::{Config, OutputConfig};
 use crate::outputs::dead_letter::DeadLetter;
 use crate::outputs::driver::OutputTask;
 use crate::outputs::{Sink, file::FileSink, forward::ForwardSink, stdout::StdoutSink};
 use crate::routing::RouteTable;
-use crate::sources::{forward::ForwardSource, http::HttpSource};
+use crate::sources::BoundSource;
 
 /// A running flumen.
 #[derive(Debug)]
@@ -90,24 +90,12 @@ impl Server {
         let mut source_addrs = HashMap::new();
         for (name, source) in &config.sources {
             let (wal, routes, stop) = (wal.clone(), routes.clone(), sources_stop.clone());
-            let addr = match source.get_ref() {
-                SourceConfig::Forward(c) => {
-                    let bound = ForwardSource::bind(name, c).await.with_context(|| {
-                        format!("source {name}: cannot listen on {}", c.address)
-                    })?;
-                    let addr = bound.local_addr()?;
-                    sources.spawn(bound.run(wal, routes, stop));
-                    addr
-                }
-                SourceConfig::Http(c) => {
-                    let bound = HttpSource::bind(name, c).await.with_context(|| {
-                        format!("source {name}: cannot listen on {}", c.address)
-                    })?;
-                    let addr = bound.local_addr()?;
-                    sources.spawn(bound.run(wal, routes, stop));
-                    addr
-                }
-            };
+            let config = source.get_ref();
+            let bound = BoundSource::bind(name, config)
+                .await
+                .with_context(|| format!("source {name}: cannot listen on {}", config.address()))?;
+            let addr = bound.local_addr()?;
+            sources.spawn(bound.run(wal, routes, stop));
             tracing::info!(message = "Listening.", source = %name, address = %addr);
             source_addrs.insert(name.clone(), addr);
         }

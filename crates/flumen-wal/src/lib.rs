@@ -7,10 +7,13 @@
 //!
 //! # Design
 //!
-//! - **One writer thread.** Inputs call [`Wal::append`] from any task; the payload's checksum is
-//!   computed there, on the caller's core, and the writer thread only copies bytes into the
-//!   active segment. It takes every append waiting in its queue at once and makes them durable
-//!   with a single `fdatasync` (group commit), as the [`Persistence`] policy says.
+//! - **One writer thread, one sync thread.** Inputs call [`Wal::append`] from any task; the
+//!   payload's checksum is computed there, on the caller's core, and the writer thread only
+//!   writes: it takes every append waiting in its queue at once and writes them with one
+//!   vectored `write`. Syncing is the sync thread's job: the writer hands it "make the log
+//!   durable up to here" and goes on writing while the `fdatasync` runs; requests that pile up
+//!   meanwhile are served by one sync (group commit). The [`Persistence`] policy says how often
+//!   the writer asks.
 //! - **Acknowledged means durable.** [`AppendTicket::durable`] resolves once the record is as
 //!   durable as the policy promises; inputs acknowledge senders only then. Readers see a
 //!   record only once it is durable too, so an output never ships what a crash could take back.
@@ -446,8 +449,11 @@ impl Drop for Wal {
     fn drop(&mut self) {
         self.shared.closing.store(true, Ordering::Relaxed);
         let (done, _stopped) = oneshot::channel();
-        let _ = self.commands.try_send(Command::Shutdown(done));
-        if let Some(handle) = self.writer.lock().expect("writer lock").take() {
+        // Without a place in the queue the writer cannot be told to stop; it stops once this
+        // handle's sender is gone.
+        if self.commands.try_send(Command::Shutdown(done)).is_ok()
+            && let Some(handle) = self.writer.lock().expect("writer lock").take()
+        {
             let _ = handle.join();
         }
     }

@@ -212,8 +212,14 @@ impl WalReader {
                 }
                 Framed::Incomplete => {}
             }
+            // Past the durable segment, a sealed one is read to its end; the durable one up to
+            // the durable offset; a newer one (created, nothing durable in it yet) not at all.
             let sealed = durable.segment > seg.first_seq;
-            let readable_end = if sealed { u64::MAX } else { durable.offset };
+            let readable_end = match durable.segment.cmp(&seg.first_seq) {
+                std::cmp::Ordering::Greater => u64::MAX,
+                std::cmp::Ordering::Equal => durable.offset,
+                std::cmp::Ordering::Less => seg.file_offset,
+            };
             let wanted = match rest.get(..4) {
                 Some(len) => {
                     RECORD_HEADER_LEN

@@ -105,9 +105,19 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
 /// How much the writer takes from its queue before writing.
 const MAX_GROUP_BYTES: usize = 8 * 1024 * 1024;
 
+/// Acknowledgements waiting for a sync: the sender and the record's sequence number.
+type Waiting = Vec<(oneshot::Sender<Result<u64, WalError>>, u64)>;
+
+/// Work for the sync thread: make `file` durable, then publish `durable` and resolve `acks`.
+struct SyncJob {
+    file: Arc<File>,
+    durable: Durable,
+    acks: Waiting,
+}
+
 struct Writer {
     shared: Arc<Shared>,
-    active: File,
+    active: Arc<File>,
     active_first: u64,
     active_len: u64,
     next_seq: u64,
@@ -116,17 +126,32 @@ struct Writer {
     queued: Vec<([u8; segment::RECORD_HEADER_LEN], Vec<u8>)>,
     queued_bytes: u64,
     /// Acknowledgements waiting for the next sync.
-    waiting: Vec<(oneshot::Sender<Result<u64, WalError>>, u64)>,
-    /// Records written since the last sync.
+    waiting: Waiting,
+    /// Records written since the last sync was requested.
     unsynced: bool,
     last_sync: Instant,
+    /// The sync thread's queue; `None` with `Persistence::Os`, which never syncs.
+    syncer: Option<std::sync::mpsc::Sender<SyncJob>>,
 }
 
 pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Command>) {
     let durable = *shared.durable.borrow();
+    // fdatasync runs on its own thread so that appends keep being written while a sync is in
+    // flight; syncs requested meanwhile are coalesced into the next one (group commit).
+    let (syncer, sync_thread) = if shared.config.persistence == Persistence::Os {
+        (None, None)
+    } else {
+        let (jobs, queue) = std::sync::mpsc::channel();
+        let sync_shared = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("flumen-wal-sync".into())
+            .spawn(move || run_syncer(&sync_shared, &queue))
+            .expect("spawning the log's sync thread");
+        (Some(jobs), Some(thread))
+    };
     let mut w = Writer {
         shared,
-        active,
+        active: Arc::new(active),
         active_first: durable.segment,
         active_len: durable.offset,
         next_seq: durable.next_seq,
@@ -135,67 +160,110 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
         waiting: Vec::new(),
         unsynced: false,
         last_sync: Instant::now(),
+        syncer,
     };
-    loop {
-        let first = match w.sync_deadline() {
-            None => queue.recv().ok(),
-            Some(deadline) => match queue.recv_deadline(deadline) {
-                Ok(cmd) => Some(cmd),
-                Err(flume::RecvTimeoutError::Timeout) => {
-                    w.sync();
-                    continue;
-                }
-                Err(flume::RecvTimeoutError::Disconnected) => None,
-            },
-        };
-        let Some(first) = first else {
-            w.sync();
-            return;
-        };
-        let mut group = vec![first];
-        let mut bytes = 0;
-        while bytes < MAX_GROUP_BYTES {
-            match queue.try_recv() {
-                Ok(cmd) => {
-                    if let Command::Append { payload, .. } = &cmd {
-                        bytes += payload.len();
-                    }
-                    group.push(cmd);
-                }
-                Err(_) => break,
+    let stopped = w.write_until_shutdown(&queue);
+    w.sync();
+    drop(w.syncer.take());
+    if let Some(thread) = sync_thread {
+        let _ = thread.join();
+    }
+    if let Some(done) = stopped {
+        let _ = done.send(());
+    }
+}
+
+/// Makes files durable in the order the writer asked, then publishes and acknowledges.
+fn run_syncer(shared: &Shared, jobs: &std::sync::mpsc::Receiver<SyncJob>) {
+    while let Ok(first) = jobs.recv() {
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        let mut result = shared.check_poisoned();
+        let mut synced: Vec<*const File> = Vec::new();
+        for job in &batch {
+            if result.is_err() || synced.contains(&Arc::as_ptr(&job.file)) {
+                continue;
+            }
+            synced.push(Arc::as_ptr(&job.file));
+            if let Err(e) = job.file.sync_data() {
+                let error = WalError::io(
+                    &segment::segment_path(&shared.config.dir, job.durable.segment),
+                    e,
+                );
+                shared.poison(&error);
+                result = Err(WalError::Poisoned(error.to_string()));
             }
         }
-        let mut shutdown = None;
-        for cmd in group {
-            match cmd {
-                Command::Append {
-                    header,
-                    payload,
-                    done,
-                    ..
-                } => w.append(header, payload, done),
-                Command::Shutdown(done) => {
-                    shutdown = Some(done);
-                    break;
-                }
-            }
+        let last = batch.last().expect("non-empty").durable;
+        if result.is_ok() {
+            shared.durable.send_replace(last);
         }
-        w.flush_buf();
-        match (shutdown, w.shared.config.persistence) {
-            (Some(done), _) => {
-                w.sync();
-                let _ = done.send(());
-                return;
+        for job in batch {
+            for (done, seq) in job.acks {
+                let _ = done.send(result.clone().map(|()| seq));
             }
-            (None, Persistence::Always) => w.sync(),
-            (None, Persistence::Interval(every)) if w.last_sync.elapsed() >= every => w.sync(),
-            (None, Persistence::Os) => w.publish(),
-            (None, Persistence::Interval(_)) => {}
         }
     }
 }
 
 impl Writer {
+    /// Takes commands until a shutdown (returned) or until every sender is gone.
+    fn write_until_shutdown(
+        &mut self,
+        queue: &flume::Receiver<Command>,
+    ) -> Option<oneshot::Sender<()>> {
+        loop {
+            let first = match self.sync_deadline() {
+                None => queue.recv().ok(),
+                Some(deadline) => match queue.recv_deadline(deadline) {
+                    Ok(cmd) => Some(cmd),
+                    Err(flume::RecvTimeoutError::Timeout) => {
+                        self.sync();
+                        continue;
+                    }
+                    Err(flume::RecvTimeoutError::Disconnected) => None,
+                },
+            };
+            let first = first?;
+            let mut group = vec![first];
+            let mut bytes = 0;
+            while bytes < MAX_GROUP_BYTES {
+                match queue.try_recv() {
+                    Ok(cmd) => {
+                        if let Command::Append { payload, .. } = &cmd {
+                            bytes += payload.len();
+                        }
+                        group.push(cmd);
+                    }
+                    Err(_) => break,
+                }
+            }
+            let mut shutdown = None;
+            for cmd in group {
+                match cmd {
+                    Command::Append {
+                        header,
+                        payload,
+                        done,
+                        ..
+                    } => self.append(header, payload, done),
+                    Command::Shutdown(done) => {
+                        shutdown = Some(done);
+                        break;
+                    }
+                }
+            }
+            self.flush_buf();
+            if shutdown.is_some() {
+                return shutdown;
+            }
+            match self.shared.config.persistence {
+                Persistence::Interval(every) if self.last_sync.elapsed() < every => {}
+                _ => self.sync(),
+            }
+        }
+    }
+
     /// When the writer must wake up to sync, if anything is waiting for it.
     fn sync_deadline(&self) -> Option<Instant> {
         match self.shared.config.persistence {
@@ -279,7 +347,7 @@ impl Writer {
             slices.push(IoSlice::new(header));
             slices.push(IoSlice::new(payload));
         }
-        let result = write_all_vectored(&mut self.active, &mut slices);
+        let result = write_all_vectored(&self.active, &mut slices);
         let written = self.queued_bytes;
         self.queued.clear();
         self.queued_bytes = 0;
@@ -302,31 +370,39 @@ impl Writer {
         segment::segment_path(&self.shared.config.dir, self.active_first)
     }
 
-    /// Makes everything written durable (per the policy), then readable and acknowledged.
+    /// Makes everything written so far durable (per the policy), then readable and
+    /// acknowledged: at once with `Persistence::Os`, otherwise by the sync thread.
     fn sync(&mut self) {
-        if self.unsynced
-            && self.shared.config.persistence != Persistence::Os
-            && let Err(e) = self.active.sync_data()
-        {
-            self.fail(WalError::io(&self.active_path(), e));
-            return;
-        }
-        self.last_sync = Instant::now();
-        self.publish();
-    }
-
-    fn publish(&mut self) {
         if self.shared.check_poisoned().is_err() {
             return;
         }
-        self.unsynced = false;
-        self.shared.durable.send_replace(Durable {
+        self.last_sync = Instant::now();
+        let durable = Durable {
             next_seq: self.next_seq,
             segment: self.active_first,
             offset: self.active_len,
-        });
-        for (done, seq) in self.waiting.drain(..) {
-            let _ = done.send(Ok(seq));
+        };
+        let acks = std::mem::take(&mut self.waiting);
+        self.unsynced = false;
+        match &self.syncer {
+            Some(syncer) => {
+                let job = SyncJob {
+                    file: self.active.clone(),
+                    durable,
+                    acks,
+                };
+                if let Err(unsent) = syncer.send(job) {
+                    for (done, _) in unsent.0.acks {
+                        let _ = done.send(Err(WalError::Closed));
+                    }
+                }
+            }
+            None => {
+                self.shared.durable.send_replace(durable);
+                for (done, seq) in acks {
+                    let _ = done.send(Ok(seq));
+                }
+            }
         }
     }
 
@@ -335,7 +411,7 @@ impl Writer {
         self.sync();
         match open_segment_for_append(&self.shared.config.dir, self.next_seq) {
             Ok(file) => {
-                self.active = file;
+                self.active = Arc::new(file);
                 self.active_first = self.next_seq;
                 self.active_len = HEADER_LEN;
                 self.shared
@@ -346,7 +422,6 @@ impl Writer {
                     .lock()
                     .expect("segments lock")
                     .insert(self.active_first, HEADER_LEN);
-                self.publish();
             }
             Err(error) => self.fail(error),
         }
@@ -363,7 +438,7 @@ impl Writer {
 }
 
 /// Writes every slice, in as few system calls as the kernel allows (at most 1024 slices each).
-fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
+fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::io::Result<()> {
     while !slices.is_empty() {
         let batch = slices.len().min(1024);
         match file.write_vectored(&slices[..batch]) {

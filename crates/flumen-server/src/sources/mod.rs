@@ -3,7 +3,7 @@
 //! Each source owns its listeners and turns what senders send into batches (see
 //! `flumen_event::batch`) appended to the durable log through an [`Ingest`]. A source never
 //! talks to an output: the log is the only way through. Adding a source means a module here, a
-//! variant of `config::SourceConfig`, and a line in `topology`.
+//! variant of `config::SourceConfig` and one of [`BoundSource`].
 
 pub mod forward;
 pub mod http;
@@ -14,7 +14,49 @@ use flumen_event::{BatchBuilder, TenantId};
 use flumen_wal::{AppendTicket, Wal, WalError};
 use metrics::Counter;
 
+use crate::config::SourceConfig;
 use crate::routing::{RouteCache, RouteTable};
+
+/// A source whose listeners are bound: binding happens at start-up, so that a port in use stops
+/// flumen before it reports ready.
+#[derive(Debug)]
+pub enum BoundSource {
+    /// The Forward protocol.
+    Forward(forward::ForwardSource),
+    /// Fluentd's `in_http`.
+    Http(http::HttpSource),
+}
+
+impl BoundSource {
+    /// Binds the listeners `config` asks for.
+    pub async fn bind(name: &str, config: &SourceConfig) -> std::io::Result<Self> {
+        Ok(match config {
+            SourceConfig::Forward(c) => Self::Forward(forward::ForwardSource::bind(name, c).await?),
+            SourceConfig::Http(c) => Self::Http(http::HttpSource::bind(name, c).await?),
+        })
+    }
+
+    /// The bound address (for port 0 in the configuration).
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            Self::Forward(source) => source.local_addr(),
+            Self::Http(source) => source.local_addr(),
+        }
+    }
+
+    /// Takes events until `stop` turns true, then finishes what it read.
+    pub async fn run(
+        self,
+        wal: Arc<Wal>,
+        routes: Arc<RouteTable>,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) {
+        match self {
+            Self::Forward(source) => source.run(wal, routes, stop).await,
+            Self::Http(source) => source.run(wal, routes, stop).await,
+        }
+    }
+}
 
 /// Appends a source's events to the log, counting them.
 #[derive(Debug)]
