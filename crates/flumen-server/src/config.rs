@@ -197,6 +197,13 @@ pub struct ForwardSourceConfig {
     /// compressed chunk may inflate to.
     #[serde(default = "default_max_frame_size")]
     pub max_frame_size: ByteSize,
+    /// Close a connection gracefully once it is this old (at a frame boundary, after acking),
+    /// so that senders reconnect through their load balancer.
+    #[serde(default, with = "humantime_serde")]
+    pub max_connection_age: Option<Duration>,
+    /// Close a connection that sent nothing for this long.
+    #[serde(default, with = "humantime_serde")]
+    pub idle_timeout: Option<Duration>,
 }
 
 fn default_forward_address() -> SocketAddr {

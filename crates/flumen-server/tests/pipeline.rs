@@ -325,3 +325,46 @@ async fn a_full_log_answers_503_and_recovers_when_the_output_drains() {
     server.shutdown().await;
     receiver.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_connection_finishes_its_frame_acks_it_and_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let server = start(
+        dir.path(),
+        &format!(
+            "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\nmax_connection_age = \"300ms\"\n\
+             {}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+            file_output(&out)
+        ),
+    )
+    .await;
+    let addr = server.source_addr("fwd").unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        // Half a frame, then past the maximum age, then the rest: the frame must still be taken.
+        let frame = chunk("aged", 0..50, Some("aged-1"));
+        let (head, tail) = frame.split_at(frame.len() / 2);
+        stream.write_all(head).unwrap();
+        std::thread::sleep(Duration::from_millis(600));
+        stream.write_all(tail).unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).unwrap();
+        let (acked, used) = decode_ack(&answer)
+            .unwrap()
+            .expect("an ack before the close");
+        assert_eq!(acked, b"aged-1");
+        assert_eq!(
+            used,
+            answer.len(),
+            "the connection closes right after the ack"
+        );
+    })
+    .await
+    .unwrap();
+    assert_eq!(wait_for_lines(&out, 50).await.len(), 50);
+    server.shutdown().await;
+}

@@ -8,11 +8,16 @@
 //! stops reading and TCP pushes back on the sender. A malformed or oversized frame closes the
 //! connection with a logged reason; acknowledgements already due are sent first.
 //!
+//! With `max_connection_age`, a connection closes gracefully once it is that old: at the next
+//! frame boundary, after acknowledging what it read, so that long-lived senders reconnect and a
+//! load balancer can move them to new instances. `idle_timeout` closes silent connections.
+//!
 //! The UDP socket on the same port answers Fluentd's heartbeat datagrams.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use flumen_codec::forward::{Decoded, Limits, UDP_HEARTBEAT_REPLY, decode_frame, encode_ack};
@@ -32,6 +37,8 @@ pub struct ForwardSource {
     name: Arc<str>,
     label: String,
     limits: Limits,
+    max_connection_age: Option<Duration>,
+    idle_timeout: Option<Duration>,
     tcp: TcpListener,
     udp: UdpSocket,
 }
@@ -47,6 +54,8 @@ impl ForwardSource {
             limits: Limits {
                 max_frame_size: config.max_frame_size.as_u64() as usize,
             },
+            max_connection_age: config.max_connection_age,
+            idle_timeout: config.idle_timeout,
             tcp,
             udp,
         })
@@ -79,6 +88,8 @@ impl ForwardSource {
                             source: self.name.clone(),
                             peer,
                             limits: self.limits,
+                            max_age: self.max_connection_age,
+                            idle_timeout: self.idle_timeout,
                             ingest,
                         };
                         let open = open.clone();
@@ -91,7 +102,7 @@ impl ForwardSource {
                     }
                     Err(error) => {
                         tracing::warn!(message = "Failed to accept a forward connection.", source = %self.name, %error);
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                 },
                 received = self.udp.recv_from(&mut datagram) => {
@@ -116,6 +127,8 @@ struct Connection {
     source: Arc<str>,
     peer: SocketAddr,
     limits: Limits,
+    max_age: Option<Duration>,
+    idle_timeout: Option<Duration>,
     ingest: Ingest,
 }
 
@@ -128,6 +141,12 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(256 * 1024);
         let mut pending: PendingAcks = VecDeque::new();
         let mut out = Vec::new();
+        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let retire_at = self.max_age.map_or(far, |age| Instant::now() + age);
+        // Past its maximum age the connection closes at the next frame boundary, once every
+        // frame it read is acknowledged, so the sender reconnects (through its load balancer).
+        let mut retiring = false;
+        let mut idle_at = self.idle_timeout.map_or(far, |t| Instant::now() + t);
         loop {
             if buf.capacity() - buf.len() < 64 * 1024 {
                 buf.reserve(256 * 1024);
@@ -141,6 +160,20 @@ impl Connection {
                     }
                 }
                 _ = stopped(&mut shutdown) => break,
+                _ = tokio::time::sleep_until(retire_at.into()), if !retiring => {
+                    retiring = true;
+                    self.retired("max_age");
+                    if buf.is_empty() {
+                        break;
+                    }
+                }
+                _ = tokio::time::sleep_until(idle_at.into()) => {
+                    if !buf.is_empty() {
+                        self.reject("idle", &format!("no bytes for the idle timeout inside a frame ({} bytes dropped)", buf.len()));
+                    }
+                    self.retired("idle");
+                    break;
+                }
                 read = rd.read_buf(&mut buf) => match read {
                     Ok(0) => {
                         if !buf.is_empty() {
@@ -149,7 +182,10 @@ impl Connection {
                         break;
                     }
                     Ok(_) => {
-                        if self.take_frames(&mut buf, &mut pending).await.is_err() {
+                        if let Some(timeout) = self.idle_timeout {
+                            idle_at = Instant::now() + timeout;
+                        }
+                        if self.take_frames(&mut buf, &mut pending).await.is_err() || (retiring && buf.is_empty()) {
                             break;
                         }
                     }
@@ -168,6 +204,13 @@ impl Connection {
             }
         }
         let _ = wr.shutdown().await;
+    }
+
+    /// Counts a connection closed on purpose (not for an error).
+    fn retired(&self, reason: &'static str) {
+        metrics::counter!("flumen_source_connections_retired_total", "source" => self.source.to_string(), "reason" => reason)
+            .increment(1);
+        tracing::debug!(message = "Closing a forward connection.", source = %self.source, peer = %self.peer, reason);
     }
 
     /// Counts and logs a refused frame; the caller closes the connection.
