@@ -25,7 +25,11 @@ use crate::outputs::dead_letter::DeadLetter;
 use crate::outputs::driver::OutputTask;
 use crate::outputs::{Sink, file::FileSink, forward::ForwardSink, stdout::StdoutSink};
 use crate::routing::RouteTable;
-use crate::sources::BoundSource;
+use crate::sources::chunks::ChunkLedger;
+use crate::sources::{BoundSource, SourceShared};
+
+/// How many recent Forward chunk ids are remembered to recognise resends.
+const CHUNK_IDS_REMEMBERED: usize = 65_536;
 
 /// A running flumen.
 #[derive(Debug)]
@@ -60,6 +64,7 @@ impl Server {
         let stats = wal.stats();
         tracing::info!(message = "Log open.", dir = %wal_dir.display(), records = stats.next_seq - stats.first_seq, bytes = stats.size_bytes);
 
+        let node_id = node_id(&config.data_dir)?;
         let output_names: Vec<String> = config.outputs.keys().cloned().collect();
         wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
         let routes = Arc::new(RouteTable::new(&config.routes, output_names.clone())?);
@@ -75,7 +80,8 @@ impl Server {
             let task = OutputTask::new(
                 name,
                 index,
-                build_sink(output).map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
+                build_sink(output, &format!("{node_id}/{name}"))
+                    .map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
                 reader,
                 routes.clone(),
                 batch.clone(),
@@ -85,17 +91,31 @@ impl Server {
             outputs.spawn(task.run(outputs_stop.clone()));
         }
 
+        let chunks = {
+            let wal = wal.clone();
+            tokio::task::spawn_blocking(move || ChunkLedger::rebuild(&wal, CHUNK_IDS_REMEMBERED))
+                .await?
+                .context("cannot read recent chunk ids back from the log")?
+        };
+        tracing::info!(
+            message = "Chunk ids remembered from the log.",
+            count = chunks.len()
+        );
+        let shared = SourceShared {
+            wal: wal.clone(),
+            routes: routes.clone(),
+            chunks: Arc::new(chunks),
+        };
         let (stop_sources, sources_stop) = watch::channel(false);
         let mut sources = JoinSet::new();
         let mut source_addrs = HashMap::new();
         for (name, source) in &config.sources {
-            let (wal, routes, stop) = (wal.clone(), routes.clone(), sources_stop.clone());
             let config = source.get_ref();
             let bound = BoundSource::bind(name, config)
                 .await
                 .with_context(|| format!("source {name}: cannot listen on {}", config.address()))?;
             let addr = bound.local_addr()?;
-            sources.spawn(bound.run(wal, routes, stop));
+            sources.spawn(bound.run(shared.clone(), sources_stop.clone()));
             tracing::info!(message = "Listening.", source = %name, address = %addr);
             source_addrs.insert(name.clone(), addr);
         }
@@ -164,11 +184,27 @@ impl Server {
     }
 }
 
-fn build_sink(output: &OutputConfig) -> Result<Sink, String> {
+fn build_sink(output: &OutputConfig, identity: &str) -> Result<Sink, String> {
     Ok(match output {
         OutputConfig::Stdout(_) => Sink::Stdout(StdoutSink::default()),
         OutputConfig::File(c) => Sink::File(FileSink::new(c)?),
-        OutputConfig::Forward(c) => Sink::Forward(ForwardSink::new(c)),
+        OutputConfig::Forward(c) => Sink::Forward(ForwardSink::new(c, identity)),
         OutputConfig::Null(_) => Sink::Null,
     })
+}
+
+/// This node's identity: random at first start, kept in `<data_dir>/node-id` after.
+fn node_id(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => Ok(id.trim().to_owned()),
+        _ => {
+            let id = format!("{:016x}", fastrand::u64(..));
+            let tmp = path.with_extension("tmp");
+            std::fs::write(&tmp, format!("{id}\n"))
+                .and_then(|()| std::fs::rename(&tmp, &path))
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            Ok(id)
+        }
+    }
 }

@@ -368,3 +368,42 @@ async fn an_old_connection_finishes_its_frame_acks_it_and_closes() {
     assert_eq!(wait_for_lines(&out, 50).await.len(), 50);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_chunk_is_acknowledged_but_stored_once_even_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let body = format!(
+        "{}{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+        forward_source(),
+        file_output(&out)
+    );
+    let server = start(dir.path(), &body).await;
+    let addr = server.source_addr("fwd").unwrap();
+    // The same chunk (same id) three times, on three connections, as a sender that missed acks.
+    tokio::task::spawn_blocking(move || (0..3).for_each(|_| send_acked(addr, "t", 0..20)))
+        .await
+        .unwrap();
+    assert_eq!(wait_for_lines(&out, 20).await.len(), 20);
+    server.shutdown().await;
+
+    let server = start(dir.path(), &body).await;
+    let addr = server.source_addr("fwd").unwrap();
+    tokio::task::spawn_blocking(move || {
+        send_acked(addr, "t", 0..20); // a resend after the restart: known from the log
+        send_acked(addr, "t", 20..30); // a new chunk
+    })
+    .await
+    .unwrap();
+    let lines = wait_for_lines(&out, 30).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let lines_after = wait_for_lines(&out, 30).await;
+    assert_eq!(lines.len(), 30);
+    assert_eq!(lines_after.len(), 30, "nothing stored twice");
+    let numbers: Vec<u64> = lines_after
+        .iter()
+        .map(|l| l["record"]["n"].as_u64().unwrap())
+        .collect();
+    assert_eq!(numbers, (0..30).collect::<Vec<_>>());
+    server.shutdown().await;
+}

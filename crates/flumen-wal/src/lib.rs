@@ -420,6 +420,13 @@ impl Wal {
         WalReader::open(self.shared.clone(), name)
     }
 
+    /// A reader over the records of the `segments` newest segments that holds no cursor: for
+    /// rebuilding state from recent records at start-up. Segments may be removed under it; a
+    /// reader that finds its next segment gone stops with an error.
+    pub fn recent(&self, segments: usize) -> Result<WalReader, WalError> {
+        WalReader::detached(self.shared.clone(), segments)
+    }
+
     /// Deletes the persisted cursors of readers not in `keep` (outputs removed from the
     /// configuration), so that they no longer hold segments on disk.
     pub fn retain_readers(&self, keep: &[&str]) -> Result<(), WalError> {

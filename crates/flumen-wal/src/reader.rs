@@ -38,7 +38,8 @@ struct OpenSegment {
 /// mostly from the page cache.
 pub struct WalReader {
     shared: Arc<Shared>,
-    name: String,
+    /// `None` for a detached reader: no cursor, holds no segment.
+    name: Option<String>,
     durable: watch::Receiver<Durable>,
     next_seq: u64,
     segment: Option<OpenSegment>,
@@ -82,7 +83,7 @@ impl WalReader {
             .insert(name.to_owned(), start);
         let mut reader = Self {
             shared,
-            name: name.to_owned(),
+            name: Some(name.to_owned()),
             durable,
             next_seq: start,
             segment: None,
@@ -91,9 +92,34 @@ impl WalReader {
         Ok(reader)
     }
 
-    /// The reader's name.
+    /// A reader with no cursor, starting at the first record of the `segments`-th newest
+    /// segment: for looking back at recent records at start-up. It does not keep segments from
+    /// being removed, and cannot commit.
+    pub(crate) fn detached(shared: Arc<Shared>, segments: usize) -> Result<Self, WalError> {
+        let durable = shared.durable.subscribe();
+        let start = {
+            let all = shared.segments.lock().expect("segments lock");
+            all.keys()
+                .rev()
+                .nth(segments.max(1) - 1)
+                .or(all.keys().next())
+                .copied()
+                .unwrap_or(0)
+        };
+        let mut reader = Self {
+            shared,
+            name: None,
+            durable,
+            next_seq: start,
+            segment: None,
+        };
+        reader.seek(start)?;
+        Ok(reader)
+    }
+
+    /// The reader's name (empty for a detached reader).
     pub fn name(&self) -> &str {
-        &self.name
+        self.name.as_deref().unwrap_or_default()
     }
 
     /// The sequence number of the next record this reader returns.
@@ -182,12 +208,17 @@ impl WalReader {
     /// Records that every record below `next_seq` is delivered: persists the cursor and lets
     /// segments that every reader is past be removed.
     pub fn commit(&mut self, next_seq: u64) -> Result<(), WalError> {
-        cursor::store(&self.shared.cursor_dir(), &self.name, next_seq)?;
+        let Some(name) = &self.name else {
+            return Err(WalError::Config(
+                "a detached reader has no cursor to commit".into(),
+            ));
+        };
+        cursor::store(&self.shared.cursor_dir(), name, next_seq)?;
         self.shared
             .cursors
             .lock()
             .expect("cursors lock")
-            .insert(self.name.clone(), next_seq);
+            .insert(name.clone(), next_seq);
         self.shared.collect_garbage()
     }
 

@@ -46,8 +46,16 @@ pub struct ForwardSink {
     connect_timeout: Duration,
     recover_wait: Duration,
     compression: Compression,
-    /// Prefix of chunk ids: unique to this process and output.
+    /// Prefix of chunk ids: unique to this node and output, the same after a restart.
     chunk_prefix: [u8; 8],
+}
+
+/// The chunk being filled while a delivery is encoded.
+struct OpenChunk {
+    tag: String,
+    first_seq: u64,
+    last_seq: u64,
+    count: u32,
 }
 
 /// Encoded chunks of one delivery: the bytes to send and the ack each chunk waits for.
@@ -57,8 +65,9 @@ struct Chunks {
 }
 
 impl ForwardSink {
-    /// A sink for a validated configuration.
-    pub fn new(config: &ForwardOutputConfig) -> Self {
+    /// A sink for a validated configuration; `identity` names this output on this node
+    /// (stable across restarts) and prefixes its chunk ids.
+    pub fn new(config: &ForwardOutputConfig, identity: &str) -> Self {
         Self {
             servers: config
                 .servers
@@ -79,7 +88,7 @@ impl ForwardSink {
                 FileCompression::None => Compression::None,
                 FileCompression::Gzip => Compression::Gzip,
             },
-            chunk_prefix: fastrand::u64(..).to_le_bytes(),
+            chunk_prefix: fnv1a(identity.as_bytes()).to_be_bytes(),
         }
     }
 
@@ -147,46 +156,53 @@ impl ForwardSink {
             bytes: Vec::with_capacity(delivery.bytes as usize + 1024),
             acks: Vec::new(),
         };
-        let mut merged = Vec::new();
-        let mut current: Option<(String, u64, u32)> = None; // tag, first seq, count
-        let flush = |chunks: &mut Chunks,
-                     merged: &mut Vec<u8>,
-                     current: &mut Option<(String, u64, u32)>| {
-            if let Some((tag, first_seq, count)) = current.take() {
-                let id = self.require_ack.then(|| self.chunk_id(first_seq));
-                encode_packed_forward(
-                    &mut chunks.bytes,
-                    &tag,
-                    merged,
-                    count,
-                    id.as_deref(),
-                    self.compression,
-                );
-                chunks.acks.extend(id);
-                merged.clear();
-            }
-        };
+        let mut open: Option<OpenChunk> = None;
+        let mut entries = Vec::new();
         for (seq, batch) in delivery.iter() {
-            let same_tag = current.as_ref().is_some_and(|(tag, _, _)| tag == batch.tag);
-            if !same_tag || merged.len() + batch.entries.len() > MAX_CHUNK_BYTES {
-                flush(&mut chunks, &mut merged, &mut current);
-                current = Some((batch.tag.to_owned(), seq, 0));
+            let joins = open.as_ref().is_some_and(|c| c.tag == batch.tag)
+                && entries.len() + batch.entries.len() <= MAX_CHUNK_BYTES;
+            if !joins && let Some(done) = open.take() {
+                self.close_chunk(done, &mut entries, &mut chunks);
             }
-            merged.extend_from_slice(batch.entries);
-            if let Some((_, _, count)) = current.as_mut() {
-                *count += batch.entry_count;
-            }
+            let chunk = open.get_or_insert_with(|| OpenChunk {
+                tag: batch.tag.to_owned(),
+                first_seq: seq,
+                last_seq: seq,
+                count: 0,
+            });
+            chunk.last_seq = seq;
+            chunk.count += batch.entry_count;
+            entries.extend_from_slice(batch.entries);
         }
-        flush(&mut chunks, &mut merged, &mut current);
+        if let Some(done) = open {
+            self.close_chunk(done, &mut entries, &mut chunks);
+        }
         chunks
     }
 
-    /// A chunk id: this sink's prefix and the log position of the chunk's first batch, so a
-    /// resent chunk carries the id it had the first time.
-    fn chunk_id(&self, first_seq: u64) -> String {
-        let mut raw = [0u8; 16];
+    fn close_chunk(&self, chunk: OpenChunk, entries: &mut Vec<u8>, chunks: &mut Chunks) {
+        let id = self.require_ack.then(|| self.chunk_id(&chunk));
+        encode_packed_forward(
+            &mut chunks.bytes,
+            &chunk.tag,
+            entries,
+            chunk.count,
+            id.as_deref(),
+            self.compression,
+        );
+        chunks.acks.extend(id);
+        entries.clear();
+    }
+
+    /// A chunk id: this output's prefix (stable across restarts) and the range of log records
+    /// the chunk holds, so that a resent chunk carries the id it had the first time, and a
+    /// chunk with other contents never does. A receiver that remembers ids (flumen does) drops
+    /// the resend instead of storing it twice.
+    fn chunk_id(&self, chunk: &OpenChunk) -> String {
+        let mut raw = [0u8; 24];
         raw[..8].copy_from_slice(&self.chunk_prefix);
-        raw[8..].copy_from_slice(&first_seq.to_be_bytes());
+        raw[8..16].copy_from_slice(&chunk.first_seq.to_be_bytes());
+        raw[16..].copy_from_slice(&chunk.last_seq.to_be_bytes());
         base64::engine::general_purpose::STANDARD.encode(raw)
     }
 
@@ -238,4 +254,12 @@ impl ForwardSink {
         }
         Ok(())
     }
+}
+
+/// FNV-1a, 64 bits: a stable hash (unlike std's, fixed across Rust releases) for chunk-id
+/// prefixes.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }

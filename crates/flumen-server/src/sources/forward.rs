@@ -21,15 +21,14 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use flumen_codec::forward::{Decoded, Limits, UDP_HEARTBEAT_REPLY, decode_frame, encode_ack};
-use flumen_wal::AppendTicket;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::Ingest;
+use super::chunks::ChunkAck;
+use super::{Ingest, SourceShared};
 use crate::config::ForwardSourceConfig;
-use crate::routing::RouteTable;
 
 /// A bound Forward source, ready to run.
 #[derive(Debug)]
@@ -68,12 +67,7 @@ impl ForwardSource {
 
     /// Accepts connections until `shutdown` turns true, then lets every connection finish the
     /// frames it has read and send their acknowledgements.
-    pub async fn run(
-        self,
-        wal: Arc<flumen_wal::Wal>,
-        routes: Arc<RouteTable>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, shared: SourceShared, mut shutdown: watch::Receiver<bool>) {
         let mut connections = JoinSet::new();
         let mut datagram = [0u8; 64];
         let open = metrics::gauge!("flumen_source_connections", "source" => self.name.to_string());
@@ -83,7 +77,7 @@ impl ForwardSource {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let ingest = Ingest::new(&self.name, &self.label, wal.clone(), routes.clone());
+                        let ingest = Ingest::new(&self.name, &self.label, &shared);
                         let connection = Connection {
                             source: self.name.clone(),
                             peer,
@@ -133,7 +127,7 @@ struct Connection {
 }
 
 /// Frames appended to the log whose senders wait for an acknowledgement, oldest first.
-type PendingAcks = VecDeque<(Vec<u8>, AppendTicket)>;
+type PendingAcks = VecDeque<(Vec<u8>, ChunkAck)>;
 
 impl Connection {
     async fn serve(mut self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
@@ -153,7 +147,7 @@ impl Connection {
             }
             tokio::select! {
                 biased;
-                durable = async { (&mut pending.front_mut().expect("non-empty").1).await }, if !pending.is_empty() => {
+                durable = async { pending.front_mut().expect("non-empty").1.durable().await }, if !pending.is_empty() => {
                     let (chunk, _) = pending.pop_front().expect("non-empty");
                     if !self.answer(&mut wr, &mut out, &chunk, durable).await {
                         return;
@@ -197,8 +191,8 @@ impl Connection {
             }
         }
         // Whatever was read and appended is acknowledged before the connection closes.
-        while let Some((chunk, ticket)) = pending.pop_front() {
-            let durable = ticket.await;
+        while let Some((chunk, mut ack)) = pending.pop_front() {
+            let durable = ack.durable().await;
             if !self.answer(&mut wr, &mut out, &chunk, durable).await {
                 return;
             }
@@ -220,17 +214,17 @@ impl Connection {
         tracing::warn!(message = "Closing a forward connection.", source = %self.source, peer = %self.peer, %reason);
     }
 
-    /// Sends the acknowledgement for one durable frame; false if the connection is unusable.
+    /// Sends the acknowledgement for one frame once it is durable; false if the connection is
+    /// unusable (or the frame could not be made durable: the sender gets no ack and resends).
     async fn answer(
         &self,
         wr: &mut tokio::net::tcp::OwnedWriteHalf,
         out: &mut Vec<u8>,
         chunk: &[u8],
-        durable: Result<u64, flumen_wal::WalError>,
+        durable: bool,
     ) -> bool {
-        if let Err(error) = durable {
-            // Not durable: the sender gets no ack and will resend.
-            tracing::error!(message = "A chunk could not be made durable; not acknowledging it.", source = %self.source, %error);
+        if !durable {
+            tracing::error!(message = "A chunk could not be made durable; not acknowledging it.", source = %self.source);
             return false;
         }
         out.clear();
@@ -257,22 +251,21 @@ impl Connection {
                     return Err(error.to_string());
                 }
             };
-            let chunk = frame.chunk.unwrap_or_default();
-            let appended = self
-                .ingest
-                .append(frame.tag, chunk, frame.count, &frame.entries)
-                .await
-                .map_err(|e| {
-                    self.reject("not_stored", &e.to_string());
-                    e.to_string()
-                })?;
-            if let Some(chunk) = frame.chunk {
-                let chunk = chunk.to_vec();
-                match appended {
-                    Some(ticket) => pending.push_back((chunk, ticket)),
-                    // Unrouted events are dropped by design; the sender still gets its ack.
-                    None => pending.push_back((chunk, AppendTicket::ready())),
-                }
+            let stored = match frame.chunk {
+                Some(chunk) => self
+                    .ingest
+                    .append_chunk(frame.tag, chunk, frame.count, &frame.entries)
+                    .await
+                    .map(|ack| pending.push_back((chunk.to_vec(), ack))),
+                None => self
+                    .ingest
+                    .append(frame.tag, b"", frame.count, &frame.entries)
+                    .await
+                    .map(drop),
+            };
+            if let Err(error) = stored {
+                self.reject("not_stored", &error.to_string());
+                return Err(error.to_string());
             }
             buf.advance(used);
         }

@@ -16,9 +16,8 @@ use flumen_event::EventTime;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
-use super::{Ingest, IngestError};
+use super::{Ingest, IngestError, SourceShared};
 use crate::config::HttpSourceConfig;
-use crate::routing::RouteTable;
 
 /// A bound HTTP source, ready to run.
 #[derive(Debug)]
@@ -49,14 +48,9 @@ impl HttpSource {
     }
 
     /// Serves until `shutdown` turns true; requests in progress finish.
-    pub async fn run(
-        self,
-        wal: Arc<flumen_wal::Wal>,
-        routes: Arc<RouteTable>,
-        mut shutdown: watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, shared: SourceShared, mut shutdown: watch::Receiver<bool>) {
         let state = Arc::new(HttpState {
-            ingest: Mutex::new(Ingest::new(&self.name, &self.config.label, wal, routes)),
+            ingest: Mutex::new(Ingest::new(&self.name, &self.config.label, &shared)),
             source: self.name.clone(),
         });
         let app = router(state, self.config.max_body_size.as_u64() as usize);

@@ -5,6 +5,7 @@
 //! talks to an output: the log is the only way through. Adding a source means a module here, a
 //! variant of `config::SourceConfig` and one of [`BoundSource`].
 
+pub mod chunks;
 pub mod forward;
 pub mod http;
 
@@ -45,44 +46,56 @@ impl BoundSource {
     }
 
     /// Takes events until `stop` turns true, then finishes what it read.
-    pub async fn run(
-        self,
-        wal: Arc<Wal>,
-        routes: Arc<RouteTable>,
-        stop: tokio::sync::watch::Receiver<bool>,
-    ) {
+    pub async fn run(self, shared: SourceShared, stop: tokio::sync::watch::Receiver<bool>) {
         match self {
-            Self::Forward(source) => source.run(wal, routes, stop).await,
-            Self::Http(source) => source.run(wal, routes, stop).await,
+            Self::Forward(source) => source.run(shared, stop).await,
+            Self::Http(source) => source.run(shared, stop).await,
         }
     }
+}
+
+/// What every source shares: the log, the routes, the chunk ledger.
+#[derive(Debug, Clone)]
+pub struct SourceShared {
+    /// The durable log.
+    pub wal: Arc<Wal>,
+    /// The compiled routes.
+    pub routes: Arc<RouteTable>,
+    /// Recent Forward chunk ids.
+    pub chunks: Arc<chunks::ChunkLedger>,
 }
 
 /// Appends a source's events to the log, counting them.
 #[derive(Debug)]
 pub struct Ingest {
     wal: Arc<Wal>,
+    chunks: Arc<chunks::ChunkLedger>,
+    tenant: TenantId,
     builder: BatchBuilder,
     label: String,
     routes: RouteCache,
     events: Counter,
     bytes: Counter,
     unrouted: Counter,
+    duplicates: Counter,
 }
 
 impl Ingest {
     /// An ingest for the source `name`, whose events carry `label`.
-    pub fn new(name: &str, label: &str, wal: Arc<Wal>, routes: Arc<RouteTable>) -> Self {
+    pub fn new(name: &str, label: &str, shared: &SourceShared) -> Self {
         let source = name.to_owned();
+        let tenant = TenantId::default_tenant();
         Self {
-            wal,
-            builder: BatchBuilder::new(TenantId::default_tenant(), label)
-                .expect("labels are validated"),
+            wal: shared.wal.clone(),
+            chunks: shared.chunks.clone(),
+            builder: BatchBuilder::new(tenant.clone(), label).expect("labels are validated"),
+            tenant,
             label: label.to_owned(),
-            routes: RouteCache::new(routes),
+            routes: RouteCache::new(shared.routes.clone()),
             events: metrics::counter!("flumen_source_events_total", "source" => source.clone()),
             bytes: metrics::counter!("flumen_source_bytes_total", "source" => source.clone()),
-            unrouted: metrics::counter!("flumen_source_unrouted_events_total", "source" => source),
+            unrouted: metrics::counter!("flumen_source_unrouted_events_total", "source" => source.clone()),
+            duplicates: metrics::counter!("flumen_source_duplicate_events_total", "source" => source),
         }
     }
 
@@ -118,6 +131,38 @@ impl Ingest {
         let ticket = self.wal.append(payload).await?;
         self.events.increment(u64::from(count));
         Ok(Some(ticket))
+    }
+}
+
+impl Ingest {
+    /// Appends a Forward chunk that carries a `chunk` id, unless the id was seen before (a
+    /// resend): then the chunk is not stored again and is acknowledged with the first copy.
+    pub async fn append_chunk(
+        &mut self,
+        tag: &str,
+        chunk: &[u8],
+        count: u32,
+        entries: &[u8],
+    ) -> Result<chunks::ChunkAck, IngestError> {
+        let claim = match self.chunks.claim(self.tenant.as_str(), chunk) {
+            chunks::Claim::Seen(ack) => {
+                self.duplicates.increment(u64::from(count));
+                tracing::debug!(
+                    message = "A resent chunk was already taken; not storing it again.",
+                    tag,
+                    count
+                );
+                return Ok(ack);
+            }
+            chunks::Claim::New(claim) => claim,
+        };
+        match self.append(tag, chunk, count, entries).await? {
+            Some(ticket) => Ok(chunks::ChunkLedger::track(claim, ticket)),
+            None => {
+                claim.send_replace(chunks::ChunkState::Durable);
+                Ok(chunks::ChunkAck::immediate())
+            }
+        }
     }
 }
 

@@ -1,0 +1,233 @@
+//! The chunk ledger: remembers Forward `chunk` ids so that a resent chunk is acknowledged
+//! without being stored twice.
+//!
+//! A sender that did not get its `{"ack": chunk}` in time — because the connection broke, or
+//! flumen restarted — sends the same chunk again with the same id, possibly on another
+//! connection. The ledger maps each recent id to the outcome of its first append: a resend of a
+//! durable chunk is acknowledged at once; a resend of a chunk still on its way to disk waits for
+//! that first append and shares its acknowledgement; a resend of a chunk whose append failed is
+//! appended anew.
+//!
+//! The ledger is bounded (oldest ids are forgotten first) and survives restarts: chunk ids are
+//! stored in every batch's header in the log, and [`ChunkLedger::rebuild`] reads them back from
+//! the newest segments on start.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use flumen_event::BatchRef;
+use flumen_wal::{AppendTicket, Wal, WalError};
+use tokio::sync::watch;
+
+/// What became of a chunk's first append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkState {
+    /// Appended, not durable yet.
+    Pending,
+    /// Durable: acknowledge.
+    Durable,
+    /// The append failed: do not acknowledge; a resend is appended anew.
+    Failed,
+}
+
+/// Waits for a chunk's outcome: resolves to true when it may be acknowledged.
+#[derive(Debug, Clone)]
+pub struct ChunkAck(watch::Receiver<ChunkState>);
+
+impl ChunkAck {
+    /// An acknowledgement that is due at once (for chunks the log was never asked to keep).
+    pub fn immediate() -> Self {
+        Self(watch::channel(ChunkState::Durable).1)
+    }
+
+    /// Waits for the first append's outcome; true if durable.
+    pub async fn durable(&mut self) -> bool {
+        match self.0.wait_for(|state| *state != ChunkState::Pending).await {
+            Ok(state) => *state == ChunkState::Durable,
+            // The first append's watcher is gone without an outcome: do not acknowledge.
+            Err(_) => false,
+        }
+    }
+}
+
+/// Whether a chunk id is new.
+#[derive(Debug)]
+pub enum Claim {
+    /// First time (or the first attempt failed): append it, then [`ChunkLedger::track`] it.
+    New(watch::Sender<ChunkState>),
+    /// Seen before: wait on this instead of appending.
+    Seen(ChunkAck),
+}
+
+#[derive(Debug, Default)]
+struct Ids {
+    by_id: HashMap<Box<[u8]>, watch::Receiver<ChunkState>>,
+    order: VecDeque<Box<[u8]>>,
+}
+
+/// Recent chunk ids per tenant and what became of them.
+#[derive(Debug)]
+pub struct ChunkLedger {
+    ids: Mutex<Ids>,
+    capacity: usize,
+}
+
+impl ChunkLedger {
+    /// A ledger remembering the `capacity` most recent ids.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            ids: Mutex::new(Ids::default()),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// A ledger holding the chunk ids of the log's two newest segments.
+    pub fn rebuild(wal: &Wal, capacity: usize) -> Result<Self, WalError> {
+        let ledger = Self::new(capacity);
+        let mut reader = wal.recent(2)?;
+        loop {
+            let records = reader.read(4096, 64 * 1024 * 1024)?;
+            if records.is_empty() {
+                break;
+            }
+            for record in records {
+                if let Ok(batch) = BatchRef::parse(&record.payload)
+                    && !batch.chunk_id.is_empty()
+                {
+                    ledger.insert(
+                        key(batch.tenant, batch.chunk_id),
+                        watch::channel(ChunkState::Durable).1,
+                    );
+                }
+            }
+        }
+        Ok(ledger)
+    }
+
+    /// How many ids the ledger holds.
+    pub fn len(&self) -> usize {
+        self.ids.lock().expect("ledger lock").by_id.len()
+    }
+
+    /// True when no id is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Looks a chunk id up, claiming it if it is new.
+    pub fn claim(&self, tenant: &str, chunk: &[u8]) -> Claim {
+        let key = key(tenant, chunk);
+        {
+            let ids = self.ids.lock().expect("ledger lock");
+            if let Some(state) = ids.by_id.get(&key) {
+                let usable = match *state.borrow() {
+                    ChunkState::Durable => true,
+                    // Still pending with nobody left to report its outcome: the append failed
+                    // before it reached the log.
+                    ChunkState::Pending => state.has_changed().is_ok(),
+                    ChunkState::Failed => false,
+                };
+                if usable {
+                    return Claim::Seen(ChunkAck(state.clone()));
+                }
+            }
+        }
+        let (sender, receiver) = watch::channel(ChunkState::Pending);
+        self.insert(key, receiver);
+        Claim::New(sender)
+    }
+
+    /// Publishes the outcome of a claimed chunk's append once the log reports it, whatever
+    /// happens to the connection meanwhile; returns the acknowledgement to wait for.
+    pub fn track(claim: watch::Sender<ChunkState>, ticket: AppendTicket) -> ChunkAck {
+        let ack = ChunkAck(claim.subscribe());
+        tokio::spawn(async move {
+            let state = match ticket.await {
+                Ok(_) => ChunkState::Durable,
+                Err(_) => ChunkState::Failed,
+            };
+            claim.send_replace(state);
+        });
+        ack
+    }
+
+    fn insert(&self, key: Box<[u8]>, state: watch::Receiver<ChunkState>) {
+        let mut ids = self.ids.lock().expect("ledger lock");
+        if ids.by_id.insert(key.clone(), state).is_none() {
+            ids.order.push_back(key);
+        }
+        while ids.by_id.len() > self.capacity {
+            let Some(oldest) = ids.order.pop_front() else {
+                break;
+            };
+            ids.by_id.remove(&oldest);
+        }
+    }
+}
+
+/// Chunk ids are the sender's; they are only unique within a tenant.
+fn key(tenant: &str, chunk: &[u8]) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(tenant.len() + 1 + chunk.len());
+    key.extend_from_slice(tenant.as_bytes());
+    key.push(0);
+    key.extend_from_slice(chunk);
+    key.into_boxed_slice()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_resend_waits_for_the_first_append_and_shares_its_outcome() {
+        let ledger = ChunkLedger::new(10);
+        let Claim::New(first) = ledger.claim("default", b"c1") else {
+            panic!("new id")
+        };
+        let Claim::Seen(mut resend) = ledger.claim("default", b"c1") else {
+            panic!("seen id")
+        };
+        assert!(matches!(ledger.claim("other-tenant", b"c1"), Claim::New(_)));
+        first.send_replace(ChunkState::Durable);
+        assert!(resend.durable().await);
+    }
+
+    #[tokio::test]
+    async fn a_failed_chunk_is_claimed_again() {
+        let ledger = ChunkLedger::new(10);
+        let Claim::New(first) = ledger.claim("default", b"c1") else {
+            panic!("new id")
+        };
+        let Claim::Seen(mut waiting) = ledger.claim("default", b"c1") else {
+            panic!("seen id")
+        };
+        first.send_replace(ChunkState::Failed);
+        assert!(!waiting.durable().await);
+        assert!(matches!(ledger.claim("default", b"c1"), Claim::New(_)));
+    }
+
+    #[test]
+    fn a_claim_abandoned_before_the_log_is_claimed_again() {
+        let ledger = ChunkLedger::new(10);
+        let Claim::New(first) = ledger.claim("default", b"c1") else {
+            panic!("new id")
+        };
+        drop(first);
+        assert!(matches!(ledger.claim("default", b"c1"), Claim::New(_)));
+    }
+
+    #[test]
+    fn the_oldest_ids_are_forgotten_first() {
+        let ledger = ChunkLedger::new(2);
+        let mut claims = Vec::new();
+        for id in [b"a", b"b", b"c"] {
+            let Claim::New(claim) = ledger.claim("t", id) else {
+                panic!("new id")
+            };
+            claims.push(claim);
+        }
+        assert_eq!(ledger.len(), 2);
+        assert!(matches!(ledger.claim("t", b"c"), Claim::Seen(_)));
+        assert!(matches!(ledger.claim("t", b"a"), Claim::New(_)));
+    }
+}
