@@ -42,6 +42,12 @@ async fn readyz(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
             format!("not ready: {error}\n"),
         );
     }
+    if state.wal.disk_full() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: the disk is full; inputs are held back until there is room\n".to_owned(),
+        );
+    }
     if !state.ready.load(Ordering::Relaxed) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -56,6 +62,7 @@ async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResponse {
     metrics::gauge!("flumen_log_size_bytes").set(stats.size_bytes as f64);
     metrics::gauge!("flumen_log_segments").set(stats.segments as f64);
     metrics::gauge!("flumen_log_full").set(if stats.full { 1.0 } else { 0.0 });
+    metrics::gauge!("flumen_log_disk_full").set(if state.wal.disk_full() { 1.0 } else { 0.0 });
     metrics::gauge!("flumen_log_next_sequence").set(stats.next_seq as f64);
     let body = state
         .metrics

@@ -24,6 +24,12 @@
 //!   "retry later" instead of waiting.
 //! - **Segments** (see [`segment`] for the format) are removed once every reader's committed
 //!   cursor is past them. The directory is fsynced after a segment is created or removed.
+//! - **A full disk is waited out, not a crash.** A write that fails with `ENOSPC` is cut back
+//!   to the last whole record and retried until there is room; meanwhile the log reports itself
+//!   full ([`Wal::disk_full`]) and inputs are held back. Nothing acknowledged is at risk: an
+//!   acknowledgement needs the write to have succeeded. A failed `fdatasync`, on the other
+//!   hand, poisons the log: the kernel may have dropped the pages, so no later sync can vouch for
+//!   them.
 //! - **Recovery.** [`Wal::open`] checks the newest segment record by record and cuts a torn or
 //!   corrupt tail at the last good record, logging how many bytes it cut.
 //!
@@ -174,6 +180,8 @@ struct Shared {
     durable: watch::Sender<Durable>,
     size_bytes: AtomicU64,
     full: AtomicBool,
+    /// True while writes fail for lack of disk space and the writer waits for room.
+    disk_full: AtomicBool,
     /// Set when the log is shutting down, so that a writer waiting for space gives up.
     closing: AtomicBool,
     /// Readers' committed cursors; the minimum decides which segments may go.
@@ -328,6 +336,7 @@ impl Wal {
             durable: watch::Sender::new(durable),
             size_bytes: AtomicU64::new(size_bytes),
             full: AtomicBool::new(false),
+            disk_full: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             cursors: Mutex::new(HashMap::new()),
             space_freed: (Mutex::new(()), Condvar::new()),
@@ -395,6 +404,11 @@ impl Wal {
         !self.is_full()
             && self.shared.size_bytes.load(Ordering::Relaxed) + needed
                 <= self.shared.config.max_size
+    }
+
+    /// True while the disk is full: the writer waits for room (retrying), inputs are held back.
+    pub fn disk_full(&self) -> bool {
+        self.shared.disk_full.load(Ordering::Relaxed)
     }
 
     /// The log's error, if a failed write or sync poisoned it.

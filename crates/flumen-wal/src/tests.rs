@@ -229,3 +229,97 @@ fn bad_reader_names_and_sizes_are_refused() {
     assert!(wal.reader("../etc").is_err());
     assert!(wal.reader("ok_name-1.x").is_ok());
 }
+
+/// A small tmpfs mounted on a temporary directory and unmounted on drop, to run the log out of
+/// disk space for real. Mounting needs root, which CI has.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<Self> {
+        let uid = std::process::Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .unwrap();
+        assert!(mounted.success(), "mounting a tmpfs failed");
+        Some(Self { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_appends_and_resumes_when_space_returns() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("not run: mounting a small filesystem needs root");
+        return;
+    };
+    let filler = disk.path().join("filler");
+    fs::write(&filler, vec![0u8; 700 * 1024]).unwrap();
+    let wal = Arc::new(
+        Wal::open(WalConfig {
+            segment_size: 64 * 1024,
+            max_size: 64 * 1024 * 1024,
+            ..config(&disk.path().join("wal"))
+        })
+        .unwrap(),
+    );
+    let mut reader = wal.reader("out").unwrap();
+    let record = |i: u64| {
+        let mut p = i.to_le_bytes().to_vec();
+        p.resize(8 * 1024, (i % 251) as u8);
+        p
+    };
+    let appender = {
+        let wal = wal.clone();
+        tokio::spawn(async move { append_all(&wal, (0..100).map(record)).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !wal.disk_full() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the log notices the full disk");
+    assert!(wal.is_full());
+    assert!(
+        !appender.is_finished(),
+        "appends wait while the disk is full"
+    );
+    assert!(
+        wal.poisoned().is_none(),
+        "a full disk does not poison the log"
+    );
+
+    fs::remove_file(&filler).unwrap();
+    let seqs = tokio::time::timeout(Duration::from_secs(10), appender)
+        .await
+        .expect("appends resume once there is room")
+        .unwrap();
+    assert_eq!(seqs, (0..100).collect::<Vec<_>>());
+    assert!(!wal.disk_full());
+    let records = read_all(&mut reader);
+    assert_eq!(records.len(), 100);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.payload, record(i as u64), "record {i}");
+    }
+    drop(reader);
+    Arc::try_unwrap(wal).unwrap().shutdown().await;
+}

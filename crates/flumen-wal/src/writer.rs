@@ -342,15 +342,23 @@ impl Writer {
         if self.queued.is_empty() {
             return;
         }
-        let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(self.queued.len() * 2);
-        for (header, payload) in &self.queued {
-            slices.push(IoSlice::new(header));
-            slices.push(IoSlice::new(payload));
-        }
-        let result = write_all_vectored(&self.active, &mut slices);
-        let written = self.queued_bytes;
-        self.queued.clear();
-        self.queued_bytes = 0;
+        let queued = std::mem::take(&mut self.queued);
+        let written = std::mem::take(&mut self.queued_bytes);
+        let (path, start_len) = (self.active_path(), self.active_len);
+        let result = self.until_disk_has_room(|w| {
+            let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(queued.len() * 2);
+            for (header, payload) in &queued {
+                slices.push(IoSlice::new(header));
+                slices.push(IoSlice::new(payload));
+            }
+            write_all_vectored(&w.active, &mut slices)
+                .inspect_err(|_| {
+                    // Part of the group may have been written: cut it before trying again, so
+                    // that no torn record sits in the middle of the segment.
+                    let _ = w.active.set_len(start_len);
+                })
+                .map_err(|e| WalError::io(&path, e))
+        });
         match result {
             Ok(()) => {
                 self.active_len += written;
@@ -362,7 +370,54 @@ impl Writer {
                     .insert(self.active_first, self.active_len);
                 self.unsynced = true;
             }
-            Err(e) => self.fail(WalError::io(&self.active_path(), e)),
+            Err(error) => self.fail(error),
+        }
+    }
+
+    /// Runs `attempt` until it succeeds. A full disk is waited out — inputs are held back and
+    /// the log reports itself full and not ready meanwhile — any other error is returned, as is
+    /// a shutdown while waiting.
+    fn until_disk_has_room<T>(
+        &mut self,
+        mut attempt: impl FnMut(&mut Self) -> Result<T, WalError>,
+    ) -> Result<T, WalError> {
+        let mut stalled = false;
+        loop {
+            let error = match attempt(self) {
+                Ok(value) => {
+                    if stalled {
+                        self.shared.disk_full.store(false, Ordering::Relaxed);
+                        self.shared.full.store(false, Ordering::Relaxed);
+                        tracing::info!(message = "The disk has room again; the log resumes.");
+                    }
+                    return Ok(value);
+                }
+                Err(error) => error,
+            };
+            let disk_full = matches!(
+                &error,
+                WalError::Io { kind, .. } if matches!(kind, std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded)
+            );
+            if !disk_full {
+                return Err(error);
+            }
+            if !stalled {
+                stalled = true;
+                self.shared.disk_full.store(true, Ordering::Relaxed);
+                self.shared.full.store(true, Ordering::Relaxed);
+                tracing::error!(
+                    message = "The disk is full; holding back inputs until there is room. Nothing acknowledged is lost.",
+                    %error,
+                );
+            }
+            if self.shared.closing.load(Ordering::Relaxed) {
+                return Err(WalError::Closed);
+            }
+            let (lock, freed) = &self.shared.space_freed;
+            let guard = lock.lock().expect("space lock");
+            let _ = freed
+                .wait_timeout(guard, Duration::from_millis(500))
+                .expect("space lock");
         }
     }
 
@@ -409,10 +464,17 @@ impl Writer {
     /// Seals the active segment and starts a new one at the next sequence number.
     fn roll(&mut self) {
         self.sync();
-        match open_segment_for_append(&self.shared.config.dir, self.next_seq) {
+        let (dir, first) = (self.shared.config.dir.clone(), self.next_seq);
+        let opened = self.until_disk_has_room(|_| {
+            open_segment_for_append(&dir, first).inspect_err(|_| {
+                // A segment created without its whole header is removed before trying again.
+                let _ = std::fs::remove_file(segment::segment_path(&dir, first));
+            })
+        });
+        match opened {
             Ok(file) => {
                 self.active = Arc::new(file);
-                self.active_first = self.next_seq;
+                self.active_first = first;
                 self.active_len = HEADER_LEN;
                 self.shared
                     .size_bytes
