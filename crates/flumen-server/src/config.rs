@@ -108,6 +108,11 @@ pub enum WhenFull {
     /// Stop reading sockets and answer HTTP 503 until outputs catch up. Nothing is dropped.
     #[default]
     Block,
+    /// Drop new events (acknowledged, counted) until there is room; what is stored stays.
+    DropNewest,
+    /// Remove the oldest segment of the log, even if outputs have not delivered it, to take
+    /// new events (counted).
+    DropOldest,
 }
 
 /// `[log]`: the durable log.
@@ -578,6 +583,11 @@ impl Config {
             persistence,
             segment_size: self.log.segment_size.as_u64(),
             max_size: self.log.max_size.as_u64(),
+            when_full: match self.log.when_full {
+                WhenFull::Block => flumen_wal::WhenFull::Block,
+                WhenFull::DropNewest => flumen_wal::WhenFull::DropNewest,
+                WhenFull::DropOldest => flumen_wal::WhenFull::DropOldest,
+            },
             ..flumen_wal::WalConfig::new(self.data_dir.join("wal"))
         }
     }

@@ -73,6 +73,20 @@ pub enum Persistence {
     Os,
 }
 
+/// What appends do when the log is at its size cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WhenFull {
+    /// Wait until outputs move on and segments can be removed: inputs stop reading, nothing
+    /// is lost.
+    #[default]
+    Block,
+    /// Refuse the new record ([`WalError::Dropped`]): old records stay for outputs to deliver.
+    DropNewest,
+    /// Remove the oldest segment, even if outputs have not read it, to make room: the newest
+    /// records win. Outputs skip what was removed.
+    DropOldest,
+}
+
 /// Where the log lives and how it behaves.
 #[derive(Debug, Clone)]
 pub struct WalConfig {
@@ -84,6 +98,8 @@ pub struct WalConfig {
     pub segment_size: u64,
     /// The most disk the log may use; appends wait while it is full.
     pub max_size: u64,
+    /// What appends do at the size cap.
+    pub when_full: WhenFull,
     /// The most bytes of appends queued for the writer at once (memory held by appends waiting
     /// to be written).
     pub max_in_flight: usize,
@@ -97,6 +113,7 @@ impl WalConfig {
             persistence: Persistence::Interval(Duration::from_millis(100)),
             segment_size: 64 * 1024 * 1024,
             max_size: 2 * 1024 * 1024 * 1024,
+            when_full: WhenFull::Block,
             max_in_flight: 16 * 1024 * 1024,
         }
     }
@@ -132,6 +149,9 @@ pub enum WalError {
     /// The configuration cannot work.
     #[error("invalid log configuration: {0}")]
     Config(String),
+    /// The log was full and its policy is [`WhenFull::DropNewest`]: the record was not stored.
+    #[error("the log is full; the record was dropped (when_full = drop_newest)")]
+    Dropped,
     /// The record is larger than a record may be.
     #[error("record of {0} bytes is over the limit of {max}", max = segment::MAX_RECORD_LEN)]
     TooLarge(usize),
@@ -171,6 +191,8 @@ pub struct WalStats {
     pub segments: usize,
     /// True while appends wait for space.
     pub full: bool,
+    /// Records given up on because the log was full (dropped newest, or removed oldest).
+    pub dropped_records: u64,
 }
 
 struct Shared {
@@ -180,6 +202,8 @@ struct Shared {
     durable: watch::Sender<Durable>,
     size_bytes: AtomicU64,
     full: AtomicBool,
+    /// Records dropped under a drop policy.
+    dropped_records: AtomicU64,
     /// True while writes fail for lack of disk space and the writer waits for room.
     disk_full: AtomicBool,
     /// Set when the log is shutting down, so that a writer waiting for space gives up.
@@ -228,20 +252,26 @@ impl Shared {
                 None => return Ok(()),
             }
         };
-        let removable: Vec<(u64, u64)> = {
+        self.remove_segments_before(min_cursor).map(drop)
+    }
+
+    /// Removes every sealed segment whose records all come before `seq`; returns how many
+    /// records they held.
+    fn remove_segments_before(&self, seq: u64) -> Result<u64, WalError> {
+        let removable: Vec<(u64, u64, u64)> = {
             let segments = self.segments.lock().expect("segments lock");
             let firsts: Vec<u64> = segments.keys().copied().collect();
-            // A segment can go when the next one starts at or below the slowest cursor.
+            // A segment can go when the next one starts at or below `seq`.
             firsts
                 .windows(2)
-                .take_while(|w| w[1] <= min_cursor)
-                .map(|w| (w[0], segments[&w[0]]))
+                .take_while(|w| w[1] <= seq)
+                .map(|w| (w[0], segments[&w[0]], w[1] - w[0]))
                 .collect()
         };
         if removable.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
-        for &(first, size) in &removable {
+        for &(first, size, _) in &removable {
             let path = segment::segment_path(&self.config.dir, first);
             match fs::remove_file(&path) {
                 Ok(()) => {}
@@ -256,7 +286,29 @@ impl Shared {
         let (lock, freed) = &self.space_freed;
         let _guard = lock.lock().expect("space lock");
         freed.notify_all();
-        Ok(())
+        Ok(removable.iter().map(|&(_, _, records)| records).sum())
+    }
+
+    /// Removes the oldest sealed segment whatever the readers' cursors (`WhenFull::DropOldest`);
+    /// false if only the active segment is left.
+    fn drop_oldest_segment(&self) -> Result<bool, WalError> {
+        let second = self
+            .segments
+            .lock()
+            .expect("segments lock")
+            .keys()
+            .nth(1)
+            .copied();
+        let Some(second) = second else {
+            return Ok(false);
+        };
+        let records = self.remove_segments_before(second)?;
+        self.dropped_records.fetch_add(records, Ordering::Relaxed);
+        tracing::warn!(
+            message = "The log is full; removed its oldest segment before every output read it.",
+            records
+        );
+        Ok(true)
     }
 }
 
@@ -336,6 +388,7 @@ impl Wal {
             durable: watch::Sender::new(durable),
             size_bytes: AtomicU64::new(size_bytes),
             full: AtomicBool::new(false),
+            dropped_records: AtomicU64::new(0),
             disk_full: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             cursors: Mutex::new(HashMap::new()),
@@ -398,6 +451,10 @@ impl Wal {
     /// is queued for the writer: lets request/response inputs answer "retry later" instead of
     /// waiting for room.
     pub fn has_room(&self, len: usize) -> bool {
+        if self.shared.config.when_full != WhenFull::Block && !self.disk_full() {
+            // Nothing waits under a drop policy.
+            return true;
+        }
         let queued = self.shared.config.max_in_flight - self.in_flight.available_permits();
         // Room for the record's header and for the header of a segment it may start.
         let needed = (queued + len + segment::RECORD_HEADER_LEN) as u64 + segment::HEADER_LEN;
@@ -425,6 +482,7 @@ impl Wal {
             size_bytes: self.shared.size_bytes.load(Ordering::Relaxed),
             segments: segments.len(),
             full: self.is_full(),
+            dropped_records: self.shared.dropped_records.load(Ordering::Relaxed),
         }
     }
 

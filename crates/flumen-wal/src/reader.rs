@@ -282,8 +282,27 @@ impl WalReader {
                     reason: "a sealed segment ends inside a record",
                 });
             }
-            // The segment is exhausted: the next record starts the next segment.
-            self.open_segment(self.next_seq)?;
+            // The segment is exhausted: the next record starts the next segment — unless that
+            // one was removed to make room (`WhenFull::DropOldest`): then skip to the oldest left.
+            let next = self
+                .shared
+                .segments
+                .lock()
+                .expect("segments lock")
+                .range(self.next_seq..)
+                .next()
+                .map(|(&first, _)| first);
+            match next {
+                Some(first) if first > self.next_seq => {
+                    tracing::warn!(
+                        message = "Records were removed from the log before this reader read them.",
+                        reader = self.name(),
+                        skipped = first - self.next_seq,
+                    );
+                    self.open_segment(first)?;
+                }
+                _ => self.open_segment(self.next_seq)?,
+            }
         }
     }
 }

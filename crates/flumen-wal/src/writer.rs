@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
 use crate::segment::{self, HEADER_LEN};
-use crate::{Command, Durable, Persistence, Shared, WalError, open_segment_for_append};
+use crate::{Command, Durable, Persistence, Shared, WalError, WhenFull, open_segment_for_append};
 
 /// What recovery found on disk.
 pub(crate) struct Recovered {
@@ -288,9 +288,9 @@ impl Writer {
         let filled = self.active_len + self.queued_bytes;
         let roll = filled + len > self.shared.config.segment_size && filled > HEADER_LEN;
         let needed = len + if roll { HEADER_LEN } else { 0 };
-        if !self.wait_for_space(needed) {
+        if let Err(refused) = self.make_room(needed) {
             if let Some(done) = done {
-                let _ = done.send(Err(WalError::Closed));
+                let _ = done.send(Err(refused));
             }
             return;
         }
@@ -307,13 +307,49 @@ impl Writer {
         }
     }
 
-    /// Blocks while the log is at its cap, after making everything written so far readable so
-    /// that outputs can move on and free segments. False if the log shut down meanwhile.
-    fn wait_for_space(&mut self, len: u64) -> bool {
+    /// Makes room for `len` more bytes under the cap, as the `WhenFull` policy says: wait,
+    /// refuse the record, or remove the oldest segment.
+    fn make_room(&mut self, len: u64) -> Result<(), WalError> {
         let cap = self.shared.config.max_size;
-        if self.shared.size_bytes.load(Ordering::Relaxed) + self.queued_bytes + len <= cap {
-            return true;
+        let over =
+            |w: &Self| w.shared.size_bytes.load(Ordering::Relaxed) + w.queued_bytes + len > cap;
+        if !over(self) {
+            return Ok(());
         }
+        match self.shared.config.when_full {
+            WhenFull::Block => self.wait_for_space(len),
+            WhenFull::DropNewest => {
+                if self
+                    .shared
+                    .dropped_records
+                    .fetch_add(1, Ordering::Relaxed)
+                    .is_multiple_of(10_000)
+                {
+                    tracing::warn!(
+                        message =
+                            "The log is full; dropping new records (when_full = drop_newest)."
+                    );
+                }
+                Err(WalError::Dropped)
+            }
+            WhenFull::DropOldest => {
+                while over(self) {
+                    match self.shared.drop_oldest_segment() {
+                        Ok(true) => {}
+                        // Only the active segment is left: it holds at most half the cap.
+                        Ok(false) => break,
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Blocks while the log is at its cap, after making everything written so far readable so
+    /// that outputs can move on and free segments. Fails if the log shuts down meanwhile.
+    fn wait_for_space(&mut self, len: u64) -> Result<(), WalError> {
+        let cap = self.shared.config.max_size;
         self.flush_buf();
         self.sync();
         self.shared.full.store(true, Ordering::Relaxed);
@@ -325,7 +361,7 @@ impl Writer {
         let mut guard = lock.lock().expect("space lock");
         while self.shared.size_bytes.load(Ordering::Relaxed) + len > cap {
             if self.shared.closing.load(Ordering::Relaxed) {
-                return false;
+                return Err(WalError::Closed);
             }
             guard = freed
                 .wait_timeout(guard, Duration::from_millis(100))
@@ -335,7 +371,7 @@ impl Writer {
         drop(guard);
         self.shared.full.store(false, Ordering::Relaxed);
         tracing::info!(message = "The log has room again; inputs resume.");
-        true
+        Ok(())
     }
 
     fn flush_buf(&mut self) {

@@ -143,7 +143,8 @@ impl ChunkLedger {
         let ack = ChunkAck(claim.subscribe());
         tokio::spawn(async move {
             let state = match ticket.await {
-                Ok(_) => ChunkState::Durable,
+                // Dropped by the operator's `when_full = "drop_newest"`: acknowledged, counted.
+                Ok(_) | Err(WalError::Dropped) => ChunkState::Durable,
                 Err(_) => ChunkState::Failed,
             };
             claim.send_replace(state);

@@ -125,7 +125,8 @@ async fn receive(
     match ticket {
         None => StatusCode::OK.into_response(),
         Some(ticket) => match ticket.await {
-            Ok(_) => StatusCode::OK.into_response(),
+            // Dropped by the operator's `when_full = "drop_newest"`: accepted, counted.
+            Ok(_) | Err(flumen_wal::WalError::Dropped) => StatusCode::OK.into_response(),
             Err(error) => retry_later(&format!("{error}\n")),
         },
     }
