@@ -1,208 +1,412 @@
-//! `flumen bench`: a Forward-protocol load generator.
+//! `flumen bench`: a Forward-protocol load generator and a tracing receiver.
 //!
-//! Each connection runs on its own thread with a blocking socket and sends pre-encoded chunks
-//! flat out (or, with `--ack`, waits for each chunk's acknowledgement before the next, as the
-//! fluent-logger libraries do). Records look like what the Docker fluentd driver sends
-//! (`container_id`, `container_name`, `source`, `log`) padded to `--record-size` bytes, and
-//! carry a sequence number.
+//! This is the tracer method for measuring lost and duplicated events, e.g. across restarts of
+//! a flumen between the two ends:
+//!
+//! - The **sender** (`flumen bench --to ADDR`) drives Forward traffic over one or more
+//!   connections. Every record carries `run` (a random id per invocation), `conn` (the
+//!   connection number), `seq` (a per-connection sequence number, contiguous from 0) and
+//!   `sent_ns` (when it was first sent, Unix nanoseconds). With `--ack` it behaves like the
+//!   fluent-logger libraries: one chunk in flight per connection, and on an ack timeout or a
+//!   connection error it reconnects and resends the same chunk under the same chunk id.
+//! - The **receiver** (`flumen bench --listen ADDR`) is a Forward server that acknowledges every
+//!   chunk that asks, reads those four fields from each record, and reports per run how many
+//!   events arrived, how many were unique, duplicated or missing (gaps below the highest `seq`
+//!   seen), and the latency from `sent_ns` to receipt.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::{Duration, Instant};
+mod receive;
+mod record;
+mod send;
+mod track;
 
-use anyhow::Context;
+use std::time::Duration;
+
 use clap::{Args, ValueEnum};
-use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward, write_message};
-use flumen_event::EventTime;
-use flumen_event::entry::write_entry;
 
+/// Arguments of `flumen bench`: the sender's by default, the receiver's with `--listen`.
 #[derive(Debug, Args)]
+#[command(after_long_help = "\
+Examples:
+  flumen bench --listen 127.0.0.1:24230 --until-idle 5s --json
+  flumen bench --to 127.0.0.1:24230 --events 2000000 --ack --connections 2
+  flumen bench --to 127.0.0.1:24224 --duration 30s --rate 50000 --ack --mode compressed
+
+The receiver counts, per run and connection, the unique sequence numbers it saw, duplicates,
+and missing ones (gaps below the highest seq seen). Events lost after the last one that
+arrived are not visible to it: compare its unique count with the sender's event count.")]
 pub struct BenchArgs {
-    /// Where to send: host:port of a Forward receiver.
-    #[arg(long, default_value = "127.0.0.1:24224")]
+    // --- Receiver ---
+    /// Run as the receiving end instead of sending: a Forward server on this host:port that
+    /// acknowledges chunks, tracks the run/conn/seq/sent_ns fields of each record and prints a
+    /// report of received, unique, duplicated and missing events and latency when it stops.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        help_heading = "Receiver",
+        conflicts_with_all = [
+            "to", "events", "duration", "rate", "batch", "record_size", "connections",
+            "mode", "ack", "ack_timeout", "give_up_after", "run_id", "tag",
+        ],
+    )]
+    listen: Option<String>,
+    /// Stop after this long without an event, once at least one has arrived
+    /// (e.g. 500ms, 5s, 1m). 0 waits for SIGINT/SIGTERM or --expect only.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = humantime::parse_duration,
+        requires = "listen",
+        help_heading = "Receiver"
+    )]
+    until_idle: Duration,
+    /// Stop as soon as this many unique events (over all runs) have arrived.
+    #[arg(long, value_name = "N", requires = "listen", help_heading = "Receiver")]
+    expect: Option<u64>,
+
+    // --- Sender ---
+    /// Where to send: host:port of a Forward receiver (a flumen, or `flumen bench --listen`).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "127.0.0.1:24224",
+        help_heading = "Sender"
+    )]
     to: String,
-    /// Events to send in all.
-    #[arg(long, default_value_t = 1_000_000)]
-    events: u64,
-    /// Events per chunk.
-    #[arg(long, default_value_t = 1000)]
+    /// Events to send in all, split evenly over the connections. Default 1000000 unless
+    /// --duration is given; with both, whichever ends first.
+    #[arg(long, value_name = "N", help_heading = "Sender")]
+    events: Option<u64>,
+    /// Send for this long (e.g. 30s, 2m) instead of a number of events.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        value_parser = humantime::parse_duration,
+        help_heading = "Sender"
+    )]
+    duration: Option<Duration>,
+    /// Target rate in events per second over all connections (a token bucket per connection
+    /// with an equal share; a chunk leaves when the bucket holds all its events, so lower
+    /// --batch for smoother traffic). Default: as fast as the receiver takes them.
+    #[arg(long, value_name = "EVENTS_PER_SEC", help_heading = "Sender")]
+    rate: Option<f64>,
+    /// Events per chunk (per write in message mode; with --ack in message mode every message
+    /// is its own chunk).
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1000,
+        help_heading = "Sender"
+    )]
     batch: u32,
-    /// Approximate size of each record, msgpack bytes.
-    #[arg(long, default_value_t = 200)]
+    /// Size of each record, msgpack bytes. Records always hold Docker-driver-like fields
+    /// (container_id, container_name, source, log) and the tracer fields, so they are at least
+    /// about 215 bytes with a 16-digit run id.
+    #[arg(
+        long,
+        value_name = "BYTES",
+        default_value_t = 200,
+        help_heading = "Sender"
+    )]
     record_size: usize,
-    /// Concurrent connections.
-    #[arg(long, default_value_t = 2)]
+    /// Concurrent connections, each with its own `conn` number and sequence.
+    #[arg(long, value_name = "N", default_value_t = 2, help_heading = "Sender")]
     connections: u32,
     /// Forward-protocol mode.
-    #[arg(long, value_enum, default_value = "packed")]
+    #[arg(long, value_enum, default_value = "packed", help_heading = "Sender")]
     mode: Mode,
-    /// Ask for an acknowledgement of every chunk and wait for it.
-    #[arg(long)]
+    /// Ask for an acknowledgement of every chunk and wait for it before sending the next; on a
+    /// timeout or a connection error, reconnect and resend the same chunk with the same id.
+    #[arg(long, help_heading = "Sender")]
     ack: bool,
+    /// How long to wait for a chunk's ack (and for a write or a connect) before reconnecting
+    /// and resending.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "30s",
+        value_parser = humantime::parse_duration,
+        help_heading = "Sender"
+    )]
+    ack_timeout: Duration,
+    /// Give up (and fail) when a connection has not managed to deliver a chunk for this long,
+    /// retrying all the while. --duration ends retries earlier.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "60s",
+        value_parser = humantime::parse_duration,
+        help_heading = "Sender"
+    )]
+    give_up_after: Duration,
+    /// The run id written into every record. Default: 16 random hex digits, printed on stderr
+    /// at start.
+    #[arg(long, value_name = "ID", help_heading = "Sender")]
+    run_id: Option<String>,
     /// Tag of the events.
-    #[arg(long, default_value = "bench")]
+    #[arg(long, default_value = "bench", help_heading = "Sender")]
     tag: String,
+
+    // --- Both ---
+    /// Print the summary (sender) or the report (receiver) as one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum Mode {
-    /// PackedForward chunks.
+/// How the sender frames events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// PackedForward chunks: `[tag, bin(entries), options]`.
     Packed,
     /// CompressedPackedForward chunks (gzip).
     Compressed,
-    /// Message mode: one event per frame.
+    /// Message mode: one event per frame, `[tag, time, record, options?]`.
     Message,
+    /// Forward mode: `[tag, [[time, record], ...], options]`.
+    Forward,
 }
 
-fn record(seq: u64, size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size + 16);
-    rmp::encode::write_map_len(&mut out, 5).expect("Vec write");
-    for (key, value) in [
-        (
-            "container_id",
-            "4f1a9c2b7d3e8f60a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718",
-        ),
-        ("container_name", "/bench-web-1"),
-        ("source", "stdout"),
-    ] {
-        rmp::encode::write_str(&mut out, key).expect("Vec write");
-        rmp::encode::write_str(&mut out, value).expect("Vec write");
-    }
-    rmp::encode::write_str(&mut out, "seq").expect("Vec write");
-    rmp::encode::write_uint(&mut out, seq).expect("Vec write");
-    rmp::encode::write_str(&mut out, "log").expect("Vec write");
-    let used = out.len() + 3;
-    let log = format!(
-        "{seq:>12} GET /api/v1/items?page=2 200 {}",
-        "x".repeat(size.saturating_sub(used + 45))
-    );
-    rmp::encode::write_str(&mut out, &log).expect("Vec write");
-    out
-}
-
-/// One pre-encoded chunk and the ack it expects.
-struct Chunk {
-    bytes: Vec<u8>,
-    events: u32,
-}
-
-fn encode_chunks(args: &BenchArgs, connection: u32) -> Vec<Chunk> {
-    // A handful of distinct chunks, reused: encoding is not what is measured.
-    (0..8u64)
-        .map(|i| {
-            let base = (u64::from(connection) << 40) | (i * u64::from(args.batch));
-            let chunk_id = args.ack.then(|| format!("bench-{connection}-{i}"));
-            let now = EventTime::now();
-            let mut bytes = Vec::new();
-            match args.mode {
-                Mode::Message => {
-                    write_message(
-                        &mut bytes,
-                        &args.tag,
-                        now,
-                        &record(base, args.record_size),
-                        chunk_id.as_deref(),
-                    );
-                    Chunk { bytes, events: 1 }
-                }
-                Mode::Packed | Mode::Compressed => {
-                    let mut entries = Vec::new();
-                    for n in 0..u64::from(args.batch) {
-                        write_entry(&mut entries, now, &record(base + n, args.record_size));
-                    }
-                    let compression = match args.mode {
-                        Mode::Compressed => Compression::Gzip,
-                        _ => Compression::None,
-                    };
-                    encode_packed_forward(
-                        &mut bytes,
-                        &args.tag,
-                        &entries,
-                        args.batch,
-                        chunk_id.as_deref(),
-                        compression,
-                    );
-                    Chunk {
-                        bytes,
-                        events: args.batch,
-                    }
-                }
-            }
-        })
-        .collect()
-}
-
-fn drive(args: &BenchArgs, connection: u32, quota: u64) -> anyhow::Result<(u64, u64)> {
-    let chunks = encode_chunks(args, connection);
-    let mut stream =
-        TcpStream::connect(&args.to).with_context(|| format!("connecting to {}", args.to))?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(Duration::from_secs(60)))?;
-    let (mut events, mut bytes) = (0u64, 0u64);
-    let mut ack_buf = Vec::new();
-    let mut i = 0;
-    while events < quota {
-        let chunk = &chunks[i % chunks.len()];
-        i += 1;
-        stream.write_all(&chunk.bytes)?;
-        if args.ack {
-            wait_for_ack(&mut stream, &mut ack_buf)?;
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Packed => "packed",
+            Mode::Compressed => "compressed",
+            Mode::Message => "message",
+            Mode::Forward => "forward",
         }
-        events += u64::from(chunk.events);
-        bytes += chunk.bytes.len() as u64;
-    }
-    stream.flush()?;
-    Ok((events, bytes))
-}
-
-fn wait_for_ack(stream: &mut TcpStream, buf: &mut Vec<u8>) -> anyhow::Result<()> {
-    loop {
-        if let Some((_, used)) = decode_ack(buf).map_err(|e| anyhow::anyhow!("{e}"))? {
-            buf.drain(..used);
-            return Ok(());
-        }
-        let mut tmp = [0u8; 256];
-        let n = stream.read(&mut tmp).context("waiting for an ack")?;
-        anyhow::ensure!(
-            n > 0,
-            "the receiver closed the connection before acknowledging"
-        );
-        buf.extend_from_slice(&tmp[..n]);
     }
 }
 
+/// Runs the receiver with `--listen`, the sender otherwise.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.connections > 0 && args.batch > 0,
-        "--connections and --batch must be at least 1"
-    );
-    let started = Instant::now();
-    let per_connection = args.events.div_ceil(u64::from(args.connections));
-    let results: Vec<anyhow::Result<(u64, u64)>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..args.connections)
-            .map(|c| scope.spawn(move || drive(args, c, per_connection)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("bench thread"))
-            .collect()
-    });
-    let elapsed = started.elapsed().as_secs_f64();
-    let (mut events, mut bytes) = (0, 0);
-    for result in results {
-        let (e, b) = result?;
-        events += e;
-        bytes += b;
+    match &args.listen {
+        Some(addr) => receive::run(
+            addr,
+            receive::Options {
+                until_idle: (!args.until_idle.is_zero()).then_some(args.until_idle),
+                expect: args.expect,
+            },
+            args.json,
+        ),
+        None => send::run(args),
     }
-    println!(
-        "sent {events} events, {:.1} MB in {elapsed:.2} s: {:.0} events/s, {:.1} MB/s ({} connections, {:?} mode, batch {}, ack {})",
-        bytes as f64 / 1e6,
-        events as f64 / elapsed,
-        bytes as f64 / 1e6 / elapsed,
-        args.connections,
-        args.mode,
-        args.batch,
-        args.ack,
-    );
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        bench: BenchArgs,
+    }
+
+    fn parse(args: &[&str]) -> BenchArgs {
+        Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+            .unwrap()
+            .bench
+    }
+
+    #[test]
+    fn parses_sender_and_receiver_flags() {
+        let a = parse(&[
+            "--to",
+            "h:1",
+            "--duration",
+            "30s",
+            "--rate",
+            "1000",
+            "--ack",
+        ]);
+        assert_eq!(a.duration, Some(Duration::from_secs(30)));
+        assert_eq!(a.rate, Some(1000.0));
+        assert!(a.ack && a.listen.is_none());
+        let r = parse(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--until-idle",
+            "3s",
+            "--expect",
+            "5",
+        ]);
+        assert_eq!(r.until_idle, Duration::from_secs(3));
+        assert_eq!(r.expect, Some(5));
+        assert!(
+            Cli::try_parse_from(["bench", "--listen", "x:1", "--events", "5"]).is_err(),
+            "receiver flags and sender flags do not mix"
+        );
+        assert!(Cli::try_parse_from(["bench", "--expect", "5"]).is_err());
+    }
+
+    /// The receiver in-process on an ephemeral port, the sender against it.
+    fn round_trip(args: &[&str], expect: u64) -> (send::Summary, receive::Report) {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let receiver = tokio::spawn(receive::receive(
+                listener,
+                receive::Options {
+                    until_idle: Some(Duration::from_secs(10)),
+                    expect: Some(expect),
+                },
+                std::future::pending(),
+            ));
+            let mut full = vec!["--to", addr.as_str()];
+            full.extend_from_slice(args);
+            let bench = parse(&full);
+            let summary = tokio::task::spawn_blocking(move || send::send(&bench))
+                .await
+                .unwrap()
+                .unwrap();
+            let report = receiver.await.unwrap();
+            (summary, report)
+        })
+    }
+
+    #[test]
+    fn sender_against_receiver_with_acks_loses_nothing() {
+        let (summary, report) = round_trip(
+            &[
+                "--events",
+                "20000",
+                "--connections",
+                "2",
+                "--ack",
+                "--batch",
+                "500",
+                "--run-id",
+                "t1",
+            ],
+            20_000,
+        );
+        assert_eq!(summary.events, 20_000);
+        assert_eq!(summary.acked, 20_000);
+        assert_eq!(summary.resent_chunks, 0);
+        assert_eq!(report.runs.len(), 1);
+        let run = &report.runs[0];
+        assert_eq!(run.run, "t1");
+        assert_eq!(run.unique, 20_000);
+        assert_eq!(run.received, 20_000);
+        assert_eq!(run.duplicated, 0);
+        assert_eq!(run.missing, 0);
+        assert_eq!(run.connections.len(), 2);
+        assert!(run.connections.iter().all(|c| c.max_seq == Some(9_999)));
+        assert_eq!(report.foreign, 0);
+        assert_eq!(report.stopped_by, "expect");
+    }
+
+    /// A lost ack: a proxy that passes the first connection's first chunk to the receiver, then
+    /// cuts the connection when the ack comes back, instead of passing it on. The sender must
+    /// resend that chunk under the same id, and the receiver count it twice.
+    #[test]
+    fn a_lost_ack_means_a_resend_and_a_duplicate() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (summary, report) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let upstream = listener.local_addr().unwrap();
+            let receiver = tokio::spawn(receive::receive(
+                listener,
+                receive::Options {
+                    until_idle: Some(Duration::from_secs(10)),
+                    expect: Some(5000),
+                },
+                std::future::pending(),
+            ));
+            let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = proxy.local_addr().unwrap().to_string();
+            tokio::spawn(async move {
+                let mut first = true;
+                loop {
+                    let (mut client, _) = proxy.accept().await.unwrap();
+                    let mut server = tokio::net::TcpStream::connect(upstream).await.unwrap();
+                    if std::mem::take(&mut first) {
+                        let (mut cr, _cw) = client.split();
+                        let (mut sr, mut sw) = server.split();
+                        let pass = async {
+                            let mut buf = vec![0u8; 1 << 16];
+                            loop {
+                                let n = cr.read(&mut buf).await.unwrap();
+                                if n == 0 {
+                                    break;
+                                }
+                                sw.write_all(&buf[..n]).await.unwrap();
+                            }
+                        };
+                        tokio::select! {
+                            () = pass => {}
+                            _ = sr.read_u8() => {} // the ack: swallow it and hang up
+                        }
+                    } else {
+                        tokio::spawn(async move {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        });
+                    }
+                }
+            });
+            let bench = parse(&[
+                "--to",
+                &addr,
+                "--events",
+                "5000",
+                "--connections",
+                "1",
+                "--batch",
+                "500",
+                "--ack",
+            ]);
+            let summary = tokio::task::spawn_blocking(move || send::send(&bench))
+                .await
+                .unwrap()
+                .unwrap();
+            (summary, receiver.await.unwrap())
+        });
+        assert_eq!(
+            (summary.events, summary.acked, summary.resent_chunks),
+            (5000, 5000, 1)
+        );
+        assert_eq!((summary.resent_events, summary.reconnects), (500, 1));
+        let run = &report.runs[0];
+        assert_eq!(
+            (run.received, run.unique, run.duplicated, run.missing),
+            (5500, 5000, 500, 0)
+        );
+    }
+
+    #[test]
+    fn every_mode_arrives_whole() {
+        for mode in ["packed", "compressed", "message", "forward"] {
+            let (summary, report) = round_trip(
+                &[
+                    "--events",
+                    "3001",
+                    "--connections",
+                    "3",
+                    "--batch",
+                    "100",
+                    "--mode",
+                    mode,
+                ],
+                3001,
+            );
+            assert_eq!(summary.events, 3001, "{mode}");
+            let run = &report.runs[0];
+            assert_eq!(
+                (run.unique, run.duplicated, run.missing),
+                (3001, 0, 0),
+                "{mode}"
+            );
+        }
+    }
 }

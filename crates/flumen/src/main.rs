@@ -63,8 +63,9 @@ enum Command {
     },
     /// Print the embedded default configuration, a starting point for your own.
     DefaultConfig,
-    /// Drive Forward-protocol traffic at a flumen (or any Forward receiver) and report the
-    /// rate it was taken at.
+    /// The tracer method built in: send sequence-numbered Forward traffic (at a rate or flat
+    /// out, with or without acks), or receive it (--listen) and report events lost,
+    /// duplicated, throughput and latency — for flumen or any Forward pipeline.
     Bench(bench::BenchArgs),
 }
 
