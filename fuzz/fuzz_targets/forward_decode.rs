@@ -5,20 +5,76 @@
 //! Beyond "no panic", it checks what callers rely on:
 //! - `used` is at least 1 and at most the buffer's length;
 //! - a frame cut one byte short is "need more bytes", never an error;
-//! - a frame's entries are valid, there are `count` of them, and each renders as JSON.
+//! - a frame's entries are valid, there are `count` of them, and each renders as JSON;
+//! - `Reader::skip_value` (which sizes items from their markers) consumes exactly the bytes that
+//!   a reference walk with `Reader::read` consumes: over each entry's record and metadata (read
+//!   from the record's start to the end of the entry stream, so that stopping early and running
+//!   past the record both show), and over the raw input, where the two must also fail alike.
 
 #![no_main]
 
 use flumen_codec::forward::{Decoded, Limits, decode_frame};
 use flumen_event::EntryIter;
 use flumen_event::json::write_event_line;
+use flumen_event::msgpack::{MsgpackError, Reader, Value};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: Limits = Limits {
     max_frame_size: 1 << 20,
 };
 
+/// Bytes of the one value at the start of `bytes`, by `Reader::skip_value`.
+fn skip_len(bytes: &[u8]) -> Result<usize, MsgpackError> {
+    let mut r = Reader::new(bytes);
+    let skipped = r.skip_value()?;
+    assert_eq!(
+        skipped.len(),
+        r.position(),
+        "skip_value's slice vs position"
+    );
+    assert_eq!(
+        skipped.as_ptr(),
+        bytes.as_ptr(),
+        "skip_value's slice starts at the value"
+    );
+    Ok(r.position())
+}
+
+/// Bytes of the one value at the start of `bytes`, by the reference walk: `Reader::read` every
+/// header and scalar, counting the items that arrays and maps announce.
+fn reference_len(bytes: &[u8]) -> Result<usize, MsgpackError> {
+    let mut r = Reader::new(bytes);
+    let mut pending: u64 = 1;
+    while pending > 0 {
+        pending -= 1;
+        match r.read()? {
+            Value::Array(n) => pending += u64::from(n),
+            Value::Map(n) => pending += 2 * u64::from(n),
+            _ => {}
+        }
+    }
+    Ok(r.position())
+}
+
+/// `skip_value` and the reference walk agree on the value at the start of `bytes`.
+fn check_skip(bytes: &[u8]) -> Result<usize, MsgpackError> {
+    let skipped = skip_len(bytes);
+    let walked = reference_len(bytes);
+    assert_eq!(skipped, walked, "skip_value vs read walk");
+    skipped
+}
+
+/// Where `part` (a sub-slice of `whole`) starts in `whole`.
+fn offset_in(whole: &[u8], part: &[u8]) -> usize {
+    let offset = (part.as_ptr() as usize) - (whole.as_ptr() as usize);
+    assert!(offset + part.len() <= whole.len(), "sub-slice out of range");
+    offset
+}
+
 fuzz_target!(|data: &[u8]| {
+    // Arbitrary bytes, errors included: both walks stop at the same byte for the same reason.
+    let _ = check_skip(data);
+
     let mut buf = data;
     let mut line = Vec::new();
     while let Ok(Some((decoded, used))) = decode_frame(buf, &LIMITS) {
@@ -32,9 +88,14 @@ fuzz_target!(|data: &[u8]| {
             "a frame cut one byte short must ask for more bytes"
         );
         if let Decoded::Frame(frame) = decoded {
+            let entries: &[u8] = &frame.entries;
             let mut count = 0u32;
-            for entry in EntryIter::new(&frame.entries) {
+            for entry in EntryIter::new(entries) {
                 let entry = entry.expect("decode_frame returns validated entries");
+                for map in entry.metadata.into_iter().chain([entry.record]) {
+                    let from = &entries[offset_in(entries, map)..];
+                    assert_eq!(check_skip(from), Ok(map.len()), "validated map's length");
+                }
                 line.clear();
                 write_event_line(&mut line, frame.tag, &entry)
                     .expect("a validated record renders as JSON");

@@ -8,9 +8,15 @@
 //! that first append and shares its acknowledgement; a resend of a chunk whose append failed is
 //! appended anew.
 //!
+//! A chunk is known by its id *and its contents* (length and CRC32C of its entries): a resend
+//! carries the very same bytes, while ids alone are not unique in practice — Debian's
+//! fluent-logger-golang, built with Go 1.19, draws them from an unseeded generator, so every
+//! process sends the same sequence of ids. Two chunks with the same id and different events are
+//! both stored.
+//!
 //! The ledger is bounded (oldest ids are forgotten first) and survives restarts: chunk ids are
-//! stored in every batch's header in the log, and [`ChunkLedger::rebuild`] reads them back from
-//! the newest segments on start.
+//! stored in every batch's header in the log, and [`ChunkLedger::rebuild`] reads them back (with
+//! the entries they are checked against) from the newest segments on start.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -95,7 +101,7 @@ impl ChunkLedger {
                     && !batch.chunk_id.is_empty()
                 {
                     ledger.insert(
-                        key(batch.tenant, batch.chunk_id),
+                        key(batch.tenant, batch.chunk_id, batch.entries),
                         watch::channel(ChunkState::Durable).1,
                     );
                 }
@@ -114,9 +120,9 @@ impl ChunkLedger {
         self.len() == 0
     }
 
-    /// Looks a chunk id up, claiming it if it is new.
-    pub fn claim(&self, tenant: &str, chunk: &[u8]) -> Claim {
-        let key = key(tenant, chunk);
+    /// Looks a chunk up by id and contents, claiming it if it is new.
+    pub fn claim(&self, tenant: &str, chunk: &[u8], entries: &[u8]) -> Claim {
+        let key = key(tenant, chunk, entries);
         {
             let ids = self.ids.lock().expect("ledger lock");
             if let Some(state) = ids.by_id.get(&key) {
@@ -166,11 +172,13 @@ impl ChunkLedger {
     }
 }
 
-/// Chunk ids are the sender's; they are only unique within a tenant.
-fn key(tenant: &str, chunk: &[u8]) -> Box<[u8]> {
-    let mut key = Vec::with_capacity(tenant.len() + 1 + chunk.len());
+/// A chunk's identity: tenant (ids are the senders'), id, and a fingerprint of its entries.
+fn key(tenant: &str, chunk: &[u8], entries: &[u8]) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(tenant.len() + 1 + chunk.len() + 12);
     key.extend_from_slice(tenant.as_bytes());
     key.push(0);
+    key.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+    key.extend_from_slice(&crc32c::crc32c(entries).to_le_bytes());
     key.extend_from_slice(chunk);
     key.into_boxed_slice()
 }
@@ -182,13 +190,16 @@ mod tests {
     #[tokio::test]
     async fn a_resend_waits_for_the_first_append_and_shares_its_outcome() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(first) = ledger.claim("default", b"c1") else {
+        let Claim::New(first) = ledger.claim("default", b"c1", b"entries") else {
             panic!("new id")
         };
-        let Claim::Seen(mut resend) = ledger.claim("default", b"c1") else {
+        let Claim::Seen(mut resend) = ledger.claim("default", b"c1", b"entries") else {
             panic!("seen id")
         };
-        assert!(matches!(ledger.claim("other-tenant", b"c1"), Claim::New(_)));
+        assert!(matches!(
+            ledger.claim("other-tenant", b"c1", b"entries"),
+            Claim::New(_)
+        ));
         first.send_replace(ChunkState::Durable);
         assert!(resend.durable().await);
     }
@@ -196,25 +207,47 @@ mod tests {
     #[tokio::test]
     async fn a_failed_chunk_is_claimed_again() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(first) = ledger.claim("default", b"c1") else {
+        let Claim::New(first) = ledger.claim("default", b"c1", b"entries") else {
             panic!("new id")
         };
-        let Claim::Seen(mut waiting) = ledger.claim("default", b"c1") else {
+        let Claim::Seen(mut waiting) = ledger.claim("default", b"c1", b"entries") else {
             panic!("seen id")
         };
         first.send_replace(ChunkState::Failed);
         assert!(!waiting.durable().await);
-        assert!(matches!(ledger.claim("default", b"c1"), Claim::New(_)));
+        assert!(matches!(
+            ledger.claim("default", b"c1", b"entries"),
+            Claim::New(_)
+        ));
+    }
+
+    #[test]
+    fn the_same_id_with_other_events_is_a_new_chunk() {
+        let ledger = ChunkLedger::new(10);
+        let Claim::New(_first) = ledger.claim("default", b"c1", b"one") else {
+            panic!("new")
+        };
+        assert!(matches!(
+            ledger.claim("default", b"c1", b"one"),
+            Claim::Seen(_)
+        ));
+        assert!(matches!(
+            ledger.claim("default", b"c1", b"two"),
+            Claim::New(_)
+        ));
     }
 
     #[test]
     fn a_claim_abandoned_before_the_log_is_claimed_again() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(first) = ledger.claim("default", b"c1") else {
+        let Claim::New(first) = ledger.claim("default", b"c1", b"entries") else {
             panic!("new id")
         };
         drop(first);
-        assert!(matches!(ledger.claim("default", b"c1"), Claim::New(_)));
+        assert!(matches!(
+            ledger.claim("default", b"c1", b"entries"),
+            Claim::New(_)
+        ));
     }
 
     #[test]
@@ -222,13 +255,16 @@ mod tests {
         let ledger = ChunkLedger::new(2);
         let mut claims = Vec::new();
         for id in [b"a", b"b", b"c"] {
-            let Claim::New(claim) = ledger.claim("t", id) else {
+            let Claim::New(claim) = ledger.claim("t", id, b"entries") else {
                 panic!("new id")
             };
             claims.push(claim);
         }
         assert_eq!(ledger.len(), 2);
-        assert!(matches!(ledger.claim("t", b"c"), Claim::Seen(_)));
-        assert!(matches!(ledger.claim("t", b"a"), Claim::New(_)));
+        assert!(matches!(
+            ledger.claim("t", b"c", b"entries"),
+            Claim::Seen(_)
+        ));
+        assert!(matches!(ledger.claim("t", b"a", b"entries"), Claim::New(_)));
     }
 }

@@ -144,7 +144,7 @@ impl Ingest {
         count: u32,
         entries: &[u8],
     ) -> Result<chunks::ChunkAck, IngestError> {
-        let claim = match self.chunks.claim(self.tenant.as_str(), chunk) {
+        let claim = match self.chunks.claim(self.tenant.as_str(), chunk, entries) {
             chunks::Claim::Seen(ack) => {
                 self.duplicates.increment(u64::from(count));
                 tracing::debug!(
