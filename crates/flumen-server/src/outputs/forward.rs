@@ -1,9 +1,11 @@
 //! The forward output: PackedForward chunks to Fluentd, Fluent Bit or another flumen.
 //!
-//! Consecutive batches with the same tag are merged into one chunk. With `require_ack`, every
-//! chunk carries a `chunk` id and the delivery only succeeds once each id comes back; a missing
-//! or wrong answer within `ack_timeout` fails the delivery, and the driver resends it (with the
-//! same ids, so a receiver that remembers ids can drop the duplicate). Servers are chosen by
+//! With `require_ack`, every batch of the log travels as one chunk whose `chunk` id is derived
+//! from this output's identity and the batch's position in the log, and the delivery only
+//! succeeds once each id comes back; a missing or wrong answer within `ack_timeout` fails the
+//! delivery, and the driver resends it — even after a restart — with the same ids and the same
+//! events, so a receiver that remembers ids (flumen does) stores it once. Without acks,
+//! consecutive batches with the same tag are merged into one chunk. Servers are chosen by
 //! weight among those that are up; a server that fails is left alone for `recover_wait` and the
 //! delivery moves on to the next (failover); `standby` servers are used only when no other is
 //! up.
@@ -159,7 +161,12 @@ impl ForwardSink {
         let mut open: Option<OpenChunk> = None;
         let mut entries = Vec::new();
         for (seq, batch) in delivery.iter() {
-            let joins = open.as_ref().is_some_and(|c| c.tag == batch.tag)
+            // With acks, one chunk per log batch: a chunk resent after a restart then has the
+            // same id and the same events as the first time, whatever the deliveries' sizes,
+            // so the receiver can recognise it. Without acks nothing is resent, and consecutive
+            // batches with one tag travel together.
+            let joins = !self.require_ack
+                && open.as_ref().is_some_and(|c| c.tag == batch.tag)
                 && entries.len() + batch.entries.len() <= MAX_CHUNK_BYTES;
             if !joins && let Some(done) = open.take() {
                 self.close_chunk(done, &mut entries, &mut chunks);
