@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # End-to-end throughput benchmark: `flumen bench` drives PackedForward traffic (records of
 # ~200 bytes, chunks of 1,000) into `flumen serve` (Forward in, the durable log with the chosen
-# persistence, a null output), and this script reports what flumen's own process spent:
+# persistence, then a null output, or a forward output with acks to a `flumen bench --listen`
+# receiver that counts what arrives), and this script reports what flumen's own process spent:
 # events/s, MB/s, CPU µs per event (from /proc/PID/stat, so the load generator sharing the cores
 # is not counted) and peak RSS (VmHWM).
 #
-#   EVENTS=10000000 PERSISTENCE=interval CONNECTIONS=2 bash scripts/bench-e2e.sh
+#   EVENTS=10000000 PERSISTENCE=interval CONNECTIONS=2 OUTPUT=null bash scripts/bench-e2e.sh
+#   EVENTS=10000000 PERSISTENCE=interval OUTPUT=forward bash scripts/bench-e2e.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -15,13 +17,26 @@ CONNECTIONS=${CONNECTIONS:-2}
 RECORD_SIZE=${RECORD_SIZE:-200}
 BATCH=${BATCH:-1000}
 ACK=${ACK:-}                           # set to 1 for --ack
+OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end)
 FORWARD_PORT=${FORWARD_PORT:-24299}
 API_PORT=${API_PORT:-18299}
+RECEIVER_PORT=${RECEIVER_PORT:-24298}
 
 cargo build --release --bin flumen -q
 bin=target/release/flumen
 work=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'kill "$pid" ${receiver:+"$receiver"} 2>/dev/null || true; rm -rf "$work"' EXIT
+
+if [ "$OUTPUT" = forward ]; then
+  "$bin" bench --listen "127.0.0.1:$RECEIVER_PORT" --until-idle 0 --json >"$work/receiver.json" &
+  receiver=$!
+  output_config="type = \"forward\"
+servers = [{ address = \"127.0.0.1:$RECEIVER_PORT\" }]
+require_ack = true
+batch = { max_events = 20000, max_bytes = \"8MiB\" }"
+else
+  output_config='type = "null"'
+fi
 
 cat > "$work/bench.toml" <<TOML
 data_dir = "$work/data"
@@ -34,11 +49,11 @@ address = "127.0.0.1:$API_PORT"
 [sources.fwd]
 type = "forward"
 address = "127.0.0.1:$FORWARD_PORT"
-[outputs.null]
-type = "null"
+[outputs.out]
+$output_config
 [[routes]]
 match = ["**"]
-outputs = ["null"]
+outputs = ["out"]
 TOML
 
 "$bin" serve --config "$work/bench.toml" 2>"$work/serve.log" &
@@ -56,9 +71,9 @@ cpu0=$(cpu_ticks)
 t0=$(date +%s.%N)
 "$bin" bench --to "127.0.0.1:$FORWARD_PORT" --events "$EVENTS" --batch "$BATCH" \
   --record-size "$RECORD_SIZE" --connections "$CONNECTIONS" ${ACK:+--ack}
-# Done when the null output has taken every event out of the durable log.
-for _ in $(seq 600); do
-  out=$(metric 'flumen_output_events_total\{output="null"\}')
+# Done when the output has delivered every event out of the durable log.
+for _ in $(seq 1200); do
+  out=$(metric 'flumen_output_events_total\{output="out"\}')
   [ "${out%.*}" -ge "$EVENTS" ] 2>/dev/null && break
   sleep 0.05
 done
@@ -66,13 +81,18 @@ t1=$(date +%s.%N)
 cpu1=$(cpu_ticks)
 bytes=$(metric 'flumen_source_bytes_total')
 hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
-events=$(metric 'flumen_output_events_total\{output="null"\}')
+events=$(metric 'flumen_output_events_total\{output="out"\}')
 
 awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" \
-    -v hz="$ticks_per_s" -v hwm="$hwm_kb" -v p="$PERSISTENCE" 'BEGIN {
+    -v hz="$ticks_per_s" -v hwm="$hwm_kb" -v p="$PERSISTENCE" -v o="$OUTPUT" 'BEGIN {
   s = t1 - t0; cpu = (c1 - c0) / hz;
-  printf "persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f cpu=%.2fs cpu/event=%.3fus peak_rss=%.1fMB\n",
-    p, e, s, e / s, b / 1e6 / s, cpu, cpu / e * 1e6, hwm / 1024
+  printf "output=%s persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f cpu=%.2fs cpu/event=%.3fus peak_rss=%.1fMB\n",
+    o, p, e, s, e / s, b / 1e6 / s, cpu, cpu / e * 1e6, hwm / 1024
 }'
 kill -TERM "$pid"
 wait "$pid" || true
+if [ -n "${receiver:-}" ]; then
+  kill -INT "$receiver"
+  wait "$receiver" || true
+  echo "receiver: $(cat "$work/receiver.json")"
+fi
