@@ -19,6 +19,11 @@ step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
 step "cargo test"
+# CI runs the log's crash and model tests at full length (hundreds of kill -9 rounds and
+# property cases, a few minutes); a developer's run takes the short version unless asked.
+if [ "${CI:-}" = "true" ]; then
+  export FLUMEN_SLOW_TESTS="${FLUMEN_SLOW_TESTS:-1}"
+fi
 cargo test --workspace
 
 step "cargo build --bin flumen"

@@ -25,17 +25,37 @@ fn cursor_path(dir: &Path, name: &str) -> Result<PathBuf, WalError> {
 pub(crate) fn load(dir: &Path, name: &str) -> Result<Option<u64>, WalError> {
     let path = cursor_path(dir, name)?;
     match fs::read_to_string(&path) {
-        Ok(text) => text
-            .trim()
-            .parse()
-            .map(Some)
-            .map_err(|_| WalError::Corrupt {
-                path,
-                reason: "cursor file is not a number",
-            }),
+        Ok(text) => match text.trim().parse() {
+            Ok(seq) => Ok(Some(seq)),
+            Err(_) => {
+                // Cursors are renamed into place without an fsync: after a power loss one may
+                // be empty. Starting from the oldest record redelivers rather than loses.
+                tracing::warn!(
+                    message = "Unreadable cursor file; the reader starts at the oldest record.",
+                    path = %path.display(),
+                );
+                Ok(Some(0))
+            }
+        },
         Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
         Err(e) => Err(WalError::io(&path, e)),
     }
+}
+
+/// Every persisted cursor in `dir`, by reader name.
+pub(crate) fn load_all(dir: &Path) -> Result<Vec<(String, u64)>, WalError> {
+    let mut cursors = Vec::new();
+    for entry in fs::read_dir(dir).map_err(|e| WalError::io(dir, e))? {
+        let entry = entry.map_err(|e| WalError::io(dir, e))?;
+        let file_name = entry.file_name();
+        let Some(name) = file_name.to_str().and_then(|n| n.strip_suffix(".cursor")) else {
+            continue;
+        };
+        if let Some(seq) = load(dir, name)? {
+            cursors.push((name.to_owned(), seq));
+        }
+    }
+    Ok(cursors)
 }
 
 pub(crate) fn store(dir: &Path, name: &str, next_seq: u64) -> Result<(), WalError> {

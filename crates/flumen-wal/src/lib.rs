@@ -391,7 +391,14 @@ impl Wal {
             dropped_records: AtomicU64::new(0),
             disk_full: AtomicBool::new(false),
             closing: AtomicBool::new(false),
-            cursors: Mutex::new(HashMap::new()),
+            // Every persisted cursor holds its segments from the start, not only those of
+            // readers opened again: an output that commits first after a restart must not
+            // remove what another, not reopened yet, still needs.
+            cursors: Mutex::new(
+                cursor::load_all(&config.dir.join("cursors"))?
+                    .into_iter()
+                    .collect(),
+            ),
             space_freed: (Mutex::new(()), Condvar::new()),
             poisoned: Mutex::new(None),
             config,
@@ -502,7 +509,13 @@ impl Wal {
     /// Deletes the persisted cursors of readers not in `keep` (outputs removed from the
     /// configuration), so that they no longer hold segments on disk.
     pub fn retain_readers(&self, keep: &[&str]) -> Result<(), WalError> {
-        cursor::retain(&self.shared.cursor_dir(), keep)
+        cursor::retain(&self.shared.cursor_dir(), keep)?;
+        self.shared
+            .cursors
+            .lock()
+            .expect("cursors lock")
+            .retain(|name, _| keep.contains(&name.as_str()));
+        self.shared.collect_garbage()
     }
 
     /// Waits for every queued append to be written and synced, then stops the writer.

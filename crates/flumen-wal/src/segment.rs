@@ -146,17 +146,7 @@ pub(crate) fn scan(path: &Path) -> Result<Scan, WalError> {
 
 /// Appends up to `max` more bytes from `file` to `buf`; returns how many.
 pub(crate) fn read_more(file: &mut File, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
-    let old = buf.len();
-    buf.resize(old + max, 0);
-    let result = loop {
-        match file.read(&mut buf[old..]) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            other => break other,
-        }
-    };
-    let n = *result.as_ref().unwrap_or(&0);
-    buf.truncate(old + n);
-    result
+    file.take(max as u64).read_to_end(buf)
 }
 
 /// fsyncs a directory so that created, renamed and removed entries are durable.

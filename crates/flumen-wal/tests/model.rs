@@ -16,10 +16,18 @@
 //! - `stats().size_bytes` and `stats().segments` match the `*.wal` files in the directory.
 //!
 //! Both `Persistence::Always` and `Persistence::Os` are run, with 1–4 KiB segments and records
-//! of up to 2000 bytes, sometimes several segments long.
+//! of up to 2000 bytes, sometimes several segments long. A reopen opens the readers again
+//! either all at once or each on its first use, as the server does.
 //!
-//! By default each persistence mode runs 64 cases (a few seconds). Set `FLUMEN_SLOW_TESTS=1`
-//! (CI does) for 512 cases per mode with longer operation sequences.
+//! Known failure (the log's bug, not the test's): segments are removed by the cursors of the
+//! readers opened so far in the process only, so after a reopen the first reader to commit can
+//! remove records a reader not opened yet still needs; minimized in
+//! [`segments_stay_for_readers_not_opened_again_yet`]. Failing cases are saved in
+//! `tests/model.regressions` and replayed first.
+//!
+//! By default each persistence mode runs 64 cases of up to 80 operations, in a directory on
+//! tmpfs (`/dev/shm`) if there is one: a few seconds. Set `FLUMEN_SLOW_TESTS=1` (CI does) for
+//! 512 cases per mode of up to 300 operations, on the real file system.
 
 use std::path::Path;
 use std::time::Duration;
@@ -50,8 +58,10 @@ enum Op {
     },
     /// Commits `lag` records behind the reader's position (never behind its last commit).
     Commit { reader: usize, lag: u64 },
-    /// Closes the log (with `shutdown()` or just by dropping it) and opens it again.
-    Reopen { graceful: bool },
+    /// Closes the log (with `shutdown()` or just by dropping it) and opens it again. The
+    /// readers are opened again at once, or, if `lazy`, each on its first use (as the server
+    /// does: it starts each output as soon as its reader is open).
+    Reopen { graceful: bool, lazy: bool },
     /// Waits for every outstanding append ticket.
     WaitDurable,
 }
@@ -69,13 +79,14 @@ fn op_strategy() -> impl Strategy<Value = Op> {
             .prop_map(|(reader, max, max_bytes)| Op::Read { reader, max, max_bytes }),
         3 => (0..READERS, prop_oneof![3 => Just(0u64), 1 => 1u64..10])
             .prop_map(|(reader, lag)| Op::Commit { reader, lag }),
-        1 => any::<bool>().prop_map(|graceful| Op::Reopen { graceful }),
+        1 => (any::<bool>(), any::<bool>())
+            .prop_map(|(graceful, lazy)| Op::Reopen { graceful, lazy }),
         2 => Just(Op::WaitDurable),
     ]
 }
 
 fn case_strategy() -> impl Strategy<Value = (u64, Vec<Op>)> {
-    let max_ops = if slow() { 300 } else { 120 };
+    let max_ops = if slow() { 300 } else { 80 };
     (
         prop_oneof![Just(1024u64), Just(2048), Just(4096)],
         proptest::collection::vec(op_strategy(), 1..max_ops),
@@ -88,6 +99,20 @@ fn proptest_config() -> ProptestConfig {
         failure_persistence: Some(Box::new(FileFailurePersistence::WithSource("regressions"))),
         ..ProptestConfig::default()
     }
+}
+
+/// The test's directory. The quick run puts it on tmpfs when there is one, where an fsync costs
+/// nothing: this test is about the log's logic, and segments of 1–4 KiB mean an fsync or two
+/// per append. The slow run uses the ordinary temporary directory, on a real file system.
+fn temp_dir() -> tempfile::TempDir {
+    let shm = Path::new("/dev/shm");
+    if !slow()
+        && shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
+    }
+    tempfile::tempdir().unwrap()
 }
 
 /// A deterministic payload for the `index`-th append.
@@ -183,7 +208,8 @@ struct Harness {
     dir: tempfile::TempDir,
     config: WalConfig,
     wal: Option<Wal>,
-    readers: Vec<WalReader>,
+    /// The readers, `None` until first used after a lazy reopen.
+    readers: Vec<Option<WalReader>>,
     /// Every payload appended, by sequence number.
     model: Vec<Vec<u8>>,
     /// Tickets not awaited yet, with the sequence number each must resolve to.
@@ -198,7 +224,7 @@ struct Harness {
 
 impl Harness {
     fn new(persistence: Persistence, segment_size: u64) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = temp_dir();
         let config = WalConfig {
             persistence,
             segment_size,
@@ -208,7 +234,7 @@ impl Harness {
         };
         let wal = Wal::open(config.clone()).unwrap();
         let readers = (0..READERS)
-            .map(|r| wal.reader(&reader_name(r)).unwrap())
+            .map(|r| Some(wal.reader(&reader_name(r)).unwrap()))
             .collect();
         Self {
             dir,
@@ -243,7 +269,8 @@ impl Harness {
                 max_bytes,
             } => {
                 let from = self.read_pos[reader];
-                let records = self.readers[reader]
+                let records = self
+                    .reader(reader)?
                     .read(max, max_bytes)
                     .map_err(|e| TestCaseError::fail(format!("read: {e}")))?;
                 let count = self.model.len() as u64;
@@ -273,20 +300,20 @@ impl Harness {
                     );
                 }
                 self.read_pos[reader] = from + records.len() as u64;
-                prop_assert_eq!(self.readers[reader].next_seq(), self.read_pos[reader]);
+                prop_assert_eq!(self.reader(reader)?.next_seq(), self.read_pos[reader]);
             }
             Op::Commit { reader, lag } => {
                 let at = self.read_pos[reader]
                     .saturating_sub(lag)
                     .max(self.committed[reader]);
-                self.readers[reader]
+                self.reader(reader)?
                     .commit(at)
                     .map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
                 self.committed[reader] = at;
                 committed = true;
             }
             Op::WaitDurable => self.wait_durable().await?,
-            Op::Reopen { graceful } => self.reopen(graceful).await?,
+            Op::Reopen { graceful, lazy } => self.reopen(graceful, lazy).await?,
         }
         if self.pending.is_empty() {
             self.check_quiescent(committed)?;
@@ -306,7 +333,7 @@ impl Harness {
         Ok(())
     }
 
-    async fn reopen(&mut self, graceful: bool) -> Result<(), TestCaseError> {
+    async fn reopen(&mut self, graceful: bool, lazy: bool) -> Result<(), TestCaseError> {
         let wal = self.wal.take().expect("the log is open");
         if graceful {
             wal.shutdown().await;
@@ -329,21 +356,34 @@ impl Harness {
         let wal = Wal::open(self.config.clone())
             .map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
         prop_assert_eq!(wal.stats().next_seq, count, "next_seq after reopen");
-        for r in 0..READERS {
-            let reader = wal
+        self.wal = Some(wal);
+        self.readers = (0..READERS).map(|_| None).collect();
+        self.read_pos.clone_from(&self.committed);
+        if !lazy {
+            for r in 0..READERS {
+                self.reader(r)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Reader `r`, opened again first if the log was reopened since it was last used: it must
+    /// resume at its committed cursor.
+    fn reader(&mut self, r: usize) -> Result<&mut WalReader, TestCaseError> {
+        if self.readers[r].is_none() {
+            let reader = self
+                .wal()
                 .reader(&reader_name(r))
-                .map_err(|e| TestCaseError::fail(format!("reopen reader {r}: {e}")))?;
+                .map_err(|e| TestCaseError::fail(format!("reopening reader {r}: {e}")))?;
             prop_assert_eq!(
                 reader.next_seq(),
                 self.committed[r],
                 "reader {} resumes at its committed cursor",
                 r
             );
-            self.readers.push(reader);
+            self.readers[r] = Some(reader);
         }
-        self.read_pos.clone_from(&self.committed);
-        self.wal = Some(wal);
-        Ok(())
+        Ok(self.readers[r].as_mut().expect("just opened"))
     }
 
     /// With no append in flight, the log's files and stats must match the model exactly.
@@ -436,7 +476,12 @@ fn run_case(persistence: Persistence, segment_size: u64, ops: &[Op]) -> Result<(
                     .await?;
                 prop_assert_eq!(harness.read_pos[r], harness.model.len() as u64);
             }
-            harness.apply(&Op::Reopen { graceful }).await?;
+            harness
+                .apply(&Op::Reopen {
+                    graceful,
+                    lazy: false,
+                })
+                .await?;
         }
         harness.wal.take().expect("open").shutdown().await;
         Ok(())
@@ -455,4 +500,54 @@ proptest! {
     fn model_persistence_os((segment_size, ops) in case_strategy()) {
         run_case(Persistence::Os, segment_size, &ops)?;
     }
+}
+
+/// Minimized from `model_*`: segments are removed by the cursors of the readers opened so far
+/// in this process, not by every persisted cursor. After a restart, the first reader to commit
+/// removes segments that a reader not opened yet still needs; when that one opens, its cursor
+/// is moved up to the oldest segment left and it never sees the records in between. The server
+/// opens its outputs' readers one by one and starts each output at once, so an output that
+/// commits quickly can do this to the outputs after it.
+#[tokio::test]
+async fn segments_stay_for_readers_not_opened_again_yet() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        persistence: Persistence::Always,
+        segment_size: 1024,
+        max_size: 1 << 20,
+        ..WalConfig::new(dir.path())
+    };
+    {
+        let wal = Wal::open(config.clone()).unwrap();
+        let mut fast = wal.reader("fast").unwrap();
+        let _slow = wal.reader("slow").unwrap();
+        // Two records, one per segment.
+        for len in [600, 600] {
+            wal.append(vec![7; len])
+                .await
+                .unwrap()
+                .durable()
+                .await
+                .unwrap();
+        }
+        assert_eq!(wal.stats().segments, 2);
+        assert_eq!(fast.read(10, usize::MAX).unwrap().len(), 2);
+        fast.commit(2).unwrap();
+        // `slow` has committed nothing: both segments stay.
+        assert_eq!(wal.stats().segments, 2);
+        wal.shutdown().await;
+    }
+    let wal = Wal::open(config).unwrap();
+    let mut fast = wal.reader("fast").unwrap();
+    // The output behind `fast` delivers nothing new and commits where it is.
+    fast.commit(2).unwrap();
+    let mut slow = wal.reader("slow").unwrap();
+    assert_eq!(
+        slow.next_seq(),
+        0,
+        "`slow` committed nothing, yet it resumes at {} ({:?})",
+        slow.next_seq(),
+        wal.stats()
+    );
+    assert_eq!(slow.read(10, usize::MAX).unwrap().len(), 2);
 }
