@@ -48,21 +48,29 @@ address = "127.0.0.1:@port:api@"
 """
 
 
+# Ports handed out in this test session: the kernel may offer a just-closed port again, and
+# two listeners of one config on the same port fail to start.
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
     """A port that is free on 127.0.0.1 for both TCP and UDP right now (forward sources
-    listen on both)."""
-    for _ in range(50):
+    listen on both), and not handed out before in this session."""
+    for _ in range(200):
         tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         tcp.bind(("127.0.0.1", 0))
         port = tcp.getsockname()[1]
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
+            if port in _handed_out:
+                continue
             udp.bind(("127.0.0.1", port))
         except OSError:
             continue
         finally:
             udp.close()
             tcp.close()
+        _handed_out.add(port)
         return port
     raise RuntimeError("no free port found")
 

@@ -127,6 +127,11 @@ impl WalReader {
         self.next_seq
     }
 
+    /// One past the newest durable record.
+    pub fn durable_end(&self) -> u64 {
+        self.durable.borrow().next_seq
+    }
+
     /// How many durable records this reader has not read yet.
     pub fn backlog(&self) -> u64 {
         self.durable.borrow().next_seq.saturating_sub(self.next_seq)

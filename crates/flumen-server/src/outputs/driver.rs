@@ -34,6 +34,8 @@ pub struct OutputTask {
     retry: RetryConfig,
     dead_letter: DeadLetter,
     metrics: OutputMetrics,
+    /// The log position up to which everything is delivered (the persisted cursor).
+    committed: u64,
 }
 
 #[derive(Debug)]
@@ -82,6 +84,7 @@ impl OutputTask {
         dead_letter: DeadLetter,
     ) -> Self {
         Self {
+            committed: reader.next_seq(),
             name: name.to_owned(),
             index,
             sink,
@@ -98,7 +101,6 @@ impl OutputTask {
     pub async fn run(mut self, mut stop: StopSignal) {
         let max_bytes = self.batch.max_bytes.as_u64() as usize;
         let mut delivery = Delivery::default();
-        let mut committed = self.reader.next_seq();
         let mut linger_until: Option<Instant> = None;
         loop {
             let records = match self.reader.read(
@@ -126,12 +128,12 @@ impl OutputTask {
                     delivery.push(record.seq, record.payload, events);
                 }
             }
-            self.metrics.backlog.set(self.reader.backlog() as f64);
+            self.report_backlog();
             let stopping = stop.borrow().is_some();
             if delivery.is_empty() {
                 // Everything read was routed elsewhere: move the cursor past it.
-                if self.reader.next_seq() > committed {
-                    committed = self.commit();
+                if self.reader.next_seq() > self.committed {
+                    self.commit();
                 }
                 if caught_up {
                     if stopping {
@@ -169,20 +171,26 @@ impl OutputTask {
                 }
                 Outcome::DeadLettered => self.metrics.dead_lettered.increment(delivery.events),
             }
-            committed = self.commit();
+            self.commit();
             delivery = Delivery::default();
             linger_until = None;
         }
     }
 
-    /// Persists the cursor at the reader's position; returns it.
-    fn commit(&mut self) -> u64 {
+    /// Persists the cursor at the reader's position.
+    fn commit(&mut self) {
         let next = self.reader.next_seq();
         if let Err(error) = self.reader.commit(next) {
             // Not fatal: the next commit retries, and a crash meanwhile only means redelivery.
             tracing::warn!(message = "Failed to persist an output's cursor.", output = %self.name, %error);
         }
-        next
+        self.committed = next;
+    }
+
+    /// Everything in the log not delivered yet, including what is read and being retried.
+    fn report_backlog(&self) {
+        let backlog = self.reader.durable_end().saturating_sub(self.committed);
+        self.metrics.backlog.set(backlog as f64);
     }
 
     async fn deliver_with_retries(
@@ -226,6 +234,7 @@ impl OutputTask {
                     }
                 }
             }
+            self.report_backlog();
             let wait = backoff(&self.retry, attempt);
             attempt = attempt.saturating_add(1);
             self.metrics.retries.increment(1);
