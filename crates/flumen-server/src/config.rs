@@ -247,13 +247,13 @@ fn default_max_body_size() -> ByteSize {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum OutputConfig {
     /// JSON lines on standard output.
-    Stdout(StdoutOutputConfig),
+    Stdout(DeliveryOnlyConfig),
     /// JSON lines in files.
     File(FileOutputConfig),
     /// The Forward protocol, to Fluentd, Fluent Bit or another flumen.
     Forward(ForwardOutputConfig),
     /// Discards events (Fluentd's `null`).
-    Null(NullOutputConfig),
+    Null(DeliveryOnlyConfig),
 }
 
 impl OutputConfig {
@@ -316,22 +316,10 @@ impl Default for RetryConfig {
     }
 }
 
-/// `type = "stdout"`.
+/// `type = "stdout"` and `type = "null"`: nothing to set but delivery.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StdoutOutputConfig {
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-/// `type = "null"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NullOutputConfig {
+pub struct DeliveryOnlyConfig {
     /// Batching.
     #[serde(default)]
     pub batch: BatchConfig,

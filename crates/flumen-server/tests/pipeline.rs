@@ -99,6 +99,14 @@ fn file_output(path: &Path) -> String {
     )
 }
 
+/// A forward source with `options`, every event to a file output at `out`.
+fn forward_to_file(options: &str, out: &Path) -> String {
+    format!(
+        "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n{options}\n{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+        file_output(out)
+    )
+}
+
 fn forward_source() -> &'static str {
     "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
 }
@@ -109,11 +117,7 @@ async fn forward_output_relays_to_another_flumen_with_acks_and_failover() {
     let received = dir.path().join("received.log");
     let receiver = start(
         &dir.path().join("receiver"),
-        &format!(
-            "{}{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-            forward_source(),
-            file_output(&received)
-        ),
+        &forward_to_file("", &received),
     )
     .await;
     // The first server refuses connections: the output must fail over to the second.
@@ -157,11 +161,7 @@ async fn forward_output_relays_to_another_flumen_with_acks_and_failover() {
 async fn a_restarted_server_resumes_its_outputs_without_loss_or_repeats() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.log");
-    let body = format!(
-        "{}{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-        forward_source(),
-        file_output(&out)
-    );
+    let body = forward_to_file("", &out);
     for round in 0..3u64 {
         let server = start(dir.path(), &body).await;
         let addr = server.source_addr("fwd").unwrap();
@@ -218,11 +218,7 @@ async fn a_bad_connection_is_closed_and_others_carry_on() {
     let out = dir.path().join("out.log");
     let server = start(
         dir.path(),
-        &format!(
-            "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\nmax_frame_size = \"64KiB\"\n\
-             {}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-            file_output(&out)
-        ),
+        &forward_to_file("max_frame_size = \"64KiB\"", &out),
     )
     .await;
     let addr = server.source_addr("fwd").unwrap();
@@ -332,11 +328,7 @@ async fn an_old_connection_finishes_its_frame_acks_it_and_closes() {
     let out = dir.path().join("out.log");
     let server = start(
         dir.path(),
-        &format!(
-            "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\nmax_connection_age = \"300ms\"\n\
-             {}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-            file_output(&out)
-        ),
+        &forward_to_file("max_connection_age = \"300ms\"", &out),
     )
     .await;
     let addr = server.source_addr("fwd").unwrap();
@@ -373,11 +365,7 @@ async fn an_old_connection_finishes_its_frame_acks_it_and_closes() {
 async fn a_resent_chunk_is_acknowledged_but_stored_once_even_across_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("out.log");
-    let body = format!(
-        "{}{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-        forward_source(),
-        file_output(&out)
-    );
+    let body = forward_to_file("", &out);
     let server = start(dir.path(), &body).await;
     let addr = server.source_addr("fwd").unwrap();
     // The same chunk (same id) three times, on three connections, as a sender that missed acks.
