@@ -286,9 +286,9 @@ mod tests {
             ],
             20_000,
         );
-        assert_eq!(summary.events, 20_000);
-        assert_eq!(summary.acked, 20_000);
-        assert_eq!(summary.resent_chunks, 0);
+        assert_eq!(summary.totals.events, 20_000);
+        assert_eq!(summary.totals.acked, 20_000);
+        assert_eq!(summary.totals.resent_chunks, 0);
         assert_eq!(report.runs.len(), 1);
         let run = &report.runs[0];
         assert_eq!(run.run, "t1");
@@ -373,10 +373,17 @@ mod tests {
             (summary, receiver.await.unwrap())
         });
         assert_eq!(
-            (summary.events, summary.acked, summary.resent_chunks),
+            (
+                summary.totals.events,
+                summary.totals.acked,
+                summary.totals.resent_chunks
+            ),
             (5000, 5000, 1)
         );
-        assert_eq!((summary.resent_events, summary.reconnects), (500, 1));
+        assert_eq!(
+            (summary.totals.resent_events, summary.totals.reconnects),
+            (500, 1)
+        );
         let run = &report.runs[0];
         assert_eq!(
             (run.received, run.unique, run.duplicated, run.missing),
@@ -400,7 +407,7 @@ mod tests {
                 ],
                 3001,
             );
-            assert_eq!(summary.events, 3001, "{mode}");
+            assert_eq!(summary.totals.events, 3001, "{mode}");
             let run = &report.runs[0];
             assert_eq!(
                 (run.unique, run.duplicated, run.missing),

@@ -16,9 +16,9 @@ use serde_json::json;
 use super::record::{Template, encode_chunk};
 use super::{BenchArgs, Mode};
 
-/// What a connection did.
-#[derive(Debug, Clone, Default)]
-pub struct ConnSummary {
+/// What was sent: per connection, and added up for the run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Counts {
     /// Sequence numbers used: events written at least once (the next seq).
     pub events: u64,
     pub acked: u64,
@@ -31,6 +31,25 @@ pub struct ConnSummary {
     pub reconnects: u64,
     /// Bytes written, resends included.
     pub bytes: u64,
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Self) {
+        self.events += other.events;
+        self.acked += other.acked;
+        self.unacked += other.unacked;
+        self.failed_writes += other.failed_writes;
+        self.resent_chunks += other.resent_chunks;
+        self.resent_events += other.resent_events;
+        self.reconnects += other.reconnects;
+        self.bytes += other.bytes;
+    }
+}
+
+/// What a connection did.
+#[derive(Debug, Clone, Default)]
+pub struct ConnSummary {
+    pub counts: Counts,
     pub error: Option<String>,
 }
 
@@ -38,14 +57,8 @@ pub struct ConnSummary {
 #[derive(Debug, Clone)]
 pub struct Summary {
     pub run: String,
-    pub events: u64,
-    pub acked: u64,
-    pub unacked: u64,
-    pub failed_writes: u64,
-    pub resent_chunks: u64,
-    pub resent_events: u64,
-    pub reconnects: u64,
-    pub bytes: u64,
+    /// The connections' counts added up.
+    pub totals: Counts,
     pub secs: f64,
     pub per_connection: Vec<ConnSummary>,
 }
@@ -147,17 +160,13 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
             .collect()
     });
     let secs = started.elapsed().as_secs_f64();
-    let sum = |f: fn(&ConnSummary) -> u64| per_connection.iter().map(f).sum::<u64>();
+    let mut totals = Counts::default();
+    for connection in &per_connection {
+        totals += connection.counts;
+    }
     Ok(Summary {
         run: plan.run,
-        events: sum(|c| c.events),
-        acked: sum(|c| c.acked),
-        unacked: sum(|c| c.unacked),
-        failed_writes: sum(|c| c.failed_writes),
-        resent_chunks: sum(|c| c.resent_chunks),
-        resent_events: sum(|c| c.resent_events),
-        reconnects: sum(|c| c.reconnects),
-        bytes: sum(|c| c.bytes),
+        totals,
         secs,
         per_connection,
     })
@@ -166,7 +175,10 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
 impl Summary {
     fn rates(&self) -> (f64, f64) {
         let secs = self.secs.max(1e-9);
-        (self.events as f64 / secs, self.bytes as f64 / 1e6 / secs)
+        (
+            self.totals.events as f64 / secs,
+            self.totals.bytes as f64 / 1e6 / secs,
+        )
     }
 
     pub fn to_text(&self, args: &BenchArgs) -> String {
@@ -174,10 +186,10 @@ impl Summary {
         let mut line = format!(
             "run {}: sent {} events, {} resends ({} events), {:.1} MB in {:.2} s: {:.0} events/s, {:.1} MB/s ({} connections, {} mode, ack {}",
             self.run,
-            self.events,
-            self.resent_chunks,
-            self.resent_events,
-            self.bytes as f64 / 1e6,
+            self.totals.events,
+            self.totals.resent_chunks,
+            self.totals.resent_events,
+            self.totals.bytes as f64 / 1e6,
             self.secs,
             eps,
             mbps,
@@ -186,11 +198,14 @@ impl Summary {
             args.ack,
         );
         if args.ack {
-            line += &format!(", acked {}, unacked {}", self.acked, self.unacked);
-        } else if self.failed_writes > 0 {
-            line += &format!(", lost in failed writes {}", self.failed_writes);
+            line += &format!(
+                ", acked {}, unacked {}",
+                self.totals.acked, self.totals.unacked
+            );
+        } else if self.totals.failed_writes > 0 {
+            line += &format!(", lost in failed writes {}", self.totals.failed_writes);
         }
-        line += &format!(", reconnects {})", self.reconnects);
+        line += &format!(", reconnects {})", self.totals.reconnects);
         line
     }
 
@@ -198,14 +213,14 @@ impl Summary {
         let (eps, mbps) = self.rates();
         json!({
             "run": self.run,
-            "events": self.events,
-            "acked": self.acked,
-            "unacked": self.unacked,
-            "failed_writes": self.failed_writes,
-            "resent_chunks": self.resent_chunks,
-            "resent_events": self.resent_events,
-            "reconnects": self.reconnects,
-            "bytes": self.bytes,
+            "events": self.totals.events,
+            "acked": self.totals.acked,
+            "unacked": self.totals.unacked,
+            "failed_writes": self.totals.failed_writes,
+            "resent_chunks": self.totals.resent_chunks,
+            "resent_events": self.totals.resent_events,
+            "reconnects": self.totals.reconnects,
+            "bytes": self.totals.bytes,
             "secs": self.secs,
             "events_per_sec": eps,
             "mb_per_sec": mbps,
@@ -215,11 +230,11 @@ impl Summary {
             "ack": args.ack,
             "per_connection": self.per_connection.iter().enumerate().map(|(c, s)| json!({
                 "conn": c,
-                "events": s.events,
-                "acked": s.acked,
-                "unacked": s.unacked,
-                "resent_chunks": s.resent_chunks,
-                "reconnects": s.reconnects,
+                "events": s.counts.events,
+                "acked": s.counts.acked,
+                "unacked": s.counts.unacked,
+                "resent_chunks": s.counts.resent_chunks,
+                "reconnects": s.counts.reconnects,
                 "error": s.error,
             })).collect::<Vec<_>>(),
         })
@@ -345,14 +360,14 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
     let (mut bytes, mut scratch) = (Vec::new(), Vec::new());
     let mut s = ConnSummary::default();
     let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
-    while s.events < quota && !past(plan.deadline) {
-        let n = (quota - s.events).min(u64::from(plan.batch)) as u32;
+    while s.counts.events < quota && !past(plan.deadline) {
+        let n = (quota - s.counts.events).min(u64::from(plan.batch)) as u32;
         if let Some(bucket) = &mut bucket
             && !bucket.take(n, plan.deadline)
         {
             break;
         }
-        let seq = s.events;
+        let seq = s.counts.events;
         let id = args.ack.then(|| format!("{}-{conn}-{seq}", plan.run));
         encode_chunk(
             &mut bytes,
@@ -367,19 +382,19 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
         );
         match deliver(plan, &mut link, &bytes, n, id.as_deref(), &mut s) {
             Ok(Outcome::Delivered) => {
-                s.events += u64::from(n);
+                s.counts.events += u64::from(n);
                 if args.ack {
-                    s.acked += u64::from(n);
+                    s.counts.acked += u64::from(n);
                 }
             }
             Ok(Outcome::Unacked) => {
-                s.events += u64::from(n);
-                s.unacked += u64::from(n);
+                s.counts.events += u64::from(n);
+                s.counts.unacked += u64::from(n);
                 break;
             }
             Ok(Outcome::WriteFailed) => {
-                s.events += u64::from(n);
-                s.failed_writes += u64::from(n);
+                s.counts.events += u64::from(n);
+                s.counts.failed_writes += u64::from(n);
             }
             Ok(Outcome::NotSent) => break,
             Err(error) => {
@@ -441,7 +456,7 @@ fn deliver(
             None => match connect(&args.to, args.ack_timeout) {
                 Ok(stream) => {
                     if link.ever_connected {
-                        s.reconnects += 1;
+                        s.counts.reconnects += 1;
                     }
                     link.ever_connected = true;
                     link.acks.clear();
@@ -455,8 +470,8 @@ fn deliver(
             },
         };
         if written {
-            s.resent_chunks += 1;
-            s.resent_events += u64::from(n);
+            s.counts.resent_chunks += 1;
+            s.counts.resent_events += u64::from(n);
         }
         written = true;
         if let Err(error) = stream.write_all(bytes) {
@@ -468,7 +483,7 @@ fn deliver(
             failing_since.get_or_insert_with(Instant::now);
             continue;
         }
-        s.bytes += bytes.len() as u64;
+        s.counts.bytes += bytes.len() as u64;
         let Some(id) = id else {
             return Ok(Outcome::Delivered);
         };
