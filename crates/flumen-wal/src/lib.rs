@@ -18,10 +18,12 @@
 //!   durable as the policy promises; inputs acknowledge senders only then. Readers see a
 //!   record only once it is durable too, so an output never ships what a crash could take back.
 //! - **Bounded.** Appends in flight are bounded in bytes (the queue), and the log in size
-//!   ([`WalConfig::max_size`]). When the log is full the writer stops taking appends until
-//!   outputs move on and whole segments can be removed; [`Wal::append`] then waits, which stops
-//!   inputs from reading their sockets. [`Wal::is_full`] lets request/response inputs answer
-//!   "retry later" instead of waiting.
+//!   ([`WalConfig::max_size`]). When the log is full the writer, by default
+//!   ([`WhenFull::Block`]), stops taking appends until outputs move on and whole segments can be
+//!   removed; [`Wal::append`] then waits, which stops inputs from reading their sockets, and
+//!   [`Wal::has_room`] lets request/response inputs answer "retry later" instead. An operator
+//!   may prefer losing data to pushing back: [`WhenFull::DropNewest`] refuses new records,
+//!   [`WhenFull::DropOldest`] removes the oldest segment; both are counted.
 //! - **Segments** (see [`segment`] for the format) are removed once every reader's committed
 //!   cursor is past them. The directory is fsynced after a segment is created or removed.
 //! - **A full disk is waited out, not a crash.** A write that fails with `ENOSPC` is cut back
