@@ -67,25 +67,11 @@ impl BatchBuilder {
         count: u32,
         entries: &[u8],
     ) -> Result<Vec<u8>, BatchError> {
-        let mut out = self.start(tag, chunk_id, count, entries.len())?;
-        out.extend_from_slice(entries);
-        Ok(out)
-    }
-
-    /// Starts a batch whose entries the caller appends to the returned buffer; `count` must be
-    /// the number it appends.
-    pub fn start(
-        &self,
-        tag: &str,
-        chunk_id: &[u8],
-        count: u32,
-        entries_len_hint: usize,
-    ) -> Result<Vec<u8>, BatchError> {
         check_len("tag", tag.len(), u16::MAX as usize)?;
         check_len("chunk id", chunk_id.len(), u8::MAX as usize)?;
         let tenant = self.tenant.as_str().as_bytes();
         let header_len = FIXED_HEADER + 3 + 2 + tenant.len() + self.label.len() + chunk_id.len();
-        let mut out = Vec::with_capacity(header_len + tag.len() + entries_len_hint);
+        let mut out = Vec::with_capacity(header_len + tag.len() + entries.len());
         out.push(VERSION);
         out.push(0);
         out.extend_from_slice(&(EventTime::now().as_unix_nanos() as u64).to_le_bytes());
@@ -96,13 +82,9 @@ impl BatchBuilder {
         }
         out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
         out.extend_from_slice(tag.as_bytes());
+        out.extend_from_slice(entries);
         Ok(out)
     }
-}
-
-/// Overwrites the entry count of a batch started with [`BatchBuilder::start`].
-pub fn set_entry_count(batch: &mut [u8], count: u32) {
-    batch[10..14].copy_from_slice(&count.to_le_bytes());
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), BatchError> {

@@ -5,7 +5,7 @@
 //! laid end to end is the body of a Forward `PackedForward` chunk and of a flumen batch.
 
 use crate::EventTime;
-use crate::msgpack::{MsgpackError, Reader, Value};
+use crate::msgpack::{MsgpackError, Reader};
 
 /// One event inside a stream of entries, borrowed from the stream's bytes.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -116,23 +116,6 @@ pub fn write_entry(out: &mut Vec<u8>, time: EventTime, record: &[u8]) {
     out.extend_from_slice(record);
 }
 
-/// Looks up a top-level string field of an encoded record, for the few steps that need one
-/// field without decoding the rest.
-pub fn record_str_field<'a>(record: &'a [u8], key: &str) -> Option<&'a [u8]> {
-    let mut r = Reader::new(record);
-    let Ok(Value::Map(n)) = r.read() else {
-        return None;
-    };
-    for _ in 0..n {
-        let k = r.skip_value().ok()?;
-        if Reader::new(k).read_str_or_bin().ok() == Some(key.as_bytes()) {
-            return Reader::new(r.rest()).read_str_or_bin().ok();
-        }
-        r.skip_value().ok()?;
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,12 +171,5 @@ mod tests {
             validate_entries(&stream).unwrap_err().reason,
             "truncated entry"
         );
-    }
-
-    #[test]
-    fn finds_a_string_field() {
-        let rec = record(&[("a", "1"), ("log", "line")]);
-        assert_eq!(record_str_field(&rec, "log"), Some(&b"line"[..]));
-        assert_eq!(record_str_field(&rec, "missing"), None);
     }
 }

@@ -19,11 +19,6 @@ impl TenantId {
         Self(Arc::from(Self::DEFAULT_NAME))
     }
 
-    /// A tenant by name.
-    pub fn new(name: &str) -> Self {
-        Self(Arc::from(name))
-    }
-
     /// The tenant's name.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -132,11 +132,6 @@ impl WalReader {
         self.durable.borrow().next_seq
     }
 
-    /// How many durable records this reader has not read yet.
-    pub fn backlog(&self) -> u64 {
-        self.durable.borrow().next_seq.saturating_sub(self.next_seq)
-    }
-
     /// Positions the reader at `seq` in the segment holding it.
     fn seek(&mut self, seq: u64) -> Result<(), WalError> {
         let durable = *self.durable.borrow();
