@@ -548,15 +548,9 @@ impl Config {
                 ));
             }
         }
-        let (max, segment) = (self.log.max_size.as_u64(), self.log.segment_size.as_u64());
-        if segment < 1024 || max < 2 * segment {
-            return Err((
-                None,
-                format!(
-                    "log.max_size ({max} bytes) must be at least twice log.segment_size ({segment} bytes), and segments at least 1 KiB"
-                ),
-            ));
-        }
+        self.wal_config()
+            .validate()
+            .map_err(|e| (None, e.to_string()))?;
         Ok(())
     }
 

@@ -108,6 +108,18 @@ pub struct WalConfig {
 }
 
 impl WalConfig {
+    /// Checks that the sizes fit together: a full log must be able to free a whole segment
+    /// while the active one keeps growing.
+    pub fn validate(&self) -> Result<(), WalError> {
+        if self.segment_size < 1024 || self.max_size < 2 * self.segment_size {
+            return Err(WalError::Config(format!(
+                "max_size ({} bytes) must be at least twice segment_size ({} bytes), and segments at least 1 KiB",
+                self.max_size, self.segment_size
+            )));
+        }
+        Ok(())
+    }
+
     /// Defaults for a log in `dir`: fsync every 100 ms, 64 MiB segments, 2 GiB in all.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -371,12 +383,7 @@ pub struct Wal {
 impl Wal {
     /// Opens (or creates) the log in `config.dir`, recovering from a crash if needed.
     pub fn open(config: WalConfig) -> Result<Self, WalError> {
-        if config.segment_size < 1024 || config.max_size < 2 * config.segment_size {
-            return Err(WalError::Config(format!(
-                "max_size ({}) must be at least twice segment_size ({}), and segments at least 1 KiB",
-                config.max_size, config.segment_size
-            )));
-        }
+        config.validate()?;
         fs::create_dir_all(config.dir.join("cursors")).map_err(|e| WalError::io(&config.dir, e))?;
         let recovered = writer::recover(&config.dir)?;
         let size_bytes = recovered.segments.values().sum();
