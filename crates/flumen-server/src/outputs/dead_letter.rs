@@ -6,9 +6,7 @@ use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
-use flumen_event::json::write_event_line;
-
-use super::Delivery;
+use super::{Delivery, render_event};
 
 /// The dead-letter file of one output.
 #[derive(Debug)]
@@ -32,18 +30,17 @@ impl DeadLetter {
         let mut out = Vec::new();
         let mut line = Vec::new();
         let error_json = serde_json::to_string(error).expect("string");
-        for (_, batch) in delivery.iter() {
-            for entry in batch.iter().flatten() {
-                line.clear();
-                if write_event_line(&mut line, batch.tag, &entry).is_err() {
-                    continue;
-                }
-                // {"tag":…} → {"error":"…","tag":…}
-                out.extend_from_slice(b"{\"error\":");
-                out.extend_from_slice(error_json.as_bytes());
-                out.push(b',');
-                out.extend_from_slice(&line[1..]);
+        for (tag, entry) in delivery.events() {
+            line.clear();
+            render_event(&mut line, tag, &entry);
+            if line.is_empty() {
+                continue;
             }
+            // {"tag":…} → {"error":"…","tag":…}
+            out.extend_from_slice(b"{\"error\":");
+            out.extend_from_slice(error_json.as_bytes());
+            out.push(b',');
+            out.extend_from_slice(&line[1..]);
         }
         let mut file = OpenOptions::new()
             .create(true)

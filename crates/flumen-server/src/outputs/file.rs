@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
-use flumen_event::json::write_event_line;
 
-use super::{Delivery, DeliveryError};
+use super::{Delivery, DeliveryError, render_event};
 use crate::config::{FileCompression, FileOutputConfig};
 
 /// A path template: literal text with strftime specifiers, `{{tag}}` and `{{tag[N]}}`.
@@ -172,14 +171,9 @@ impl FileSink {
     /// Writes a delivery; blocking file I/O (the caller runs it where blocking is allowed).
     pub(crate) fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
         let mut lines: HashMap<PathBuf, Vec<u8>> = HashMap::new();
-        for (_, batch) in delivery.iter() {
-            for entry in batch.iter().flatten() {
-                let path = self.path_for(batch.tag, entry.time);
-                let buf = lines.entry(path).or_default();
-                if let Err(error) = write_event_line(buf, batch.tag, &entry) {
-                    tracing::error!(message = "Skipping an entry that cannot be rendered.", %error);
-                }
-            }
+        for (tag, entry) in delivery.events() {
+            let path = self.path_for(tag, entry.time);
+            render_event(lines.entry(path).or_default(), tag, &entry);
         }
         for (path, buf) in lines {
             self.write(&path, &buf)

@@ -17,7 +17,8 @@ pub mod forward;
 pub mod stdout;
 
 use bytes::Bytes;
-use flumen_event::BatchRef;
+use flumen_event::json::write_event_line;
+use flumen_event::{BatchRef, Entry};
 
 /// Events handed to a sink in one go: whole batches from the log, in log order.
 #[derive(Debug, Default)]
@@ -53,6 +54,33 @@ impl Delivery {
                 None
             }
         })
+    }
+}
+
+impl Delivery {
+    /// Every event, with its tag, in log order. An entry that cannot be read (the log only
+    /// holds validated entries, so this means a bug) is logged and skipped, with the rest of
+    /// its batch.
+    pub fn events(&self) -> impl Iterator<Item = (&str, Entry<'_>)> {
+        self.iter().flat_map(|(seq, batch)| {
+            batch.iter().map_while(move |entry| match entry {
+                Ok(entry) => Some((batch.tag, entry)),
+                Err(error) => {
+                    tracing::error!(message = "Skipping the rest of an unreadable batch.", seq, %error);
+                    None
+                }
+            })
+        })
+    }
+}
+
+/// Appends an event as a JSON line; one that cannot be rendered is logged and leaves nothing
+/// behind, never half a line.
+pub(crate) fn render_event(out: &mut Vec<u8>, tag: &str, entry: &Entry<'_>) {
+    let start = out.len();
+    if let Err(error) = write_event_line(out, tag, entry) {
+        out.truncate(start);
+        tracing::error!(message = "Skipping an entry that cannot be rendered.", tag, %error);
     }
 }
 
