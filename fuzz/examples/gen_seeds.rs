@@ -11,6 +11,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+#[path = "../shared/http_input.rs"]
+mod http_input;
+
 use flumen_codec::forward::{
     Compression, Decoded, Limits, decode_frame, encode_packed_forward, write_message,
 };
@@ -62,42 +65,11 @@ fn check_forward(mut buf: &[u8]) -> String {
 
 /// Splits the input as the fuzz target does; every seed must decode.
 fn check_http(data: &[u8]) -> String {
-    // The same table as fuzz_targets/http_body.rs.
-    let content_types = [
-        None,
-        Some("application/json"),
-        Some("application/json; charset=utf-8"),
-        Some("text/json"),
-        Some("application/vnd.api+json"),
-        Some("application/x-ndjson"),
-        Some("application/ndjson"),
-        Some("application/jsonl"),
-        Some("application/x-jsonlines"),
-        Some("application/msgpack"),
-        Some("application/x-msgpack"),
-        Some("application/vnd.msgpack"),
-        Some("application/x-www-form-urlencoded"),
-        Some("Application/X-WWW-Form-Urlencoded ; charset=UTF-8"),
-        Some("text/plain"),
-        Some(""),
-    ];
-    let (selector, rest) = data.split_first().expect("non-empty seed");
-    let (query, body) = if selector & 0x10 != 0 {
-        let i = rest
-            .iter()
-            .position(|&b| b == b'\n')
-            .expect("query ends at a newline");
-        (
-            Some(std::str::from_utf8(&rest[..i]).expect("UTF-8 query")),
-            &rest[i + 1..],
-        )
-    } else {
-        (None, rest)
-    };
+    let input = http_input::split(data).expect("non-empty seed");
     let request = HttpRequest {
-        content_type: content_types[usize::from(selector & 0x0f)],
-        query,
-        body,
+        content_type: input.content_type,
+        query: input.query.as_deref(),
+        body: input.body,
     };
     let events = decode_request(&request, T0).expect("seed must decode");
     format!("{} events", events.count)

@@ -15,24 +15,8 @@ use flumen_event::json::write_event_line;
 use flumen_event::{EntryIter, EventTime};
 use libfuzzer_sys::fuzz_target;
 
-const CONTENT_TYPES: [Option<&str>; 16] = [
-    None,
-    Some("application/json"),
-    Some("application/json; charset=utf-8"),
-    Some("text/json"),
-    Some("application/vnd.api+json"),
-    Some("application/x-ndjson"),
-    Some("application/ndjson"),
-    Some("application/jsonl"),
-    Some("application/x-jsonlines"),
-    Some("application/msgpack"),
-    Some("application/x-msgpack"),
-    Some("application/vnd.msgpack"),
-    Some("application/x-www-form-urlencoded"),
-    Some("Application/X-WWW-Form-Urlencoded ; charset=UTF-8"),
-    Some("text/plain"),
-    Some(""),
-];
+#[path = "../shared/http_input.rs"]
+mod http_input;
 
 const NOW: EventTime = EventTime {
     secs: 1_700_000_000,
@@ -40,22 +24,13 @@ const NOW: EventTime = EventTime {
 };
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, rest)) = data.split_first() else {
+    let Some(input) = http_input::split(data) else {
         return;
     };
-    let content_type = CONTENT_TYPES[usize::from(selector & 0x0f)];
-    let (query, body) = if selector & 0x10 != 0 {
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => (Some(String::from_utf8_lossy(&rest[..i])), &rest[i + 1..]),
-            None => (Some(String::from_utf8_lossy(rest)), &b""[..]),
-        }
-    } else {
-        (None, rest)
-    };
     let request = HttpRequest {
-        content_type,
-        query: query.as_deref(),
-        body,
+        content_type: input.content_type,
+        query: input.query.as_deref(),
+        body: input.body,
     };
     let Ok(events) = decode_request(&request, NOW) else {
         return;
