@@ -8,6 +8,8 @@
 #
 #   EVENTS=10000000 PERSISTENCE=interval CONNECTIONS=2 OUTPUT=null bash scripts/bench-e2e.sh
 #   EVENTS=10000000 PERSISTENCE=interval OUTPUT=forward bash scripts/bench-e2e.sh
+#   PROFILE=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # also: where flumen's CPU goes (perf,
+#                                                         # from Debian's linux-perf)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -22,14 +24,12 @@ FORWARD_PORT=${FORWARD_PORT:-24299}
 API_PORT=${API_PORT:-18299}
 RECEIVER_PORT=${RECEIVER_PORT:-24298}
 
-cargo build --release --bin flumen -q
-bin=target/release/flumen
-work=$(mktemp -d)
-trap 'kill "$pid" ${receiver:+"$receiver"} 2>/dev/null || true; rm -rf "$work"' EXIT
+source scripts/bench-common.sh
 
 if [ "$OUTPUT" = forward ]; then
   "$bin" bench --listen "127.0.0.1:$RECEIVER_PORT" --until-idle 0 --json >"$work/receiver.json" &
   receiver=$!
+  background_process "$receiver"
   output_config="type = \"forward\"
 servers = [{ address = \"127.0.0.1:$RECEIVER_PORT\" }]
 require_ack = true
@@ -56,12 +56,12 @@ match = ["**"]
 outputs = ["out"]
 TOML
 
-"$bin" serve --config "$work/bench.toml" 2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null && break
-  sleep 0.1
-done
+serve "$work/bench.toml" "$API_PORT"
+if [ -n "${PROFILE:-}" ]; then
+  perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
+  profiler=$!
+  sleep 0.3
+fi
 
 metric() { curl -s "http://127.0.0.1:$API_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m {print $2; exit}'; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
@@ -80,7 +80,7 @@ done
 t1=$(date +%s.%N)
 cpu1=$(cpu_ticks)
 bytes=$(metric 'flumen_source_bytes_total')
-hwm_kb=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+hwm_kb=$(peak_rss_kib)
 events=$(metric 'flumen_output_events_total\{output="out"\}')
 
 awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" \
@@ -89,6 +89,11 @@ awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$c
   printf "output=%s persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f cpu=%.2fs cpu/event=%.3fus peak_rss=%.1fMB\n",
     o, p, e, s, e / s, b / 1e6 / s, cpu, cpu / e * 1e6, hwm / 1024
 }'
+if [ -n "${PROFILE:-}" ]; then
+  kill -INT "$profiler"
+  wait "$profiler" || true
+  perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -15
+fi
 kill -TERM "$pid"
 wait "$pid" || true
 if [ -n "${receiver:-}" ]; then

@@ -16,11 +16,7 @@ FORWARD_PORT=${FORWARD_PORT:-24297}
 API_PORT=${API_PORT:-18297}
 RECEIVER_PORT=${RECEIVER_PORT:-24296}
 
-cargo build --release --bin flumen -q
-bin=target/release/flumen
-work=$(mktemp -d)
-pids=()
-trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+source scripts/bench-common.sh
 
 cat > "$work/overload.toml" <<TOML
 data_dir = "$work/data"
@@ -44,22 +40,19 @@ match = ["**"]
 outputs = ["relay"]
 TOML
 
-"$bin" serve --config "$work/overload.toml" 2>"$work/serve.log" &
-pid=$!
-pids+=("$pid")
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$API_PORT/readyz" >/dev/null && break; sleep 0.1; done
+serve "$work/overload.toml" "$API_PORT"
 
 "$bin" bench --to "127.0.0.1:$FORWARD_PORT" --ack --connections "$CONNECTIONS" \
   --duration "${DURATION}s" --give-up-after "${DURATION}s" --json >"$work/sender.json" &
 sender=$!
-pids+=("$sender")
+background_process "$sender"
 
 peak=0
 for t in $(seq "$DURATION"); do
   if [ "$t" -eq $((DURATION / 3)) ]; then
     "$bin" bench --listen "127.0.0.1:$RECEIVER_PORT" --until-idle 10s --json >"$work/receiver.json" &
     receiver=$!
-    pids+=("$receiver")
+    background_process "$receiver"
   fi
   # A slow destination: paused two seconds out of three.
   if [ -n "${receiver:-}" ]; then
@@ -72,7 +65,7 @@ done
 kill -CONT "$receiver"
 wait "$sender" || true
 wait "$receiver" || true
-hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
+hwm=$(peak_rss_kib)
 echo "duration=${DURATION}s max_size=$MAX_SIZE peak_rss_sampled=$((peak / 1024))MB vmhwm=$((hwm / 1024))MB"
 python3 - "$work/sender.json" "$work/receiver.json" <<'PY'
 import json, sys
