@@ -182,24 +182,50 @@ impl FileSink {
         Ok(())
     }
 
+    /// Appends whole lines to `path`, rotating first when the file is too old, and between
+    /// lines whenever the next ones would take it past `rotate_size` — a delivery larger than
+    /// the limit is spread over several files rather than overshooting it.
     fn write(&mut self, path: &Path, lines: &[u8]) -> std::io::Result<()> {
-        let bytes = if self.gzip {
-            gzip_member(lines)?
-        } else {
-            lines.to_vec()
-        };
-        if let Some(open) = self.open.get(path) {
-            let too_big = self
-                .rotate_size
-                .is_some_and(|max| open.size > 0 && open.size + bytes.len() as u64 > max);
-            let too_old = self
-                .rotate_interval
-                .is_some_and(|max| open.opened.elapsed() >= max);
-            if too_big || too_old {
-                self.open.remove(path);
-                rotate(path)?;
-            }
+        let max_age = self.rotate_interval;
+        let too_old = |open: &OpenFile| max_age.is_some_and(|max| open.opened.elapsed() >= max);
+        if self.open.get(path).is_some_and(too_old) {
+            self.open.remove(path);
+            rotate(path)?;
         }
+        let mut rest = lines;
+        while !rest.is_empty() {
+            let size = self.open_file(path)?.size;
+            let take = match self.rotate_size {
+                None => rest.len(),
+                Some(max) => match whole_lines_within(rest, max.saturating_sub(size)) {
+                    0 if size > 0 => {
+                        self.open.remove(path);
+                        rotate(path)?;
+                        continue;
+                    }
+                    // A single line longer than the limit goes alone into a fresh file.
+                    0 => first_line_len(rest),
+                    n => n,
+                },
+            };
+            let bytes = if self.gzip {
+                gzip_member(&rest[..take])?
+            } else {
+                rest[..take].to_vec()
+            };
+            let open = self.open_file(path)?;
+            if let Err(error) = open.file.write_all(&bytes) {
+                self.open.remove(path);
+                return Err(error);
+            }
+            open.size += bytes.len() as u64;
+            rest = &rest[take..];
+        }
+        Ok(())
+    }
+
+    /// The open file at `path`, opened (and its directory created) if need be.
+    fn open_file(&mut self, path: &Path) -> std::io::Result<&mut OpenFile> {
         if !self.open.contains_key(path) {
             if self.open.len() >= MAX_OPEN_FILES {
                 self.open.clear();
@@ -218,15 +244,27 @@ impl FileSink {
                 },
             );
         }
-        let open = self.open.get_mut(path).expect("opened above");
-        let written = open.file.write_all(&bytes);
-        if written.is_err() {
-            self.open.remove(path);
-            return written;
-        }
-        open.size += bytes.len() as u64;
-        Ok(())
+        Ok(self.open.get_mut(path).expect("opened above"))
     }
+}
+
+/// The length of the longest prefix of `lines` made of whole lines and at most `room` bytes.
+fn whole_lines_within(lines: &[u8], room: u64) -> usize {
+    let limit = lines.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+    if limit == lines.len() {
+        return limit;
+    }
+    lines[..limit]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1)
+}
+
+fn first_line_len(lines: &[u8]) -> usize {
+    lines
+        .iter()
+        .position(|&b| b == b'\n')
+        .map_or(lines.len(), |i| i + 1)
 }
 
 fn gzip_member(data: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -285,6 +323,53 @@ mod tests {
             t.render("x/../../etc", EventTime::default()),
             PathBuf::from("/out/_/x_.._.._etc")
         );
+    }
+
+    #[test]
+    fn a_delivery_larger_than_rotate_size_is_spread_over_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let config: FileOutputConfig = toml::from_str(&format!(
+            "path = {:?}\nrotate_size = \"2KiB\"",
+            dir.path().join("{{tag}}.log").display().to_string()
+        ))
+        .unwrap();
+        let mut sink = FileSink::new(&config).unwrap();
+        let mut entries = Vec::new();
+        let mut record = Vec::new();
+        rmp::encode::write_map_len(&mut record, 1).unwrap();
+        rmp::encode::write_str(&mut record, "pad").unwrap();
+        rmp::encode::write_str(&mut record, &"p".repeat(200)).unwrap();
+        for i in 0..50 {
+            flumen_event::entry::write_entry(&mut entries, EventTime::new(i, 0), &record);
+        }
+        let builder =
+            flumen_event::BatchBuilder::new(flumen_event::TenantId::default_tenant(), "").unwrap();
+        let mut delivery = Delivery::default();
+        delivery.push(
+            0,
+            builder.encode("big", b"", 50, &entries).unwrap().into(),
+            50,
+        );
+        sink.deliver(&delivery).unwrap();
+
+        let files: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        assert!(files.len() >= 5, "{files:?}");
+        let mut lines = 0;
+        for file in &files {
+            let text = fs::read_to_string(file).unwrap();
+            assert!(
+                text.len() <= 2048,
+                "{} has {} bytes",
+                file.display(),
+                text.len()
+            );
+            assert!(text.ends_with('\n'));
+            lines += text.lines().count();
+        }
+        assert_eq!(lines, 50, "every event, once");
     }
 
     #[test]
