@@ -18,6 +18,7 @@ pub mod batch;
 pub mod entry;
 pub mod json;
 pub mod msgpack;
+pub mod record;
 mod tenant;
 mod time;
 
