@@ -262,11 +262,13 @@ address = "127.0.0.1:@port:{name}@"
 """
 
 
-def route(match: list[str], outputs: list[str], label: str | None = None) -> str:
+def route(match: list[str], outputs: list[str], label: str | None = None,
+          select: str | None = None) -> str:
     m = ", ".join(f'"{p}"' for p in match)
     o = ", ".join(f'"{p}"' for p in outputs)
     lab = f'label = "{label}"\n' if label else ""
-    return f"\n[[routes]]\n{lab}match = [{m}]\noutputs = [{o}]\n"
+    sel = f"select = '{select}'\n" if select else ""
+    return f"\n[[routes]]\n{lab}{sel}match = [{m}]\noutputs = [{o}]\n"
 
 
 @pytest.fixture

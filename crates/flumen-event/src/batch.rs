@@ -8,7 +8,8 @@
 //!
 //! ```text
 //! u8   version         = 1
-//! u8   flags           = 0 (reserved)
+//! u8   flags           bit 0: the chunk id field ends with a 12-byte fingerprint of the
+//!                      entries as the sender sent them (set when processing changed them)
 //! u64  received_at     Unix nanoseconds when flumen accepted the batch
 //! u32  entry_count
 //! u8   tenant length,   then the tenant name (UTF-8)
@@ -21,6 +22,9 @@
 use crate::{EventTime, TenantId};
 
 const VERSION: u8 = 1;
+const FLAG_FINGERPRINT: u8 = 1;
+/// The length of a received-entries fingerprint kept in the header.
+pub const FINGERPRINT_LEN: usize = 12;
 const FIXED_HEADER: usize = 1 + 1 + 8 + 4;
 
 /// A batch header field did not fit, or a stored batch could not be read.
@@ -67,24 +71,71 @@ impl BatchBuilder {
         count: u32,
         entries: &[u8],
     ) -> Result<Vec<u8>, BatchError> {
+        self.encode_with(tag, chunk_id, None, count, entries)
+    }
+
+    /// Encodes a batch whose entries are not the ones the sender sent (processing changed
+    /// them), keeping the `fingerprint` of what was sent so a resend can still be recognised.
+    pub fn encode_processed(
+        &self,
+        tag: &str,
+        chunk_id: &[u8],
+        fingerprint: [u8; FINGERPRINT_LEN],
+        count: u32,
+        entries: &[u8],
+    ) -> Result<Vec<u8>, BatchError> {
+        self.encode_with(tag, chunk_id, Some(fingerprint), count, entries)
+    }
+
+    fn encode_with(
+        &self,
+        tag: &str,
+        chunk_id: &[u8],
+        fingerprint: Option<[u8; FINGERPRINT_LEN]>,
+        count: u32,
+        entries: &[u8],
+    ) -> Result<Vec<u8>, BatchError> {
         check_len("tag", tag.len(), u16::MAX as usize)?;
-        check_len("chunk id", chunk_id.len(), u8::MAX as usize)?;
+        let fingerprint = fingerprint.filter(|_| !chunk_id.is_empty());
+        let chunk_field_len = chunk_id.len() + fingerprint.map_or(0, |f| f.len());
+        check_len("chunk id", chunk_field_len, u8::MAX as usize)?;
         let tenant = self.tenant.as_str().as_bytes();
-        let header_len = FIXED_HEADER + 3 + 2 + tenant.len() + self.label.len() + chunk_id.len();
+        let header_len = FIXED_HEADER + 3 + 2 + tenant.len() + self.label.len() + chunk_field_len;
         let mut out = Vec::with_capacity(header_len + tag.len() + entries.len());
         out.push(VERSION);
-        out.push(0);
+        out.push(if fingerprint.is_some() {
+            FLAG_FINGERPRINT
+        } else {
+            0
+        });
         out.extend_from_slice(&(EventTime::now().as_unix_nanos() as u64).to_le_bytes());
         out.extend_from_slice(&count.to_le_bytes());
-        for field in [tenant, self.label.as_bytes(), chunk_id] {
+        for field in [tenant, self.label.as_bytes()] {
             out.push(field.len() as u8);
             out.extend_from_slice(field);
+        }
+        out.push(chunk_field_len as u8);
+        out.extend_from_slice(chunk_id);
+        if let Some(fingerprint) = fingerprint {
+            out.extend_from_slice(&fingerprint);
         }
         out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
         out.extend_from_slice(tag.as_bytes());
         out.extend_from_slice(entries);
         Ok(out)
     }
+}
+
+/// A copy of the stored batch `bytes` holding only `count` of its entries, `entries` (for
+/// outputs that take part of a batch).
+pub fn with_entries(bytes: &[u8], count: u32, entries: &[u8]) -> Result<Vec<u8>, BatchError> {
+    let batch = BatchRef::parse(bytes)?;
+    let header = &bytes[..bytes.len() - batch.entries.len()];
+    let mut out = Vec::with_capacity(header.len() + entries.len());
+    out.extend_from_slice(header);
+    out[10..14].copy_from_slice(&count.to_le_bytes());
+    out.extend_from_slice(entries);
+    Ok(out)
 }
 
 fn check_len(field: &'static str, len: usize, max: usize) -> Result<(), BatchError> {
@@ -107,6 +158,8 @@ pub struct BatchRef<'a> {
     pub label: &'a str,
     /// The sender's chunk id, empty if none.
     pub chunk_id: &'a [u8],
+    /// A fingerprint of the entries as the sender sent them, when processing changed them.
+    pub received_fingerprint: Option<&'a [u8]>,
     /// The tag.
     pub tag: &'a str,
     /// The entries, msgpack, end to end.
@@ -145,14 +198,28 @@ impl<'a> BatchRef<'a> {
         };
         let tenant = utf8(field(1)?)?;
         let label = utf8(field(1)?)?;
-        let chunk_id = field(1)?;
+        let chunk_field = field(1)?;
         let tag = utf8(field(2)?)?;
+        let (chunk_id, received_fingerprint) = if fixed[1] & FLAG_FINGERPRINT != 0 {
+            let split =
+                chunk_field
+                    .len()
+                    .checked_sub(FINGERPRINT_LEN)
+                    .ok_or(BatchError::Malformed(
+                        "chunk field shorter than its fingerprint",
+                    ))?;
+            let (id, fingerprint) = chunk_field.split_at(split);
+            (id, Some(fingerprint))
+        } else {
+            (chunk_field, None)
+        };
         Ok(Self {
             received_at,
             entry_count,
             tenant,
             label,
             chunk_id,
+            received_fingerprint,
             tag,
             entries: &bytes[pos..],
         })
@@ -180,6 +247,32 @@ mod tests {
         assert_eq!(batch.entry_count, 2);
         assert_eq!(batch.entries, b"xyz");
         assert!(batch.received_at > 0);
+    }
+
+    #[test]
+    fn keeps_the_received_fingerprint_and_takes_part_of_a_batch() {
+        let builder = BatchBuilder::new(TenantId::default_tenant(), "").unwrap();
+        let bytes = builder
+            .encode_processed("app", b"id", [7; FINGERPRINT_LEN], 3, b"abc")
+            .unwrap();
+        let batch = BatchRef::parse(&bytes).unwrap();
+        assert_eq!(batch.chunk_id, b"id");
+        assert_eq!(
+            batch.received_fingerprint,
+            Some(&[7u8; FINGERPRINT_LEN][..])
+        );
+        let part = with_entries(&bytes, 1, b"b").unwrap();
+        let part = BatchRef::parse(&part).unwrap();
+        assert_eq!(
+            (part.entry_count, part.entries, part.tag),
+            (1, &b"b"[..], "app")
+        );
+        assert_eq!(part.chunk_id, b"id");
+        // No chunk id, no fingerprint.
+        let bytes = builder
+            .encode_processed("app", b"", [7; FINGERPRINT_LEN], 0, b"")
+            .unwrap();
+        assert_eq!(BatchRef::parse(&bytes).unwrap().received_fingerprint, None);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod entry;
 pub mod json;
 pub mod msgpack;
 pub mod record;
+pub mod tag;
 mod tenant;
 mod time;
 

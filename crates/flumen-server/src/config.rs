@@ -75,6 +75,9 @@ pub struct Config {
     /// Routes, tried in order: an event goes to the outputs of the first route that matches.
     #[serde(default)]
     pub routes: Vec<RouteConfig>,
+    /// Processing steps, in order, between the sources and the log.
+    #[serde(default)]
+    pub filters: Vec<Spanned<flumen_process::FilterConfig>>,
     /// How long a graceful shutdown may take to drain outputs.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
@@ -254,6 +257,8 @@ pub enum OutputConfig {
     Forward(ForwardOutputConfig),
     /// Discards events (Fluentd's `null`).
     Null(DeliveryOnlyConfig),
+    /// HTTP webhooks: generic JSON, Slack, PagerDuty (alerts).
+    Webhook(crate::outputs::webhook::WebhookConfig),
 }
 
 impl OutputConfig {
@@ -264,6 +269,7 @@ impl OutputConfig {
             OutputConfig::File(c) => (&c.batch, &c.retry),
             OutputConfig::Forward(c) => (&c.batch, &c.retry),
             OutputConfig::Null(c) => (&c.batch, &c.retry),
+            OutputConfig::Webhook(c) => (&c.batch, &c.retry),
         }
     }
 }
@@ -433,6 +439,10 @@ pub struct RouteConfig {
     /// Fluentd tag patterns: `*` one tag part, `**` zero or more parts, `{a,b}` either.
     #[serde(rename = "match")]
     pub patterns: Vec<Spanned<String>>,
+    /// Only events this selector matches take the route (`{level=~"ERROR|FATAL"}`, see
+    /// `flumen_select`); the others go on to the next route that matches their tag.
+    #[serde(default)]
+    pub select: Option<Spanned<String>>,
     /// Every output here gets a copy.
     pub outputs: Vec<Spanned<String>>,
 }
@@ -489,6 +499,11 @@ impl Config {
                     crate::outputs::file::PathTemplate::parse(&file.path)
                         .map_err(|m| (Some(output.span()), format!("outputs.{name}.path: {m}")))?;
                 }
+                OutputConfig::Webhook(webhook) => {
+                    webhook
+                        .validate()
+                        .map_err(|m| (Some(output.span()), format!("outputs.{name}.{m}")))?;
+                }
                 OutputConfig::Forward(fwd) => {
                     if fwd.servers.is_empty() {
                         return Err((
@@ -536,6 +551,10 @@ impl Config {
                     format!("routes[{i}].match: at least one pattern is needed"),
                 ));
             }
+            if let Some(select) = &route.select {
+                flumen_select::Selector::parse(select.get_ref())
+                    .map_err(|e| (span_of(select), format!("routes[{i}].select: {e}")))?;
+            }
             if let Some(label) = &route.label
                 && !labels.contains(&label.get_ref().as_str())
             {
@@ -548,10 +567,24 @@ impl Config {
                 ));
             }
         }
+        self.pipeline()?;
         self.wal_config()
             .validate()
             .map_err(|e| (None, e.to_string()))?;
         Ok(())
+    }
+
+    /// The compiled filters.
+    pub fn pipeline(
+        &self,
+    ) -> Result<flumen_process::Pipeline, (Option<std::ops::Range<usize>>, String)> {
+        let filters: Vec<_> = self.filters.iter().map(|f| f.get_ref().clone()).collect();
+        flumen_process::Pipeline::new(&filters).map_err(|e| {
+            (
+                Some(self.filters[e.index].span()),
+                format!("filters[{}] ({}): {}", e.index, e.name, e.message),
+            )
+        })
     }
 
     /// The log's settings in the form the log takes.

@@ -3,119 +3,63 @@
 //! Routes are tried in order and the first whose label and patterns match decides where an
 //! event goes; a route may name several outputs, each of which gets a copy (Fluentd's `copy`).
 //! A source with a label (Fluentd's `@label`) only sees routes with that label; a source
-//! without one only sees routes without one. Only the tag and the label are looked at, never
-//! the record, so routing costs one lookup per batch.
+//! without one only sees routes without one. A route may also have a `select`or (content
+//! routing, `{level=~"ERROR|FATAL"}`): then only the events it matches take it, and the others
+//! go on to the next route. Routes without selectors cost one lookup per batch; records are
+//! decoded only for (label, tag) pairs that a selector route matches.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use regex::Regex;
+use flumen_event::record::Record;
+pub use flumen_event::tag::{PatternError, TagPattern};
+use flumen_select::Selector;
 
 use crate::config::RouteConfig;
-
-/// A Fluentd tag pattern.
-///
-/// - `*` matches one tag part (`a.*` matches `a.b`, not `a` nor `a.b.c`; `health*` matches
-///   `healthcheck`);
-/// - `**` matches zero or more parts (`a.**` matches `a`, `a.b` and `a.b.c`);
-/// - `{x,y}` matches either (`{frontend,backend}.*`); alternatives may hold patterns.
-#[derive(Debug, Clone)]
-pub struct TagPattern {
-    source: String,
-    regex: Regex,
-}
-
-/// A pattern that cannot be compiled.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid tag pattern {pattern:?}: {reason}")]
-pub struct PatternError {
-    pattern: String,
-    reason: String,
-}
-
-impl TagPattern {
-    /// Compiles a pattern.
-    pub fn parse(pattern: &str) -> Result<Self, PatternError> {
-        let fail = |reason: &str| PatternError {
-            pattern: pattern.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if pattern.is_empty() {
-            return Err(fail("empty pattern"));
-        }
-        let chars: Vec<char> = pattern.chars().collect();
-        let mut re = String::from("^");
-        let mut depth = 0usize;
-        let mut i = 0;
-        while i < chars.len() {
-            let rest = &chars[i..];
-            match rest {
-                // "**." : zero or more leading parts.
-                ['*', '*', '.', ..] => {
-                    re.push_str(r"(?:[^.]+\.)*");
-                    i += 3;
-                }
-                // ".**" at the end of a part: zero or more trailing parts.
-                ['.', '*', '*', ..] if matches!(rest.get(3), None | Some(',' | '}')) => {
-                    re.push_str(r"(?:\.[^.]+)*");
-                    i += 3;
-                }
-                ['*', '*', ..] => {
-                    re.push_str(".*");
-                    i += 2;
-                }
-                ['*', ..] => {
-                    re.push_str("[^.]*");
-                    i += 1;
-                }
-                ['{', ..] => {
-                    depth += 1;
-                    re.push_str("(?:");
-                    i += 1;
-                }
-                [',', ..] if depth > 0 => {
-                    re.push('|');
-                    i += 1;
-                }
-                ['}', ..] => {
-                    depth = depth.checked_sub(1).ok_or_else(|| fail("unbalanced '}'"))?;
-                    re.push(')');
-                    i += 1;
-                }
-                [c, ..] => {
-                    re.push_str(&regex::escape(&c.to_string()));
-                    i += 1;
-                }
-                [] => unreachable!("i < len"),
-            }
-        }
-        if depth != 0 {
-            return Err(fail("unbalanced '{'"));
-        }
-        re.push('$');
-        let regex = Regex::new(&re).map_err(|e| fail(&e.to_string()))?;
-        Ok(Self {
-            source: pattern.to_owned(),
-            regex,
-        })
-    }
-
-    /// True if `tag` matches.
-    pub fn matches(&self, tag: &str) -> bool {
-        self.regex.is_match(tag)
-    }
-
-    /// The pattern as written.
-    pub fn as_str(&self) -> &str {
-        &self.source
-    }
-}
 
 #[derive(Debug)]
 struct Route {
     label: String,
     patterns: Vec<TagPattern>,
+    select: Option<Selector>,
     outputs: Arc<[usize]>,
+}
+
+/// Where the events of one (label, tag) go.
+///
+/// Routes are tried in order. Routes with a selector are *candidates*: an event takes the first
+/// whose selector matches it; the first route without a selector takes every event no
+/// candidate took (the `fallback`). A decision without candidates routes whole batches
+/// without looking at records.
+#[derive(Debug, Default)]
+pub struct Decision {
+    candidates: Vec<(Selector, Arc<[usize]>)>,
+    fallback: Arc<[usize]>,
+}
+
+impl Decision {
+    /// True when no route matches: the events have nowhere to go.
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty() && self.fallback.is_empty()
+    }
+
+    /// True when the decision depends on each event's record.
+    pub fn by_content(&self) -> bool {
+        !self.candidates.is_empty()
+    }
+
+    /// True when some events of this (label, tag) may reach `output`.
+    pub fn may_reach(&self, output: usize) -> bool {
+        self.fallback.contains(&output) || self.candidates.iter().any(|(_, o)| o.contains(&output))
+    }
+
+    /// The outputs one event goes to.
+    pub fn outputs_for_event(&self, tag: &str, record: &Record) -> &[usize] {
+        self.candidates
+            .iter()
+            .find(|(selector, _)| selector.matches(tag, record))
+            .map_or(&self.fallback, |(_, outputs)| outputs)
+    }
 }
 
 /// The compiled routes; outputs are referred to by their index in `output_names`.
@@ -127,7 +71,7 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles validated routes; `output_names` fixes each output's index.
-    pub fn new(routes: &[RouteConfig], output_names: Vec<String>) -> Result<Self, PatternError> {
+    pub fn new(routes: &[RouteConfig], output_names: Vec<String>) -> Result<Self, String> {
         let compiled = routes
             .iter()
             .map(|r| {
@@ -135,7 +79,14 @@ impl RouteTable {
                     .patterns
                     .iter()
                     .map(|p| TagPattern::parse(p.get_ref()))
-                    .collect::<Result<_, _>>()?;
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| e.to_string())?;
+                let select = r
+                    .select
+                    .as_ref()
+                    .map(|s| Selector::parse(s.get_ref()))
+                    .transpose()
+                    .map_err(|e| e.to_string())?;
                 let outputs = r
                     .outputs
                     .iter()
@@ -148,23 +99,36 @@ impl RouteTable {
                         .map(|l| l.get_ref().clone())
                         .unwrap_or_default(),
                     patterns,
+                    select,
                     outputs,
                 })
             })
-            .collect::<Result<_, _>>()?;
+            .collect::<Result<_, String>>()?;
         Ok(Self {
             routes: compiled,
             output_names,
         })
     }
 
-    /// The outputs that get events with this label and tag; empty when no route matches.
-    pub fn outputs_for(&self, label: &str, tag: &str) -> Arc<[usize]> {
-        self.routes
+    /// Where events with this label and tag go.
+    pub fn decide(&self, label: &str, tag: &str) -> Decision {
+        let mut decision = Decision::default();
+        let matching = self
+            .routes
             .iter()
-            .find(|r| r.label == label && r.patterns.iter().any(|p| p.matches(tag)))
-            .map(|r| r.outputs.clone())
-            .unwrap_or_else(|| Arc::from([]))
+            .filter(|r| r.label == label && r.patterns.iter().any(|p| p.matches(tag)));
+        for route in matching {
+            match &route.select {
+                Some(selector) => decision
+                    .candidates
+                    .push((selector.clone(), route.outputs.clone())),
+                None => {
+                    decision.fallback = route.outputs.clone();
+                    break;
+                }
+            }
+        }
+        decision
     }
 
     /// The name of output `index`.
@@ -174,14 +138,14 @@ impl RouteTable {
 }
 
 /// Routing decisions by label, then by tag.
-type Decisions = HashMap<Box<str>, HashMap<Box<str>, Arc<[usize]>>>;
+type Decisions = HashMap<Box<str>, HashMap<Box<str>, Arc<Decision>>>;
 
 /// A per-task memo of routing decisions: tags repeat, so each (label, tag) is matched once.
 /// Lookups borrow the label and tag; only a new decision allocates.
 #[derive(Debug)]
 pub struct RouteCache {
     table: Arc<RouteTable>,
-    /// label → tag → outputs.
+    /// label → tag → decision.
     decisions: Decisions,
     remembered: usize,
 }
@@ -200,8 +164,8 @@ impl RouteCache {
         }
     }
 
-    /// The outputs for `label` and `tag`.
-    pub fn outputs_for(&mut self, label: &str, tag: &str) -> Arc<[usize]> {
+    /// Where events with `label` and `tag` go.
+    pub fn decide(&mut self, label: &str, tag: &str) -> Arc<Decision> {
         if let Some(hit) = self.decisions.get(label).and_then(|tags| tags.get(tag)) {
             return hit.clone();
         }
@@ -209,13 +173,13 @@ impl RouteCache {
             self.decisions.clear();
             self.remembered = 0;
         }
-        let outputs = self.table.outputs_for(label, tag);
+        let decision = Arc::new(self.table.decide(label, tag));
         self.decisions
             .entry(label.into())
             .or_default()
-            .insert(tag.into(), outputs.clone());
+            .insert(tag.into(), decision.clone());
         self.remembered += 1;
-        outputs
+        decision
     }
 }
 
@@ -223,42 +187,6 @@ impl RouteCache {
 mod tests {
     use super::*;
     use crate::config::Config;
-
-    fn matches(pattern: &str, tag: &str) -> bool {
-        TagPattern::parse(pattern).unwrap().matches(tag)
-    }
-
-    #[test]
-    fn fluentd_match_semantics() {
-        let cases = [
-            ("a.*", "a.b", true),
-            ("a.*", "a", false),
-            ("a.*", "a.b.c", false),
-            ("a.**", "a", true),
-            ("a.**", "a.b", true),
-            ("a.**", "a.b.c", true),
-            ("a.**", "ab", false),
-            ("**", "anything.at.all", true),
-            ("**.c", "c", true),
-            ("**.c", "a.b.c", true),
-            ("**.c", "a.bc", false),
-            ("health*", "healthcheck", true),
-            ("health*", "health.check", false),
-            ("frontend*", "frontend-web", true),
-            ("{a,b}.x", "b.x", true),
-            ("{a,b}.x", "c.x", false),
-            ("a.{b,c.**}", "a.c.d.e", true),
-            ("a.{b,c.**}", "a.b", true),
-            ("a.{b,c.**}", "a.d", false),
-            ("a+b", "a+b", true),
-            ("a+b", "aab", false),
-        ];
-        for (pattern, tag, expected) in cases {
-            assert_eq!(matches(pattern, tag), expected, "{pattern} ~ {tag}");
-        }
-        assert!(TagPattern::parse("{a,b").is_err());
-        assert!(TagPattern::parse("a}").is_err());
-    }
 
     #[test]
     fn first_route_wins_and_labels_separate_routes() {
@@ -294,7 +222,8 @@ mod tests {
         let table = RouteTable::new(&config.routes, names).unwrap();
         let named = |label: &str, tag: &str| -> Vec<String> {
             table
-                .outputs_for(label, tag)
+                .decide(label, tag)
+                .fallback
                 .iter()
                 .map(|&i| table.output_name(i).to_owned())
                 .collect()
@@ -309,5 +238,60 @@ mod tests {
         );
         assert_eq!(named("mainstream", "backend.db"), ["back"]);
         assert!(named("", "frontend.web").is_empty());
+    }
+
+    #[test]
+    fn selector_routes_take_the_events_they_match_and_pass_the_rest_on() {
+        let config = Config::parse(
+            r#"
+            [sources.fwd]
+            type = "forward"
+            [outputs.alerts]
+            type = "null"
+            [outputs.store]
+            type = "null"
+            [outputs.audit]
+            type = "null"
+            [[routes]]
+            match = ["app.**"]
+            select = '{level=~"ERROR|FATAL"}'
+            outputs = ["alerts", "store"]
+            [[routes]]
+            match = ["app.**"]
+            select = '{service="auth"}'
+            outputs = ["audit"]
+            [[routes]]
+            match = ["**"]
+            outputs = ["store"]
+            "#,
+            "t",
+        )
+        .unwrap();
+        let names: Vec<String> = config.outputs.keys().cloned().collect();
+        let table = RouteTable::new(&config.routes, names).unwrap();
+        let index = |name: &str| table.output_names.iter().position(|n| n == name).unwrap();
+        let decision = table.decide("", "app.web");
+        assert!(decision.by_content());
+        let record = |level: &str, service: &str| {
+            Record::from(vec![
+                ("level".to_owned(), level.into()),
+                ("service".to_owned(), service.into()),
+            ])
+        };
+        let to = |level: &str, service: &str| -> Vec<&str> {
+            decision
+                .outputs_for_event("app.web", &record(level, service))
+                .iter()
+                .map(|&i| table.output_name(i))
+                .collect()
+        };
+        assert_eq!(to("ERROR", "auth"), ["alerts", "store"], "first match wins");
+        assert_eq!(to("INFO", "auth"), ["audit"]);
+        assert_eq!(to("INFO", "web"), ["store"]);
+        assert!(decision.may_reach(index("audit")));
+        let other = table.decide("", "sys.kernel");
+        assert!(!other.by_content());
+        assert!(!other.may_reach(index("alerts")));
+        assert!(table.decide("x", "app.web").is_empty());
     }
 }

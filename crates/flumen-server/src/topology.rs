@@ -23,7 +23,9 @@ use crate::api::{self, ApiState};
 use crate::config::{Config, OutputConfig};
 use crate::outputs::dead_letter::DeadLetter;
 use crate::outputs::driver::OutputTask;
-use crate::outputs::{Sink, file::FileSink, forward::ForwardSink, stdout::StdoutSink};
+use crate::outputs::{
+    Sink, file::FileSink, forward::ForwardSink, stdout::StdoutSink, webhook::WebhookSink,
+};
 use crate::routing::RouteTable;
 use crate::sources::chunks::ChunkLedger;
 use crate::sources::{BoundSource, SourceShared};
@@ -67,7 +69,14 @@ impl Server {
         let node_id = node_id(&config.data_dir)?;
         let output_names: Vec<String> = config.outputs.keys().cloned().collect();
         wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let routes = Arc::new(RouteTable::new(&config.routes, output_names.clone())?);
+        let routes = Arc::new(
+            RouteTable::new(&config.routes, output_names.clone()).map_err(anyhow::Error::msg)?,
+        );
+        let pipeline = Arc::new(
+            config
+                .pipeline()
+                .map_err(|(_, message)| anyhow::Error::msg(message))?,
+        );
 
         let (stop_outputs, outputs_stop) = watch::channel(None);
         let mut outputs = JoinSet::new();
@@ -80,7 +89,7 @@ impl Server {
             let task = OutputTask::new(
                 name,
                 index,
-                build_sink(output, &format!("{node_id}/{name}"))
+                build_sink(name, output, &node_id)
                     .map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
                 reader,
                 routes.clone(),
@@ -104,6 +113,7 @@ impl Server {
         let shared = SourceShared {
             wal: wal.clone(),
             routes: routes.clone(),
+            pipeline,
             chunks: Arc::new(chunks),
         };
         let (stop_sources, sources_stop) = watch::channel(false);
@@ -184,11 +194,14 @@ impl Server {
     }
 }
 
-fn build_sink(output: &OutputConfig, identity: &str) -> Result<Sink, String> {
+fn build_sink(name: &str, output: &OutputConfig, node_id: &str) -> Result<Sink, String> {
     Ok(match output {
         OutputConfig::Stdout(_) => Sink::Stdout(StdoutSink::default()),
         OutputConfig::File(c) => Sink::File(FileSink::new(c)?),
-        OutputConfig::Forward(c) => Sink::Forward(ForwardSink::new(c, identity)),
+        OutputConfig::Forward(c) => {
+            Sink::Forward(ForwardSink::new(c, &format!("{node_id}/{name}")))
+        }
+        OutputConfig::Webhook(c) => Sink::Webhook(Box::new(WebhookSink::new(name, c)?)),
         OutputConfig::Null(_) => Sink::Null,
     })
 }

@@ -1,115 +1,15 @@
 //! End-to-end tests of the pipeline inside one process: real sockets on 127.0.0.1, port 0, a
 //! temporary data directory per server.
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
+mod common;
+
+use common::*;
+use flumen_codec::forward::decode_ack;
 use flumen_event::EventTime;
-use flumen_event::entry::write_entry;
-use flumen_server::{Config, Server};
-
-fn record(i: u64) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmp::encode::write_map_len(&mut out, 2).unwrap();
-    rmp::encode::write_str(&mut out, "log").unwrap();
-    rmp::encode::write_str(&mut out, &format!("line {i}")).unwrap();
-    rmp::encode::write_str(&mut out, "n").unwrap();
-    rmp::encode::write_uint(&mut out, i).unwrap();
-    out
-}
-
-/// A PackedForward chunk of events `range`, with a chunk id when `chunk` is given.
-fn chunk(tag: &str, range: std::ops::Range<u64>, chunk: Option<&str>) -> Vec<u8> {
-    let mut entries = Vec::new();
-    for i in range.clone() {
-        write_entry(
-            &mut entries,
-            EventTime::new(1_700_000_000 + i, i as u32 * 7),
-            &record(i),
-        );
-    }
-    let mut out = Vec::new();
-    encode_packed_forward(
-        &mut out,
-        tag,
-        &entries,
-        range.count() as u32,
-        chunk,
-        Compression::None,
-    );
-    out
-}
-
-/// Sends a chunk with an id and waits for its ack.
-fn send_acked(addr: SocketAddr, tag: &str, range: std::ops::Range<u64>) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let id = format!("c-{}-{}", range.start, range.end);
-    stream.write_all(&chunk(tag, range, Some(&id))).unwrap();
-    let mut buf = Vec::new();
-    loop {
-        if let Some((acked, _)) = decode_ack(&buf).unwrap() {
-            assert_eq!(acked, id.as_bytes());
-            return;
-        }
-        let mut tmp = [0u8; 64];
-        let n = stream.read(&mut tmp).unwrap();
-        assert!(n > 0, "connection closed before the ack");
-        buf.extend_from_slice(&tmp[..n]);
-    }
-}
-
-async fn start(dir: &Path, body: &str) -> Server {
-    let text = format!(
-        "data_dir = {:?}\nshutdown_timeout = \"3s\"\n[api]\naddress = \"127.0.0.1:0\"\n{body}",
-        dir.join("data")
-    );
-    let config = Config::parse(&text, "test.toml").unwrap();
-    Server::start(&config, None).await.unwrap()
-}
-
-/// Reads the JSON lines of a file output, waiting until `count` lines are there.
-async fn wait_for_lines(path: &Path, count: usize) -> Vec<serde_json::Value> {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let lines: Vec<serde_json::Value> = std::fs::File::open(path)
-            .map(|f| {
-                std::io::BufReader::new(f)
-                    .lines()
-                    .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
-        if lines.len() >= count || Instant::now() > deadline {
-            return lines;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn file_output(path: &Path) -> String {
-    format!(
-        "[outputs.file]\ntype = \"file\"\npath = {:?}\nbatch = {{ timeout = \"10ms\" }}\n",
-        path.display().to_string()
-    )
-}
-
-/// A forward source with `options`, every event to a file output at `out`.
-fn forward_to_file(options: &str, out: &Path) -> String {
-    format!(
-        "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n{options}\n{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-        file_output(out)
-    )
-}
-
-fn forward_source() -> &'static str {
-    "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_output_relays_to_another_flumen_with_acks_and_failover() {

@@ -44,7 +44,7 @@ pub struct BenchArgs {
         value_name = "ADDR",
         help_heading = "Receiver",
         conflicts_with_all = [
-            "to", "events", "duration", "rate", "batch", "record_size", "connections",
+            "to", "events", "duration", "rate", "batch", "record_size", "log_lines", "connections",
             "mode", "ack", "ack_timeout", "give_up_after", "run_id", "tag",
         ],
     )]
@@ -109,6 +109,10 @@ pub struct BenchArgs {
         help_heading = "Sender"
     )]
     record_size: usize,
+    /// Take each record's `log` field from the lines of this file, in turn (a real access log,
+    /// say, to measure parsing filters), instead of padding records to --record-size.
+    #[arg(long, value_name = "FILE", help_heading = "Sender")]
+    log_lines: Option<std::path::PathBuf>,
     /// Concurrent connections, each with its own `conn` number and sequence.
     #[arg(long, value_name = "N", default_value_t = 2, help_heading = "Sender")]
     connections: u32,

@@ -66,7 +66,7 @@ enum Command {
     /// The tracer method built in: send sequence-numbered Forward traffic (at a rate or flat
     /// out, with or without acks), or receive it (--listen) and report events lost,
     /// duplicated, throughput and latency — for flumen or any Forward pipeline.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
 }
 
 fn main() -> ExitCode {

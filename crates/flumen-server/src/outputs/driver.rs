@@ -8,7 +8,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use flumen_event::BatchRef;
+use flumen_event::record::Record;
 use flumen_wal::WalReader;
 use metrics::{Counter, Gauge};
 use tokio::sync::watch;
@@ -16,7 +18,7 @@ use tokio::sync::watch;
 use super::dead_letter::DeadLetter;
 use super::{Delivery, Sink};
 use crate::config::{BatchConfig, RetryConfig};
-use crate::routing::{RouteCache, RouteTable};
+use crate::routing::{Decision, RouteCache, RouteTable};
 
 /// When outputs should stop: `None` while running; `Some(deadline)` once flumen is shutting
 /// down — deliver what the log holds, and give up on a batch still failing at the deadline.
@@ -119,13 +121,16 @@ impl OutputTask {
                     tracing::error!(message = "Skipping an unreadable batch from the log.", output = %self.name, seq = record.seq);
                     continue;
                 };
-                if self
-                    .routes
-                    .outputs_for(batch.label, batch.tag)
-                    .contains(&self.index)
-                {
-                    let events = batch.entry_count;
-                    delivery.push(record.seq, record.payload, events);
+                let decision = self.routes.decide(batch.label, batch.tag);
+                let chosen = if !decision.may_reach(self.index) {
+                    None
+                } else if !decision.by_content() {
+                    Some((record.payload.clone(), batch.entry_count))
+                } else {
+                    events_for_output(&record.payload, &batch, &decision, self.index)
+                };
+                if let Some((payload, events)) = chosen {
+                    delivery.push(record.seq, payload, events);
                 }
             }
             self.report_backlog();
@@ -269,6 +274,50 @@ fn backoff(retry: &RetryConfig, attempt: u32) -> Duration {
         .saturating_mul(2u32.saturating_pow(attempt.min(20)))
         .min(retry.max_backoff);
     step / 2 + step.mul_f64(fastrand::f64() / 2.0)
+}
+
+/// The part of a batch whose events content routing sends to `output`: the whole batch when
+/// every event goes there, `None` when none does.
+fn events_for_output(
+    payload: &Bytes,
+    batch: &BatchRef<'_>,
+    decision: &Decision,
+    output: usize,
+) -> Option<(Bytes, u32)> {
+    let mut entries = Vec::new();
+    let mut count = 0u32;
+    for entry in batch.iter() {
+        let Ok(entry) = entry else {
+            tracing::error!(
+                message = "Skipping the rest of an unreadable batch.",
+                tag = batch.tag
+            );
+            break;
+        };
+        let record = match Record::decode(entry.record) {
+            Ok(record) => record,
+            Err(error) => {
+                // The log holds validated records only, so this is a bug.
+                tracing::error!(message = "Skipping an event whose record cannot be read.", tag = batch.tag, %error);
+                continue;
+            }
+        };
+        if decision
+            .outputs_for_event(batch.tag, &record)
+            .contains(&output)
+        {
+            entries.extend_from_slice(entry.raw);
+            count += 1;
+        }
+    }
+    if count == batch.entry_count {
+        return Some((payload.clone(), count));
+    }
+    if count == 0 {
+        return None;
+    }
+    let part = flumen_event::batch::with_entries(payload, count, &entries).ok()?;
+    Some((Bytes::from(part), count))
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod file;
 pub mod forward;
 pub mod stdout;
+pub mod webhook;
 
 use bytes::Bytes;
 use flumen_event::json::write_event_line;
@@ -121,6 +122,8 @@ pub enum Sink {
     File(file::FileSink),
     /// The Forward protocol.
     Forward(forward::ForwardSink),
+    /// HTTP webhooks (alerts).
+    Webhook(Box<webhook::WebhookSink>),
     /// Discards everything.
     Null,
 }
@@ -133,6 +136,7 @@ impl Sink {
             // File writes block; this runtime is multi-threaded, so other tasks move elsewhere.
             Sink::File(sink) => tokio::task::block_in_place(|| sink.deliver(delivery)),
             Sink::Forward(sink) => sink.deliver(delivery).await,
+            Sink::Webhook(sink) => sink.deliver(delivery).await,
             Sink::Null => Ok(()),
         }
     }

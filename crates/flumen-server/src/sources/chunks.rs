@@ -22,7 +22,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use flumen_event::BatchRef;
-use flumen_wal::{AppendTicket, Wal, WalError};
+use flumen_event::batch::FINGERPRINT_LEN;
+use flumen_wal::{Wal, WalError};
 use tokio::sync::watch;
 
 /// What became of a chunk's first append.
@@ -44,6 +45,11 @@ impl ChunkAck {
     /// An acknowledgement that is due at once (for chunks the log was never asked to keep).
     pub fn immediate() -> Self {
         Self(watch::channel(ChunkState::Durable).1)
+    }
+
+    /// Follows the outcome `sender` will publish.
+    pub fn of(sender: &watch::Sender<ChunkState>) -> Self {
+        Self(sender.subscribe())
     }
 
     /// Waits for the first append's outcome; true if durable.
@@ -100,8 +106,12 @@ impl ChunkLedger {
                 if let Ok(batch) = BatchRef::parse(&record.payload)
                     && !batch.chunk_id.is_empty()
                 {
+                    let fingerprint = match batch.received_fingerprint {
+                        Some(stored) => stored.try_into().expect("the batch format's length"),
+                        None => fingerprint(batch.entries),
+                    };
                     ledger.insert(
-                        key(batch.tenant, batch.chunk_id, batch.entries),
+                        key(batch.tenant, batch.chunk_id, &fingerprint),
                         watch::channel(ChunkState::Durable).1,
                     );
                 }
@@ -122,7 +132,7 @@ impl ChunkLedger {
 
     /// Looks a chunk up by id and contents, claiming it if it is new.
     pub fn claim(&self, tenant: &str, chunk: &[u8], entries: &[u8]) -> Claim {
-        let key = key(tenant, chunk, entries);
+        let key = key(tenant, chunk, &fingerprint(entries));
         {
             let ids = self.ids.lock().expect("ledger lock");
             if let Some(state) = ids.by_id.get(&key) {
@@ -143,21 +153,6 @@ impl ChunkLedger {
         Claim::New(sender)
     }
 
-    /// Publishes the outcome of a claimed chunk's append once the log reports it, whatever
-    /// happens to the connection meanwhile; returns the acknowledgement to wait for.
-    pub fn track(claim: watch::Sender<ChunkState>, ticket: AppendTicket) -> ChunkAck {
-        let ack = ChunkAck(claim.subscribe());
-        tokio::spawn(async move {
-            let state = match ticket.await {
-                // Dropped by the operator's `when_full = "drop_newest"`: acknowledged, counted.
-                Ok(_) | Err(WalError::Dropped) => ChunkState::Durable,
-                Err(_) => ChunkState::Failed,
-            };
-            claim.send_replace(state);
-        });
-        ack
-    }
-
     fn insert(&self, key: Box<[u8]>, state: watch::Receiver<ChunkState>) {
         let mut ids = self.ids.lock().expect("ledger lock");
         if ids.by_id.insert(key.clone(), state).is_none() {
@@ -173,14 +168,22 @@ impl ChunkLedger {
 }
 
 /// A chunk's identity: tenant (ids are the senders'), id, and a fingerprint of its entries.
-fn key(tenant: &str, chunk: &[u8], entries: &[u8]) -> Box<[u8]> {
-    let mut key = Vec::with_capacity(tenant.len() + 1 + chunk.len() + 12);
+fn key(tenant: &str, chunk: &[u8], fingerprint: &[u8; FINGERPRINT_LEN]) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(tenant.len() + 1 + FINGERPRINT_LEN + chunk.len());
     key.extend_from_slice(tenant.as_bytes());
     key.push(0);
-    key.extend_from_slice(&(entries.len() as u64).to_le_bytes());
-    key.extend_from_slice(&crc32c::crc32c(entries).to_le_bytes());
+    key.extend_from_slice(fingerprint);
     key.extend_from_slice(chunk);
     key.into_boxed_slice()
+}
+
+/// What tells two chunks with the same id apart: the length and CRC32C of their entries as
+/// sent. Batches whose entries processing changed keep it in their header.
+pub fn fingerprint(entries: &[u8]) -> [u8; FINGERPRINT_LEN] {
+    let mut out = [0u8; FINGERPRINT_LEN];
+    out[..8].copy_from_slice(&(entries.len() as u64).to_le_bytes());
+    out[8..].copy_from_slice(&crc32c::crc32c(entries).to_le_bytes());
+    out
 }
 
 #[cfg(test)]

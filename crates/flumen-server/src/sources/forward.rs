@@ -112,6 +112,14 @@ impl ForwardSource {
     }
 }
 
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Resolves once `shutdown` turns true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -145,6 +153,7 @@ impl Connection {
             if buf.capacity() - buf.len() < 64 * 1024 {
                 buf.reserve(256 * 1024);
             }
+            let flush_at = self.ingest.next_flush();
             tokio::select! {
                 biased;
                 durable = async { pending.front_mut().expect("non-empty").1.durable().await }, if !pending.is_empty() => {
@@ -154,6 +163,12 @@ impl Connection {
                     }
                 }
                 _ = stopped(&mut shutdown) => break,
+                _ = sleep_until_some(flush_at) => {
+                    if let Err(error) = self.ingest.flush_due().await {
+                        self.reject("not_stored", &error.to_string());
+                        break;
+                    }
+                }
                 _ = tokio::time::sleep_until(retire_at.into()), if !retiring => {
                     retiring = true;
                     self.retired("max_age");
@@ -190,7 +205,11 @@ impl Connection {
                 },
             }
         }
-        // Whatever was read and appended is acknowledged before the connection closes.
+        // Whatever was read is stored, held lines included, and acknowledged before the
+        // connection closes.
+        if let Err(error) = self.ingest.flush_all().await {
+            self.reject("not_stored", &error.to_string());
+        }
         while let Some((chunk, mut ack)) = pending.pop_front() {
             let durable = ack.durable().await;
             if !self.answer(&mut wr, &mut out, &chunk, durable).await {
@@ -251,18 +270,15 @@ impl Connection {
                     return Err(error.to_string());
                 }
             };
-            let stored = match frame.chunk {
-                Some(chunk) => self
-                    .ingest
-                    .append_chunk(frame.tag, chunk, frame.count, &frame.entries)
-                    .await
-                    .map(|ack| pending.push_back((chunk.to_vec(), ack))),
-                None => self
-                    .ingest
-                    .append(frame.tag, b"", frame.count, &frame.entries)
-                    .await
-                    .map(drop),
-            };
+            let stored = self
+                .ingest
+                .append(frame.tag, frame.chunk, frame.count, &frame.entries)
+                .await
+                .map(|ack| {
+                    if let Some(chunk) = frame.chunk {
+                        pending.push_back((chunk.to_vec(), ack));
+                    }
+                });
             if let Err(error) = stored {
                 self.reject("not_stored", &error.to_string());
                 return Err(error.to_string());

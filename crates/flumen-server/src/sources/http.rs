@@ -53,7 +53,8 @@ impl HttpSource {
             ingest: Mutex::new(Ingest::new(&self.name, &self.config.label, &shared)),
             source: self.name.clone(),
         });
-        let app = router(state, self.config.max_body_size.as_u64() as usize);
+        let flusher = tokio::spawn(flush_held_events(state.clone(), shutdown.clone()));
+        let app = router(state.clone(), self.config.max_body_size.as_u64() as usize);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
                 let _ = shutdown.wait_for(|stop| *stop).await;
@@ -61,6 +62,32 @@ impl HttpSource {
             .await;
         if let Err(error) = served {
             tracing::error!(message = "The HTTP source stopped.", source = %self.name, %error);
+        }
+        let _ = flusher.await;
+        if let Err(error) = state.ingest.lock().await.flush_all().await {
+            tracing::error!(message = "Held events could not be stored at shutdown.", source = %self.name, %error);
+        }
+    }
+}
+
+/// How often the source looks for held events (multiline groups) whose timeout has passed.
+const FLUSH_TICK: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Releases events the filters held back once their timeout passes; requests that wait for
+/// them are answered then.
+async fn flush_held_events(state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = shutdown.wait_for(|stop| *stop) => return,
+            _ = tokio::time::sleep(FLUSH_TICK) => {}
+        }
+        let mut ingest = state.ingest.lock().await;
+        if ingest
+            .next_flush()
+            .is_some_and(|due| due <= std::time::Instant::now())
+            && let Err(error) = ingest.flush_due().await
+        {
+            tracing::error!(message = "Held events could not be stored.", source = %state.source, %error);
         }
     }
 }
@@ -102,7 +129,7 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
         }
     };
-    let ticket = {
+    let mut ack = {
         let mut ingest = state.ingest.lock().await;
         // Batch header and tag on top of the entries; a little over is harmless.
         if !ingest
@@ -112,23 +139,20 @@ async fn receive(
             return retry_later("the log is full; retry later\n");
         }
         match ingest
-            .append(&tag, b"", events.count, &events.entries)
+            .append(&tag, None, events.count, &events.entries)
             .await
         {
-            Ok(ticket) => ticket,
+            Ok(ack) => ack,
             Err(IngestError::Rejected(reason)) => {
                 return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
             }
             Err(IngestError::Log(error)) => return retry_later(&format!("{error}\n")),
         }
     };
-    match ticket {
-        None => StatusCode::OK.into_response(),
-        Some(ticket) => match ticket.await {
-            // Dropped by the operator's `when_full = "drop_newest"`: accepted, counted.
-            Ok(_) | Err(flumen_wal::WalError::Dropped) => StatusCode::OK.into_response(),
-            Err(error) => retry_later(&format!("{error}\n")),
-        },
+    if ack.durable().await {
+        StatusCode::OK.into_response()
+    } else {
+        retry_later("the events could not be stored; retry later\n")
     }
 }
 

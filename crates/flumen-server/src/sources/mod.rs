@@ -9,11 +9,19 @@ pub mod chunks;
 pub mod forward;
 pub mod http;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
+use std::time::Instant;
 
-use flumen_event::{BatchBuilder, TenantId};
+use flumen_event::batch::FINGERPRINT_LEN;
+use flumen_event::record::Event;
+use flumen_event::{BatchBuilder, BatchError, EntryIter, TenantId};
+use flumen_process::{Pipeline, Released, Session};
 use flumen_wal::{AppendTicket, Wal, WalError};
 use metrics::Counter;
+use tokio::sync::watch;
+
+use chunks::{ChunkAck, ChunkState};
 
 use crate::config::SourceConfig;
 use crate::routing::{RouteCache, RouteTable};
@@ -54,18 +62,25 @@ impl BoundSource {
     }
 }
 
-/// What every source shares: the log, the routes, the chunk ledger.
+/// What every source shares: the log, the routes, the filters, the chunk ledger.
 #[derive(Debug, Clone)]
 pub struct SourceShared {
     /// The durable log.
     pub wal: Arc<Wal>,
     /// The compiled routes.
     pub routes: Arc<RouteTable>,
+    /// The compiled filters.
+    pub pipeline: Arc<Pipeline>,
     /// Recent Forward chunk ids.
     pub chunks: Arc<chunks::ChunkLedger>,
 }
 
-/// Appends a source's events to the log, counting them.
+/// Runs a source's events through the filters and appends them to the log, counting them.
+///
+/// One `Ingest` serves one input stream (a connection, a file) and owns that stream's filter
+/// [`Session`]. Every input (a chunk, a request) gets a [`ChunkAck`] that resolves once all of
+/// its events are durable — including events a joining filter (multiline) held back and
+/// released later with other events — so "acknowledged" keeps meaning "stored".
 #[derive(Debug)]
 pub struct Ingest {
     wal: Arc<Wal>,
@@ -74,6 +89,13 @@ pub struct Ingest {
     builder: BatchBuilder,
     label: String,
     routes: RouteCache,
+    pipeline: Arc<Pipeline>,
+    session: Session,
+    /// Inputs with events the session still holds: (end of their sequence numbers, outcome).
+    waiting: VecDeque<(u64, watch::Sender<ChunkState>)>,
+    /// The outcome of the newest append. The log makes appends durable in order, so an input
+    /// whose last events left in an earlier append is stored once this one is.
+    last_append: Option<watch::Receiver<ChunkState>>,
     events: Counter,
     bytes: Counter,
     unrouted: Counter,
@@ -92,6 +114,10 @@ impl Ingest {
             tenant,
             label: label.to_owned(),
             routes: RouteCache::new(shared.routes.clone()),
+            pipeline: shared.pipeline.clone(),
+            session: shared.pipeline.session(),
+            waiting: VecDeque::new(),
+            last_append: None,
             events: metrics::counter!("flumen_source_events_total", "source" => source.clone()),
             bytes: metrics::counter!("flumen_source_bytes_total", "source" => source.clone()),
             unrouted: metrics::counter!("flumen_source_unrouted_events_total", "source" => source.clone()),
@@ -104,65 +130,184 @@ impl Ingest {
         &self.wal
     }
 
-    /// Appends `count` validated entries under `tag`. Waits while the log's queue is full.
-    /// Returns `None` when no route wants the tag: the events are counted as unrouted and
-    /// dropped, as Fluentd does with events no `<match>` matches.
+    /// Takes `count` validated entries under `tag`; waits while the log's queue is full.
+    ///
+    /// With a Forward `chunk` id, a chunk seen before (a resend) is not stored again and shares
+    /// the first copy's outcome. Events no route wants are counted as unrouted and dropped, as
+    /// Fluentd does with events no `<match>` matches; their acknowledgement is due at once.
     pub async fn append(
         &mut self,
         tag: &str,
-        chunk: &[u8],
+        chunk: Option<&[u8]>,
         count: u32,
         entries: &[u8],
-    ) -> Result<Option<AppendTicket>, IngestError> {
-        if self.routes.outputs_for(&self.label, tag).is_empty() {
+    ) -> Result<ChunkAck, IngestError> {
+        let chunk = chunk.unwrap_or_default();
+        let outcome = if chunk.is_empty() {
+            watch::channel(ChunkState::Pending).0
+        } else {
+            match self.chunks.claim(self.tenant.as_str(), chunk, entries) {
+                chunks::Claim::Seen(ack) => {
+                    self.duplicates.increment(u64::from(count));
+                    tracing::debug!(
+                        message = "A resent chunk was already taken; not storing it again.",
+                        tag,
+                        count
+                    );
+                    return Ok(ack);
+                }
+                chunks::Claim::New(claim) => claim,
+            }
+        };
+        let ack = ChunkAck::of(&outcome);
+        if self.routes.decide(&self.label, tag).is_empty() {
             self.unrouted.increment(u64::from(count));
             tracing::debug!(
                 message = "No route matches the tag; dropping events.",
                 tag,
                 count
             );
-            return Ok(None);
+            outcome.send_replace(ChunkState::Durable);
+            return Ok(ack);
         }
-        let payload = self
-            .builder
-            .encode(tag, chunk, count, entries)
-            .map_err(|e| IngestError::Rejected(e.to_string()))?;
         self.bytes.increment(entries.len() as u64);
-        let ticket = self.wal.append(payload).await?;
         self.events.increment(u64::from(count));
-        Ok(Some(ticket))
+        if self.pipeline.applies_to(tag) {
+            self.process(tag, chunk, entries, outcome).await?;
+        } else {
+            let payload = self.builder.encode(tag, chunk, count, entries)?;
+            let ticket = self.wal.append(payload).await?;
+            self.settle(Some(ticket), vec![outcome]);
+        }
+        Ok(ack)
     }
-}
 
-impl Ingest {
-    /// Appends a Forward chunk that carries a `chunk` id, unless the id was seen before (a
-    /// resend): then the chunk is not stored again and is acknowledged with the first copy.
-    pub async fn append_chunk(
+    /// Runs one input through the filters and appends what comes out now.
+    async fn process(
         &mut self,
         tag: &str,
         chunk: &[u8],
-        count: u32,
         entries: &[u8],
-    ) -> Result<chunks::ChunkAck, IngestError> {
-        let claim = match self.chunks.claim(self.tenant.as_str(), chunk, entries) {
-            chunks::Claim::Seen(ack) => {
-                self.duplicates.increment(u64::from(count));
-                tracing::debug!(
-                    message = "A resent chunk was already taken; not storing it again.",
-                    tag,
-                    count
-                );
-                return Ok(ack);
-            }
-            chunks::Claim::New(claim) => claim,
+        outcome: watch::Sender<ChunkState>,
+    ) -> Result<(), IngestError> {
+        let events = EntryIter::new(entries)
+            .map(|entry| {
+                let entry = entry.map_err(|e| IngestError::Rejected(e.to_string()))?;
+                Event::decode(&entry).map_err(|e| IngestError::Rejected(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let end = self.session.taken() + events.len() as u64;
+        let released = self.session.process(tag, events, Instant::now());
+        // A chunk partly held back is not remembered across a restart: if flumen crashes
+        // before the rest is stored, the sender's resend is stored again (duplicates, never
+        // loss).
+        let whole = self.session.released_below() >= end;
+        let ticket = if released.is_empty() {
+            None
+        } else {
+            let id = if whole { chunk } else { b"" };
+            Some(
+                self.append_events(tag, id, chunks::fingerprint(entries), &released)
+                    .await?,
+            )
         };
-        match self.append(tag, chunk, count, entries).await? {
-            Some(ticket) => Ok(chunks::ChunkLedger::track(claim, ticket)),
-            None => {
-                claim.send_replace(chunks::ChunkState::Durable);
-                Ok(chunks::ChunkAck::immediate())
+        self.waiting.push_back((end, outcome));
+        self.settle(ticket, Vec::new());
+        Ok(())
+    }
+
+    /// When held events are next due to be released ([`Ingest::flush_due`]).
+    pub fn next_flush(&self) -> Option<Instant> {
+        self.session.next_deadline()
+    }
+
+    /// Appends the events whose joining filters timed out.
+    pub async fn flush_due(&mut self) -> Result<(), IngestError> {
+        let released = self.session.flush_due(Instant::now());
+        self.append_released(released).await
+    }
+
+    /// Appends every held event (the stream is ending).
+    pub async fn flush_all(&mut self) -> Result<(), IngestError> {
+        let released = self.session.flush_all();
+        self.append_released(released).await
+    }
+
+    async fn append_released(&mut self, released: Released) -> Result<(), IngestError> {
+        let mut ticket = None;
+        for (tag, events) in released {
+            ticket = Some(
+                self.append_events(&tag, b"", [0; FINGERPRINT_LEN], &events)
+                    .await?,
+            );
+        }
+        self.settle(ticket, Vec::new());
+        Ok(())
+    }
+
+    async fn append_events(
+        &mut self,
+        tag: &str,
+        chunk: &[u8],
+        fingerprint: [u8; FINGERPRINT_LEN],
+        events: &[Event],
+    ) -> Result<AppendTicket, IngestError> {
+        let mut entries = Vec::with_capacity(events.len() * 256);
+        for event in events {
+            event.write_entry(&mut entries);
+        }
+        let payload = self.builder.encode_processed(
+            tag,
+            chunk,
+            fingerprint,
+            events.len() as u32,
+            &entries,
+        )?;
+        Ok(self.wal.append(payload).await?)
+    }
+
+    /// Resolves the outcome of `done` and of every waiting input the session no longer holds
+    /// once `ticket` (or, without one, the newest append) is durable.
+    fn settle(&mut self, ticket: Option<AppendTicket>, mut done: Vec<watch::Sender<ChunkState>>) {
+        let released_below = self.session.released_below();
+        while let Some((end, _)) = self.waiting.front()
+            && *end <= released_below
+        {
+            done.push(self.waiting.pop_front().expect("non-empty").1);
+        }
+        if let Some(ticket) = ticket {
+            let (newest, outcome) = watch::channel(ChunkState::Pending);
+            self.last_append = Some(outcome);
+            done.push(newest);
+            tokio::spawn(async move {
+                let state = match ticket.await {
+                    // Dropped by the operator's `when_full = "drop_newest"`: acknowledged,
+                    // counted.
+                    Ok(_) | Err(WalError::Dropped) => ChunkState::Durable,
+                    Err(_) => ChunkState::Failed,
+                };
+                publish(done, state);
+            });
+        } else if !done.is_empty() {
+            match self.last_append.clone() {
+                Some(mut newest) => {
+                    tokio::spawn(async move {
+                        let state = newest
+                            .wait_for(|s| *s != ChunkState::Pending)
+                            .await
+                            .map_or(ChunkState::Failed, |s| *s);
+                        publish(done, state);
+                    });
+                }
+                None => publish(done, ChunkState::Durable),
             }
         }
+    }
+}
+
+fn publish(outcomes: Vec<watch::Sender<ChunkState>>, state: ChunkState) {
+    for outcome in outcomes {
+        outcome.send_replace(state);
     }
 }
 
@@ -175,4 +320,10 @@ pub enum IngestError {
     /// The log cannot take them: it failed or is closing.
     #[error(transparent)]
     Log(#[from] WalError),
+}
+
+impl From<BatchError> for IngestError {
+    fn from(error: BatchError) -> Self {
+        Self::Rejected(error.to_string())
+    }
 }

@@ -20,8 +20,8 @@ pub struct Template {
     head: Vec<u8>,
     /// The `sent_ns` key.
     middle: Vec<u8>,
-    /// The `log` key and value.
-    tail: Vec<u8>,
+    /// The `log` key and value; records take them in turn, by `seq`.
+    tails: Vec<Vec<u8>>,
 }
 
 const LOG_LINE: &str = "GET /api/v1/items?page=2 200 ";
@@ -72,7 +72,28 @@ impl Template {
         log.push_str(LOG_LINE);
         log.extend(std::iter::repeat_n('x', log_len - LOG_LINE.len()));
         rmp::encode::write_str(&mut tail, &log).expect(w);
-        Self { head, middle, tail }
+        Self {
+            head,
+            middle,
+            tails: vec![tail],
+        }
+    }
+
+    /// The same template with the `log` field taken from `lines` in turn (real log lines, for
+    /// benchmarks of parsing filters) instead of padding.
+    pub fn with_lines(mut self, lines: &[String]) -> Self {
+        if !lines.is_empty() {
+            self.tails = lines
+                .iter()
+                .map(|line| {
+                    let mut tail = Vec::new();
+                    rmp::encode::write_str(&mut tail, "log").expect("Vec write");
+                    rmp::encode::write_str(&mut tail, line).expect("Vec write");
+                    tail
+                })
+                .collect();
+        }
+        self
     }
 
     /// Appends the record with this `seq` and `sent_ns`.
@@ -83,13 +104,13 @@ impl Template {
         out.extend_from_slice(&self.middle);
         out.push(0xcf);
         out.extend_from_slice(&sent_ns.to_be_bytes());
-        out.extend_from_slice(&self.tail);
+        out.extend_from_slice(&self.tails[(seq % self.tails.len() as u64) as usize]);
     }
 
     /// The size of every record, bytes.
     #[cfg(test)]
     pub fn len(&self) -> usize {
-        self.head.len() + 9 + self.middle.len() + 9 + self.tail.len()
+        self.head.len() + 9 + self.middle.len() + 9 + self.tails[0].len()
     }
 }
 

@@ -73,6 +73,8 @@ struct Plan<'a> {
     /// Events per second per connection.
     rate: Option<f64>,
     deadline: Option<Instant>,
+    /// Lines for the records' `log` field (`--log-lines`).
+    log_lines: Vec<String>,
 }
 
 fn unix_nanos() -> u64 {
@@ -120,6 +122,15 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         (None, Some(_)) => u64::MAX,
         (None, None) => 1_000_000,
     };
+    let log_lines = match &args.log_lines {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("--log-lines {}: {e}", path.display()))?
+            .lines()
+            .filter(|line| !line.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        None => Vec::new(),
+    };
     let connections = u64::from(args.connections);
     let started = Instant::now();
     let plan = Plan {
@@ -132,6 +143,7 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         rate: args.rate.map(|r| r / connections as f64),
         deadline: args.duration.map(|d| started + d),
         run,
+        log_lines,
     };
     eprintln!(
         "flumen bench: run {} to {}: {} connections, {} mode, batch {}, ack {}",
@@ -346,7 +358,7 @@ enum Outcome {
 
 fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
     let args = plan.args;
-    let template = Template::new(&plan.run, conn, args.record_size);
+    let template = Template::new(&plan.run, conn, args.record_size).with_lines(&plan.log_lines);
     let mut bucket = plan.rate.map(|rate| Bucket {
         rate,
         tokens: 0.0,

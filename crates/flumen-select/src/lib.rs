@@ -1,0 +1,345 @@
+//! The selector language: one way to say which events you mean, shared by content routing,
+//! search and live tailing.
+//!
+//! A selector is shaped like a [Grafana Loki LogQL] log query: a *stream selector* in braces,
+//! then zero or more *stages* that every event must also pass, left to right.
+//!
+//! ```text
+//! {service="api", level=~"ERROR|FATAL"} |= "timeout" != "healthcheck" |~ "user=[0-9]+" | status >= 500
+//! └──────────── stream selector ──────┘ └──────────── line filters ─────────────────┘ └ label filter ┘
+//! ```
+//!
+//! This event matches it (its tag is not looked at):
+//!
+//! ```json
+//! {"service": "api", "level": "ERROR", "status": "503",
+//!  "message": "upstream timeout after 30s for user=42"}
+//! ```
+//!
+//! [Grafana Loki LogQL]: https://grafana.com/docs/loki/latest/query/log_queries/
+//!
+//! # Stream selector
+//!
+//! `{ matcher, matcher, ... }`: every matcher must hold. `{}` matches every event. The stream
+//! selector is required, even when only line filters follow: `{} |= "timeout"`.
+//!
+//! A matcher is `name op value`:
+//!
+//! | op   | holds when the field's text …                                      |
+//! |------|--------------------------------------------------------------------|
+//! | `=`  | equals `value`                                                     |
+//! | `!=` | does not equal `value`                                             |
+//! | `=~` | matches the regular expression `value`, **anchored at both ends**  |
+//! | `!~` | does not match the regular expression `value` (anchored)           |
+//!
+//! Regular expressions in matchers are fully anchored, as in Prometheus and Loki:
+//! `level=~"ERROR|FATAL"` means `^(?:ERROR|FATAL)$`, so it does not match `"NOT AN ERROR"`;
+//! write `level=~".*ERROR.*"` to look inside a value. The syntax is that of the [`regex`] crate
+//! (RE2-like: linear time, no backreferences or look-around); `(?i)` makes a regex
+//! case-insensitive and `(?s)` lets `.` match a newline.
+//!
+//! # Names
+//!
+//! A name is `[A-Za-z_][A-Za-z0-9_.]*`. Dots walk nested maps: `kubernetes.labels.app` is the
+//! field `app` of the map `labels` of the map `kubernetes` (a top-level field literally named
+//! `kubernetes.labels.app` wins; see `Record::get_path`).
+//!
+//! The name `tag` is special: it is the record's own `tag` field when it has one, and otherwise
+//! the event's tag (the Fluentd tag it was sent with), so `{tag=~"docker\\..*"}` selects by tag.
+//!
+//! # Field values
+//!
+//! A field's text is what a user reading the log sees (`Value::to_text`): strings as they are,
+//! numbers and booleans in decimal, `null` as the empty string, arrays and maps as JSON.
+//!
+//! **A missing field is the empty string** for `=`, `!=`, `=~` and `!~`, as in Loki:
+//! `{foo=""}` matches events *without* `foo` (or with an empty one), and `{foo!=""}` requires a
+//! non-empty `foo`.
+//!
+//! # Values
+//!
+//! Strings are written in double quotes, with the escapes `\"`, `\\`, `\n` and `\t` (any other
+//! backslash is an error), or in backticks, taken as they are (no escapes; they cannot contain a
+//! backtick). Backticks are the easy way to write regular expressions:
+//! `` |~ `\d{3} ms` `` rather than `|~ "\\d{3} ms"`.
+//!
+//! Numbers (label filters only) are `-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?`: `500`, `1.5`,
+//! `-3`, `2e3`. Units (`10ms`, `5kb`) are not supported.
+//!
+//! # Line filters
+//!
+//! | stage        | keeps events whose line …                                   |
+//! |--------------|-------------------------------------------------------------|
+//! | `\|= "text"` | contains `text` (`\|= ""` keeps everything)               |
+//! | `!= "text"`  | does not contain `text` (`!= ""` drops everything)          |
+//! | `\|~ "re"`   | has a match for `re` anywhere (**not** anchored)            |
+//! | `!~ "re"`    | has no match for `re`                                       |
+//!
+//! The *line* of an event is the text of its first present field among `message`, `log` and
+//! `msg` (in that order of preference), and otherwise the whole record as JSON; see
+//! [`line_of`]. Matching is case-sensitive: use `|~ "(?i)timeout"` to ignore case.
+//!
+//! # Label filters
+//!
+//! `| name op value` compares one field. The operators are those of matchers plus numeric
+//! comparisons:
+//!
+//! | op                     | value             | compares                                |
+//! |------------------------|-------------------|-----------------------------------------|
+//! | `=`, `!=`              | a string          | text, as in matchers                    |
+//! | `=~`, `!~`             | a string (regex)  | text, anchored, as in matchers          |
+//! | `=` (or `==`), `!=`    | a number          | numerically                             |
+//! | `>`, `>=`, `<`, `<=`   | a number          | numerically                             |
+//!
+//! A numeric comparison reads the field as a number: integers and floats as they are, and a
+//! string holding a number (`"503"`, `" 1.5 "`) as that number. Integers are compared exactly;
+//! anything involving a fraction is compared as a 64-bit float. **A field that is missing or not
+//! a number makes a numeric comparison false** — `!=` included: `| status != 500` drops events
+//! that have no `status`. Write `| status != "500"` to compare text instead.
+//!
+//! Label filters combine with `and` (or `,`) and `or`; `and` binds tighter than `or`, and
+//! parentheses group:
+//!
+//! ```text
+//! {service="api"} | status >= 500 or (level = "WARN" and latency_ms > 1000)
+//! ```
+//!
+//! Several `|` stages are simply all required: `| a = "x" | b > 1` is `| a = "x" and b > 1`.
+//!
+//! Loki's parser and formatting stages (`| json`, `| logfmt`, `| line_format ...`) are not
+//! supported: flumen records are already structured, so filter on their fields directly.
+//!
+//! # Grammar
+//!
+//! Whitespace (spaces, tabs, newlines) may appear between any two tokens.
+//!
+//! ```text
+//! selector     = stream { stage }
+//! stream       = "{" [ matcher { "," matcher } ] "}"
+//! matcher      = name ( "=" | "!=" | "=~" | "!~" ) string
+//! stage        = ( "|=" | "!=" | "|~" | "!~" ) string
+//!              | "|" or_expr
+//! or_expr      = and_expr { "or" and_expr }
+//! and_expr     = primary { ( "and" | "," ) primary }
+//! primary      = "(" or_expr ")" | label_filter
+//! label_filter = name ( "=" | "==" | "!=" ) ( string | number )
+//!              | name ( "=~" | "!~" ) string
+//!              | name ( ">" | ">=" | "<" | "<=" ) number
+//! name         = [A-Za-z_] [A-Za-z0-9_.]*
+//! string       = '"' { char | '\"' | '\\' | '\n' | '\t' } '"'  |  '`' { char except '`' } '`'
+//! number       = [ "-" ] digits [ "." digits ] [ ( "e" | "E" ) [ "+" | "-" ] digits ]
+//! ```
+//!
+//! Parentheses nest at most 32 deep.
+//!
+//! # Errors
+//!
+//! [`Selector::parse`] reports the first problem with the byte offset where it is
+//! ([`ParseError::position`]) and shows it as a 1-based column:
+//!
+//! ```
+//! use flumen_select::Selector;
+//!
+//! let error = Selector::parse(r#"{service="api""#).unwrap_err();
+//! assert_eq!(error.to_string(), "at column 15: expected `,` or `}`");
+//! ```
+//!
+//! # Evaluation
+//!
+//! A selector holds when every part of it holds, so the order in which the parts are checked
+//! does not change the result; [`Selector::matches`] checks the cheap ones first: equality
+//! matchers, then regex matchers, then label filters, then line filters (substring before regex).
+//! The line is computed at most once per event, and only when there is a line filter.
+//!
+//! ```
+//! use flumen_event::record::{Record, Value};
+//! use flumen_select::Selector;
+//!
+//! let selector: Selector =
+//!     r#"{service="api", level=~"ERROR|FATAL"} |= "timeout" | status >= 500"#.parse()?;
+//! let record = Record::from(vec![
+//!     ("service".to_owned(), Value::from("api")),
+//!     ("level".to_owned(), Value::from("ERROR")),
+//!     ("status".to_owned(), Value::from("503")),
+//!     ("message".to_owned(), Value::from("upstream timeout")),
+//! ]);
+//! assert!(selector.matches("docker.api", &record));
+//! # Ok::<(), flumen_select::ParseError>(())
+//! ```
+
+#![deny(missing_docs)]
+
+use std::borrow::Cow;
+use std::fmt;
+use std::str::FromStr;
+
+use flumen_event::record::{Record, Value};
+
+mod eval;
+mod parse;
+#[cfg(test)]
+mod tests;
+
+use eval::{LabelExpr, LineFilter};
+pub use eval::{MatchOp, Matcher};
+
+/// A parsed selector, ready to match events.
+///
+/// Parse once (it compiles regular expressions) and share: it is cheap to clone and is
+/// `Send + Sync`. [`Display`](fmt::Display) and [`Selector::as_str`] give back the source text
+/// exactly as it was parsed.
+#[derive(Clone, Debug)]
+pub struct Selector {
+    source: String,
+    matchers: Vec<Matcher>,
+    stages: Vec<Stage>,
+    has_line_filter: bool,
+}
+
+/// One stage after the stream selector, in source order.
+#[derive(Clone, Debug)]
+pub(crate) enum Stage {
+    /// `|= != |~ !~`.
+    Line(LineFilter),
+    /// `| ...`.
+    Label(LabelExpr),
+}
+
+impl Selector {
+    /// Parses a selector; see the [crate documentation](crate) for the language.
+    pub fn parse(text: &str) -> Result<Self, ParseError> {
+        let (matchers, stages) = parse::parse(text)?;
+        let has_line_filter = stages.iter().any(|s| matches!(s, Stage::Line(_)));
+        Ok(Self {
+            source: text.to_owned(),
+            matchers,
+            stages,
+            has_line_filter,
+        })
+    }
+
+    /// `{}`: the selector that matches every event.
+    pub fn match_all() -> Self {
+        Self {
+            source: "{}".to_owned(),
+            matchers: Vec::new(),
+            stages: Vec::new(),
+            has_line_filter: false,
+        }
+    }
+
+    /// True when the selector has no matchers and no stages (`{}`), so it matches every event
+    /// without looking at it. (A selector that happens to match everything, like
+    /// `{a=~".*"}`, is not recognised.)
+    pub fn is_match_all(&self) -> bool {
+        self.matchers.is_empty() && self.stages.is_empty()
+    }
+
+    /// The source text, exactly as parsed.
+    pub fn as_str(&self) -> &str {
+        &self.source
+    }
+
+    /// The stream selector's matchers, in source order (for indexes).
+    pub fn stream_matchers(&self) -> &[Matcher] {
+        &self.matchers
+    }
+
+    /// True when the event with this tag and record is selected.
+    pub fn matches(&self, tag: &str, record: &Record) -> bool {
+        // Every part must hold, so check the cheapest first.
+        for matcher in self.matchers.iter().filter(|m| !m.is_regex()) {
+            if !matcher.matches_record(tag, record) {
+                return false;
+            }
+        }
+        for matcher in self.matchers.iter().filter(|m| m.is_regex()) {
+            if !matcher.matches_record(tag, record) {
+                return false;
+            }
+        }
+        for stage in &self.stages {
+            if let Stage::Label(expr) = stage
+                && !expr.matches(tag, record)
+            {
+                return false;
+            }
+        }
+        if !self.has_line_filter {
+            return true;
+        }
+        let line = line_of(record);
+        for regex in [false, true] {
+            for stage in &self.stages {
+                if let Stage::Line(filter) = stage
+                    && filter.is_regex() == regex
+                    && !filter.matches(&line)
+                {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
+
+impl FromStr for Selector {
+    type Err = ParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Self::parse(text)
+    }
+}
+
+impl fmt::Display for Selector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.source)
+    }
+}
+
+/// Why a selector did not parse, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("at column {}: {message}", position + 1)]
+pub struct ParseError {
+    /// The byte offset in the source text where the problem is (the source's length when the
+    /// text ended too early). Shown as the 1-based column `position + 1`, which counts bytes.
+    pub position: usize,
+    /// What is wrong, for people.
+    pub message: String,
+}
+
+impl ParseError {
+    pub(crate) fn new(position: usize, message: impl Into<String>) -> Self {
+        Self {
+            position,
+            message: message.into(),
+        }
+    }
+}
+
+/// The fields that hold an event's line, in order of preference.
+const LINE_FIELDS: [&str; 3] = ["message", "log", "msg"];
+
+/// The *line* of a record, which line filters (`|=`, `!=`, `|~`, `!~`) search: the text of the
+/// first present field among `message`, `log` and `msg` (in that order of preference, wherever
+/// they are in the record), and otherwise the whole record as JSON.
+///
+/// Live tailing and search use this same definition, so what a user sees as "the line" is what
+/// their filters search.
+pub fn line_of(record: &Record) -> Cow<'_, str> {
+    let mut best: Option<(usize, &Value)> = None;
+    for (name, value) in record.fields() {
+        if let Some(rank) = LINE_FIELDS.iter().position(|f| f == name)
+            && best.is_none_or(|(r, _)| rank < r)
+        {
+            if rank == 0 {
+                return value.to_text();
+            }
+            best = Some((rank, value));
+        }
+    }
+    match best {
+        Some((_, value)) => value.to_text(),
+        None => Cow::Owned(record.to_json()),
+    }
+}

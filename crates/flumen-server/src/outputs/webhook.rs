@@ -1,0 +1,1234 @@
+//! The webhook output: alerts over HTTP, as generic JSON, Slack messages or PagerDuty events.
+//!
+//! Every delivery the driver hands over becomes:
+//!
+//! - `format = "json"` (the default): one `POST` of a JSON array of events,
+//!   `[{"tag":…,"time":…,"record":{…}},…]`, the time in RFC 3339 UTC to the nanosecond (the
+//!   stdout output's objects). With a `template`, each object also has a `"message"` key (after
+//!   `"time"`) holding the rendered template.
+//! - `format = "slack"`: one `POST` of `{"text":"…"}` to a Slack incoming webhook: one line per
+//!   alert (the rendered template), at most [`SLACK_MAX_LINES`], then `… and K more`.
+//! - `format = "pagerduty"`: one `POST` per alert to the PagerDuty Events API v2 (`url` defaults
+//!   to [`PAGERDUTY_EVENTS_URL`]): a `trigger` with a stable `dedup_key`, so that a storm of one
+//!   error is one incident. Alerts of one delivery with the same `dedup_key` are sent once.
+//!   `payload.summary` is the rendered template (at most 1024 characters); `severity` maps the
+//!   record's `level` (or `severity`, `log.level`; names or syslog/Bunyan numbers) to
+//!   `critical`, `error`, `warning` or `info`, `error` when absent or unknown; `source` is the
+//!   host (`host.name`, `host`, `hostname`), else the service, else the tag; `component` is the
+//!   service (`service.name`, `service`, `app`) when there is one; `timestamp` is the event
+//!   time to the millisecond; `custom_details` is the record.
+//!
+//! # Templates
+//!
+//! `{{name}}` is a record field, `{{a.b.c}}` a nested one (a top-level field named `a.b.c` wins);
+//! `{{tag}}` and `{{time}}` are the event's tag and time (RFC 3339), and `{{record.tag}}` reads a
+//! record field that happens to be called `tag` or `time`. `{{a|b|"text"}}` takes the first
+//! alternative that is present and not empty; a quoted alternative (`"…"` or `'…'`) is literal
+//! text (it cannot hold `|` or `}}`). A missing field renders as nothing. Strings render as they are, numbers and booleans in
+//! decimal, maps and arrays as JSON. For Slack and PagerDuty, field values are cut to their
+//! first line (stack traces, trailing newlines) and, for Slack, `&`, `<` and `>` are escaped so
+//! that a log line cannot mention `@channel`; the template's own text is sent as written.
+//! The default for Slack and PagerDuty is [`DEFAULT_TEMPLATE`].
+//!
+//! # The alert limit
+//!
+//! `max_alerts_per_minute` caps the alerts (events) that leave the output in any sliding window
+//! of 60 seconds — the events in the JSON array, the alerts a Slack message stands for (listed
+//! or in its `… and K more` line), the events sent to PagerDuty. Alerts over the limit are not
+//! sent; they are counted in `flumen_output_alerts_suppressed_total{output}` and, for JSON and
+//! Slack, reported by the next request ("N alerts suppressed by the rate limit": the last line
+//! of a Slack message, a last element tagged `flumen.alerts.suppressed` in a JSON array).
+//! Suppression is not a failure: the delivery succeeds and the output's cursor moves on. By
+//! default JSON is unlimited and Slack and PagerDuty send at most 30 alerts a minute; `0` lifts
+//! the limit.
+//!
+//! # Failures and retries
+//!
+//! Connection errors, timeouts, HTTP 408, 429 and 5xx are retryable (a `Retry-After` in seconds
+//! on a 429 or 503 delays the next attempt, up to `retry.max_backoff`); other answers outside
+//! 2xx are permanent, with the status and the start of the body in the error. Redirects are not
+//! followed. A retried delivery is the same requests as the first attempt: the alerts already
+//! accepted (PagerDuty events before the one that failed) are not sent again, and the limit is
+//! neither charged twice nor decided again. Errors name the endpoint by scheme and host only,
+//! since webhook URLs often carry their secret in the path.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::fmt;
+use std::io::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flumen_event::json::{write_json_str, write_value};
+use flumen_event::msgpack::{MsgpackError, Reader};
+use flumen_event::record::{Record, Value};
+use flumen_event::{Entry, EventTime};
+use metrics::Counter;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use super::{Delivery, DeliveryError};
+use crate::config::{BatchConfig, RetryConfig};
+
+/// The PagerDuty Events API v2 endpoint, the `url` of a `pagerduty` webhook that sets none.
+pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
+
+/// The template Slack and PagerDuty use when none is set: `[error] api: connection refused`.
+pub const DEFAULT_TEMPLATE: &str = "[{{level|severity|log.level|\"alert\"}}] {{service.name|service|app|tag}}: {{message|msg|log}}";
+
+/// The most alerts a Slack message lists; the rest are counted in a `… and K more` line.
+pub const SLACK_MAX_LINES: usize = 20;
+
+/// The limit on alerts per minute Slack and PagerDuty webhooks have unless set.
+pub const DEFAULT_ALERTS_PER_MINUTE: u32 = 30;
+
+/// The tag of the element a JSON webhook adds to report suppressed alerts.
+pub const SUPPRESSED_TAG: &str = "flumen.alerts.suppressed";
+
+/// The window of the alert limit.
+const WINDOW: Duration = Duration::from_secs(60);
+/// The longest line a Slack message gives one alert.
+const SLACK_MAX_LINE_CHARS: usize = 500;
+/// PagerDuty's limits on `payload.summary` and `dedup_key`.
+const PAGERDUTY_MAX_SUMMARY_CHARS: usize = 1024;
+const PAGERDUTY_MAX_DEDUP_KEY_CHARS: usize = 255;
+/// How much of an error answer's body goes into the error message.
+const ERROR_BODY_BYTES: usize = 200;
+/// How much of a successful answer's body is read (so the connection can be reused).
+const SUCCESS_BODY_BYTES: usize = 64 * 1024;
+
+/// Fields that name an event's severity, its service, its host and its message, in order of
+/// preference (the default template reads the same).
+const LEVEL_FIELDS: &[&str] = &["level", "severity", "log.level"];
+const SERVICE_FIELDS: &[&str] = &["service.name", "service", "app"];
+const HOST_FIELDS: &[&str] = &["host.name", "host", "hostname"];
+const MESSAGE_FIELDS: &[&str] = &["message", "msg", "log"];
+
+/// What a webhook sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebhookFormat {
+    /// A JSON array of events per delivery.
+    #[default]
+    Json,
+    /// A Slack incoming-webhook message per delivery.
+    Slack,
+    /// A PagerDuty Events API v2 event per alert.
+    Pagerduty,
+}
+
+impl WebhookFormat {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Json => "json",
+            Self::Slack => "slack",
+            Self::Pagerduty => "pagerduty",
+        }
+    }
+}
+
+/// `type = "webhook"`: alerts over HTTP.
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Where to `POST`: an `http://` or `https://` URL. Required, except for `pagerduty`, where
+    /// it defaults to [`PAGERDUTY_EVENTS_URL`].
+    #[serde(default)]
+    pub url: String,
+    /// `json` (default), `slack` or `pagerduty`.
+    #[serde(default)]
+    pub format: WebhookFormat,
+    /// The message template (see the module documentation). `json`: adds a `"message"` key to
+    /// each event when set; `slack` and `pagerduty`: defaults to [`DEFAULT_TEMPLATE`].
+    #[serde(default)]
+    pub template: Option<String>,
+    /// Extra request headers, such as `Authorization`; they override the defaults
+    /// (`Content-Type: application/json`).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The PagerDuty integration key (`pagerduty` only, and required there).
+    #[serde(default)]
+    pub routing_key: Option<String>,
+    /// A template for the PagerDuty `dedup_key` (`pagerduty` only); by default a hash of the
+    /// tag, the service and the first line of the message, so that repeats of one error from
+    /// any host are one incident.
+    #[serde(default)]
+    pub dedup_key: Option<String>,
+    /// The most alerts sent in any 60 seconds; `0` lifts the limit. Default: unlimited for
+    /// `json`, [`DEFAULT_ALERTS_PER_MINUTE`] for `slack` and `pagerduty`.
+    #[serde(default)]
+    pub max_alerts_per_minute: Option<u32>,
+    /// How long one request may take, from connecting to the end of the answer.
+    #[serde(default = "default_timeout", with = "humantime_serde")]
+    pub timeout: Duration,
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+fn default_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// Headers and the routing key are credentials, and so is the path of many webhook URLs: none
+/// of them is printed.
+impl fmt::Debug for WebhookConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookConfig")
+            .field("url", &redact_url(&self.url))
+            .field("format", &self.format)
+            .field("template", &self.template)
+            .field("headers", &self.headers.keys().collect::<Vec<_>>())
+            .field(
+                "routing_key",
+                &self.routing_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("dedup_key", &self.dedup_key)
+            .field("max_alerts_per_minute", &self.max_alerts_per_minute)
+            .field("timeout", &self.timeout)
+            .field("batch", &self.batch)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl WebhookConfig {
+    /// Checks what the types cannot; the error names the key.
+    pub fn validate(&self) -> Result<(), String> {
+        Checked::new(self).map(|_| ())
+    }
+
+    /// The URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        match (self.url.trim(), self.format) {
+            ("", WebhookFormat::Pagerduty) => PAGERDUTY_EVENTS_URL,
+            (url, _) => url,
+        }
+    }
+
+    /// The limit on alerts per minute, `None` for none.
+    pub fn alert_limit(&self) -> Option<u32> {
+        match (self.max_alerts_per_minute, self.format) {
+            (Some(0), _) => None,
+            (Some(limit), _) => Some(limit),
+            (None, WebhookFormat::Json) => None,
+            (None, WebhookFormat::Slack | WebhookFormat::Pagerduty) => {
+                Some(DEFAULT_ALERTS_PER_MINUTE)
+            }
+        }
+    }
+}
+
+/// A validated configuration, in the forms the sink uses.
+struct Checked {
+    url: reqwest::Url,
+    headers: HeaderMap,
+    template: Option<Template>,
+    dedup_key: Option<Template>,
+}
+
+impl Checked {
+    fn new(config: &WebhookConfig) -> Result<Self, String> {
+        let format = config.format.name();
+        let endpoint = config.endpoint();
+        if endpoint.is_empty() {
+            return Err(format!("url: required with format = {format:?}"));
+        }
+        // The URL is not quoted back: it may hold a secret.
+        let url = reqwest::Url::parse(endpoint).map_err(|e| format!("url: not a URL ({e})"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!(
+                "url: the scheme must be http or https, not {:?}",
+                url.scheme()
+            ));
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("url: no host".into());
+        }
+        let mut headers = HeaderMap::new();
+        for (name, value) in &config.headers {
+            let header = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+            // The value is not quoted back: it is often a credential.
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("headers.{name}: not a valid header value"))?;
+            headers.insert(header, value);
+        }
+        let pagerduty = config.format == WebhookFormat::Pagerduty;
+        match &config.routing_key {
+            None if pagerduty => {
+                return Err(
+                    "routing_key: required with format = \"pagerduty\" (the integration key of \
+                     a PagerDuty service's Events API v2 integration)"
+                        .into(),
+                );
+            }
+            Some(key) if pagerduty && key.trim().is_empty() => {
+                return Err("routing_key: empty".into());
+            }
+            Some(_) if !pagerduty => {
+                return Err(format!(
+                    "routing_key: only for format = \"pagerduty\", not {format:?}"
+                ));
+            }
+            _ => {}
+        }
+        if config.dedup_key.is_some() && !pagerduty {
+            return Err(format!(
+                "dedup_key: only for format = \"pagerduty\", not {format:?}"
+            ));
+        }
+        if config.timeout.is_zero() {
+            return Err("timeout: must be more than 0".into());
+        }
+        let template = config
+            .template
+            .as_deref()
+            .map(Template::parse)
+            .transpose()
+            .map_err(|e| format!("template: {e}"))?;
+        let dedup_key = config
+            .dedup_key
+            .as_deref()
+            .map(Template::parse)
+            .transpose()
+            .map_err(|e| format!("dedup_key: {e}"))?;
+        Ok(Self {
+            url,
+            headers,
+            template,
+            dedup_key,
+        })
+    }
+}
+
+/// Reads a clock; injectable so that tests can move the alert limit's window.
+pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// Sends alerts to a webhook.
+pub struct WebhookSink {
+    name: String,
+    format: WebhookFormat,
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// The URL without its path, for messages.
+    endpoint: String,
+    headers: HeaderMap,
+    /// The configured template; for Slack and PagerDuty, the default when none is.
+    template: Option<Template>,
+    dedup_key: Option<Template>,
+    routing_key: String,
+    limit: Option<u32>,
+    window: RateWindow,
+    clock: Clock,
+    /// Alerts suppressed and not yet reported in a request that succeeded.
+    unreported: u64,
+    /// True while the limit holds alerts back (to log the start of it once).
+    suppressing: bool,
+    /// The delivery being sent, kept across retries.
+    plan: Option<Plan>,
+    /// A `Retry-After` to wait out before the next request.
+    not_before: Option<tokio::time::Instant>,
+    max_retry_after: Duration,
+    timeout: Duration,
+    suppressed: Counter,
+}
+
+impl fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("name", &self.name)
+            .field("format", &self.format)
+            .field("endpoint", &self.endpoint)
+            .field("limit", &self.limit)
+            .field("unreported", &self.unreported)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What identifies a delivery across the driver's retries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DeliveryKey {
+    first: u64,
+    last: u64,
+    events: u64,
+    bytes: u64,
+}
+
+impl DeliveryKey {
+    fn of(delivery: &Delivery) -> Self {
+        Self {
+            first: delivery.batches.first().map_or(0, |(seq, _)| *seq),
+            last: delivery.batches.last().map_or(0, |(seq, _)| *seq),
+            events: delivery.events,
+            bytes: delivery.bytes,
+        }
+    }
+}
+
+/// The requests one delivery turned into, and how far sending them got.
+struct Plan {
+    key: DeliveryKey,
+    requests: Vec<Request>,
+    next: usize,
+}
+
+struct Request {
+    body: Bytes,
+    /// Alerts this request sends (charged to the limit once it succeeds).
+    alerts: u32,
+    /// Suppressed alerts it reports.
+    reports: u64,
+}
+
+/// A failed request.
+struct Failure {
+    error: DeliveryError,
+    retry_after: Option<Duration>,
+}
+
+impl WebhookSink {
+    /// A sink for output `name` (which labels its metrics and logs).
+    pub fn new(name: &str, config: &WebhookConfig) -> Result<Self, String> {
+        let checked = Checked::new(config)?;
+        let template = match config.format {
+            WebhookFormat::Json => checked.template,
+            WebhookFormat::Slack | WebhookFormat::Pagerduty => Some(
+                checked
+                    .template
+                    .unwrap_or_else(|| Template::parse(DEFAULT_TEMPLATE).expect("valid default")),
+            ),
+        };
+        let client = build_client(config.timeout)?;
+        Ok(Self {
+            name: name.to_owned(),
+            format: config.format,
+            client,
+            endpoint: redact_url(checked.url.as_str()),
+            url: checked.url,
+            headers: checked.headers,
+            template,
+            dedup_key: checked.dedup_key,
+            routing_key: config.routing_key.clone().unwrap_or_default(),
+            limit: config.alert_limit(),
+            window: RateWindow::default(),
+            clock: Arc::new(Instant::now),
+            unreported: 0,
+            suppressing: false,
+            plan: None,
+            not_before: None,
+            max_retry_after: config.retry.max_backoff,
+            timeout: config.timeout,
+            suppressed: metrics::counter!(
+                "flumen_output_alerts_suppressed_total",
+                "output" => name.to_owned()
+            ),
+        })
+    }
+
+    /// Replaces the clock the alert limit's window reads (for tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Sends every alert of `delivery` (or suppresses it under the limit), or fails as a whole.
+    pub async fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
+        let key = DeliveryKey::of(delivery);
+        if self.plan.as_ref().is_none_or(|plan| plan.key != key) {
+            self.plan = Some(self.plan(delivery, key));
+        }
+        if let Some(until) = self.not_before.take() {
+            tokio::time::sleep_until(until).await;
+        }
+        loop {
+            let plan = self.plan.as_ref().expect("planned above");
+            let Some(request) = plan.requests.get(plan.next) else {
+                self.plan = None;
+                return Ok(());
+            };
+            let (body, alerts, reports) = (request.body.clone(), request.alerts, request.reports);
+            match self.post(body).await {
+                Ok(()) => {
+                    self.plan.as_mut().expect("planned above").next += 1;
+                    self.window.record((self.clock)(), alerts);
+                    self.unreported = self.unreported.saturating_sub(reports);
+                }
+                Err(failure) => {
+                    if let Some(wait) = failure.retry_after {
+                        let wait = wait.min(self.max_retry_after);
+                        self.not_before = Some(tokio::time::Instant::now() + wait);
+                    }
+                    return Err(failure.error);
+                }
+            }
+        }
+    }
+
+    /// Turns a delivery into requests, deciding which alerts the limit lets through.
+    fn plan(&mut self, delivery: &Delivery, key: DeliveryKey) -> Plan {
+        let budget = match self.limit {
+            None => u64::MAX,
+            Some(limit) => u64::from(limit).saturating_sub(self.window.used((self.clock)())),
+        };
+        let (requests, suppressed) = match self.format {
+            WebhookFormat::Json => self.plan_json(delivery, budget),
+            WebhookFormat::Slack => self.plan_slack(delivery, budget),
+            WebhookFormat::Pagerduty => self.plan_pagerduty(delivery, budget),
+        };
+        if suppressed > 0 {
+            self.suppressed.increment(suppressed);
+            if !self.suppressing {
+                tracing::warn!(
+                    message = "Alert limit reached; suppressing alerts until the window frees up.",
+                    output = %self.name,
+                    limit_per_minute = self.limit.unwrap_or(0),
+                    suppressed,
+                );
+            }
+            self.suppressing = true;
+        } else if !requests.is_empty() {
+            self.suppressing = false;
+        }
+        Plan {
+            key,
+            requests,
+            next: 0,
+        }
+    }
+
+    fn plan_json(&mut self, delivery: &Delivery, budget: u64) -> (Vec<Request>, u64) {
+        let mut body = Vec::with_capacity(delivery.bytes as usize * 2 + 64);
+        body.push(b'[');
+        let (mut sent, mut suppressed) = (0u64, 0u64);
+        for (tag, entry) in delivery.events() {
+            if sent >= budget {
+                suppressed += 1;
+                continue;
+            }
+            let message = self.template.as_ref().map(|template| {
+                let record = decode(tag, &entry);
+                template.render(tag, entry.time, &record, Style::Raw)
+            });
+            let start = body.len();
+            if sent > 0 {
+                body.push(b',');
+            }
+            match write_json_event(&mut body, tag, &entry, message.as_deref()) {
+                Ok(()) => sent += 1,
+                Err(error) => {
+                    body.truncate(start);
+                    tracing::error!(message = "Skipping an entry that cannot be rendered.", tag, %error);
+                }
+            }
+        }
+        self.unreported += suppressed;
+        if sent == 0 {
+            return (Vec::new(), suppressed);
+        }
+        let reports = self.unreported;
+        if reports > 0 {
+            let note = self.suppressed_note(reports);
+            body.extend_from_slice(b",{\"tag\":");
+            write_json_str(&mut body, SUPPRESSED_TAG.as_bytes());
+            write!(body, ",\"time\":\"{}\"", EventTime::now()).expect("Vec write");
+            if self.template.is_some() {
+                body.extend_from_slice(b",\"message\":");
+                write_json_str(&mut body, note.as_bytes());
+            }
+            body.extend_from_slice(b",\"record\":{\"message\":");
+            write_json_str(&mut body, note.as_bytes());
+            write!(body, ",\"suppressed\":{reports},\"output\":").expect("Vec write");
+            write_json_str(&mut body, self.name.as_bytes());
+            body.extend_from_slice(b"}}");
+        }
+        body.push(b']');
+        let request = Request {
+            body: body.into(),
+            alerts: sent as u32,
+            reports,
+        };
+        (vec![request], suppressed)
+    }
+
+    fn plan_slack(&mut self, delivery: &Delivery, budget: u64) -> (Vec<Request>, u64) {
+        let template = self.template.as_ref().expect("slack has a template");
+        let style = Style::Line {
+            max_chars: SLACK_MAX_LINE_CHARS,
+            slack: true,
+        };
+        let mut lines = Vec::new();
+        let (mut sent, mut suppressed) = (0u64, 0u64);
+        for (tag, entry) in delivery.events() {
+            if sent >= budget {
+                suppressed += 1;
+                continue;
+            }
+            sent += 1;
+            if lines.len() < SLACK_MAX_LINES {
+                lines.push(template.render(tag, entry.time, &decode(tag, &entry), style));
+            }
+        }
+        self.unreported += suppressed;
+        if sent == 0 {
+            return (Vec::new(), suppressed);
+        }
+        let more = sent - lines.len() as u64;
+        if more > 0 {
+            lines.push(format!("… and {more} more"));
+        }
+        let reports = self.unreported;
+        if reports > 0 {
+            lines.push(self.suppressed_note(reports));
+        }
+        let body = serde_json::to_vec(&serde_json::json!({ "text": lines.join("\n") }))
+            .expect("a string serializes");
+        let request = Request {
+            body: body.into(),
+            alerts: sent as u32,
+            reports,
+        };
+        (vec![request], suppressed)
+    }
+
+    fn plan_pagerduty(&mut self, delivery: &Delivery, budget: u64) -> (Vec<Request>, u64) {
+        let template = self.template.as_ref().expect("pagerduty has a template");
+        let style = Style::Line {
+            max_chars: PAGERDUTY_MAX_SUMMARY_CHARS,
+            slack: false,
+        };
+        let mut requests = Vec::new();
+        let mut keys = HashSet::new();
+        let (mut repeats, mut suppressed) = (0u64, 0u64);
+        for (tag, entry) in delivery.events() {
+            let record = decode(tag, &entry);
+            let dedup_key = match &self.dedup_key {
+                Some(custom) => truncate_chars(
+                    custom.render(tag, entry.time, &record, Style::Raw),
+                    PAGERDUTY_MAX_DEDUP_KEY_CHARS,
+                ),
+                None => default_dedup_key(tag, &record),
+            };
+            if keys.contains(&dedup_key) {
+                // PagerDuty would merge it into the alert just sent.
+                repeats += 1;
+                continue;
+            }
+            if keys.len() as u64 >= budget {
+                suppressed += 1;
+                continue;
+            }
+            let summary = template.render(tag, entry.time, &record, style);
+            let mut body = Vec::with_capacity(entry.record.len() * 2 + 512);
+            match self.write_pagerduty_event(&mut body, tag, &entry, &record, &dedup_key, &summary)
+            {
+                Ok(()) => {
+                    keys.insert(dedup_key);
+                    requests.push(Request {
+                        body: body.into(),
+                        alerts: 1,
+                        reports: 0,
+                    });
+                }
+                Err(error) => {
+                    tracing::error!(message = "Skipping an entry that cannot be rendered.", tag, %error);
+                }
+            }
+        }
+        if repeats > 0 {
+            tracing::debug!(
+                message = "Alerts repeating one dedup_key in a delivery are sent once.",
+                output = %self.name,
+                repeats,
+            );
+        }
+        (requests, suppressed)
+    }
+
+    /// `{"routing_key":…,"event_action":"trigger","dedup_key":…,"client":"flumen",
+    /// "payload":{"summary":…,"source":…,"severity":…,"timestamp":…,["component":…,]
+    /// "custom_details":{record}}}`
+    fn write_pagerduty_event(
+        &self,
+        out: &mut Vec<u8>,
+        tag: &str,
+        entry: &Entry<'_>,
+        record: &Record,
+        dedup_key: &str,
+        summary: &str,
+    ) -> Result<(), MsgpackError> {
+        let source = first_text(record, HOST_FIELDS)
+            .or_else(|| first_text(record, SERVICE_FIELDS))
+            .unwrap_or(Cow::Borrowed(tag));
+        let severity = first_text(record, LEVEL_FIELDS).map_or("error", |l| pagerduty_severity(&l));
+        out.extend_from_slice(b"{\"routing_key\":");
+        write_json_str(out, self.routing_key.as_bytes());
+        out.extend_from_slice(b",\"event_action\":\"trigger\",\"dedup_key\":");
+        write_json_str(out, dedup_key.as_bytes());
+        out.extend_from_slice(b",\"client\":\"flumen\",\"payload\":{\"summary\":");
+        write_json_str(out, summary.as_bytes());
+        out.extend_from_slice(b",\"source\":");
+        write_json_str(
+            out,
+            first_line(&source, PAGERDUTY_MAX_SUMMARY_CHARS).as_bytes(),
+        );
+        write!(out, ",\"severity\":\"{severity}\"").expect("Vec write");
+        // Milliseconds, the precision PagerDuty's examples use.
+        if let Some(time) = entry.time.to_datetime() {
+            write!(
+                out,
+                ",\"timestamp\":\"{}\"",
+                time.format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            )
+            .expect("Vec write");
+        }
+        if let Some(service) = first_text(record, SERVICE_FIELDS) {
+            out.extend_from_slice(b",\"component\":");
+            write_json_str(
+                out,
+                first_line(&service, PAGERDUTY_MAX_SUMMARY_CHARS).as_bytes(),
+            );
+        }
+        out.extend_from_slice(b",\"custom_details\":");
+        write_value(out, &mut Reader::new(entry.record), 0)?;
+        out.extend_from_slice(b"}}");
+        Ok(())
+    }
+
+    fn suppressed_note(&self, count: u64) -> String {
+        format!(
+            "{count} alert{} suppressed by the rate limit (at most {} per minute)",
+            if count == 1 { "" } else { "s" },
+            self.limit.unwrap_or(0),
+        )
+    }
+
+    /// One `POST`.
+    async fn post(&self, body: Bytes) -> Result<(), Failure> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .headers(self.headers.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| Failure {
+                error: DeliveryError::retryable(self.transport_error(error)),
+                retry_after: None,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            // Read (a bounded part of) the answer, so that the connection can be reused.
+            let _ = read_body(response, SUCCESS_BODY_BYTES).await;
+            return Ok(());
+        }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs)
+            .filter(|_| matches!(status.as_u16(), 429 | 503));
+        let body = read_body(response, ERROR_BODY_BYTES).await;
+        let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let mut message = format!("HTTP {status} from {}", self.endpoint);
+        if !body.is_empty() {
+            message.push_str(&format!(": {body}"));
+        }
+        let error = if status.is_redirection() {
+            message.push_str(" (redirects are not followed: set url to the final address)");
+            DeliveryError::permanent(message)
+        } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+            DeliveryError::retryable(message)
+        } else {
+            DeliveryError::permanent(message)
+        };
+        Err(Failure { error, retry_after })
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> String {
+        if error.is_timeout() {
+            return format!(
+                "POST to {} timed out after {:?}",
+                self.endpoint, self.timeout
+            );
+        }
+        // Without the URL: its path may be a secret.
+        let error = error.without_url();
+        let mut message = format!("POST to {} failed: {error}", self.endpoint);
+        let mut source = std::error::Error::source(&error);
+        while let Some(cause) = source {
+            let text = cause.to_string();
+            if !message.ends_with(&text) {
+                message.push_str(": ");
+                message.push_str(&text);
+            }
+            source = cause.source();
+        }
+        message
+    }
+}
+
+fn build_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    // ring rather than the process-wide default provider: this crate installs no global state.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
+        .map_err(|e| format!("cannot load the TLS trust roots: {e}"))?;
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    reqwest::Client::builder()
+        .tls_backend_preconfigured(tls)
+        .timeout(timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("flumen/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// Reads up to `limit` bytes of an answer's body; a failure ends it early.
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    while body.len() < limit {
+        match response.chunk().await {
+            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    body
+}
+
+/// `scheme://host[:port]/…`: a URL without what may be secret in it.
+fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => {
+            let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+            if let Some(port) = url.port() {
+                out.push_str(&format!(":{port}"));
+            }
+            if url.path() != "/" || url.query().is_some() {
+                out.push_str("/…");
+            }
+            out
+        }
+        Err(_) if url.is_empty() => String::new(),
+        Err(_) => "<not a URL>".to_owned(),
+    }
+}
+
+/// Decodes a record for templates; one that cannot be (the log holds validated entries, so
+/// a bug) renders as empty.
+fn decode(tag: &str, entry: &Entry<'_>) -> Record {
+    Record::decode(entry.record).unwrap_or_else(|error| {
+        tracing::error!(message = "Cannot read a record; rendering it as empty.", tag, %error);
+        Record::new()
+    })
+}
+
+/// `{"tag":…,"time":…,["message":…,]"record":{…}}`
+fn write_json_event(
+    out: &mut Vec<u8>,
+    tag: &str,
+    entry: &Entry<'_>,
+    message: Option<&str>,
+) -> Result<(), MsgpackError> {
+    out.extend_from_slice(b"{\"tag\":");
+    write_json_str(out, tag.as_bytes());
+    write!(out, ",\"time\":\"{}\"", entry.time).expect("Vec write");
+    if let Some(message) = message {
+        out.extend_from_slice(b",\"message\":");
+        write_json_str(out, message.as_bytes());
+    }
+    out.extend_from_slice(b",\"record\":");
+    write_value(out, &mut Reader::new(entry.record), 0)?;
+    out.push(b'}');
+    Ok(())
+}
+
+/// The text of the first of `fields` present and not empty.
+fn first_text<'r>(record: &'r Record, fields: &[&str]) -> Option<Cow<'r, str>> {
+    fields
+        .iter()
+        .filter_map(|field| record.get_path(field))
+        .map(Value::to_text)
+        .find(|text| !text.trim().is_empty())
+}
+
+/// A log level, by name or number (syslog 0–7, Bunyan/Pino 10–60), as a PagerDuty severity;
+/// what is not recognised is `error` (this is an alert, after all).
+fn pagerduty_severity(level: &str) -> &'static str {
+    let level = level.trim().to_ascii_lowercase();
+    if let Ok(n) = level.parse::<u32>() {
+        return match n {
+            0..=2 | 60.. => "critical",
+            3 | 50..=59 => "error",
+            4 | 40..=49 => "warning",
+            _ => "info",
+        };
+    }
+    match level.as_str() {
+        "emerg" | "emergency" | "panic" | "alert" | "crit" | "critical" | "fatal" => "critical",
+        "warn" | "warning" => "warning",
+        "info" | "information" | "informational" | "notice" | "debug" | "trace" => "info",
+        _ => "error",
+    }
+}
+
+/// `flumen-` and a hash of the tag, the service and the first line of the message.
+fn default_dedup_key(tag: &str, record: &Record) -> String {
+    let service = first_text(record, SERVICE_FIELDS).unwrap_or_default();
+    let message = first_text(record, MESSAGE_FIELDS).unwrap_or_default();
+    let message = message.trim().lines().next().unwrap_or("");
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [tag, &service, message] {
+        for &b in part.as_bytes().iter().chain(&[0xff]) {
+            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("flumen-{hash:016x}")
+}
+
+/// The first line of `text`, trimmed, with ` …` when more lines followed, and at most
+/// `max_chars` characters.
+fn first_line(text: &str, max_chars: usize) -> Cow<'_, str> {
+    let text = text.trim();
+    let line = match text.find(['\n', '\r']) {
+        Some(end) => Cow::Owned(format!("{} …", text[..end].trim_end())),
+        None => Cow::Borrowed(text),
+    };
+    match line {
+        Cow::Borrowed(line) if line.chars().count() <= max_chars => Cow::Borrowed(line),
+        line => Cow::Owned(truncate_chars(line.into_owned(), max_chars)),
+    }
+}
+
+/// `text` cut to `max_chars` characters, the last of them `…` when cut.
+fn truncate_chars(mut text: String, max_chars: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max_chars) {
+        let keep = text[..at]
+            .char_indices()
+            .nth(max_chars.saturating_sub(1))
+            .map_or(at, |(i, _)| i);
+        text.truncate(keep);
+        text.push('…');
+    }
+    text
+}
+
+/// Slack's escaping: `&`, `<` and `>` are control characters in message text.
+fn escape_slack(text: &str, out: &mut String) {
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+}
+
+/// A sliding window of what was sent in the last minute.
+#[derive(Debug, Default)]
+struct RateWindow {
+    sent: VecDeque<(Instant, u32)>,
+}
+
+impl RateWindow {
+    fn used(&mut self, now: Instant) -> u64 {
+        while let Some((at, _)) = self.sent.front()
+            && now.saturating_duration_since(*at) >= WINDOW
+        {
+            self.sent.pop_front();
+        }
+        self.sent.iter().map(|(_, n)| u64::from(*n)).sum()
+    }
+
+    fn record(&mut self, now: Instant, alerts: u32) {
+        // Also forgets what left the window, so that an unlimited output keeps nothing.
+        self.used(now);
+        if alerts > 0 {
+            self.sent.push_back((now, alerts));
+        }
+    }
+}
+
+/// A message template: text with `{{…}}` placeholders.
+#[derive(Debug, Clone)]
+struct Template {
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone)]
+enum Piece {
+    Text(String),
+    /// Alternatives, the first present and not empty wins.
+    Field(Vec<Source>),
+}
+
+#[derive(Debug, Clone)]
+enum Source {
+    Tag,
+    Time,
+    /// A record field, by dotted path.
+    Path(String),
+    Literal(String),
+}
+
+/// How values are rendered into a template.
+#[derive(Debug, Clone, Copy)]
+enum Style {
+    /// As they are.
+    Raw,
+    /// Each value cut to its first line, the whole to `max_chars`; with `slack`, values
+    /// escaped for Slack.
+    Line { max_chars: usize, slack: bool },
+}
+
+impl Template {
+    fn parse(template: &str) -> Result<Self, String> {
+        let mut pieces = Vec::new();
+        let mut rest = template;
+        while let Some(start) = rest.find("{{") {
+            let end = rest[start..]
+                .find("}}")
+                .ok_or_else(|| format!("unclosed '{{{{' in {template:?}"))?
+                + start;
+            if start > 0 {
+                pieces.push(Piece::Text(rest[..start].to_owned()));
+            }
+            let inner = &rest[start + 2..end];
+            let sources = inner
+                .split('|')
+                .map(|alternative| Source::parse(alternative.trim()))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| format!("{e} in {{{{{inner}}}}}"))?;
+            pieces.push(Piece::Field(sources));
+            rest = &rest[end + 2..];
+        }
+        if !rest.is_empty() {
+            pieces.push(Piece::Text(rest.to_owned()));
+        }
+        Ok(Self { pieces })
+    }
+
+    fn render(&self, tag: &str, time: EventTime, record: &Record, style: Style) -> String {
+        let mut out = String::new();
+        for piece in &self.pieces {
+            match piece {
+                Piece::Text(text) => out.push_str(text),
+                Piece::Field(sources) => {
+                    let value = sources.iter().find_map(|source| {
+                        let text = match source {
+                            Source::Tag => Cow::Borrowed(tag),
+                            Source::Time => Cow::Owned(time.to_string()),
+                            Source::Path(path) => record.get_path(path)?.to_text(),
+                            Source::Literal(text) => return Some(Cow::Borrowed(text.as_str())),
+                        };
+                        (!text.trim().is_empty()).then_some(text)
+                    });
+                    let Some(value) = value else { continue };
+                    match style {
+                        Style::Raw => out.push_str(&value),
+                        Style::Line { max_chars, slack } => {
+                            let line = first_line(&value, max_chars);
+                            if slack {
+                                escape_slack(&line, &mut out);
+                            } else {
+                                out.push_str(&line);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        match style {
+            Style::Raw => out,
+            Style::Line { max_chars, .. } => truncate_chars(out, max_chars),
+        }
+    }
+}
+
+impl Source {
+    fn parse(alternative: &str) -> Result<Self, String> {
+        for quote in ['"', '\''] {
+            if let Some(text) = alternative
+                .strip_prefix(quote)
+                .and_then(|a| a.strip_suffix(quote))
+            {
+                return Ok(Self::Literal(text.to_owned()));
+            }
+        }
+        if alternative.is_empty() {
+            return Err("an empty placeholder".into());
+        }
+        if alternative.starts_with(['"', '\'']) {
+            return Err(format!("an unclosed quote {alternative:?}"));
+        }
+        if alternative.split('.').any(str::is_empty) {
+            return Err(format!("{alternative:?} is not a field path"));
+        }
+        Ok(match alternative {
+            "tag" => Self::Tag,
+            "time" => Self::Time,
+            path => Self::Path(path.strip_prefix("record.").unwrap_or(path).to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record() -> Record {
+        Record::from(vec![
+            ("level".to_owned(), Value::from("warn")),
+            ("tag".to_owned(), Value::from("in-record")),
+            (
+                "k8s".to_owned(),
+                Value::Map(vec![("pod".to_owned(), Value::from("api-1"))]),
+            ),
+            (
+                "log".to_owned(),
+                Value::from("boom <!channel> & co\n  at x\n"),
+            ),
+            ("n".to_owned(), Value::UInt(3)),
+            ("empty".to_owned(), Value::from("")),
+        ])
+    }
+
+    fn render(template: &str, style: Style) -> String {
+        Template::parse(template).unwrap().render(
+            "app.web",
+            EventTime::new(1_700_000_000, 5),
+            &record(),
+            style,
+        )
+    }
+
+    #[test]
+    fn templates_read_fields_paths_alternatives_and_the_event() {
+        assert_eq!(
+            render(
+                "{{level}} {{k8s.pod}} {{missing}}|{{n}} {{tag}} {{record.tag}} {{time}}",
+                Style::Raw
+            ),
+            "warn api-1 |3 app.web in-record 2023-11-14T22:13:20.000000005Z"
+        );
+        assert_eq!(
+            render(
+                "{{ missing | empty | 'none' }} {{missing|k8s.pod}} {{k8s}}",
+                Style::Raw
+            ),
+            "none api-1 {\"pod\":\"api-1\"}"
+        );
+        assert_eq!(render("plain", Style::Raw), "plain");
+    }
+
+    #[test]
+    fn slack_lines_cut_values_and_escape_them_but_not_the_template() {
+        let style = Style::Line {
+            max_chars: 500,
+            slack: true,
+        };
+        assert_eq!(
+            render("<!here> {{log}}", style),
+            "<!here> boom &lt;!channel&gt; &amp; co …"
+        );
+        let long = Style::Line {
+            max_chars: 6,
+            slack: false,
+        };
+        assert_eq!(render("{{log}}", long), "boom …");
+        assert_eq!(render("x{{log}}", long), "xboom…");
+    }
+
+    #[test]
+    fn template_errors_say_what_is_wrong() {
+        assert!(Template::parse("{{level").unwrap_err().contains("unclosed"));
+        assert!(
+            Template::parse("{{}}")
+                .unwrap_err()
+                .contains("empty placeholder")
+        );
+        assert!(
+            Template::parse("{{a||b}}")
+                .unwrap_err()
+                .contains("empty placeholder")
+        );
+        assert!(
+            Template::parse("{{a..b}}")
+                .unwrap_err()
+                .contains("not a field path")
+        );
+        assert!(
+            Template::parse("{{\"x}}")
+                .unwrap_err()
+                .contains("unclosed quote")
+        );
+        assert!(Template::parse(DEFAULT_TEMPLATE).is_ok());
+    }
+
+    #[test]
+    fn levels_map_to_pagerduty_severities() {
+        for (level, severity) in [
+            ("FATAL", "critical"),
+            ("crit", "critical"),
+            ("ERROR", "error"),
+            ("err", "error"),
+            ("Warning", "warning"),
+            ("info", "info"),
+            ("debug", "info"),
+            ("3", "error"),
+            ("4", "warning"),
+            ("6", "info"),
+            ("60", "critical"),
+            ("50", "error"),
+            ("40", "warning"),
+            ("30", "info"),
+            ("weird", "error"),
+        ] {
+            assert_eq!(pagerduty_severity(level), severity, "{level}");
+        }
+    }
+
+    #[test]
+    fn the_window_slides() {
+        let start = Instant::now();
+        let mut window = RateWindow::default();
+        window.record(start, 3);
+        window.record(start + Duration::from_secs(30), 2);
+        assert_eq!(window.used(start + Duration::from_secs(59)), 5);
+        assert_eq!(window.used(start + Duration::from_secs(60)), 2);
+        assert_eq!(window.used(start + Duration::from_secs(90)), 0);
+    }
+
+    #[test]
+    fn truncation_counts_characters() {
+        assert_eq!(truncate_chars("ééééé".into(), 3), "éé…");
+        assert_eq!(truncate_chars("ééé".into(), 3), "ééé");
+        assert_eq!(first_line("  a\r\nb", 10), "a …");
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(redact_url("http://h/?token=x"), "http://h/…");
+    }
+}

@@ -1,0 +1,147 @@
+//! Helpers shared by the in-process end-to-end tests.
+#![allow(dead_code)]
+
+use std::io::{BufRead, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
+use flumen_event::EventTime;
+use flumen_event::entry::write_entry;
+use flumen_server::{Config, Server};
+
+pub fn record(i: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, 2).unwrap();
+    rmp::encode::write_str(&mut out, "log").unwrap();
+    rmp::encode::write_str(&mut out, &format!("line {i}")).unwrap();
+    rmp::encode::write_str(&mut out, "n").unwrap();
+    rmp::encode::write_uint(&mut out, i).unwrap();
+    out
+}
+
+/// A msgpack record of string fields.
+pub fn fields(pairs: &[(&str, &str)]) -> Vec<u8> {
+    let mut out = Vec::new();
+    rmp::encode::write_map_len(&mut out, pairs.len() as u32).unwrap();
+    for (k, v) in pairs {
+        rmp::encode::write_str(&mut out, k).unwrap();
+        rmp::encode::write_str(&mut out, v).unwrap();
+    }
+    out
+}
+
+/// A PackedForward chunk of `records`; the k-th is numbered `first + k` and happened at
+/// 1_700_000_000 + that number seconds, that number × 7 nanoseconds.
+pub fn packed(tag: &str, first: u64, records: &[Vec<u8>], chunk: Option<&str>) -> Vec<u8> {
+    let mut entries = Vec::new();
+    for (n, record) in (first..).zip(records) {
+        write_entry(
+            &mut entries,
+            EventTime::new(1_700_000_000 + n, n as u32 * 7),
+            record,
+        );
+    }
+    let mut out = Vec::new();
+    encode_packed_forward(
+        &mut out,
+        tag,
+        &entries,
+        records.len() as u32,
+        chunk,
+        Compression::None,
+    );
+    out
+}
+
+/// A PackedForward chunk of events `range` ([`record`]), with a chunk id when `chunk` is given.
+pub fn chunk(tag: &str, range: std::ops::Range<u64>, chunk: Option<&str>) -> Vec<u8> {
+    let records: Vec<_> = range.clone().map(record).collect();
+    packed(tag, range.start, &records, chunk)
+}
+
+/// Waits up to `timeout` for the ack of chunk `id`; false if none came. Reads one byte at a
+/// time so that the next ack stays in the socket for the next call.
+pub fn read_ack(stream: &mut TcpStream, id: &str, timeout: Duration) -> bool {
+    stream.set_read_timeout(Some(timeout)).unwrap();
+    let mut buf = Vec::new();
+    loop {
+        if let Some((acked, _)) = decode_ack(&buf).unwrap() {
+            assert_eq!(acked, id.as_bytes());
+            return true;
+        }
+        let mut tmp = [0u8; 1];
+        match stream.read(&mut tmp) {
+            Ok(0) => panic!("connection closed before the ack"),
+            Ok(n) => buf.extend_from_slice(&tmp[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Sends a chunk with an id and waits for its ack.
+pub fn send_acked(addr: SocketAddr, tag: &str, range: std::ops::Range<u64>) {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let id = format!("c-{}-{}", range.start, range.end);
+    stream.write_all(&chunk(tag, range, Some(&id))).unwrap();
+    assert!(
+        read_ack(&mut stream, &id, Duration::from_secs(10)),
+        "no ack"
+    );
+}
+
+pub async fn start(dir: &Path, body: &str) -> Server {
+    let text = format!(
+        "data_dir = {:?}\nshutdown_timeout = \"3s\"\n[api]\naddress = \"127.0.0.1:0\"\n{body}",
+        dir.join("data")
+    );
+    let config = Config::parse(&text, "test.toml").unwrap();
+    Server::start(&config, None).await.unwrap()
+}
+
+/// Reads the JSON lines of a file output, waiting until `count` lines are there.
+pub async fn wait_for_lines(path: &Path, count: usize) -> Vec<serde_json::Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let lines: Vec<serde_json::Value> = std::fs::File::open(path)
+            .map(|f| {
+                std::io::BufReader::new(f)
+                    .lines()
+                    .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        if lines.len() >= count || Instant::now() > deadline {
+            return lines;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn file_output(path: &Path) -> String {
+    format!(
+        "[outputs.file]\ntype = \"file\"\npath = {:?}\nbatch = {{ timeout = \"10ms\" }}\n",
+        path.display().to_string()
+    )
+}
+
+/// A forward source with `options`, every event to a file output at `out`.
+pub fn forward_to_file(options: &str, out: &Path) -> String {
+    format!(
+        "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n{options}\n{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+        file_output(out)
+    )
+}
+
+pub fn forward_source() -> &'static str {
+    "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
+}
