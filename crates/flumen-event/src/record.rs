@@ -243,6 +243,19 @@ fn write_str(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(s.as_bytes());
 }
 
+/// The value at `path` in a map's pairs (see [`Record::get_path`]).
+fn path_in<'a>(pairs: &'a [(String, Value)], path: &str) -> Option<&'a Value> {
+    let field = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    if let Some(value) = field(path) {
+        return Some(value);
+    }
+    path.match_indices('.')
+        .find_map(|(dot, _)| match field(&path[..dot])? {
+            Value::Map(inner) => path_in(inner, &path[dot + 1..]),
+            _ => None,
+        })
+}
+
 /// A record: the top-level map of an event, fields in order.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Record {
@@ -299,21 +312,11 @@ impl Record {
             .map(|(_, v)| v)
     }
 
-    /// The value at a dotted path (`kubernetes.labels.app`): a top-level field named with the
-    /// whole path wins, then nested maps are walked.
+    /// The value at a dotted path (`kubernetes.labels.app`). Keys may hold dots themselves
+    /// (Kubernetes labels such as `app.kubernetes.io/name`): at each level the whole rest of
+    /// the path is tried as a key first, then the path is split at each dot in turn.
     pub fn get_path(&self, path: &str) -> Option<&Value> {
-        if let Some(value) = self.get(path) {
-            return Some(value);
-        }
-        let mut parts = path.split('.');
-        let mut current = self.get(parts.next()?)?;
-        for part in parts {
-            current = match current {
-                Value::Map(pairs) => pairs.iter().find(|(k, _)| k == part).map(|(_, v)| v)?,
-                _ => return None,
-            };
-        }
-        Some(current)
+        path_in(&self.fields, path)
     }
 
     /// Sets `name` to `value`, replacing the field in place or appending it.
@@ -464,6 +467,28 @@ mod tests {
         let mut again = Vec::new();
         record.write_msgpack(&mut again);
         assert_eq!(Record::decode(&again).unwrap(), record);
+    }
+
+    #[test]
+    fn paths_walk_maps_whose_keys_hold_dots() {
+        let labels = Value::Map(vec![
+            ("app.kubernetes.io/name".into(), Value::from("checkout")),
+            ("app".into(), Value::from("legacy")),
+        ]);
+        let record = Record::from(vec![(
+            "kubernetes".to_owned(),
+            Value::Map(vec![("labels".into(), labels)]),
+        )]);
+        assert_eq!(
+            record.get_path("kubernetes.labels.app.kubernetes.io/name"),
+            Some(&Value::from("checkout"))
+        );
+        assert_eq!(
+            record.get_path("kubernetes.labels.app"),
+            Some(&Value::from("legacy"))
+        );
+        assert_eq!(record.get_path("kubernetes.labels.nope"), None);
+        assert_eq!(record.get_path("kubernetes.labels.app.x"), None);
     }
 
     #[test]

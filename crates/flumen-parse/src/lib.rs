@@ -104,7 +104,8 @@
 //!
 //! # Parse errors
 //!
-//! The reasons are short and start with what failed: `no field "log", "message" or "msg"`,
+//! An event without the field is left untouched and is not an error (as with Fluent Bit's
+//! parser filter). The reasons are short and start with what failed:
 //! `field "log" holds a map, not a line`, `invalid JSON at column 5: …`, `JSON line is an
 //! array, not an object`, `logfmt: no key=value pair`, `no match for regex`, `no match for
 //! apache_common: expected '[' at column 17`, `syslog: invalid PRI <999>: above 191`, `tle: no
@@ -473,20 +474,17 @@ impl Parser {
     /// [crate documentation](crate)).
     pub fn apply(&self, event: &mut Event) -> Result<(), String> {
         let record = &mut event.record;
+        // An event without the field is not this parser's business (another sender, another
+        // shape): it passes untouched, as with Fluent Bit's parser filter.
         let source: &str = match &self.field {
             Some(name) if record.get(name).is_some() => name,
-            Some(name) => return fail(record, format!("no field {name:?}")),
+            Some(_) => return Ok(()),
             None => match DEFAULT_SOURCE_FIELDS
                 .iter()
                 .find(|name| record.get(name).is_some())
             {
                 Some(name) => name,
-                None => {
-                    return fail(
-                        record,
-                        "no field \"log\", \"message\" or \"msg\"".to_owned(),
-                    );
-                }
+                None => return Ok(()),
             },
         };
         let slot = record.get_mut(source).expect("checked above");

@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 
 use flumen_event::EventTime;
 use flumen_event::record::{Event, Record, Value};
-use flumen_parse::Level;
 use flumen_parse::level::LEVEL_FIELD;
+use flumen_parse::{DEFAULT_LEVEL_FIELDS, Level};
 use serde::Deserialize;
 
 /// The canonical fields and, for each, the names senders use for it, tried in order (dotted
@@ -85,17 +85,6 @@ pub const CANONICAL_FIELDS: &[(&str, &[&str])] = &[
     ),
 ];
 
-/// Where a level may be, when no parser put one in `level`.
-const LEVEL_ALIASES: &[&str] = &[
-    "level",
-    "severity",
-    "lvl",
-    "loglevel",
-    "log_level",
-    "levelname",
-    "severity_text",
-];
-
 /// The `enrich` step's configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -160,9 +149,14 @@ impl Enrich {
         })
     }
 
-    /// Enriches one event of `tag`, received at `received_at`.
+    /// Enriches one event of `tag`, received at `received_at`. What the sender said comes
+    /// first: canonical fields are filled from the sender's own names before static and
+    /// tag-derived values fill what is still missing.
     pub fn apply(&self, tag: &str, event: &mut Event, received_at: &str) {
         let record = &mut event.record;
+        if self.canonical {
+            fill_canonical(record);
+        }
         for (field, value) in &self.set {
             if self.overwrite {
                 record.insert(field.clone(), value.clone());
@@ -174,9 +168,6 @@ impl Enrich {
             if let Some(part) = tag_part(tag, *index) {
                 record.insert_if_absent(field, part);
             }
-        }
-        if self.canonical {
-            fill_canonical(record);
         }
         if let Some(field) = &self.received_at {
             record.insert(field.clone(), received_at);
@@ -241,10 +232,13 @@ pub fn normalise_level(record: &mut Record) {
     }
 }
 
-/// The level of the first level-like field (`level`, `severity`, `lvl`, ...), when it reads
-/// as one.
+/// The level of the first level-like field (`level`, `severity`, `lvl`, ... as parsers look
+/// for them), when it reads as one.
 pub fn level_of(record: &Record) -> Option<Level> {
-    match LEVEL_ALIASES.iter().find_map(|alias| record.get(alias))? {
+    match DEFAULT_LEVEL_FIELDS
+        .iter()
+        .find_map(|alias| record.get(alias))?
+    {
         Value::Int(n) => u32::try_from(*n).ok().and_then(Level::from_number),
         Value::UInt(n) => u32::try_from(*n).ok().and_then(Level::from_number),
         other => Level::parse(&other.to_text()),
@@ -390,6 +384,13 @@ mod tests {
         assert_eq!(text(&e, "cluster").unwrap(), "mine");
         assert_eq!(text(&e, "service").unwrap(), "api");
         assert_eq!(text(&e, "environment").unwrap(), "prod");
+        let mut e = event(&[("env", "staging")]);
+        enrich.apply("docker.api.prod", &mut e, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            text(&e, "environment").unwrap(),
+            "staging",
+            "the sender's own name for it beats the tag"
+        );
         assert_eq!(text(&e, "received_at").unwrap(), "2026-01-01T00:00:00Z");
         assert_eq!(tag_part("a", -2), None);
         assert_eq!(tag_part("a", 3), None);

@@ -1,11 +1,11 @@
 //! Field edits: remove, rename and copy top-level fields.
 
-use std::collections::BTreeMap;
-
 use flumen_event::record::Record;
+use indexmap::IndexMap;
 use serde::Deserialize;
 
-/// The `fields` step's configuration. Edits run in the order remove, rename, copy.
+/// The `fields` step's configuration. Edits run in the order remove, rename, copy; renames
+/// and copies in the order they are written.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldsConfig {
@@ -14,10 +14,10 @@ pub struct FieldsConfig {
     pub remove: Vec<String>,
     /// `from = "to"`: renames, replacing any field already called `to`.
     #[serde(default)]
-    pub rename: BTreeMap<String, String>,
+    pub rename: IndexMap<String, String>,
     /// `from = "to"`: copies, replacing any field already called `to`.
     #[serde(default)]
-    pub copy: BTreeMap<String, String>,
+    pub copy: IndexMap<String, String>,
 }
 
 /// The compiled `fields` step.
@@ -73,5 +73,20 @@ mod tests {
         edits.apply(&mut record);
         assert_eq!(record.to_json(), r#"{"message":"hi","line":"hi"}"#);
         assert!(FieldEdits::new(&FieldsConfig::default()).is_err());
+    }
+
+    #[test]
+    fn renames_run_in_the_order_written() {
+        let config: crate::FilterConfig =
+            toml::from_str("type = \"fields\"\nrename = { b = \"c\", a = \"b\" }").unwrap();
+        let crate::StepConfig::Fields(config) = config.step else {
+            panic!("a fields step")
+        };
+        let mut record = Record::from(vec![
+            ("a".to_owned(), Value::from("first")),
+            ("b".to_owned(), Value::from("second")),
+        ]);
+        FieldEdits::new(&config).unwrap().apply(&mut record);
+        assert_eq!(record.to_json(), r#"{"b":"first","c":"second"}"#);
     }
 }

@@ -71,7 +71,7 @@
 //! 5,000-line trace comes out as five events and nothing is lost. A single line longer than
 //! `max_bytes` is never cut.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -80,6 +80,7 @@ use flumen_event::record::{Event, Value};
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::joiner::{HeldGroup, HeldGroups};
 use crate::{Joiner, Numbered};
 
 /// Which lines make a group.
@@ -416,11 +417,7 @@ impl Multiline {
     pub fn joiner(self: &Arc<Self>) -> Box<dyn Joiner> {
         Box::new(MultilineJoiner {
             rules: Arc::clone(self),
-            groups: HashMap::new(),
-            deadlines: BTreeMap::new(),
-            held: BTreeSet::new(),
-            next_id: 0,
-            key: String::new(),
+            groups: HeldGroups::new(self.flush_timeout),
         })
     }
 
@@ -473,7 +470,6 @@ fn strip_newline(line: &str) -> &str {
 /// A group being held.
 #[derive(Debug)]
 struct Group {
-    id: u64,
     /// The first event, kept whole; its line field becomes the joined text.
     first: Numbered,
     /// Index into `Multiline::fields` of the first event's line field.
@@ -484,10 +480,40 @@ struct Group {
     bytes: usize,
     lines: usize,
     state: State,
-    deadline: Instant,
     /// Lines that belong to the group only if a later line continues it.
     pending: Vec<Numbered>,
-    tag_len: usize,
+    /// The sequence number of the last line joined.
+    last_seq: u64,
+}
+
+impl Group {
+    /// A group with `event` (whose line field is `field`) as its first line.
+    fn new(rules: &Multiline, event: Numbered, field: usize, state: State) -> Self {
+        let bytes = match event.1.record.get(&rules.fields[field]) {
+            Some(Value::Str(s)) => strip_newline(s).len(),
+            _ => 0,
+        };
+        Group {
+            last_seq: event.0,
+            first: event,
+            field,
+            text: String::new(),
+            bytes,
+            lines: 1,
+            state,
+            pending: Vec::new(),
+        }
+    }
+}
+
+impl HeldGroup for Group {
+    fn first_seq(&self) -> u64 {
+        self.first.0
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.pending.last().map_or(self.last_seq, |(seq, _)| *seq)
+    }
 }
 
 /// One session's multiline state.
@@ -495,82 +521,26 @@ struct Group {
 struct MultilineJoiner {
     rules: Arc<Multiline>,
     /// Held groups by stream key (tag, then the stream fields).
-    groups: HashMap<String, Group>,
-    /// Held groups by deadline.
-    deadlines: BTreeMap<(Instant, u64), String>,
-    /// The first sequence number of every held group.
-    held: BTreeSet<u64>,
-    next_id: u64,
-    /// Scratch space for stream keys.
-    key: String,
-}
-
-/// Writes the key of `event`'s stream to `key`: the tag, then each stream field's text (a
-/// missing field differs from an empty one). The tag is `key[..tag.len()]`.
-pub(crate) fn stream_key(tag: &str, fields: &[String], event: &Event, key: &mut String) {
-    key.clear();
-    key.push_str(tag);
-    for field in fields {
-        key.push('\0');
-        match event.record.get(field) {
-            Some(value) => key.push_str(&value.to_text()),
-            None => key.push('\u{1}'),
-        }
-    }
+    groups: HeldGroups<Group>,
 }
 
 impl MultilineJoiner {
-    /// Opens a group for `key` with `event` (whose line field is `field`) as its first line.
-    fn open(
-        &mut self,
-        key: &str,
-        tag_len: usize,
-        event: Numbered,
-        field: usize,
-        state: State,
-        now: Instant,
-    ) {
-        let bytes = match event.1.record.get(&self.rules.fields[field]) {
-            Some(Value::Str(s)) => strip_newline(s).len(),
-            _ => 0,
-        };
-        let id = self.next_id;
-        self.next_id += 1;
-        let deadline = now + self.rules.flush_timeout;
-        self.deadlines.insert((deadline, id), key.to_owned());
-        self.held.insert(event.0);
-        self.groups.insert(
-            key.to_owned(),
-            Group {
-                id,
-                first: event,
-                field,
-                text: String::new(),
-                bytes,
-                lines: 1,
-                state,
-                deadline,
-                pending: Vec::new(),
-                tag_len,
-            },
-        );
-    }
-
-    /// Removes the group of `key` from the indexes; returns it.
-    fn take(&mut self, key: &str) -> Option<Group> {
-        let group = self.groups.remove(key)?;
-        self.deadlines.remove(&(group.deadline, group.id));
-        self.held.remove(&group.first.0);
-        Some(group)
-    }
-
-    /// The joined event of a group (its pending lines are the caller's).
+    /// The joined event of a group (its pending lines are the caller's). A stack trace the
+    /// built-in rules joined is an error: it gets `level = "ERROR"` unless it already has a
+    /// level, so that routes and alerts on errors see it (a parser later in the pipeline that
+    /// finds a level in the text replaces it).
     fn finish(&self, group: Group) -> Numbered {
         let (seq, mut event) = group.first;
         if group.lines > 1 {
             let field = &self.rules.fields[group.field];
             if let Some(slot) = event.record.get_mut(field) {
                 *slot = Value::Str(group.text);
+            }
+            if matches!(self.rules.rules, Rules::Machine { .. }) {
+                event.record.insert_if_absent(
+                    flumen_parse::LEVEL_FIELD,
+                    flumen_parse::Level::Error.as_str(),
+                );
             }
         }
         (seq, event)
@@ -595,10 +565,12 @@ impl MultilineJoiner {
         let piece = strip_newline(line).len();
         let bytes = group.bytes + rules.separator.len() + piece;
         if group.lines + 1 > rules.max_lines || bytes > rules.max_bytes {
-            let tag_len = group.tag_len;
-            let group = self.take(key).expect("the group is held");
+            let next = Group::new(&rules, event, field, state);
+            let group = self
+                .groups
+                .replace(key, next, now)
+                .expect("the group is held");
             out.push(self.finish(group));
-            self.open(key, tag_len, event, field, state, now);
             return;
         }
         if group.lines == 1 {
@@ -614,6 +586,7 @@ impl MultilineJoiner {
         group.bytes = bytes;
         group.lines += 1;
         group.state = state;
+        group.last_seq = event.0;
     }
 
     /// Takes one event of the stream `key`.
@@ -630,7 +603,7 @@ impl MultilineJoiner {
             let rules = Arc::clone(&self.rules);
             let Some(field) = rules.line_field(&event.1) else {
                 // Not a line: it ends the stream's group.
-                if let Some(mut group) = self.take(key) {
+                if let Some(mut group) = self.groups.remove(key) {
                     let pending = std::mem::take(&mut group.pending);
                     out.push(self.finish(group));
                     out.extend(pending);
@@ -645,7 +618,8 @@ impl MultilineJoiner {
             let Some(group) = self.groups.get_mut(key) else {
                 match rules.step(START, line) {
                     Some((state, _)) if !rules.complete(state) => {
-                        self.open(key, tag_len, event, field, state, now);
+                        let group = Group::new(&rules, event, field, state);
+                        self.groups.insert(key, tag_len, group, now);
                     }
                     _ => out.push(event),
                 }
@@ -665,13 +639,13 @@ impl MultilineJoiner {
                     }
                     self.append(key, event, field, state, now, out);
                     if rules.complete(state) {
-                        let group = self.take(key).expect("the group is held");
+                        let group = self.groups.remove(key).expect("the group is held");
                         out.push(self.finish(group));
                     }
                 }
                 None => {
                     // The group is over; its pending lines and this one are looked at anew.
-                    let mut group = self.take(key).expect("the group is held");
+                    let mut group = self.groups.remove(key).expect("the group is held");
                     let pending = std::mem::take(&mut group.pending);
                     out.push(self.finish(group));
                     queue.push_front(event);
@@ -683,14 +657,11 @@ impl MultilineJoiner {
         }
     }
 
-    /// Releases the group of `key` with its tag (its pending lines as they are).
-    fn release(&mut self, key: &str, out: &mut Vec<(String, Numbered)>) {
-        if let Some(mut group) = self.take(key) {
-            let tag = key[..group.tag_len].to_owned();
-            let pending = std::mem::take(&mut group.pending);
-            out.push((tag.clone(), self.finish(group)));
-            out.extend(pending.into_iter().map(|e| (tag.clone(), e)));
-        }
+    /// Releases `group` with its tag (its pending lines as they are).
+    fn release(&self, tag: String, mut group: Group, out: &mut Vec<(String, Numbered)>) {
+        let pending = std::mem::take(&mut group.pending);
+        out.push((tag.clone(), self.finish(group)));
+        out.extend(pending.into_iter().map(|e| (tag.clone(), e)));
     }
 }
 
@@ -711,40 +682,35 @@ impl Joiner for MultilineJoiner {
                 return;
             }
         }
-        let mut key = std::mem::take(&mut self.key);
-        stream_key(tag, &self.rules.stream_fields, &event.1, &mut key);
+        let key = self
+            .groups
+            .stream_key(tag, &self.rules.stream_fields, &event.1);
         self.push_line(&key, tag.len(), event, now, out);
-        self.key = key;
+        self.groups.reuse_key(key);
     }
 
     fn flush_due(&mut self, now: Instant, out: &mut Vec<(String, Numbered)>) {
-        while let Some(entry) = self.deadlines.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let key = entry.get().clone();
-            self.release(&key, out);
+        while let Some((tag, group)) = self.groups.take_due(now) {
+            self.release(tag, group, out);
         }
     }
 
     fn flush_all(&mut self, out: &mut Vec<(String, Numbered)>) {
-        let mut keys: Vec<_> = self
-            .groups
-            .iter()
-            .map(|(key, group)| (group.first.0, key.clone()))
-            .collect();
-        keys.sort_unstable();
-        for (_, key) in keys {
-            self.release(&key, out);
+        for (tag, group) in self.groups.take_all() {
+            self.release(tag, group, out);
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first_key_value().map(|((at, _), _)| *at)
+        self.groups.next_deadline()
     }
 
     fn oldest_held(&self) -> Option<u64> {
-        self.held.first().copied()
+        self.groups.oldest_held()
+    }
+
+    fn holds(&self, seqs: std::ops::Range<u64>) -> bool {
+        self.groups.holds(&seqs)
     }
 }
 

@@ -37,7 +37,7 @@
 //! its long lines). So do events that claim to be pieces but have no usable `partial_id` or
 //! `partial_ordinal`: they cannot be joined, and are left as they are.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,7 +46,7 @@ use bytesize::ByteSize;
 use flumen_event::record::{Event, Value};
 use serde::Deserialize;
 
-use crate::multiline::stream_key;
+use crate::joiner::{HeldGroup, HeldGroups};
 use crate::{Joiner, Numbered};
 
 /// The field marking a piece.
@@ -139,11 +139,7 @@ impl PartialJoin {
     pub fn joiner(self: &Arc<Self>) -> Box<dyn Joiner> {
         Box::new(PartialJoiner {
             config: Arc::clone(self),
-            groups: HashMap::new(),
-            deadlines: BTreeMap::new(),
-            held: BTreeSet::new(),
-            next_id: 0,
-            key: String::new(),
+            groups: HeldGroups::new(self.flush_timeout),
         })
     }
 
@@ -188,7 +184,6 @@ fn truthy(value: &Value) -> bool {
 /// The pieces of one line being held.
 #[derive(Debug)]
 struct Group {
-    id: u64,
     /// The pieces by ordinal.
     parts: BTreeMap<u64, Numbered>,
     /// The ordinal of the last piece, once it arrived.
@@ -198,11 +193,34 @@ struct Group {
     bytes: usize,
     /// The sequence number of the first piece that arrived.
     first_seq: u64,
-    deadline: Instant,
-    tag_len: usize,
+}
+
+impl HeldGroup for Group {
+    fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    fn last_seq(&self) -> u64 {
+        self.parts
+            .values()
+            .map(|(seq, _)| *seq)
+            .max()
+            .unwrap_or(self.first_seq)
+    }
 }
 
 impl Group {
+    /// A group starting at ordinal `base`, whose first piece to arrive has `first_seq`.
+    fn new(base: u64, first_seq: u64) -> Self {
+        Self {
+            parts: BTreeMap::new(),
+            last: None,
+            base,
+            bytes: 0,
+            first_seq,
+        }
+    }
+
     fn complete(&self) -> bool {
         let (Some(last), Some(first), Some(high)) = (
             self.last,
@@ -243,39 +261,10 @@ impl Group {
 struct PartialJoiner {
     config: Arc<PartialJoin>,
     /// Held groups by stream key and `partial_id`.
-    groups: HashMap<String, Group>,
-    deadlines: BTreeMap<(Instant, u64), String>,
-    /// The first sequence number of every held group.
-    held: BTreeSet<u64>,
-    next_id: u64,
-    key: String,
+    groups: HeldGroups<Group>,
 }
 
 impl PartialJoiner {
-    fn open(&mut self, key: &str, tag_len: usize, base: u64, now: Instant) -> &mut Group {
-        let id = self.next_id;
-        self.next_id += 1;
-        let deadline = now + self.config.flush_timeout;
-        self.deadlines.insert((deadline, id), key.to_owned());
-        self.groups.entry(key.to_owned()).or_insert(Group {
-            id,
-            parts: BTreeMap::new(),
-            last: None,
-            base,
-            bytes: 0,
-            first_seq: u64::MAX,
-            deadline,
-            tag_len,
-        })
-    }
-
-    fn take(&mut self, key: &str) -> Option<Group> {
-        let group = self.groups.remove(key)?;
-        self.deadlines.remove(&(group.deadline, group.id));
-        self.held.remove(&group.first_seq);
-        Some(group)
-    }
-
     /// The joined event of `group`, with `error` as its `partial_error` when incomplete.
     fn finish(&self, group: Group, error: Option<String>) -> Numbered {
         let first_seq = group.first_seq;
@@ -318,8 +307,9 @@ impl Joiner for PartialJoiner {
             out.push(event);
             return;
         };
-        let mut key = std::mem::take(&mut self.key);
-        stream_key(tag, &self.config.stream_fields, &event.1, &mut key);
+        let mut key = self
+            .groups
+            .stream_key(tag, &self.config.stream_fields, &event.1);
         key.push('\0');
         key.push_str(id);
         let size = self.config.text(&event.1).len();
@@ -333,67 +323,54 @@ impl Joiner for PartialJoiner {
                 None
             };
             if let Some(why) = why {
-                let group = self.take(&key).expect("held");
+                // The rest of the line goes on from here.
+                let next = Group::new(ordinal, event.0);
+                let group = self.groups.replace(&key, next, now).expect("held");
                 let error = Self::incomplete(&group, why);
                 out.push(self.finish(group, Some(error)));
-                // The rest of the line goes on from here.
-                self.open(&key, tag.len(), ordinal, now);
             }
         } else {
-            self.open(&key, tag.len(), 1, now);
+            self.groups
+                .insert(&key, tag.len(), Group::new(1, event.0), now);
         }
 
         let group = self.groups.get_mut(&key).expect("just opened");
-        if group.parts.is_empty() {
-            group.first_seq = event.0;
-            self.held.insert(event.0);
-        }
         group.bytes += size;
         if last {
             group.last = Some(ordinal);
         }
         group.parts.insert(ordinal, event);
         if group.complete() {
-            let group = self.take(&key).expect("held");
+            let group = self.groups.remove(&key).expect("held");
             out.push(self.finish(group, None));
         }
-        self.key = key;
+        self.groups.reuse_key(key);
     }
 
     fn flush_due(&mut self, now: Instant, out: &mut Vec<(String, Numbered)>) {
-        while let Some(entry) = self.deadlines.first_entry() {
-            if entry.key().0 > now {
-                break;
-            }
-            let key = entry.get().clone();
-            let group = self.take(&key).expect("indexed groups are held");
-            let tag = key[..group.tag_len].to_owned();
+        while let Some((tag, group)) = self.groups.take_due(now) {
             let error = Self::incomplete(&group, "flush_timeout passed");
             out.push((tag, self.finish(group, Some(error))));
         }
     }
 
     fn flush_all(&mut self, out: &mut Vec<(String, Numbered)>) {
-        let mut keys: Vec<_> = self
-            .groups
-            .iter()
-            .map(|(key, group)| (group.first_seq, key.clone()))
-            .collect();
-        keys.sort_unstable();
-        for (_, key) in keys {
-            let group = self.take(&key).expect("held");
-            let tag = key[..group.tag_len].to_owned();
+        for (tag, group) in self.groups.take_all() {
             let error = Self::incomplete(&group, "flushed before the line was complete");
             out.push((tag, self.finish(group, Some(error))));
         }
     }
 
     fn next_deadline(&self) -> Option<Instant> {
-        self.deadlines.first_key_value().map(|((at, _), _)| *at)
+        self.groups.next_deadline()
     }
 
     fn oldest_held(&self) -> Option<u64> {
-        self.held.first().copied()
+        self.groups.oldest_held()
+    }
+
+    fn holds(&self, seqs: std::ops::Range<u64>) -> bool {
+        self.groups.holds(&seqs)
     }
 }
 

@@ -682,6 +682,20 @@ mod tests {
     }
 
     #[test]
+    fn filters_keep_the_order_they_are_written_in() {
+        let config = Config::parse(
+            "[[filters]]\ntype = \"fields\"\nrename = { zeta = \"b\", alpha = \"zeta\" }\n",
+            "t",
+        )
+        .unwrap();
+        let flumen_process::StepConfig::Fields(fields) = &config.filters[0].get_ref().step else {
+            panic!("a fields filter");
+        };
+        let order: Vec<&str> = fields.rename.keys().map(String::as_str).collect();
+        assert_eq!(order, ["zeta", "alpha"]);
+    }
+
+    #[test]
     fn the_seed_aggregator_example_is_valid() {
         let text = include_str!("../../../examples/aggregator.toml");
         let config = Config::parse(text, "aggregator.toml").unwrap();

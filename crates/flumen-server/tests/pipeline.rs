@@ -2,7 +2,7 @@
 //! temporary data directory per server.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::TcpStream;
 use std::time::Duration;
 
 mod common;
@@ -144,26 +144,6 @@ async fn a_bad_connection_is_closed_and_others_carry_on() {
 }
 
 /// A minimal HTTP/1.1 POST over a std socket; returns the status code.
-fn post_json(addr: SocketAddr, path: &str, body: &str) -> u16 {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response
-        .split(' ')
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_answers_503_and_recovers_when_the_output_drains() {
     let dir = tempfile::tempdir().unwrap();

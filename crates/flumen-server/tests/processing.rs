@@ -143,6 +143,12 @@ flush_timeout = "3s"
     assert!(read_ack(&mut stream, "c1", Duration::from_secs(10)));
     assert!(read_ack(&mut stream, "c2", Duration::from_secs(10)));
     let store = wait_for_lines(&dir.path().join("store.log"), 3).await;
+    assert_eq!(
+        record_of(&store[1])["level"],
+        "ERROR",
+        "a joined trace is an error"
+    );
+    assert!(!record_of(&store[0]).contains_key("level"));
     let logs: Vec<_> = store.iter().map(|l| record_of(l)["log"].clone()).collect();
     assert_eq!(
         logs,
@@ -192,4 +198,40 @@ format = "logfmt"
     let store = wait_for_lines(&dir.path().join("store.log"), 2).await;
     let messages: Vec<_> = store.iter().map(|l| record_of(l)["msg"].clone()).collect();
     assert_eq!(messages, ["first", "second"], "stored once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_with_a_held_line_does_not_hold_up_other_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let filters = r#"
+[sources.web]
+type = "http"
+address = "127.0.0.1:0"
+[[filters]]
+type = "multiline"
+mode = "java"
+field = "log"
+flush_timeout = "5s"
+"#;
+    let server = start(dir.path(), &processing_config(filters, "{}", dir.path())).await;
+    let addr = server.source_addr("web").unwrap();
+    let held = std::thread::spawn(move || {
+        post_json(
+            addr,
+            "/app/worker",
+            r#"{"log":"java.lang.IllegalStateException: boom"}"#,
+        )
+    });
+    // Give the first request time to be taken (and held) before the second arrives; were
+    // the second first, the test would prove less but still hold.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(post_json(addr, "/app/web", r#"{"log":"GET / 200"}"#), 200);
+    assert!(
+        !held.is_finished(),
+        "the held request is answered only once its line is stored"
+    );
+    assert_eq!(held.join().unwrap(), 200);
+    let store = wait_for_lines(&dir.path().join("store.log"), 2).await;
+    assert_eq!(store.len(), 2);
+    server.shutdown().await;
 }

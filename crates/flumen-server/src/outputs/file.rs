@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
 
+use super::template::{Token, split_placeholders};
 use super::{Delivery, DeliveryError, render_event};
 use crate::config::{FileCompression, FileOutputConfig};
 
@@ -42,28 +43,22 @@ impl PathTemplate {
             return Err("the path is empty".into());
         }
         let mut parts = Vec::new();
-        let mut rest = template;
-        while let Some(start) = rest.find("{{") {
-            let end = rest[start..]
-                .find("}}")
-                .ok_or_else(|| format!("unclosed '{{{{' in {template:?}"))?
-                + start;
-            parts.push(Piece::Text(rest[..start].to_owned()));
-            let name = rest[start + 2..end].trim();
-            parts.push(match name {
-                "tag" => Piece::Tag,
-                _ => {
-                    let index = name
-                        .strip_prefix("tag[")
-                        .and_then(|n| n.strip_suffix(']'))
-                        .and_then(|n| n.trim().parse().ok())
-                        .ok_or_else(|| format!("unknown placeholder {{{{{name}}}}}: use {{{{tag}}}} or {{{{tag[N]}}}}"))?;
-                    Piece::TagPart(index)
-                }
+        for token in split_placeholders(template) {
+            parts.push(match token? {
+                Token::Text(text) => Piece::Text(text.to_owned()),
+                Token::Placeholder(name) => match name.trim() {
+                    "tag" => Piece::Tag,
+                    name => {
+                        let index = name
+                            .strip_prefix("tag[")
+                            .and_then(|n| n.strip_suffix(']'))
+                            .and_then(|n| n.trim().parse().ok())
+                            .ok_or_else(|| format!("unknown placeholder {{{{{name}}}}}: use {{{{tag}}}} or {{{{tag[N]}}}}"))?;
+                        Piece::TagPart(index)
+                    }
+                },
             });
-            rest = &rest[end + 2..];
         }
-        parts.push(Piece::Text(rest.to_owned()));
         let mut uses_time = false;
         for part in &parts {
             if let Piece::Text(text) = part {

@@ -15,6 +15,7 @@ pub mod driver;
 pub mod file;
 pub mod forward;
 pub mod stdout;
+mod template;
 pub mod webhook;
 
 use bytes::Bytes;

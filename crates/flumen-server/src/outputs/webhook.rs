@@ -67,6 +67,7 @@ use flumen_event::{Entry, EventTime};
 use metrics::Counter;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
+use super::template::{Token, split_placeholders};
 use super::{Delivery, DeliveryError};
 use crate::config::{BatchConfig, RetryConfig};
 
@@ -402,7 +403,7 @@ impl WebhookSink {
                     .unwrap_or_else(|| Template::parse(DEFAULT_TEMPLATE).expect("valid default")),
             ),
         };
-        let client = build_client(config.timeout)?;
+        let client = build_client(config.timeout, checked.url.scheme() == "https")?;
         Ok(Self {
             name: name.to_owned(),
             format: config.format,
@@ -776,17 +777,26 @@ impl WebhookSink {
     }
 }
 
-fn build_client(timeout: Duration) -> Result<reqwest::Client, String> {
+/// The HTTP client. Trust roots are loaded only for `https` URLs, so that a plain `http`
+/// endpoint (a local relay, a test server) works on a machine without CA certificates.
+fn build_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
     // ring rather than the process-wide default provider: this crate installs no global state.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = rustls_platform_verifier::Verifier::new(provider.clone())
-        .map_err(|e| format!("cannot load the TLS trust roots: {e}"))?;
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
+        .map_err(|e| format!("cannot set up TLS: {e}"))?;
+    let tls = if https {
+        let verifier = rustls_platform_verifier::Verifier::new(provider)
+            .map_err(|e| format!("cannot load the TLS trust roots: {e}"))?;
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_no_client_auth()
+    } else {
+        builder
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth()
+    };
     reqwest::Client::builder()
         .tls_backend_preconfigured(tls)
         .timeout(timeout)
@@ -997,26 +1007,19 @@ enum Style {
 impl Template {
     fn parse(template: &str) -> Result<Self, String> {
         let mut pieces = Vec::new();
-        let mut rest = template;
-        while let Some(start) = rest.find("{{") {
-            let end = rest[start..]
-                .find("}}")
-                .ok_or_else(|| format!("unclosed '{{{{' in {template:?}"))?
-                + start;
-            if start > 0 {
-                pieces.push(Piece::Text(rest[..start].to_owned()));
+        for token in split_placeholders(template) {
+            match token? {
+                Token::Text("") => {}
+                Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
+                Token::Placeholder(inner) => {
+                    let sources = inner
+                        .split('|')
+                        .map(|alternative| Source::parse(alternative.trim()))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| format!("{e} in {{{{{inner}}}}}"))?;
+                    pieces.push(Piece::Field(sources));
+                }
             }
-            let inner = &rest[start + 2..end];
-            let sources = inner
-                .split('|')
-                .map(|alternative| Source::parse(alternative.trim()))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| format!("{e} in {{{{{inner}}}}}"))?;
-            pieces.push(Piece::Field(sources));
-            rest = &rest[end + 2..];
-        }
-        if !rest.is_empty() {
-            pieces.push(Piece::Text(rest.to_owned()));
         }
         Ok(Self { pieces })
     }

@@ -112,14 +112,6 @@ impl ForwardSource {
     }
 }
 
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
-        None => std::future::pending().await,
-    }
-}
-
 /// Resolves once `shutdown` turns true (or its sender is gone).
 async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stop| *stop).await;
@@ -153,7 +145,8 @@ impl Connection {
             if buf.capacity() - buf.len() < 64 * 1024 {
                 buf.reserve(256 * 1024);
             }
-            let flush_at = self.ingest.next_flush();
+            // Lines a multiline filter holds are stored when their flush timeout passes.
+            let flush_at = self.ingest.next_flush().unwrap_or(far);
             tokio::select! {
                 biased;
                 durable = async { pending.front_mut().expect("non-empty").1.durable().await }, if !pending.is_empty() => {
@@ -163,7 +156,7 @@ impl Connection {
                     }
                 }
                 _ = stopped(&mut shutdown) => break,
-                _ = sleep_until_some(flush_at) => {
+                _ = tokio::time::sleep_until(flush_at.into()) => {
                     if let Err(error) = self.ingest.flush_due().await {
                         self.reject("not_stored", &error.to_string());
                         break;

@@ -9,7 +9,7 @@ pub mod chunks;
 pub mod forward;
 pub mod http;
 
-use std::collections::VecDeque;
+use std::ops::Range;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -91,8 +91,8 @@ pub struct Ingest {
     routes: RouteCache,
     pipeline: Arc<Pipeline>,
     session: Session,
-    /// Inputs with events the session still holds: (end of their sequence numbers, outcome).
-    waiting: VecDeque<(u64, watch::Sender<ChunkState>)>,
+    /// Inputs with events the session still holds: (their sequence numbers, outcome).
+    waiting: Vec<(Range<u64>, watch::Sender<ChunkState>)>,
     /// The outcome of the newest append. The log makes appends durable in order, so an input
     /// whose last events left in an earlier append is stored once this one is.
     last_append: Option<watch::Receiver<ChunkState>>,
@@ -116,7 +116,7 @@ impl Ingest {
             routes: RouteCache::new(shared.routes.clone()),
             pipeline: shared.pipeline.clone(),
             session: shared.pipeline.session(),
-            waiting: VecDeque::new(),
+            waiting: Vec::new(),
             last_append: None,
             events: metrics::counter!("flumen_source_events_total", "source" => source.clone()),
             bytes: metrics::counter!("flumen_source_bytes_total", "source" => source.clone()),
@@ -196,12 +196,13 @@ impl Ingest {
                 Event::decode(&entry).map_err(|e| IngestError::Rejected(e.to_string()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let end = self.session.taken() + events.len() as u64;
+        let start = self.session.taken();
+        let seqs = start..start + events.len() as u64;
         let released = self.session.process(tag, events, Instant::now());
         // A chunk partly held back is not remembered across a restart: if flumen crashes
         // before the rest is stored, the sender's resend is stored again (duplicates, never
         // loss).
-        let whole = self.session.released_below() >= end;
+        let whole = !self.session.holds(seqs.clone());
         let ticket = if released.is_empty() {
             None
         } else {
@@ -211,7 +212,7 @@ impl Ingest {
                     .await?,
             )
         };
-        self.waiting.push_back((end, outcome));
+        self.waiting.push((seqs, outcome));
         self.settle(ticket, Vec::new());
         Ok(())
     }
@@ -269,12 +270,12 @@ impl Ingest {
     /// Resolves the outcome of `done` and of every waiting input the session no longer holds
     /// once `ticket` (or, without one, the newest append) is durable.
     fn settle(&mut self, ticket: Option<AppendTicket>, mut done: Vec<watch::Sender<ChunkState>>) {
-        let released_below = self.session.released_below();
-        while let Some((end, _)) = self.waiting.front()
-            && *end <= released_below
-        {
-            done.push(self.waiting.pop_front().expect("non-empty").1);
-        }
+        let session = &self.session;
+        let (held, stored): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|(seqs, _)| session.holds(seqs.clone()));
+        self.waiting = held;
+        done.extend(stored.into_iter().map(|(_, outcome)| outcome));
         if let Some(ticket) = ticket {
             let (newest, outcome) = watch::channel(ChunkState::Pending);
             self.last_append = Some(outcome);

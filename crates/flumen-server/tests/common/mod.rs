@@ -145,3 +145,24 @@ pub fn forward_to_file(options: &str, out: &Path) -> String {
 pub fn forward_source() -> &'static str {
     "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
 }
+
+/// POSTs a JSON body; returns the HTTP status (0 if there was no answer).
+pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
