@@ -704,6 +704,15 @@ mod tests {
     }
 
     #[test]
+    fn the_deployment_streamer_example_is_valid() {
+        let text = include_str!("../../../examples/deployment-streamer.toml");
+        let config = Config::parse(text, "deployment-streamer.toml").unwrap();
+        assert_eq!(config.filters.len(), 6);
+        assert!(config.routes[0].select.is_some());
+        config.pipeline().unwrap();
+    }
+
+    #[test]
     fn a_route_label_must_belong_to_a_source() {
         let text = "[outputs.a]\ntype = \"null\"\n[[routes]]\nlabel = \"mainstream\"\nmatch = [\"**\"]\noutputs = [\"a\"]\n";
         let err = Config::parse(text, "f.toml").unwrap_err().to_string();
