@@ -23,7 +23,9 @@ as_root() {
 # --- Debian packages -------------------------------------------------------------------
 # golang-github-fluent-fluent-logger-golang-dev is the Go library inside Docker's fluentd
 # logging driver; the Go client in tests/e2e/go is built against it in GOPATH mode.
-apt_packages=(golang-go golang-github-fluent-fluent-logger-golang-dev curl)
+# rsyslog and bsdutils (logger) are the real syslog senders of tests/e2e; openssl makes
+# their TLS certificates.
+apt_packages=(golang-go golang-github-fluent-fluent-logger-golang-dev curl rsyslog bsdutils openssl)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

@@ -1,4 +1,4 @@
-//! Writes the seed inputs of both fuzz targets to `fuzz/corpus_seeds/<target>/`.
+//! Writes the seed inputs of the fuzz targets to `fuzz/corpus_seeds/<target>/`.
 //!
 //! ```sh
 //! cargo run --manifest-path fuzz/Cargo.toml --example gen_seeds
@@ -7,12 +7,19 @@
 //! The seeds are committed; re-running this rewrites them byte for byte (nothing here depends
 //! on the clock or on randomness). Each seed is checked to be accepted by the decoder, so that
 //! the fuzzer starts from inputs that reach deep into it.
+//!
+//! The `parse_line` and `joiners` seeds are lines of the real logs in `tests/data/` (read-only
+//! here), laid out as `shared/parse_input.rs` and `shared/joiner_ops.rs` describe.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 #[path = "../shared/http_input.rs"]
 mod http_input;
+#[path = "../shared/joiner_ops.rs"]
+mod joiner_ops;
+#[path = "../shared/parse_input.rs"]
+mod parse_input;
 
 use flumen_codec::forward::{
     Compression, Decoded, Limits, decode_frame, encode_packed_forward, write_message,
@@ -30,12 +37,20 @@ fn main() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus_seeds");
     forward_seeds(&root.join("forward_decode"));
     http_seeds(&root.join("http_body"));
+    parse_line_seeds(&root.join("parse_line"));
+    selector_seeds(&root.join("selector"));
+    joiners_seeds(&root.join("joiners"));
+    record_decode_seeds(&root.join("record_decode"));
 }
 
 fn save(dir: &Path, name: &str, bytes: &[u8]) {
     let check = match dir.file_name().and_then(|n| n.to_str()) {
         Some("forward_decode") => check_forward(bytes),
         Some("http_body") => check_http(bytes),
+        Some("parse_line") => check_parse_line(bytes),
+        Some("selector") => check_selector(bytes),
+        Some("joiners") => check_joiners(bytes),
+        Some("record_decode") => check_record(bytes),
         other => panic!("unknown target {other:?}"),
     };
     std::fs::create_dir_all(dir).expect("create seed dir");
@@ -324,4 +339,484 @@ fn http_seeds(dir: &Path) {
         "query_msgpack",
         &seed(0, Some(&format!("msgpack={}", percent(&map))), b""),
     );
+}
+
+/// `tests/data/<path>`, split into lines (without their `\n`).
+fn data_lines(path: &str) -> Vec<Vec<u8>> {
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../tests/data")
+        .join(path);
+    let bytes = std::fs::read(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let mut lines: Vec<Vec<u8>> = bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect();
+    if lines.last().is_some_and(Vec::is_empty) {
+        lines.pop();
+    }
+    lines
+}
+
+/// Applies the parser the seed selects; every seed must parse, except that a line that is not
+/// UTF-8 is marked as such (and only as such).
+fn check_parse_line(data: &[u8]) -> String {
+    use flumen_event::record::{Event, Record, Value};
+    let (index, line) = parse_input::split(data).expect("non-empty seed");
+    let config = parse_input::parser_config(index);
+    let parser = flumen_parse::Parser::new(&config).expect("valid config");
+    let mut event = Event {
+        time: T0,
+        record: Record::from(vec![("log".to_owned(), line.clone())]),
+        metadata: None,
+    };
+    let result = parser.apply(&mut event);
+    match (&line, &result) {
+        (Value::Str(_), Ok(())) => {}
+        (Value::Bin(_), Err(reason)) if reason == flumen_parse::NOT_UTF8 => {}
+        _ => panic!("seed {line:?} with {config:?}: {result:?}"),
+    }
+    let fields = match &config.target {
+        Some(target) => match event.record.get(target) {
+            Some(Value::Map(pairs)) => pairs.len(),
+            _ => 0,
+        },
+        None => event.record.len(),
+    };
+    format!(
+        "{}{}{}: {fields} fields{}",
+        config.format,
+        if config.keep_original {
+            ", keep_original"
+        } else {
+            ""
+        },
+        if config.target.is_some() {
+            ", target"
+        } else {
+            ""
+        },
+        if result.is_err() {
+            ", marked not UTF-8"
+        } else {
+            ""
+        }
+    )
+}
+
+fn parse_line_seeds(dir: &Path) {
+    use flumen_parse::Format;
+    let seed = |name: &str, format: Format, keep: bool, target: bool, line: &[u8]| {
+        let mut out = vec![parse_input::selector_byte(format, keep, target)];
+        out.extend_from_slice(line);
+        save(dir, name, &out);
+    };
+    let access = data_lines("nginx/access.log");
+    let common = data_lines("nginx/common.log");
+    let error = data_lines("nginx/error.log");
+    let find = |lines: &[Vec<u8>], needle: &[u8]| -> Vec<u8> {
+        lines
+            .iter()
+            .find(|l| l.windows(needle.len()).any(|w| w == needle))
+            .unwrap_or_else(|| panic!("no line with {:?}", String::from_utf8_lossy(needle)))
+            .clone()
+    };
+
+    seed(
+        "nginx_combined-1",
+        Format::NginxCombined,
+        false,
+        false,
+        &access[0],
+    );
+    seed(
+        "nginx_combined-2",
+        Format::NginxCombined,
+        true,
+        true,
+        &access[1],
+    );
+    seed(
+        "nginx_combined-garbage",
+        Format::NginxCombined,
+        false,
+        false,
+        &find(&access, b"\"GARBAGE\""),
+    );
+    seed(
+        "nginx_combined-tls",
+        Format::NginxCombined,
+        false,
+        false,
+        &find(&access, b"\\x16\\x03"),
+    );
+    seed(
+        "apache_combined",
+        Format::ApacheCombined,
+        false,
+        false,
+        &access[2],
+    );
+    seed(
+        "apache_common",
+        Format::ApacheCommon,
+        false,
+        false,
+        &common[0],
+    );
+    seed(
+        "apache_common-target",
+        Format::ApacheCommon,
+        false,
+        true,
+        &common[1],
+    );
+    seed("regex-combined", Format::Regex, false, false, &access[0]);
+    seed("regex-common", Format::Regex, true, false, &common[2]);
+    seed("nginx_error-1", Format::NginxError, false, false, &error[0]);
+    seed(
+        "nginx_error-request",
+        Format::NginxError,
+        false,
+        false,
+        &find(&error, b"request: \"GET"),
+    );
+    seed(
+        "nginx_error-not-utf8",
+        Format::NginxError,
+        false,
+        false,
+        &find(&error, b"GET /\xff"),
+    );
+
+    for file in [
+        "logger-udp-rfc3164",
+        "logger-udp-rfc5424",
+        "logger-unix-rfc3164",
+        "logger-unix-rfc5424",
+        "rsyslog-file-format",
+        "rsyslog-forward-rfc5424",
+        "rsyslog-forward-traditional",
+        "rsyslog-traditional-file",
+    ] {
+        let lines = data_lines(&format!("syslog/{file}.log"));
+        seed(
+            &format!("syslog-{file}-first"),
+            Format::Syslog,
+            false,
+            false,
+            &lines[0],
+        );
+        let last = lines.last().expect("non-empty file");
+        seed(
+            &format!("syslog-{file}-last"),
+            Format::Syslog,
+            false,
+            false,
+            last,
+        );
+    }
+    let rfc5424 = data_lines("syslog/logger-udp-rfc5424.log");
+    seed("auto-syslog", Format::Auto, false, false, &rfc5424[1]);
+
+    let python = data_lines("multiline/python-logging.log");
+    seed("tle-python", Format::Tle, false, false, &python[0]);
+    seed("auto-tle", Format::Auto, true, false, &python[3]);
+    seed(
+        "auto-plain",
+        Format::Auto,
+        false,
+        false,
+        b"Traceback (most recent call last):",
+    );
+    seed(
+        "tle-env_logger",
+        Format::Tle,
+        false,
+        false,
+        b"[2024-01-01T10:00:00Z INFO my_crate::server] listening on 0.0.0.0:8080",
+    );
+    seed(
+        "tle-go",
+        Format::Tle,
+        false,
+        false,
+        b"2024/01/01 10:00:00.250 connection reset by peer",
+    );
+
+    seed(
+        "json",
+        Format::Json,
+        false,
+        false,
+        br#"{"time":"2024-01-01T10:00:00.123Z","level":"warn","msg":"slow \"query\"","ms":1234,"neg":-3,"f":0.5,"ctx":{"user":"a\u00e9","ids":[1,2,null,true]}}"#,
+    );
+    seed(
+        "json-epoch-target",
+        Format::Json,
+        true,
+        true,
+        br#"{"ts":1704103200.5,"severity":30,"log":"inner"}"#,
+    );
+    seed(
+        "auto-json",
+        Format::Auto,
+        false,
+        false,
+        br#"{"timestamp":"1704103200123","message":"hi"}"#,
+    );
+    seed(
+        "logfmt",
+        Format::Logfmt,
+        false,
+        false,
+        br#"time=2024-01-01T10:00:00Z level=info msg="say \"hi\"\n\u00e9" path=/x?a=b status=200 debug"#,
+    );
+    seed("plain", Format::Plain, false, false, b"just a line\r\n");
+    seed(
+        "plain-not-utf8",
+        Format::Plain,
+        false,
+        false,
+        b"bytes \xff\xfe here",
+    );
+}
+
+fn check_selector(data: &[u8]) -> String {
+    let end = data.iter().position(|&b| b == 0).unwrap_or(data.len());
+    let text = std::str::from_utf8(&data[..end]).expect("UTF-8 seed");
+    let selector = flumen_select::Selector::parse(text).expect("seed must parse");
+    format!(
+        "{} stream matchers, {} bytes of record",
+        selector.stream_matchers().len(),
+        data.len().saturating_sub(end + 1)
+    )
+}
+
+fn selector_seeds(dir: &Path) {
+    let record = "docker.api\nservice=api\nlevel=ERROR\nstatus=503\nlatency_ms=1500\n\
+                  kubernetes.labels.app=web\nmessage=upstream timeout after 30s for user=42";
+    let seed = |name: &str, selector: &str, with_record: bool| {
+        let mut out = selector.as_bytes().to_vec();
+        if with_record {
+            out.push(0);
+            out.extend_from_slice(record.as_bytes());
+        }
+        save(dir, name, &out);
+    };
+    seed("match_all", "{}", true);
+    seed(
+        "doc_example",
+        r#"{service="api", level=~"ERROR|FATAL"} |= "timeout" != "healthcheck" |~ "user=[0-9]+" | status >= 500"#,
+        true,
+    );
+    seed(
+        "label_or",
+        r#"{service="api"} | status >= 500 or (level = "WARN" and latency_ms > 1000)"#,
+        true,
+    );
+    seed(
+        "tag_backticks",
+        r#"{tag=~"docker\\..*", kubernetes.labels.app!=""} |~ `\d{2}s` !~ `(?i)health`"#,
+        true,
+    );
+    seed(
+        "escapes_numbers",
+        "{a=\"x\\\"y\\\\z\\n\\t\"}\n\t| n == -3, f < 2.5e3 | b != \"500\" | c !~ \"x+\"",
+        false,
+    );
+}
+
+/// Runs a seed's pushes through a multiline joiner of its setup; every seed must decode into
+/// operations, and each multiline seed must join something.
+fn check_joiners(data: &[u8]) -> String {
+    use flumen_event::record::{Event, Record, Value};
+    use flumen_process::multiline::{Multiline, MultilineConfig, MultilineMode};
+    use joiner_ops::Op;
+    use std::sync::Arc;
+    let (setup, ops) = joiner_ops::decode(data).expect("non-empty seed");
+    let mut config = MultilineConfig::new(setup.mode);
+    if setup.mode == MultilineMode::Custom {
+        config.start_pattern = Some(joiner_ops::CUSTOM_START.to_owned());
+    }
+    config.separator = setup.separator().to_owned();
+    config.max_lines = setup.max_lines;
+    if setup.small_bytes {
+        config.max_bytes = bytesize::ByteSize::b(joiner_ops::SMALL_MAX_BYTES);
+    }
+    let mut joiner = Arc::new(Multiline::new(&config).expect("valid")).joiner();
+    let now = std::time::Instant::now();
+    let (mut pushes, mut pieces) = (0u64, 0);
+    let mut out = Vec::new();
+    for op in &ops {
+        if let Op::Push { stream, text, .. } = op {
+            let record = Record::from(vec![
+                ("container_id".to_owned(), Value::from(stream.container())),
+                (
+                    "log".to_owned(),
+                    Value::from(std::str::from_utf8(text).expect("UTF-8")),
+                ),
+            ]);
+            let event = Event {
+                time: T0,
+                record,
+                metadata: None,
+            };
+            joiner.push(stream.tag(), (pushes, event), now, &mut out);
+            pushes += 1;
+            pieces += usize::from(stream.partial());
+        }
+    }
+    let mut rest = Vec::new();
+    joiner.flush_all(&mut rest);
+    let events = out.len() + rest.len();
+    assert!(pushes > 0, "a seed pushes lines");
+    if pieces == 0 {
+        assert!(events < pushes as usize, "a multiline seed joins lines");
+    }
+    format!(
+        "{:?}{}, {} ops, {pushes} lines ({pieces} partial pieces), {events} multiline events",
+        setup.mode,
+        if setup.docker { ", docker" } else { "" },
+        ops.len()
+    )
+}
+
+fn joiners_seeds(dir: &Path) {
+    use joiner_ops::{DOCKER, Stream, encode_advance, encode_push};
+    // Byte 0: mode index | DOCKER | max_lines index << 4 | SMALL_BYTES (see joiner_ops.rs).
+    let mode_of = |file: &str| -> u8 {
+        ["java", "python", "go", "ruby"]
+            .iter()
+            .position(|m| file.starts_with(m))
+            .expect("a mode's file") as u8
+    };
+    let text_lines = |file: &str| -> Vec<String> {
+        data_lines(&format!("multiline/{file}"))
+            .into_iter()
+            .map(|l| String::from_utf8(l).expect("UTF-8 test data"))
+            .collect()
+    };
+    let plain = Stream(0);
+    for file in [
+        "java-exception.log",
+        "java-suppressed.stderr",
+        "python-logging.log",
+        "python-chained.log",
+        "python-during-handling.log",
+        "python-exception-group.stderr",
+        "go-panic.log",
+        "go-goroutine-panic.log",
+        "go-http-panic.stderr",
+        "go-repanic.stderr",
+        "go-deadlock.stderr",
+        "ruby-handwritten.log",
+    ] {
+        let mut out = vec![mode_of(file)];
+        for line in text_lines(file) {
+            encode_push(&mut out, plain, 0, "", &line);
+        }
+        save(dir, file.split('.').next().expect("a name"), &out);
+    }
+
+    // Custom mode on Python logging (a log line and its traceback become one event).
+    let mut out = vec![4];
+    for line in text_lines("python-logging.log") {
+        encode_push(&mut out, plain, 0, "", &line);
+    }
+    save(dir, "custom-python-logging", &out);
+
+    // Docker mode: two containers' traces interleaved, `\n` and `\r\n` endings, a pause past
+    // the flush timeout in the middle.
+    let java = text_lines("java-exception.log");
+    let go = text_lines("go-panic.log");
+    let mut out = vec![DOCKER];
+    for (i, line) in java.iter().enumerate().take(12) {
+        encode_push(
+            &mut out,
+            Stream(0),
+            0,
+            if i % 2 == 0 { "\n" } else { "\r\n" },
+            line,
+        );
+        if let Some(line) = go.get(i) {
+            encode_push(&mut out, Stream(1), 0, "\n", line);
+        }
+        if i == 6 {
+            encode_advance(&mut out, 50, true);
+        }
+    }
+    save(dir, "docker-interleaved", &out);
+
+    // Limits: max_lines = 2, and small max_bytes.
+    let mut out = vec![0x20];
+    for line in &java {
+        encode_push(&mut out, plain, 0, "", line);
+    }
+    save(dir, "java-max_lines-2", &out);
+    let mut out = vec![joiner_ops::SMALL_BYTES | 1];
+    for line in text_lines("python-chained.log") {
+        encode_push(&mut out, plain, 0, "", &line);
+    }
+    save(dir, "python-small-max_bytes", &out);
+
+    // Docker partial pieces: a long access-log line in three pieces arriving 2, 1, 3 while a
+    // second id and a whole line of another tag interleave; a line whose last piece never
+    // comes (released at the timeout); a piece sent twice.
+    let access = data_lines("nginx/access.log");
+    let long = String::from_utf8(
+        access
+            .iter()
+            .max_by_key(|l| l.len())
+            .expect("non-empty file")
+            .clone(),
+    )
+    .expect("UTF-8");
+    let cut = |from: usize, to: usize| -> &str {
+        let (mut a, mut b) = (from.min(long.len()), to.min(long.len()));
+        while !long.is_char_boundary(a) {
+            a -= 1;
+        }
+        while !long.is_char_boundary(b) {
+            b -= 1;
+        }
+        &long[a..b]
+    };
+    let piece = |id: u8, last: bool| Stream(0x04 | id << 3 | u8::from(last) << 4);
+    let mut out = vec![DOCKER];
+    encode_push(&mut out, piece(0, false), 2, "", cut(100, 200));
+    encode_push(&mut out, piece(1, false), 1, "", cut(0, 50));
+    encode_push(&mut out, piece(0, false), 1, "", cut(0, 100));
+    encode_push(
+        &mut out,
+        Stream(0x02),
+        0,
+        "\n",
+        "a whole line of another tag",
+    );
+    encode_push(&mut out, piece(0, true), 3, "\n", cut(200, 300));
+    encode_push(&mut out, piece(1, false), 2, "", cut(50, 120));
+    encode_advance(&mut out, 210, true);
+    encode_push(&mut out, piece(1, true), 1, "\n", "short");
+    encode_push(&mut out, piece(1, true), 1, "\n", "short again");
+    save(dir, "partial-pieces", &out);
+}
+
+fn check_record(data: &[u8]) -> String {
+    let record = flumen_event::record::Record::decode(data).expect("seed must decode");
+    format!("{} fields", record.len())
+}
+
+fn record_decode_seeds(dir: &Path) {
+    save(dir, "docker", &docker_record(0));
+    save(dir, "rich", &rich_record());
+    // Signed markers holding non-negative numbers, a float32, an EventTime and an empty map.
+    let mut out = vec![0x85];
+    str_(&mut out, "i8");
+    out.extend_from_slice(&[0xd0, 0x05]);
+    str_(&mut out, "i64");
+    out.extend_from_slice(&[0xd3, 0, 0, 0, 0, 0, 0, 0x01, 0]);
+    str_(&mut out, "f32");
+    out.extend_from_slice(&[0xca, 0x3f, 0xc0, 0, 0]);
+    str_(&mut out, "time");
+    T0.write_msgpack(&mut out);
+    str_(&mut out, "empty");
+    out.push(0x80);
+    save(dir, "signed_time", &out);
 }

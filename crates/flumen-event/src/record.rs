@@ -110,7 +110,13 @@ impl Value {
                 Self::Array(items)
             }
             Raw::Map(n) => Self::Map(read_pairs(r, n, depth_left - 1)?),
-            Raw::Ext(0, data) if data.len() == 8 => {
+            // An EventTime; one with nanoseconds past a second is not one and is kept as the
+            // extension it is, so that it re-encodes to the same bytes.
+            Raw::Ext(0, data)
+                if data.len() == 8
+                    && u32::from_be_bytes(data[4..].try_into().expect("4 bytes"))
+                        < 1_000_000_000 =>
+            {
                 let secs = u32::from_be_bytes(data[..4].try_into().expect("4 bytes"));
                 let nanos = u32::from_be_bytes(data[4..].try_into().expect("4 bytes"));
                 Self::Time(EventTime::new(u64::from(secs), nanos))
@@ -543,6 +549,19 @@ mod tests {
             rmp::encode::write_str(&mut reference, &"x".repeat(len)).unwrap();
             assert_eq!(out, reference, "{len}");
         }
+    }
+
+    #[test]
+    fn an_event_time_with_too_many_nanoseconds_stays_an_extension() {
+        // {"": EventTime(0xffffffff s, 1e9 ns)}: found by the record_decode fuzz target.
+        let bytes = [
+            0x81, 0xa0, 0xd7, 0x00, 0xff, 0xff, 0xff, 0xff, 0x3b, 0x9a, 0xca, 0x00,
+        ];
+        let record = Record::decode(&bytes).unwrap();
+        assert!(matches!(record.get(""), Some(Value::Ext(0, _))));
+        let mut again = Vec::new();
+        record.write_msgpack(&mut again);
+        assert_eq!(again, bytes);
     }
 
     #[test]

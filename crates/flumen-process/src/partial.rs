@@ -144,6 +144,15 @@ impl PartialJoin {
     }
 
     /// The bytes of a piece's text field (empty when missing or not text).
+    /// True unless the line field holds something other than text (a piece whose line is a
+    /// number or a map cannot be joined without losing it, so it passes as it is).
+    fn has_text_or_nothing(&self, event: &Event) -> bool {
+        matches!(
+            event.record.get(&self.field),
+            None | Some(Value::Str(_) | Value::Bin(_))
+        )
+    }
+
     fn text<'a>(&self, event: &'a Event) -> &'a [u8] {
         match event.record.get(&self.field) {
             Some(Value::Str(s)) => s.as_bytes(),
@@ -303,7 +312,9 @@ impl PartialJoiner {
 
 impl Joiner for PartialJoiner {
     fn push(&mut self, tag: &str, event: Numbered, now: Instant, out: &mut Vec<Numbered>) {
-        let Some((id, ordinal, last)) = piece(&event.1) else {
+        let Some((id, ordinal, last)) =
+            piece(&event.1).filter(|_| self.config.has_text_or_nothing(&event.1))
+        else {
             out.push(event);
             return;
         };
@@ -463,6 +474,18 @@ mod tests {
         );
         assert_eq!(j.oldest_held(), None);
         assert_eq!(j.next_deadline(), None);
+    }
+
+    #[test]
+    fn a_piece_whose_line_is_not_text_passes_as_it_is() {
+        // Found by the joiners fuzz target: joining would have lost the value.
+        let mut j = joiner("");
+        let mut event = piece("c1", "p", 1, true, "");
+        event.record.insert("log", Value::UInt(7));
+        let mut out = Vec::new();
+        j.push("docker", (3, event.clone()), Instant::now(), &mut out);
+        assert_eq!(out, [(3, event)]);
+        assert_eq!(j.oldest_held(), None);
     }
 
     #[test]

@@ -171,22 +171,23 @@ pub enum SourceConfig {
     Forward(ForwardSourceConfig),
     /// Fluentd's `in_http`.
     Http(HttpSourceConfig),
+    /// Syslog (RFC 5424, RFC 3164) over UDP, TCP or TLS.
+    Syslog(crate::sources::syslog::SyslogConfig),
+    /// Files, tailed.
+    Tail(crate::sources::tail::TailConfig),
+    /// OpenTelemetry logs over OTLP (HTTP and gRPC).
+    Otlp(crate::sources::otlp::OtlpConfig),
 }
 
 impl SourceConfig {
-    /// The listen address.
-    pub fn address(&self) -> SocketAddr {
-        match self {
-            SourceConfig::Forward(c) => c.address,
-            SourceConfig::Http(c) => c.address,
-        }
-    }
-
     /// The route label the source's events carry ("" for the default routes).
     pub fn label(&self) -> &str {
         match self {
             SourceConfig::Forward(c) => &c.label,
             SourceConfig::Http(c) => &c.label,
+            SourceConfig::Syslog(c) => &c.label,
+            SourceConfig::Tail(c) => &c.label,
+            SourceConfig::Otlp(c) => &c.label,
         }
     }
 }

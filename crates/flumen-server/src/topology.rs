@@ -115,6 +115,7 @@ impl Server {
             routes: routes.clone(),
             pipeline,
             chunks: Arc::new(chunks),
+            data_dir: config.data_dir.clone(),
         };
         let (stop_sources, sources_stop) = watch::channel(false);
         let mut sources = JoinSet::new();
@@ -123,11 +124,12 @@ impl Server {
             let config = source.get_ref();
             let bound = BoundSource::bind(name, config)
                 .await
-                .with_context(|| format!("source {name}: cannot listen on {}", config.address()))?;
-            let addr = bound.local_addr()?;
+                .with_context(|| format!("source {name}: cannot start"))?;
+            if let Some(addr) = bound.local_addr() {
+                tracing::info!(message = "Listening.", source = %name, address = %addr);
+                source_addrs.insert(name.clone(), addr);
+            }
             sources.spawn(bound.run(shared.clone(), sources_stop.clone()));
-            tracing::info!(message = "Listening.", source = %name, address = %addr);
-            source_addrs.insert(name.clone(), addr);
         }
 
         let api_state = Arc::new(ApiState {

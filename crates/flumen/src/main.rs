@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod run;
 
 // glibc's allocator serves the log's ~100 KiB-1 MiB batch buffers with fresh mmaps, paying page
 // faults and zeroing on every chunk; mimalloc reuses them.
@@ -29,9 +30,11 @@ struct Cli {
     #[arg(long, global = true, env = "FLUMEN_LOG_FORMAT", default_value = "text")]
     log_format: LogFormat,
     /// Which of flumen's own logs to show: a level (error, warn, info, debug, trace) or a
-    /// tracing filter such as "info,flumen_wal=debug".
-    #[arg(long, global = true, env = "FLUMEN_LOG", default_value = "info")]
-    log_level: String,
+    /// tracing filter such as "info,flumen_wal=debug". Default: info; for `run`, warnings only
+    /// (the command's stderr is the terminal's), and no delivery retries, which `run` sums up
+    /// once at the end.
+    #[arg(long, global = true, env = "FLUMEN_LOG")]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,11 +70,19 @@ enum Command {
     /// out, with or without acks), or receive it (--listen) and report events lost,
     /// duplicated, throughput and latency — for flumen or any Forward pipeline.
     Bench(Box<bench::BenchArgs>),
+    /// Run a command (a deploy script, a migration) and send each line it prints, stdout and
+    /// stderr, to an aggregator as an event with the deployment's fields, passing the output
+    /// through as usual and exiting with the command's status.
+    Run(Box<run::RunArgs>),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
+    let default_level = match cli.command {
+        Command::Run(_) => "warn,flumen_server::outputs=error",
+        _ => "info",
+    };
+    init_logging(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));
     let result = match cli.command {
         Command::Serve { config, data_dir } => serve(config, data_dir),
         Command::Validate { file } => match Config::load(&file) {
@@ -89,6 +100,10 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Run(args) => match run::run(&args) {
+            Ok(code) => return code,
+            Err(error) => Err(error),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

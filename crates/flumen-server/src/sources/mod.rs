@@ -8,6 +8,9 @@
 pub mod chunks;
 pub mod forward;
 pub mod http;
+pub mod otlp;
+pub mod syslog;
+pub mod tail;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -34,22 +37,43 @@ pub enum BoundSource {
     Forward(forward::ForwardSource),
     /// Fluentd's `in_http`.
     Http(http::HttpSource),
+    /// Syslog.
+    Syslog(syslog::SyslogSource),
+    /// Files, tailed.
+    Tail(tail::TailSource),
+    /// OpenTelemetry logs.
+    Otlp(otlp::OtlpSource),
 }
 
 impl BoundSource {
-    /// Binds the listeners `config` asks for.
+    /// Binds the listeners `config` asks for (or, for files, checks what it names).
     pub async fn bind(name: &str, config: &SourceConfig) -> std::io::Result<Self> {
         Ok(match config {
-            SourceConfig::Forward(c) => Self::Forward(forward::ForwardSource::bind(name, c).await?),
-            SourceConfig::Http(c) => Self::Http(http::HttpSource::bind(name, c).await?),
+            SourceConfig::Forward(c) => Self::Forward(
+                forward::ForwardSource::bind(name, c)
+                    .await
+                    .map_err(listening_on(c.address))?,
+            ),
+            SourceConfig::Http(c) => Self::Http(
+                http::HttpSource::bind(name, c)
+                    .await
+                    .map_err(listening_on(c.address))?,
+            ),
+            SourceConfig::Syslog(c) => Self::Syslog(syslog::SyslogSource::bind(name, c).await?),
+            SourceConfig::Tail(c) => Self::Tail(tail::TailSource::bind(name, c).await?),
+            SourceConfig::Otlp(c) => Self::Otlp(otlp::OtlpSource::bind(name, c).await?),
         })
     }
 
-    /// The bound address (for port 0 in the configuration).
-    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+    /// The bound address (for port 0 in the configuration); none for sources that do not
+    /// listen.
+    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
         match self {
-            Self::Forward(source) => source.local_addr(),
-            Self::Http(source) => source.local_addr(),
+            Self::Forward(source) => source.local_addr().ok(),
+            Self::Http(source) => source.local_addr().ok(),
+            Self::Syslog(source) => source.local_addr(),
+            Self::Tail(source) => source.local_addr(),
+            Self::Otlp(source) => source.local_addr(),
         }
     }
 
@@ -58,8 +82,18 @@ impl BoundSource {
         match self {
             Self::Forward(source) => source.run(shared, stop).await,
             Self::Http(source) => source.run(shared, stop).await,
+            Self::Syslog(source) => source.run(shared, stop).await,
+            Self::Tail(source) => source.run(shared, stop).await,
+            Self::Otlp(source) => source.run(shared, stop).await,
         }
     }
+}
+
+/// Names the address in a bind error.
+pub(crate) fn listening_on(
+    address: std::net::SocketAddr,
+) -> impl FnOnce(std::io::Error) -> std::io::Error {
+    move |error| std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
 }
 
 /// What every source shares: the log, the routes, the filters, the chunk ledger.
@@ -73,6 +107,8 @@ pub struct SourceShared {
     pub pipeline: Arc<Pipeline>,
     /// Recent Forward chunk ids.
     pub chunks: Arc<chunks::ChunkLedger>,
+    /// Where sources keep their own state (file positions).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Runs a source's events through the filters and appends them to the log, counting them.

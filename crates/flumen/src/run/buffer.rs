@@ -1,0 +1,335 @@
+//! The buffer directory: where `flumen run` keeps the durable log of events not yet delivered.
+//!
+//! ```text
+//! <buffer-dir>/<target>/<slot>/lock      flock'ed by the flumen run using the slot
+//! <buffer-dir>/<target>/<slot>/pending   present while the slot may hold undelivered events
+//! <buffer-dir>/<target>/<slot>/wal/...   the log (data_dir of the in-process flumen)
+//! <buffer-dir>/<target>/<slot>/node-id   the slot's identity: prefixes the chunk ids it sends
+//! ```
+//!
+//! `<target>` is the `--to` address made into a file name, so that events buffered for one
+//! aggregator are never sent to another. A log has one writer, so two `flumen run`s at the
+//! same time (parallel CI jobs) each lock a slot of their own; a run takes a free slot that
+//! holds undelivered events first, and delivers them with its own.
+
+use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use nix::fcntl::{Flock, FlockArg};
+
+/// At most this many slots per target (as many `flumen run`s at once).
+const MAX_SLOTS: u32 = 64;
+
+/// The name of the marker of a slot that may hold undelivered events.
+const PENDING: &str = "pending";
+
+/// The default buffer directory: `$XDG_STATE_HOME/flumen/run`, `~/.local/state/flumen/run`,
+/// or (no home, or it cannot be created) `/tmp/flumen-run-<uid>`.
+pub fn default_root() -> PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .filter(|p| p.is_absolute())
+                .map(|home| home.join(".local/state"))
+        });
+    if let Some(state) = state {
+        let root = state.join("flumen/run");
+        if fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&root)
+            .is_ok()
+        {
+            return root;
+        }
+    }
+    tmp_root()
+}
+
+fn tmp_root() -> PathBuf {
+    std::env::temp_dir().join(format!("flumen-run-{}", nix::unistd::getuid()))
+}
+
+/// The directory for one target inside `root`, created (private to the user when it is the
+/// shared /tmp fallback).
+pub fn target_dir(root: &Path, to: &str) -> anyhow::Result<PathBuf> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(root)
+        .with_context(|| format!("cannot create the buffer directory {}", root.display()))?;
+    if root == tmp_root() {
+        // Anyone can create a directory in /tmp: only use it if it is ours and private.
+        let meta = fs::symlink_metadata(root)
+            .with_context(|| format!("cannot read {}", root.display()))?;
+        anyhow::ensure!(
+            meta.is_dir()
+                && meta.uid() == nix::unistd::getuid().as_raw()
+                && meta.mode() & 0o077 == 0,
+            "{} is not a private directory of this user",
+            root.display()
+        );
+    }
+    Ok(root.join(target_name(to)))
+}
+
+/// `--to` as a directory name: `host:port` becomes `host_port`; anything else that is not a
+/// letter, a digit, `.` or `-` becomes `_`, and then a hash of the address is added so that
+/// two addresses never share a directory.
+pub fn target_name(to: &str) -> String {
+    let (host, port) = match to.rsplit_once(':') {
+        Some((host, port)) => (host, Some(port)),
+        None => (to, None),
+    };
+    let clean = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            && !s.starts_with('.')
+    };
+    if clean(host) && port.is_none_or(clean) {
+        return match port {
+            Some(port) => format!("{host}_{port}"),
+            None => host.to_owned(),
+        };
+    }
+    let mut name: String = to
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    let hash = to.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    name.push_str(&format!("_{hash:016x}"));
+    name
+}
+
+/// A slot this process holds (its lock is released when the slot is dropped, or when the
+/// process ends, however it ends).
+#[derive(Debug)]
+pub struct Slot {
+    pub dir: PathBuf,
+    _lock: Flock<File>,
+}
+
+impl Slot {
+    /// Locks a free slot under `target`: one marked pending first, the lowest-numbered
+    /// otherwise, a new one if all are taken.
+    pub fn acquire(target: &Path) -> anyhow::Result<Self> {
+        fs::create_dir_all(target)
+            .with_context(|| format!("cannot create {}", target.display()))?;
+        let existing = slots(target)?;
+        let (pending, idle): (Vec<_>, Vec<_>) = existing
+            .iter()
+            .partition(|(_, dir)| dir.join(PENDING).exists());
+        for (_, dir) in pending.into_iter().chain(idle) {
+            if let Some(slot) = Self::try_lock(dir)? {
+                return Ok(slot);
+            }
+        }
+        let mut next = existing.last().map_or(0, |(n, _)| n + 1);
+        while next < MAX_SLOTS {
+            let dir = target.join(next.to_string());
+            match fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(e).with_context(|| format!("cannot create {}", dir.display()));
+                }
+            }
+            if let Some(slot) = Self::try_lock(&dir)? {
+                return Ok(slot);
+            }
+            next += 1;
+        }
+        anyhow::bail!(
+            "all {MAX_SLOTS} buffer slots in {} are in use",
+            target.display()
+        )
+    }
+
+    /// Every free slot under `target` marked pending, locked (for `--flush`).
+    pub fn acquire_pending(target: &Path) -> anyhow::Result<Vec<Self>> {
+        if !target.exists() {
+            return Ok(Vec::new());
+        }
+        let mut out = Vec::new();
+        for (_, dir) in slots(target)? {
+            if dir.join(PENDING).exists()
+                && let Some(slot) = Self::try_lock(&dir)?
+            {
+                out.push(slot);
+            }
+        }
+        Ok(out)
+    }
+
+    fn try_lock(dir: &Path) -> anyhow::Result<Option<Self>> {
+        let path = dir.join("lock");
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("cannot open {}", path.display()))?;
+        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(Self {
+                dir: dir.to_owned(),
+                _lock: lock,
+            })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+            Err((_, errno)) => Err(anyhow::anyhow!("cannot lock {}: {errno}", path.display())),
+        }
+    }
+
+    /// Marks the slot as possibly holding undelivered events.
+    pub fn mark_pending(&self) -> anyhow::Result<()> {
+        let path = self.dir.join(PENDING);
+        fs::write(&path, b"").with_context(|| format!("cannot write {}", path.display()))
+    }
+
+    /// Everything the slot held was delivered.
+    pub fn clear_pending(&self) {
+        let _ = fs::remove_file(self.dir.join(PENDING));
+    }
+
+    /// The in-process flumen's configuration: the log in this slot, a forward output to `to`
+    /// with acknowledgements, and (`with_source`) a Forward source on a loopback port.
+    pub fn config_text(&self, to: &str, with_source: bool) -> anyhow::Result<String> {
+        let dir = self
+            .dir
+            .to_str()
+            .with_context(|| format!("{} is not UTF-8", self.dir.display()))?;
+        let source = if with_source {
+            "[sources.run]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
+        } else {
+            ""
+        };
+        // Acknowledgements from the loopback source wait for the next fsync (at most 50 ms
+        // away; one per interval however many lines arrive), so what the command printed
+        // survives a power loss once it is acknowledged. The output never dead-letters: what it cannot deliver stays in the
+        // log for the next run. The outputs' shutdown deadline is far away because `flumen
+        // run` bounds the flush itself (and knows then that everything was delivered).
+        Ok(format!(
+            r#"data_dir = {dir}
+shutdown_timeout = "3650days"
+
+[log]
+persistence = "interval"
+fsync_interval = "50ms"
+max_size = "1GiB"
+segment_size = "16MiB"
+
+[api]
+address = "127.0.0.1:0"
+
+{source}
+[outputs.aggregator]
+type = "forward"
+servers = [{{ address = {to} }}]
+require_ack = true
+connect_timeout = "2s"
+ack_timeout = "10s"
+recover_wait = "1s"
+batch = {{ max_events = 5000, max_bytes = "4MiB", timeout = "50ms" }}
+retry = {{ initial_backoff = "100ms", max_backoff = "2s", max_duration = "3650days" }}
+
+[[routes]]
+match = ["**"]
+outputs = ["aggregator"]
+"#,
+            dir = toml_str(dir),
+            to = toml_str(to),
+        ))
+    }
+}
+
+/// The numbered slot directories under `target`, in order.
+fn slots(target: &Path) -> anyhow::Result<Vec<(u32, PathBuf)>> {
+    let mut found = Vec::new();
+    for entry in
+        fs::read_dir(target).with_context(|| format!("cannot read {}", target.display()))?
+    {
+        let entry = entry.with_context(|| format!("cannot read {}", target.display()))?;
+        if let Some(n) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            && entry.file_type().is_ok_and(|t| t.is_dir())
+        {
+            found.push((n, entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A TOML basic string.
+fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_names_never_collide() {
+        assert_eq!(target_name("127.0.0.1:24224"), "127.0.0.1_24224");
+        assert_eq!(
+            target_name("logs.example.com:24224"),
+            "logs.example.com_24224"
+        );
+        let odd = target_name("[::1]:24224");
+        assert!(odd.starts_with("___1__24224_"), "{odd}");
+        assert_ne!(target_name("a_b"), target_name("a:b"));
+        assert_ne!(target_name("../x:1"), "../x_1");
+        assert!(!target_name("../x:1").contains('/'));
+    }
+
+    #[test]
+    fn slots_are_exclusive_and_pending_ones_come_first() {
+        let dir = std::env::temp_dir().join(format!("flumen-run-test-{}", fastrand::u64(..)));
+        let first = Slot::acquire(&dir).unwrap();
+        let second = Slot::acquire(&dir).unwrap();
+        assert_ne!(first.dir, second.dir);
+        second.mark_pending().unwrap();
+        drop(second);
+        drop(first);
+        let again = Slot::acquire(&dir).unwrap();
+        assert!(again.dir.ends_with("1"), "{}", again.dir.display());
+        let pending = Slot::acquire_pending(&dir).unwrap();
+        assert!(pending.is_empty(), "the pending slot is locked");
+        drop(again);
+        assert_eq!(Slot::acquire_pending(&dir).unwrap().len(), 1);
+        let config = Slot::acquire(&dir)
+            .unwrap()
+            .config_text("h\"ost:1", true)
+            .unwrap();
+        flumen_server::Config::parse(&config, "run").unwrap();
+        let _ = fs::remove_dir_all(&dir);
+    }
+}
