@@ -492,6 +492,13 @@ impl Config {
         let span_of = |s: &Spanned<String>| Some(s.span());
         for (name, source) in &self.sources {
             check_name("source", name).map_err(|m| (Some(source.span()), m))?;
+            let checked = match source.get_ref() {
+                SourceConfig::Tail(tail) => tail.validate(),
+                SourceConfig::Syslog(syslog) => syslog.validate(),
+                SourceConfig::Otlp(otlp) => otlp.validate(),
+                SourceConfig::Forward(_) | SourceConfig::Http(_) => Ok(()),
+            };
+            checked.map_err(|m| (Some(source.span()), format!("sources.{name}: {m}")))?;
         }
         for (name, output) in &self.outputs {
             check_name("output", name).map_err(|m| (Some(output.span()), m))?;

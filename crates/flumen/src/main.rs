@@ -82,7 +82,10 @@ fn main() -> ExitCode {
         Command::Run(_) => "warn,flumen_server::outputs=error",
         _ => "info",
     };
-    init_logging(cli.log_format, cli.log_level.as_deref().unwrap_or(default_level));
+    init_logging(
+        cli.log_format,
+        cli.log_level.as_deref().unwrap_or(default_level),
+    );
     let result = match cli.command {
         Command::Serve { config, data_dir } => serve(config, data_dir),
         Command::Validate { file } => match Config::load(&file) {

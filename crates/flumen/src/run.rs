@@ -472,7 +472,6 @@ fn exit_code(status: ExitStatus) -> u8 {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

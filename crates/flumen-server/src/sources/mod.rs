@@ -195,6 +195,32 @@ impl Ingest {
                 chunks::Claim::New(claim) => claim,
             }
         };
+        self.store(tag, chunk, count, entries, outcome).await
+    }
+
+    /// Like [`Ingest::append`], for sources that recognise their own resends (the tail source
+    /// finds what it stored in the log's batch headers): `chunk` goes into the batch header,
+    /// but is not claimed in the ledger, whose slots stay for Forward senders.
+    pub async fn append_unclaimed(
+        &mut self,
+        tag: &str,
+        chunk: &[u8],
+        count: u32,
+        entries: &[u8],
+    ) -> Result<ChunkAck, IngestError> {
+        let outcome = watch::channel(ChunkState::Pending).0;
+        self.store(tag, chunk, count, entries, outcome).await
+    }
+
+    /// Routes, filters and appends one input whose outcome `outcome` will publish.
+    async fn store(
+        &mut self,
+        tag: &str,
+        chunk: &[u8],
+        count: u32,
+        entries: &[u8],
+        outcome: watch::Sender<ChunkState>,
+    ) -> Result<ChunkAck, IngestError> {
         let ack = ChunkAck::of(&outcome);
         if self.routes.decide(&self.label, tag).is_empty() {
             self.unrouted.increment(u64::from(count));

@@ -119,6 +119,28 @@ pub struct OtlpConfig {
     pub max_attributes: usize,
 }
 
+impl OtlpConfig {
+    /// Checks the settings without binding (`flumen validate` calls this too).
+    pub fn validate(&self) -> Result<(), String> {
+        if self.http_address.is_none() && self.grpc_address.is_none() {
+            return Err(
+                "http_address and grpc_address are both off; the source would take nothing"
+                    .to_owned(),
+            );
+        }
+        if self.tag.is_empty() {
+            return Err("tag must not be empty".to_owned());
+        }
+        if self.max_attributes == 0 {
+            return Err("max_attributes must be at least 1".to_owned());
+        }
+        if self.max_request_size.as_u64() == 0 || self.max_request_size > ByteSize::gib(1) {
+            return Err("max_request_size must be between 1 byte and 1 GiB".to_owned());
+        }
+        Ok(())
+    }
+}
+
 fn default_http_address() -> Option<SocketAddr> {
     Some(SocketAddr::from(([0, 0, 0, 0], 4318)))
 }
@@ -169,25 +191,9 @@ pub struct OtlpSource {
 impl OtlpSource {
     /// Checks `config` and binds its listeners.
     pub async fn bind(name: &str, config: &OtlpConfig) -> std::io::Result<Self> {
-        let invalid =
-            |message: String| std::io::Error::new(std::io::ErrorKind::InvalidInput, message);
-        if config.http_address.is_none() && config.grpc_address.is_none() {
-            return Err(invalid(
-                "http_address and grpc_address are both off; the source would take nothing"
-                    .to_owned(),
-            ));
-        }
-        if config.tag.is_empty() {
-            return Err(invalid("tag must not be empty".to_owned()));
-        }
-        if config.max_attributes == 0 {
-            return Err(invalid("max_attributes must be at least 1".to_owned()));
-        }
-        if config.max_request_size.as_u64() == 0 || config.max_request_size > ByteSize::gib(1) {
-            return Err(invalid(
-                "max_request_size must be between 1 byte and 1 GiB".to_owned(),
-            ));
-        }
+        config
+            .validate()
+            .map_err(|message| std::io::Error::new(std::io::ErrorKind::InvalidInput, message))?;
         let http = match config.http_address {
             Some(address) => Some(
                 TcpListener::bind(address)

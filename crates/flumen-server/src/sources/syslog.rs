@@ -93,6 +93,63 @@ pub struct SyslogConfig {
     pub tls: Option<SyslogTlsConfig>,
 }
 
+impl SyslogConfig {
+    /// Checks what can be checked without binding (`flumen validate` calls this too); the
+    /// certificate files are read when the source starts.
+    pub fn validate(&self) -> Result<(), String> {
+        TagTemplate::parse(&self.tag)?;
+        self.time_parser()?;
+        let max = self.max_message_size.as_u64();
+        if max == 0 || max > MAX_MESSAGE_SIZE_LIMIT {
+            return Err(format!(
+                "max_message_size = {}: expected 1 B to {}",
+                self.max_message_size,
+                ByteSize::b(MAX_MESSAGE_SIZE_LIMIT)
+            ));
+        }
+        if self.max_connections == Some(0) {
+            return Err("max_connections must be at least 1".to_owned());
+        }
+        match self.mode {
+            SyslogMode::Udp => {
+                let stream_only = [
+                    ("framing", self.framing.is_some()),
+                    ("max_connections", self.max_connections.is_some()),
+                    ("idle_timeout", self.idle_timeout.is_some()),
+                ];
+                if let Some((key, _)) = stream_only.iter().find(|(_, set)| *set) {
+                    return Err(format!(
+                        "{key} applies to mode = \"tcp\" or \"tls\", not \"udp\""
+                    ));
+                }
+                if self.tls.is_some() {
+                    return Err("tls is set but mode is \"udp\"; use mode = \"tls\"".to_owned());
+                }
+            }
+            SyslogMode::Tcp if self.tls.is_some() => {
+                return Err("tls is set but mode is \"tcp\"; use mode = \"tls\"".to_owned());
+            }
+            SyslogMode::Tcp => {}
+            SyslogMode::Tls if self.tls.is_none() => {
+                return Err(
+                    "mode = \"tls\" needs tls = { cert = \"server.pem\", key = \"server.key\" }"
+                        .to_owned(),
+                );
+            }
+            SyslogMode::Tls => {}
+        }
+        Ok(())
+    }
+
+    /// How RFC 5424 and RFC 3164 times are read, in the configured time zone.
+    fn time_parser(&self) -> Result<TimeParser, String> {
+        TimeParser::new(
+            &["rfc3339".to_owned(), "syslog".to_owned()],
+            self.timezone.as_deref(),
+        )
+    }
+}
+
 /// The transport of a syslog source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -186,55 +243,19 @@ impl std::fmt::Debug for SyslogSource {
     }
 }
 
-fn invalid(name: &str, message: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidInput,
-        format!("syslog source {name}: {message}"),
-    )
+/// A configuration error (the caller names the source).
+fn invalid(message: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string())
 }
 
 impl SyslogSource {
     /// Checks the configuration, loads the TLS certificate and binds what `config` asks for.
     pub async fn bind(name: &str, config: &SyslogConfig) -> std::io::Result<Self> {
-        let tag = TagTemplate::parse(&config.tag).map_err(|e| invalid(name, e))?;
-        let time = TimeParser::new(
-            &["rfc3339".to_owned(), "syslog".to_owned()],
-            config.timezone.as_deref(),
-        )
-        .map_err(|e| invalid(name, e))?;
-        let max = config.max_message_size.as_u64();
-        if max == 0 || max > MAX_MESSAGE_SIZE_LIMIT {
-            return Err(invalid(
-                name,
-                format!(
-                    "max_message_size = {}: expected 1 B to {}",
-                    config.max_message_size,
-                    ByteSize::b(MAX_MESSAGE_SIZE_LIMIT)
-                ),
-            ));
-        }
-        if config.max_connections == Some(0) {
-            return Err(invalid(name, "max_connections must be at least 1"));
-        }
-        let stream_only = [
-            ("framing", config.framing.is_some()),
-            ("max_connections", config.max_connections.is_some()),
-            ("idle_timeout", config.idle_timeout.is_some()),
-        ];
+        config.validate().map_err(invalid)?;
+        let tag = TagTemplate::parse(&config.tag).map_err(invalid)?;
+        let time = config.time_parser().map_err(invalid)?;
         let listener = match config.mode {
             SyslogMode::Udp => {
-                if let Some((key, _)) = stream_only.iter().find(|(_, set)| *set) {
-                    return Err(invalid(
-                        name,
-                        format!("{key} applies to mode = \"tcp\" or \"tls\", not \"udp\""),
-                    ));
-                }
-                if config.tls.is_some() {
-                    return Err(invalid(
-                        name,
-                        "tls is set but mode is \"udp\"; use mode = \"tls\"",
-                    ));
-                }
                 let address = config.address.unwrap_or_else(|| default_address(5140));
                 Listener::Udp(
                     UdpSocket::bind(address)
@@ -243,12 +264,6 @@ impl SyslogSource {
                 )
             }
             SyslogMode::Tcp => {
-                if config.tls.is_some() {
-                    return Err(invalid(
-                        name,
-                        "tls is set but mode is \"tcp\"; use mode = \"tls\"",
-                    ));
-                }
                 let address = config.address.unwrap_or_else(|| default_address(5140));
                 Listener::Tcp(
                     TcpListener::bind(address)
@@ -258,13 +273,8 @@ impl SyslogSource {
                 )
             }
             SyslogMode::Tls => {
-                let tls = config.tls.as_ref().ok_or_else(|| {
-                    invalid(
-                        name,
-                        "mode = \"tls\" needs tls = { cert = \"server.pem\", key = \"server.key\" }",
-                    )
-                })?;
-                let acceptor = tls_acceptor(tls).map_err(|e| invalid(name, e))?;
+                let tls = config.tls.as_ref().expect("validated: tls mode has tls");
+                let acceptor = tls_acceptor(tls).map_err(invalid)?;
                 let address = config.address.unwrap_or_else(|| default_address(6514));
                 Listener::Tcp(
                     TcpListener::bind(address)
@@ -281,7 +291,7 @@ impl SyslogSource {
             tag,
             time,
             framing: config.framing.unwrap_or_default(),
-            max_message_size: max as usize,
+            max_message_size: config.max_message_size.as_u64() as usize,
             max_connections: config.max_connections,
             idle_timeout: config.idle_timeout,
         })

@@ -425,11 +425,7 @@ fn wait_for_ack(
 
 /// `flumen run --flush`: delivers what earlier runs left in the buffer for `to`, waiting at
 /// most `timeout`. Exits 0 when nothing is left.
-pub fn flush_buffered(
-    root: PathBuf,
-    to: &str,
-    timeout: Duration,
-) -> anyhow::Result<ExitCode> {
+pub fn flush_buffered(root: PathBuf, to: &str, timeout: Duration) -> anyhow::Result<ExitCode> {
     let target = buffer::target_dir(&root, to)?;
     let slots = Slot::acquire_pending(&target)?;
     if slots.is_empty() {

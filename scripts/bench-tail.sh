@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# File tail to forward throughput: the figure Vector publishes for "file to TCP" (Vector
+# 76.7 MiB/s, Fluent Bit 35 MiB/s, Fluentd 26.1 MiB/s on 2 vCPU).
+#
+# Writes MB megabytes (MiB) of access-log lines (tests/data/nginx/access.log, 211 bytes a line
+# on average, each made unique by a sequence number) into FILES files, then starts `flumen
+# serve` with a tail source on them (read from the beginning), the durable log with the chosen
+# persistence, and a forward output with acks to a `flumen bench --listen` receiver. Reports the
+# MiB/s of file bytes from flumen's start until its output has delivered the last line, and
+# what flumen's own process spent (CPU from /proc/PID/stat, peak RSS).
+#
+#   MB=1000 FILES=4 PERSISTENCE=interval bash scripts/bench-tail.sh
+#   PROFILE=1 MB=500 bash scripts/bench-tail.sh      # also: where flumen's CPU goes (perf)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+MB=${MB:-1000}
+FILES=${FILES:-4}
+PERSISTENCE=${PERSISTENCE:-interval}   # always | interval | os
+API_PORT=${API_PORT:-18297}
+RECEIVER_PORT=${RECEIVER_PORT:-24297}
+LINES_FROM=${LINES_FROM:-tests/data/nginx/access.log}
+
+source scripts/bench-common.sh
+
+# The files, written before flumen starts (and so in the page cache, as a live log is).
+mkdir -p "$work/logs"
+per_file=$((MB * 1048576 / FILES))
+for f in $(seq 1 "$FILES"); do
+  awk -v limit="$per_file" -v file="$f" '
+    { lines[n++] = $0 }
+    END {
+      size = 0; i = 0
+      while (size < limit) {
+        line = lines[i % n] " seq=" file "-" i
+        print line
+        size += length(line) + 1
+        i++
+      }
+    }' "$LINES_FROM" >"$work/logs/app-$f.log"
+done
+bytes=$(cat "$work"/logs/*.log | wc -c)
+lines=$(cat "$work"/logs/*.log | wc -l)
+
+"$bin" bench --listen "127.0.0.1:$RECEIVER_PORT" --until-idle 0 --json >"$work/receiver.json" \
+  2>"$work/receiver.log" &
+receiver=$!
+background_process "$receiver"
+
+cat >"$work/bench.toml" <<TOML
+data_dir = "$work/data"
+[log]
+persistence = "$PERSISTENCE"
+fsync_interval = "100ms"
+max_size = "16GiB"
+[api]
+address = "127.0.0.1:$API_PORT"
+[sources.files]
+type = "tail"
+paths = ["$work/logs/*.log"]
+tag = "bench.tail"
+[outputs.out]
+type = "forward"
+servers = [{ address = "127.0.0.1:$RECEIVER_PORT" }]
+require_ack = true
+batch = { max_events = 20000, max_bytes = "8MiB" }
+[[routes]]
+match = ["**"]
+outputs = ["out"]
+TOML
+
+metric() { curl -s "http://127.0.0.1:$API_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m {print $2; exit}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+ticks_per_s=$(getconf CLK_TCK)
+
+t0=$(date +%s.%N)
+serve "$work/bench.toml" "$API_PORT"
+if [ -n "${PROFILE:-}" ]; then
+  perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
+  profiler=$!
+fi
+# Done when the output has delivered every line out of the durable log.
+for _ in $(seq 6000); do
+  out=$(metric 'flumen_output_events_total\{output="out"\}')
+  [ "${out%.*}" -ge "$lines" ] 2>/dev/null && break
+  sleep 0.05
+done
+t1=$(date +%s.%N)
+cpu=$(cpu_ticks)
+hwm_kb=$(peak_rss_kib)
+events=$(metric 'flumen_output_events_total\{output="out"\}')
+
+awk -v e="$events" -v l="$lines" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c="$cpu" \
+    -v hz="$ticks_per_s" -v hwm="$hwm_kb" -v p="$PERSISTENCE" -v f="$FILES" 'BEGIN {
+  s = t1 - t0
+  printf "tail->forward files=%d persistence=%s lines=%d delivered=%d file_bytes=%.0fMiB wall=%.2fs MiB/s=%.1f lines/s=%.0f cpu=%.2fs cpu/line=%.3fus peak_rss=%.1fMB\n",
+    f, p, l, e, b / 1048576, s, b / 1048576 / s, e / s, c / hz, c / hz / e * 1e6, hwm / 1024
+}'
+if [ -n "${PROFILE:-}" ]; then
+  kill -INT "$profiler"
+  wait "$profiler" || true
+  perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -15
+fi
+kill -TERM "$pid"
+wait "$pid" || true
+kill -INT "$receiver"
+wait "$receiver" || true
+echo "receiver: $(cat "$work/receiver.json" | head -c 400)"
