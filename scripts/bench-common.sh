@@ -4,6 +4,14 @@
 #   source scripts/bench-common.sh
 #   serve "$work/config.toml" "$API_PORT"     # sets $pid, waits for /readyz
 #   background_process "$some_pid"             # killed on exit
+#
+# and, for the throughput benchmarks, reads flumen's /metrics and what its process spent, and
+# profiles it with PROFILE=1:
+#
+#   start_profile; cpu0=$(cpu_ticks); t0=$(date +%s.%N)
+#   ...; wait_delivered "$n" 1200; stop_clock  # sets $t1, $cpu1, $hwm_kb
+#   echo "... $(spent "$cpu0" "$n" event)"     # cpu=…s cpu/event=…us peak_rss=…MB
+#   report_profile; stop_serve
 
 cargo build --release --bin flumen -q
 bin=target/release/flumen
@@ -29,3 +37,65 @@ serve() {
 
 # Peak resident memory of flumen so far, in KiB.
 peak_rss_kib() { awk '/VmHWM/ {print $2}' "/proc/$pid/status"; }
+
+# The value of the first sample on flumen's /metrics (API port $API_PORT) whose name and labels
+# start with the regular expression $1.
+metric() { curl -s "http://127.0.0.1:$API_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m {print $2; exit}'; }
+
+# The CPU time flumen has spent so far (user + system), in clock ticks.
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
+
+# Events the output `out` has delivered.
+delivered() { metric 'flumen_output_events_total\{output="out"\}'; }
+
+# Waits until the output `out` has delivered $1 events, looking every 50 ms, $2 times at most.
+wait_delivered() {
+  local out
+  for _ in $(seq "$2"); do
+    out=$(delivered)
+    [ "${out%.*}" -ge "$1" ] 2>/dev/null && return 0
+    sleep 0.05
+  done
+}
+
+# Stops the clock: sets $t1, $cpu1 (flumen's CPU ticks) and $hwm_kb (its peak RSS, KiB).
+stop_clock() {
+  t1=$(date +%s.%N)
+  cpu1=$(cpu_ticks)
+  hwm_kb=$(peak_rss_kib)
+}
+
+# What flumen's own process spent on $2 events ($3 names one, as in "cpu/event") from $1 CPU
+# ticks to $cpu1 (see stop_clock): "cpu=…s cpu/<$3>=…us peak_rss=…MB".
+spent() {
+  awk -v c0="$1" -v c1="$cpu1" -v e="$2" -v unit="$3" -v hz="$(getconf CLK_TCK)" \
+      -v hwm="$hwm_kb" 'BEGIN {
+    cpu = (c1 - c0) / hz
+    printf "cpu=%.2fs cpu/%s=%.3fus peak_rss=%.1fMB", cpu, unit, cpu / e * 1e6, hwm / 1024
+  }'
+}
+
+# With PROFILE set: records where flumen's CPU goes (perf, from Debian's linux-perf) until
+# report_profile, after waiting $1 seconds (if given) for perf to attach.
+start_profile() {
+  if [ -n "${PROFILE:-}" ]; then
+    perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
+    profiler=$!
+    if [ -n "${1:-}" ]; then sleep "$1"; fi
+  fi
+}
+
+# With PROFILE set: stops recording and prints the 15 functions flumen spent most CPU in.
+report_profile() {
+  if [ -n "${PROFILE:-}" ]; then
+    kill -INT "$profiler"
+    wait "$profiler" || true
+    perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -15
+  fi
+}
+
+# Stops flumen and waits for it to exit.
+stop_serve() {
+  kill -TERM "$pid"
+  wait "$pid" || true
+}

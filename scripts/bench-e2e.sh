@@ -64,15 +64,7 @@ TOML
 if [ -n "$FILTERS" ]; then cat "$FILTERS" >>"$work/bench.toml"; fi
 
 serve "$work/bench.toml" "$API_PORT"
-if [ -n "${PROFILE:-}" ]; then
-  perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
-  profiler=$!
-  sleep 0.3
-fi
-
-metric() { curl -s "http://127.0.0.1:$API_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m {print $2; exit}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-ticks_per_s=$(getconf CLK_TCK)
+start_profile 0.3
 
 cpu0=$(cpu_ticks)
 t0=$(date +%s.%N)
@@ -80,16 +72,10 @@ t0=$(date +%s.%N)
   --record-size "$RECORD_SIZE" --connections "$CONNECTIONS" ${ACK:+--ack} \
   ${LOG_LINES:+--log-lines "$LOG_LINES"}
 # Done when the output has delivered every event out of the durable log.
-for _ in $(seq 1200); do
-  out=$(metric 'flumen_output_events_total\{output="out"\}')
-  [ "${out%.*}" -ge "$EVENTS" ] 2>/dev/null && break
-  sleep 0.05
-done
-t1=$(date +%s.%N)
-cpu1=$(cpu_ticks)
+wait_delivered "$EVENTS" 1200
+stop_clock
 bytes=$(metric 'flumen_source_bytes_total')
-hwm_kb=$(peak_rss_kib)
-events=$(metric 'flumen_output_events_total\{output="out"\}')
+events=$(delivered)
 
 # Mean length of a log line (with its newline, as in a file), for the lines' MiB/s.
 line_bytes=0
@@ -97,21 +83,16 @@ if [ -n "$LOG_LINES" ]; then
   line_bytes=$(awk 'length($0) > 0 { n++; b += length($0) + 1 } END { print b / n }' "$LOG_LINES")
 fi
 
-awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c0="$cpu0" -v c1="$cpu1" \
-    -v hz="$ticks_per_s" -v hwm="$hwm_kb" -v p="$PERSISTENCE" -v o="$OUTPUT" -v lb="$line_bytes" 'BEGIN {
-  s = t1 - t0; cpu = (c1 - c0) / hz;
-  printf "output=%s persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f cpu=%.2fs cpu/event=%.3fus peak_rss=%.1fMB",
-    o, p, e, s, e / s, b / 1e6 / s, cpu, cpu / e * 1e6, hwm / 1024
+awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v p="$PERSISTENCE" -v o="$OUTPUT" \
+    -v lb="$line_bytes" -v spent="$(spent "$cpu0" "$events" event)" 'BEGIN {
+  s = t1 - t0
+  printf "output=%s persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f %s",
+    o, p, e, s, e / s, b / 1e6 / s, spent
   if (lb > 0) printf " log_lines_MiB/s=%.1f", e * lb / 1048576 / s
   printf "\n"
 }'
-if [ -n "${PROFILE:-}" ]; then
-  kill -INT "$profiler"
-  wait "$profiler" || true
-  perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -15
-fi
-kill -TERM "$pid"
-wait "$pid" || true
+report_profile
+stop_serve
 if [ -n "${receiver:-}" ]; then
   kill -INT "$receiver"
   wait "$receiver" || true

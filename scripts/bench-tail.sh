@@ -69,40 +69,23 @@ match = ["**"]
 outputs = ["out"]
 TOML
 
-metric() { curl -s "http://127.0.0.1:$API_PORT/metrics" | awk -v m="$1" '$1 ~ "^"m {print $2; exit}'; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$pid/stat"; }
-ticks_per_s=$(getconf CLK_TCK)
-
 t0=$(date +%s.%N)
 serve "$work/bench.toml" "$API_PORT"
-if [ -n "${PROFILE:-}" ]; then
-  perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
-  profiler=$!
-fi
+start_profile
 # Done when the output has delivered every line out of the durable log.
-for _ in $(seq 6000); do
-  out=$(metric 'flumen_output_events_total\{output="out"\}')
-  [ "${out%.*}" -ge "$lines" ] 2>/dev/null && break
-  sleep 0.05
-done
-t1=$(date +%s.%N)
-cpu=$(cpu_ticks)
-hwm_kb=$(peak_rss_kib)
-events=$(metric 'flumen_output_events_total\{output="out"\}')
+wait_delivered "$lines" 6000
+stop_clock
+events=$(delivered)
 
-awk -v e="$events" -v l="$lines" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v c="$cpu" \
-    -v hz="$ticks_per_s" -v hwm="$hwm_kb" -v p="$PERSISTENCE" -v f="$FILES" 'BEGIN {
+# flumen started after t0: its CPU counts from 0.
+awk -v e="$events" -v l="$lines" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v p="$PERSISTENCE" \
+    -v f="$FILES" -v spent="$(spent 0 "$events" line)" 'BEGIN {
   s = t1 - t0
-  printf "tail->forward files=%d persistence=%s lines=%d delivered=%d file_bytes=%.0fMiB wall=%.2fs MiB/s=%.1f lines/s=%.0f cpu=%.2fs cpu/line=%.3fus peak_rss=%.1fMB\n",
-    f, p, l, e, b / 1048576, s, b / 1048576 / s, e / s, c / hz, c / hz / e * 1e6, hwm / 1024
+  printf "tail->forward files=%d persistence=%s lines=%d delivered=%d file_bytes=%.0fMiB wall=%.2fs MiB/s=%.1f lines/s=%.0f %s\n",
+    f, p, l, e, b / 1048576, s, b / 1048576 / s, e / s, spent
 }'
-if [ -n "${PROFILE:-}" ]; then
-  kill -INT "$profiler"
-  wait "$profiler" || true
-  perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -15
-fi
-kill -TERM "$pid"
-wait "$pid" || true
+report_profile
+stop_serve
 kill -INT "$receiver"
 wait "$receiver" || true
 echo "receiver: $(cat "$work/receiver.json" | head -c 400)"

@@ -316,7 +316,7 @@ fn gunzip(data: &[u8], limit: usize) -> Result<Vec<u8>, ForwardError> {
 pub fn encode_ack(chunk: &[u8], out: &mut Vec<u8>) {
     out.push(0x81);
     out.extend_from_slice(&[0xa3, b'a', b'c', b'k']);
-    write_str_bytes(out, chunk);
+    flumen_event::msgpack::write_str(out, chunk);
 }
 
 /// Reads an ack answer `{"ack": chunk}` from the start of `buf`: the chunk id and the bytes used,
@@ -343,23 +343,6 @@ pub fn decode_ack(buf: &[u8]) -> Result<Option<(&[u8], usize)>, ForwardError> {
     Err(ForwardError::Malformed(
         "an ack map must have an \"ack\" key",
     ))
-}
-
-fn write_str_bytes(out: &mut Vec<u8>, s: &[u8]) {
-    // The chunk id came in as a string: answer with a string of the same bytes.
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len <= u8::MAX as usize {
-        out.extend_from_slice(&[0xd9, len as u8]);
-    } else if len <= u16::MAX as usize {
-        out.push(0xda);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    out.extend_from_slice(s);
 }
 
 /// How a [`PackedForwardEncoder`] lays out the entries.

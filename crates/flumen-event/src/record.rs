@@ -11,7 +11,7 @@ use std::borrow::Cow;
 
 use crate::EventTime;
 use crate::json::MAX_DEPTH;
-use crate::msgpack::{MsgpackError, Reader, Value as Raw};
+use crate::msgpack::{MsgpackError, Reader, Value as Raw, write_str};
 
 /// One field's value.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,7 +139,7 @@ impl Value {
                 encode::write_uint(out, *n).expect("Vec write");
             }
             Self::Float(f) => encode::write_f64(out, *f).expect("Vec write"),
-            Self::Str(s) => write_str(out, s),
+            Self::Str(s) => write_str(out, s.as_bytes()),
             Self::Bin(b) => encode::write_bin(out, b).expect("Vec write"),
             Self::Array(items) => {
                 encode::write_array_len(out, items.len() as u32).expect("Vec write");
@@ -225,28 +225,9 @@ fn read_key(r: &mut Reader<'_>) -> Result<String, MsgpackError> {
 fn write_pairs(out: &mut Vec<u8>, pairs: &[(String, Value)]) {
     rmp::encode::write_map_len(out, pairs.len() as u32).expect("Vec write");
     for (key, value) in pairs {
-        write_str(out, key);
+        write_str(out, key.as_bytes());
         value.write_msgpack(out);
     }
-}
-
-/// Appends a msgpack string. Strings are most of what records hold; writing the header
-/// straight into the vector is several times faster than going through `io::Write`.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    match len {
-        0..32 => out.push(0xa0 | len as u8),
-        32..256 => out.extend_from_slice(&[0xd9, len as u8]),
-        256..65536 => {
-            out.push(0xda);
-            out.extend_from_slice(&(len as u16).to_be_bytes());
-        }
-        _ => {
-            out.push(0xdb);
-            out.extend_from_slice(&(len as u32).to_be_bytes());
-        }
-    }
-    out.extend_from_slice(s.as_bytes());
 }
 
 /// The value at `path` in a map's pairs (see [`Record::get_path`]).

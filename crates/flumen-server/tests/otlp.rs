@@ -8,75 +8,29 @@ use std::path::Path;
 use std::time::Duration;
 
 mod common;
+#[path = "../src/sources/otlp_fixtures.rs"]
+mod fixtures;
 
 use common::*;
+use fixtures::{int, kv, map, request, string};
 use flumen_event::EventTime;
 use flumen_server::Server;
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value,
-};
-use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 
 // ---------------------------------------------------------------------------------------------
 // Building requests
 
-fn string(s: &str) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::StringValue(s.to_owned())),
-    }
-}
-
-fn int(n: i64) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::IntValue(n)),
-    }
-}
-
-fn map(pairs: Vec<KeyValue>) -> AnyValue {
-    AnyValue {
-        value: Some(any_value::Value::KvlistValue(KeyValueList {
-            values: pairs,
-        })),
-    }
-}
-
-fn kv(key: &str, value: AnyValue) -> KeyValue {
-    KeyValue {
-        key: key.to_owned(),
-        value: Some(value),
-        ..Default::default()
-    }
-}
-
-fn request(resource: Vec<KeyValue>, logs: Vec<LogRecord>) -> ExportLogsServiceRequest {
-    ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs {
-            resource: Some(Resource {
-                attributes: resource,
-                ..Default::default()
-            }),
-            scope_logs: vec![ScopeLogs {
-                scope: Some(InstrumentationScope {
-                    name: "checkout.payments".to_owned(),
-                    version: "0.3".to_owned(),
-                    ..Default::default()
-                }),
-                log_records: logs,
-                ..Default::default()
-            }],
-            ..Default::default()
-        }],
-    }
-}
+/// The instrumentation scope of the requests here.
+const SCOPE: (&str, &str) = ("checkout.payments", "0.3");
 
 /// A one-record request whose message is `message`.
 fn simple(message: &str) -> ExportLogsServiceRequest {
     request(
+        SCOPE,
         vec![kv("service.name", string("simple"))],
         vec![LogRecord {
             time_unix_nano: 1_700_000_000_000_000_000,
@@ -416,7 +370,7 @@ async fn protobuf_over_http_is_stored_with_every_field_mapped() {
             ..Default::default()
         },
     ];
-    let answer = post_protobuf(otlp.http, &request(resource, logs)).await;
+    let answer = post_protobuf(otlp.http, &request(SCOPE, resource, logs)).await;
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(
         answer.header("content-type"),

@@ -16,7 +16,8 @@ use flumen_event::EventTime;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
-use super::{Ingest, IngestError, SourceShared};
+use super::http_common::{StoreError, flush_held_events, store_request};
+use super::{Ingest, SourceShared};
 use crate::config::HttpSourceConfig;
 
 /// A bound HTTP source, ready to run.
@@ -53,7 +54,10 @@ impl HttpSource {
             ingest: Mutex::new(Ingest::new(&self.name, &self.config.label, &shared)),
             source: self.name.clone(),
         });
-        let flusher = tokio::spawn(flush_held_events(state.clone(), shutdown.clone()));
+        let flusher = tokio::spawn({
+            let (state, stop) = (state.clone(), shutdown.clone());
+            async move { flush_held_events(&state.source, &state.ingest, stop).await }
+        });
         let app = router(state.clone(), self.config.max_body_size.as_u64() as usize);
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {
@@ -66,28 +70,6 @@ impl HttpSource {
         let _ = flusher.await;
         if let Err(error) = state.ingest.lock().await.flush_all().await {
             tracing::error!(message = "Held events could not be stored at shutdown.", source = %self.name, %error);
-        }
-    }
-}
-
-/// How often the source looks for held events (multiline groups) whose timeout has passed.
-const FLUSH_TICK: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Releases events the filters held back once their timeout passes; requests that wait for
-/// them are answered then.
-async fn flush_held_events(state: Arc<HttpState>, mut shutdown: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = shutdown.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(FLUSH_TICK) => {}
-        }
-        let mut ingest = state.ingest.lock().await;
-        if ingest
-            .next_flush()
-            .is_some_and(|due| due <= std::time::Instant::now())
-            && let Err(error) = ingest.flush_due().await
-        {
-            tracing::error!(message = "Held events could not be stored.", source = %state.source, %error);
         }
     }
 }
@@ -129,30 +111,14 @@ async fn receive(
             return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
         }
     };
-    let mut ack = {
-        let mut ingest = state.ingest.lock().await;
-        // Batch header and tag on top of the entries; a little over is harmless.
-        if !ingest
-            .wal()
-            .has_room(events.entries.len() + tag.len() + 512)
-        {
-            return retry_later("the log is full; retry later\n");
+    match store_request(&state.ingest, &tag, events.count, &events.entries).await {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(StoreError::Full) => retry_later("the log is full; retry later\n"),
+        Err(StoreError::Rejected(reason)) => {
+            (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
         }
-        match ingest
-            .append(&tag, None, events.count, &events.entries)
-            .await
-        {
-            Ok(ack) => ack,
-            Err(IngestError::Rejected(reason)) => {
-                return (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response();
-            }
-            Err(IngestError::Log(error)) => return retry_later(&format!("{error}\n")),
-        }
-    };
-    if ack.durable().await {
-        StatusCode::OK.into_response()
-    } else {
-        retry_later("the events could not be stored; retry later\n")
+        Err(StoreError::Log(error)) => retry_later(&format!("{error}\n")),
+        Err(StoreError::NotDurable) => retry_later("the events could not be stored; retry later\n"),
     }
 }
 

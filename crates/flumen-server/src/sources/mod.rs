@@ -8,7 +8,10 @@
 pub mod chunks;
 pub mod forward;
 pub mod http;
+mod http_common;
 pub mod otlp;
+#[cfg(test)]
+mod otlp_fixtures;
 pub mod syslog;
 pub mod tail;
 

@@ -85,7 +85,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tonic::codec::CompressionEncoding;
 
-use super::{Ingest, IngestError, SourceShared, listening_on};
+use super::http_common::{StoreError, flush_held_events, store_request};
+use super::{Ingest, SourceShared, listening_on};
 
 /// `type = "otlp"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -247,7 +248,10 @@ impl OtlpSource {
                 .unwrap_or(usize::MAX),
             ingest: Mutex::new(Ingest::new(&name, &config.label, &shared)),
         });
-        let flusher = tokio::spawn(flush_held_events(state.clone(), stop.clone()));
+        let flusher = tokio::spawn({
+            let (state, stop) = (state.clone(), stop.clone());
+            async move { flush_held_events(&state.source, &state.ingest, stop).await }
+        });
         let http = async {
             let Some(listener) = http else { return };
             let mut stop = stop.clone();
@@ -332,55 +336,21 @@ impl OtlpState {
         if count == 0 {
             return Ok(());
         }
-        let mut ack = {
-            let mut ingest = self.ingest.lock().await;
-            // Batch header and tag on top of the entries; a little over is harmless.
-            if !ingest.wal().has_room(entries.len() + self.tag.len() + 512) {
-                return Err(Refusal::Unavailable(
-                    "the log is full; retry later".to_owned(),
-                ));
-            }
-            match ingest.append(&self.tag, None, count, &entries).await {
-                Ok(ack) => ack,
-                Err(IngestError::Rejected(reason)) => return Err(Refusal::Invalid(reason)),
-                Err(IngestError::Log(error)) => {
-                    return Err(Refusal::Unavailable(format!("{error}; retry later")));
+        store_request(&self.ingest, &self.tag, count, &entries)
+            .await
+            .map_err(|error| match error {
+                StoreError::Full => Refusal::Unavailable("the log is full; retry later".to_owned()),
+                StoreError::Rejected(reason) => Refusal::Invalid(reason),
+                StoreError::Log(error) => Refusal::Unavailable(format!("{error}; retry later")),
+                StoreError::NotDurable => {
+                    Refusal::Unavailable("the events could not be stored; retry later".to_owned())
                 }
-            }
-        };
-        if ack.durable().await {
-            Ok(())
-        } else {
-            Err(Refusal::Unavailable(
-                "the events could not be stored; retry later".to_owned(),
-            ))
-        }
+            })
     }
 
     fn rejected(&self, reason: &'static str) {
         metrics::counter!("flumen_source_rejected_total", "source" => self.source.clone(), "reason" => reason)
             .increment(1);
-    }
-}
-
-/// How often the source looks for held events (multiline groups) whose timeout has passed.
-const FLUSH_TICK: std::time::Duration = std::time::Duration::from_millis(50);
-
-/// Releases events the filters held back once their timeout passes.
-async fn flush_held_events(state: Arc<OtlpState>, mut stop: watch::Receiver<bool>) {
-    loop {
-        tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
-            _ = tokio::time::sleep(FLUSH_TICK) => {}
-        }
-        let mut ingest = state.ingest.lock().await;
-        if ingest
-            .next_flush()
-            .is_some_and(|due| due <= std::time::Instant::now())
-            && let Err(error) = ingest.flush_due().await
-        {
-            tracing::error!(message = "Held events could not be stored.", source = %state.source, %error);
-        }
     }
 }
 
@@ -1422,44 +1392,11 @@ mod json {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
-    use opentelemetry_proto::tonic::logs::v1::{ResourceLogs, ScopeLogs};
-    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use crate::sources::otlp_fixtures::{int, kv, map, request, string};
+    use opentelemetry_proto::tonic::common::v1::ArrayValue;
 
-    fn string(s: &str) -> AnyValue {
-        AnyValue {
-            value: Some(any_value::Value::StringValue(s.to_owned())),
-        }
-    }
-
-    fn kv(key: &str, value: AnyValue) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: Some(value),
-            ..Default::default()
-        }
-    }
-
-    fn request(resource: Vec<KeyValue>, logs: Vec<LogRecord>) -> ExportLogsServiceRequest {
-        ExportLogsServiceRequest {
-            resource_logs: vec![ResourceLogs {
-                resource: Some(Resource {
-                    attributes: resource,
-                    ..Default::default()
-                }),
-                scope_logs: vec![ScopeLogs {
-                    scope: Some(InstrumentationScope {
-                        name: "app.orders".to_owned(),
-                        version: "1.2".to_owned(),
-                        ..Default::default()
-                    }),
-                    log_records: logs,
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        }
-    }
+    /// The instrumentation scope of the unit tests' requests.
+    const SCOPE: (&str, &str) = ("app.orders", "1.2");
 
     fn events(request: &ExportLogsServiceRequest) -> Vec<Event> {
         let (entries, count) = encode_events(request, EventTime::new(7, 0));
@@ -1519,18 +1456,8 @@ mod tests {
                 kv("http.request.method", string("POST")),
                 kv("level", string("mine")),
                 kv("service.version", string("2.0-log")),
-                kv(
-                    "retries",
-                    AnyValue {
-                        value: Some(any_value::Value::IntValue(3)),
-                    },
-                ),
-                kv(
-                    "retries",
-                    AnyValue {
-                        value: Some(any_value::Value::IntValue(4)),
-                    },
-                ),
+                kv("retries", int(3)),
+                kv("retries", int(4)),
                 kv(
                     "raw",
                     AnyValue {
@@ -1544,6 +1471,7 @@ mod tests {
             ..Default::default()
         };
         let request = request(
+            SCOPE,
             vec![
                 kv("service.name", string("checkout")),
                 kv("service.version", string("1.0")),
@@ -1606,11 +1534,7 @@ mod tests {
 
     #[test]
     fn structured_bodies_keep_their_shape() {
-        let map = AnyValue {
-            value: Some(any_value::Value::KvlistValue(KeyValueList {
-                values: vec![kv("user", string("ada"))],
-            })),
-        };
+        let map = map(vec![kv("user", string("ada"))]);
         let array = AnyValue {
             value: Some(any_value::Value::ArrayValue(ArrayValue {
                 values: vec![string("a"), AnyValue::default()],
@@ -1627,7 +1551,7 @@ mod tests {
                 ..Default::default()
             })
             .collect();
-        let events = events(&request(vec![], logs));
+        let events = events(&request(SCOPE, vec![], logs));
         let json = |i: usize| -> serde_json::Value {
             serde_json::from_str(&events[i].record.to_json()).unwrap()
         };
@@ -1639,22 +1563,18 @@ mod tests {
         assert!(json(3).get("resource").is_none());
         assert_eq!(events[3].time, EventTime::new(5, 0));
         // No time at all: when it arrived.
-        let events = super::tests::events(&request(vec![], vec![LogRecord::default()]));
+        let events = super::tests::events(&request(SCOPE, vec![], vec![LogRecord::default()]));
         assert_eq!(events[0].time, EventTime::new(7, 0));
     }
 
     #[test]
     fn attribute_limits_count_nested_entries() {
-        let nested = AnyValue {
-            value: Some(any_value::Value::KvlistValue(KeyValueList {
-                values: (0..5).map(|i| kv(&format!("k{i}"), string("v"))).collect(),
-            })),
-        };
+        let nested = map((0..5).map(|i| kv(&format!("k{i}"), string("v"))).collect());
         let log = LogRecord {
             attributes: vec![kv("map", nested)],
             ..Default::default()
         };
-        let request = request(vec![], vec![log]);
+        let request = request(SCOPE, vec![], vec![log]);
         assert!(check_limits(&request, 6, usize::MAX).is_ok());
         let (_, error) = check_limits(&request, 5, usize::MAX).unwrap_err();
         assert!(

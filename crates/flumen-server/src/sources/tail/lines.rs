@@ -9,6 +9,7 @@
 //! unread (the caller keeps them) until their newline arrives, unless the caller says the file
 //! is finished.
 
+use flumen_event::msgpack::write_str;
 use memchr::memchr;
 
 use super::LongLines;
@@ -57,23 +58,6 @@ impl EntryFormat {
         out.extend_from_slice(&self.tail);
         valid
     }
-}
-
-/// A msgpack string.
-fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if len < 256 {
-        out.extend_from_slice(&[0xd9, len as u8]);
-    } else if len < 65_536 {
-        out.push(0xda);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    out.extend_from_slice(s);
 }
 
 /// What [`Splitter::take`] did.
