@@ -253,6 +253,23 @@ address = "127.0.0.1:@port:{name}@"
 """
 
 
+def relay_output(port_ref: str, extra: str = "") -> str:
+    """A forward output with acks to 127.0.0.1:<port_ref>, quick to notice and retry
+    failures. `port_ref` is a placeholder (`@port:r@`) or a number."""
+    return f"""
+[outputs.relay]
+type = "forward"
+servers = [{{ address = "127.0.0.1:{port_ref}" }}]
+require_ack = true
+ack_timeout = "2s"
+connect_timeout = "1s"
+recover_wait = "200ms"
+batch = {{ max_events = 5000, max_bytes = "2MiB", timeout = "20ms" }}
+retry = {{ initial_backoff = "50ms", max_backoff = "500ms", max_duration = "1h" }}
+{extra}
+"""
+
+
 def http_source(name: str = "web", extra: str = "") -> str:
     return f"""
 [sources.{name}]

@@ -27,28 +27,13 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import FLUMEN_BIN, forward_source, route
+from conftest import FLUMEN_BIN, forward_source, relay_output, route
 from helpers import metric_sum, parse_metrics
 
 # ---------------------------------------------------------------------------------------
 # Configs
 
 
-def relay_output(port_ref: str, extra: str = "") -> str:
-    """A forward output with acks to 127.0.0.1:<port_ref>, quick to notice and retry
-    failures. `port_ref` is a placeholder (`@port:r@`) or a number."""
-    return f"""
-[outputs.relay]
-type = "forward"
-servers = [{{ address = "127.0.0.1:{port_ref}" }}]
-require_ack = true
-ack_timeout = "2s"
-connect_timeout = "1s"
-recover_wait = "200ms"
-batch = {{ max_events = 5000, max_bytes = "2MiB", timeout = "20ms" }}
-retry = {{ initial_backoff = "50ms", max_backoff = "500ms", max_duration = "1h" }}
-{extra}
-"""
 
 
 def node_config(dest: str, log: str = "", top: str = "") -> str:

@@ -17,7 +17,7 @@ import threading
 import time
 from pathlib import Path
 
-from conftest import file_output, forward_source, route
+from conftest import file_output, forward_source, relay_output, route
 from helpers import read_events, wait_for
 
 AGGREGATOR = forward_source() + file_output("all") + route(["**"], ["all"])
@@ -33,17 +33,7 @@ poll_interval = "200ms"
 position_interval = "200ms"
 rotate_wait = "1s"
 {extra}
-
-[outputs.relay]
-type = "forward"
-servers = [{{ address = "127.0.0.1:{dest_port}" }}]
-require_ack = true
-ack_timeout = "2s"
-connect_timeout = "1s"
-recover_wait = "200ms"
-batch = {{ max_events = 5000, max_bytes = "2MiB", timeout = "20ms" }}
-retry = {{ initial_backoff = "50ms", max_backoff = "500ms", max_duration = "1h" }}
-""" + route(["**"], ["relay"])
+""" + relay_output(str(dest_port)) + route(["**"], ["relay"])
 
 
 class Writer(threading.Thread):
