@@ -34,8 +34,6 @@ from helpers import metric_sum, parse_metrics
 # Configs
 
 
-
-
 def node_config(dest: str, log: str = "", top: str = "") -> str:
     """forward source `fwd` -> forward output `relay` (acks) -> 127.0.0.1:<dest>."""
     return (top + f"""
