@@ -1,6 +1,6 @@
 //! The contract of steps that hold events back to join them with later ones.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
@@ -9,7 +9,7 @@ use flumen_event::record::Event;
 /// An event on its way through a session, with the sequence number of the first input event it
 /// contains. The session numbers input events in arrival order; a joined event keeps the number
 /// of its first part, so the session can tell which inputs are still held (see
-/// [`Joiner::oldest_held`]) and so when a sender may be told they are stored.
+/// [`Joiner::holds`]) and so when a sender may be told they are stored.
 pub type Numbered = (u64, Event);
 
 /// A step that joins several events into one (multiline stack traces, Docker's split lines).
@@ -30,9 +30,6 @@ pub trait Joiner: Send + Sync + std::fmt::Debug {
     /// When the earliest held group times out, if any is held.
     fn next_deadline(&self) -> Option<Instant>;
 
-    /// The smallest sequence number among held events, if any is held.
-    fn oldest_held(&self) -> Option<u64>;
-
     /// True when an event numbered in `seqs` may be held. A group is taken to hold every
     /// number from its first event's to its last's (events of other streams in between
     /// included): a cautious answer, never a wrong "no".
@@ -49,8 +46,8 @@ pub(crate) trait HeldGroup {
     fn last_seq(&self) -> u64;
 }
 
-/// The groups one joiner holds, by stream key, indexed by deadline and by first sequence
-/// number so that the joiner can release what is due and tell the session what it holds.
+/// The groups one joiner holds, by stream key, indexed by deadline so that the joiner can
+/// release what is due.
 ///
 /// A stream key starts with the tag (see [`HeldGroups::stream_key`]); the tag is given back
 /// with a group that is released by deadline or by [`HeldGroups::take_all`].
@@ -61,8 +58,6 @@ pub(crate) struct HeldGroups<G> {
     groups: HashMap<String, Held<G>>,
     /// Held groups by deadline (the id breaks ties).
     deadlines: BTreeMap<(Instant, u64), String>,
-    /// The first sequence number of every held group.
-    held: BTreeSet<u64>,
     next_id: u64,
     /// Scratch space for stream keys.
     key: String,
@@ -83,7 +78,6 @@ impl<G: HeldGroup> HeldGroups<G> {
             flush_timeout,
             groups: HashMap::new(),
             deadlines: BTreeMap::new(),
-            held: BTreeSet::new(),
             next_id: 0,
             key: String::new(),
         }
@@ -133,7 +127,6 @@ impl<G: HeldGroup> HeldGroups<G> {
         self.next_id += 1;
         let deadline = now + self.flush_timeout;
         self.deadlines.insert((deadline, id), key.to_owned());
-        self.held.insert(group.first_seq());
         let held = Held {
             id,
             deadline,
@@ -168,7 +161,6 @@ impl<G: HeldGroup> HeldGroups<G> {
         }
         let mut key = entry.remove();
         let held = self.groups.remove(&key).expect("indexed groups are held");
-        self.held.remove(&held.group.first_seq());
         key.truncate(held.tag_len);
         Some((key, held.group))
     }
@@ -176,7 +168,6 @@ impl<G: HeldGroup> HeldGroups<G> {
     /// Stops holding every group; returns them with their tags, oldest first sequence first.
     pub(crate) fn take_all(&mut self) -> impl Iterator<Item = (String, G)> + use<G> {
         self.deadlines.clear();
-        self.held.clear();
         let mut all: Vec<_> = self
             .groups
             .drain()
@@ -194,11 +185,6 @@ impl<G: HeldGroup> HeldGroups<G> {
         self.deadlines.first_key_value().map(|((at, _), _)| *at)
     }
 
-    /// The smallest first sequence number among held groups, if any is held.
-    pub(crate) fn oldest_held(&self) -> Option<u64> {
-        self.held.first().copied()
-    }
-
     /// See [`Joiner::holds`].
     pub(crate) fn holds(&self, seqs: &Range<u64>) -> bool {
         !seqs.is_empty()
@@ -207,10 +193,9 @@ impl<G: HeldGroup> HeldGroups<G> {
             })
     }
 
-    /// Removes a group taken out of `groups` from the other indexes.
+    /// Removes a group taken out of `groups` from the deadline index.
     fn unindex(&mut self, held: Held<G>) -> G {
         self.deadlines.remove(&(held.deadline, held.id));
-        self.held.remove(&held.group.first_seq());
         held.group
     }
 }

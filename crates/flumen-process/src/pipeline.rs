@@ -493,10 +493,6 @@ mod tests {
             self.held.as_ref().map(|(_, _, due)| *due)
         }
 
-        fn oldest_held(&self) -> Option<u64> {
-            self.held.as_ref().map(|(_, (seq, _), _)| *seq)
-        }
-
         fn holds(&self, seqs: std::ops::Range<u64>) -> bool {
             // Cautious: the held group is taken to run from its first line to the newest.
             self.held
