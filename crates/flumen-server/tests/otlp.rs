@@ -80,9 +80,8 @@ async fn start_otlp(dir: &Path, options: &str) -> Otlp {
         dir,
         &format!(
             "[sources.otel]\ntype = \"otlp\"\nhttp_address = \"127.0.0.1:0\"\n\
-             grpc_address = \"127.0.0.1:{grpc_port}\"\n{options}\n{}\
-             [[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-            file_output(&out)
+             grpc_address = \"127.0.0.1:{grpc_port}\"\n{options}\n{}",
+            all_to_file(&out)
         ),
     )
     .await;
@@ -825,9 +824,8 @@ async fn a_listener_can_be_turned_off() {
         dir.path(),
         &format!(
             "[sources.otel]\ntype = \"otlp\"\nhttp_address = \"\"\n\
-             grpc_address = \"127.0.0.1:{grpc_port}\"\n{}\
-             [[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-            file_output(&out)
+             grpc_address = \"127.0.0.1:{grpc_port}\"\n{}",
+            all_to_file(&out)
         ),
     )
     .await;

@@ -15,7 +15,7 @@ use tokio::net::{TcpStream, UdpSocket};
 
 mod common;
 
-use common::{file_output, start, wait_for_lines};
+use common::{all_to_file, start, wait_for_lines};
 
 /// The process-wide metrics recorder, installed before any server starts.
 fn metrics() -> &'static PrometheusHandle {
@@ -50,9 +50,8 @@ async fn syslog_server(dir: &Path, name: &str, options: &str) -> (Server, PathBu
     let server = start(
         dir,
         &format!(
-            "[sources.{name}]\ntype = \"syslog\"\naddress = \"127.0.0.1:0\"\n{options}\n{}\
-             [[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-            file_output(&out)
+            "[sources.{name}]\ntype = \"syslog\"\naddress = \"127.0.0.1:0\"\n{options}\n{}",
+            all_to_file(&out)
         ),
     )
     .await;

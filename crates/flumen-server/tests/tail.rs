@@ -20,10 +20,9 @@ fn config(dir: &Path, extra: &str) -> String {
     };
     format!(
         "[sources.files]\ntype = \"tail\"\npaths = [{:?}]\n{poll}\
-         position_interval = \"100ms\"\nrotate_wait = \"300ms\"\n{extra}\n{}\
-         [[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+         position_interval = \"100ms\"\nrotate_wait = \"300ms\"\n{extra}\n{}",
         dir.join("logs").join("*.log").display().to_string(),
-        file_output(&dir.join("out.log")),
+        all_to_file(&dir.join("out.log")),
     )
 }
 

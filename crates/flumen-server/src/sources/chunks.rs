@@ -21,7 +21,6 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use flumen_event::BatchRef;
 use flumen_event::batch::FINGERPRINT_LEN;
 use flumen_wal::{Wal, WalError};
 use tokio::sync::watch;
@@ -42,11 +41,6 @@ pub enum ChunkState {
 pub struct ChunkAck(watch::Receiver<ChunkState>);
 
 impl ChunkAck {
-    /// An acknowledgement that is due at once (for chunks the log was never asked to keep).
-    pub fn immediate() -> Self {
-        Self(watch::channel(ChunkState::Durable).1)
-    }
-
     /// Follows the outcome `sender` will publish.
     pub fn of(sender: &watch::Sender<ChunkState>) -> Self {
         Self(sender.subscribe())
@@ -65,7 +59,7 @@ impl ChunkAck {
 /// Whether a chunk id is new.
 #[derive(Debug)]
 pub enum Claim {
-    /// First time (or the first attempt failed): append it, then [`ChunkLedger::track`] it.
+    /// First time (or the first attempt failed): append it, then publish its outcome here.
     New(watch::Sender<ChunkState>),
     /// Seen before: wait on this instead of appending.
     Seen(ChunkAck),
@@ -96,26 +90,22 @@ impl ChunkLedger {
     /// A ledger holding the chunk ids of the log's two newest segments.
     pub fn rebuild(wal: &Wal, capacity: usize) -> Result<Self, WalError> {
         let ledger = Self::new(capacity);
-        let mut reader = wal.recent(2)?;
-        loop {
-            let records = reader.read(4096, 64 * 1024 * 1024)?;
-            if records.is_empty() {
-                break;
-            }
-            for record in records {
-                if let Ok(batch) = BatchRef::parse(&record.payload)
-                    && !batch.chunk_id.is_empty()
-                {
-                    let fingerprint = match batch.received_fingerprint {
-                        Some(stored) => stored.try_into().expect("the batch format's length"),
-                        None => fingerprint(batch.entries),
-                    };
-                    ledger.insert(
-                        key(batch.tenant, batch.chunk_id, &fingerprint),
-                        watch::channel(ChunkState::Durable).1,
-                    );
+        {
+            let mut ids = ledger.ids.lock().expect("ledger lock");
+            super::each_recent_batch(wal, 2, |_, batch| {
+                if batch.chunk_id.is_empty() {
+                    return;
                 }
-            }
+                let fingerprint = match batch.received_fingerprint {
+                    Some(stored) => stored.try_into().expect("the batch format's length"),
+                    None => fingerprint(batch.entries),
+                };
+                ids.insert(
+                    key(batch.tenant, batch.chunk_id, &fingerprint),
+                    watch::channel(ChunkState::Durable).1,
+                    ledger.capacity,
+                );
+            })?;
         }
         Ok(ledger)
     }
@@ -133,36 +123,38 @@ impl ChunkLedger {
     /// Looks a chunk up by id and contents, claiming it if it is new.
     pub fn claim(&self, tenant: &str, chunk: &[u8], entries: &[u8]) -> Claim {
         let key = key(tenant, chunk, &fingerprint(entries));
-        {
-            let ids = self.ids.lock().expect("ledger lock");
-            if let Some(state) = ids.by_id.get(&key) {
-                let usable = match *state.borrow() {
-                    ChunkState::Durable => true,
-                    // Still pending with nobody left to report its outcome: the append failed
-                    // before it reached the log.
-                    ChunkState::Pending => state.has_changed().is_ok(),
-                    ChunkState::Failed => false,
-                };
-                if usable {
-                    return Claim::Seen(ChunkAck(state.clone()));
-                }
+        // One lock for the look-up and the claim, so that two copies of a chunk arriving at
+        // once on two connections are not both new.
+        let mut ids = self.ids.lock().expect("ledger lock");
+        if let Some(state) = ids.by_id.get(&key) {
+            let usable = match *state.borrow() {
+                ChunkState::Durable => true,
+                // Still pending with nobody left to report its outcome: the append failed
+                // before it reached the log.
+                ChunkState::Pending => state.has_changed().is_ok(),
+                ChunkState::Failed => false,
+            };
+            if usable {
+                return Claim::Seen(ChunkAck(state.clone()));
             }
         }
         let (sender, receiver) = watch::channel(ChunkState::Pending);
-        self.insert(key, receiver);
+        ids.insert(key, receiver, self.capacity);
         Claim::New(sender)
     }
+}
 
-    fn insert(&self, key: Box<[u8]>, state: watch::Receiver<ChunkState>) {
-        let mut ids = self.ids.lock().expect("ledger lock");
-        if ids.by_id.insert(key.clone(), state).is_none() {
-            ids.order.push_back(key);
+impl Ids {
+    /// Remembers `key`, forgetting the oldest ids past `capacity`.
+    fn insert(&mut self, key: Box<[u8]>, state: watch::Receiver<ChunkState>, capacity: usize) {
+        if self.by_id.insert(key.clone(), state).is_none() {
+            self.order.push_back(key);
         }
-        while ids.by_id.len() > self.capacity {
-            let Some(oldest) = ids.order.pop_front() else {
+        while self.by_id.len() > capacity {
+            let Some(oldest) = self.order.pop_front() else {
                 break;
             };
-            ids.by_id.remove(&oldest);
+            self.by_id.remove(&oldest);
         }
     }
 }

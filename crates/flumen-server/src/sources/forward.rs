@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::chunks::ChunkAck;
-use super::{Ingest, SourceShared};
+use super::{Ingest, SourceShared, far_future, stopped};
 use crate::config::ForwardSourceConfig;
 
 /// A bound Forward source, ready to run.
@@ -112,11 +112,6 @@ impl ForwardSource {
     }
 }
 
-/// Resolves once `shutdown` turns true (or its sender is gone).
-async fn stopped(shutdown: &mut watch::Receiver<bool>) {
-    let _ = shutdown.wait_for(|stop| *stop).await;
-}
-
 struct Connection {
     source: Arc<str>,
     peer: SocketAddr,
@@ -135,7 +130,7 @@ impl Connection {
         let mut buf = BytesMut::with_capacity(256 * 1024);
         let mut pending: PendingAcks = VecDeque::new();
         let mut out = Vec::new();
-        let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+        let far = far_future();
         let retire_at = self.max_age.map_or(far, |age| Instant::now() + age);
         // Past its maximum age the connection closes at the next frame boundary, once every
         // frame it read is acknowledged, so the sender reconnects (through its load balancer).

@@ -16,8 +16,8 @@ use flumen_event::EventTime;
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
-use super::http_common::{StoreError, flush_held_events, store_request};
-use super::{Ingest, SourceShared};
+use super::http_common::{StoreError, serve_and_flush, store_request};
+use super::{Ingest, SourceShared, stopped};
 use crate::config::HttpSourceConfig;
 
 /// A bound HTTP source, ready to run.
@@ -49,28 +49,27 @@ impl HttpSource {
     }
 
     /// Serves until `shutdown` turns true; requests in progress finish.
-    pub async fn run(self, shared: SourceShared, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, shared: SourceShared, shutdown: watch::Receiver<bool>) {
+        let Self {
+            name,
+            config,
+            listener,
+        } = self;
         let state = Arc::new(HttpState {
-            ingest: Mutex::new(Ingest::new(&self.name, &self.config.label, &shared)),
-            source: self.name.clone(),
+            ingest: Mutex::new(Ingest::new(&name, &config.label, &shared)),
+            source: name,
         });
-        let flusher = tokio::spawn({
-            let (state, stop) = (state.clone(), shutdown.clone());
-            async move { flush_held_events(&state.source, &state.ingest, stop).await }
-        });
-        let app = router(state.clone(), self.config.max_body_size.as_u64() as usize);
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(error) = served {
-            tracing::error!(message = "The HTTP source stopped.", source = %self.name, %error);
-        }
-        let _ = flusher.await;
-        if let Err(error) = state.ingest.lock().await.flush_all().await {
-            tracing::error!(message = "Held events could not be stored at shutdown.", source = %self.name, %error);
-        }
+        let app = router(state.clone(), config.max_body_size.as_u64() as usize);
+        let mut stop = shutdown.clone();
+        let serve = async {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stopped(&mut stop).await })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(message = "The HTTP source stopped.", source = %state.source, %error);
+            }
+        };
+        serve_and_flush(&state.source, &state.ingest, shutdown, serve).await;
     }
 }
 

@@ -1,13 +1,14 @@
 //! What the sources that answer requests (HTTP, OTLP) share: one [`Ingest`] behind a mutex for
-//! all their connections, a request stored whole or refused, and a task that releases the events
-//! their filters held back.
+//! all their connections, a request stored whole or refused, and, beside the listeners, a loop
+//! that releases the events their filters held back.
 
+use std::future::Future;
 use std::time::{Duration, Instant};
 
 use flumen_wal::WalError;
 use tokio::sync::{Mutex, watch};
 
-use super::{Ingest, IngestError};
+use super::{Ingest, IngestError, stopped};
 
 /// Why a request's events were not stored.
 #[derive(Debug)]
@@ -52,16 +53,26 @@ pub(crate) async fn store_request(
 /// How often the source looks for held events (multiline groups) whose timeout has passed.
 const FLUSH_TICK: Duration = Duration::from_millis(50);
 
-/// Releases the events the filters of `source` held back in `ingest` once their timeout passes,
-/// until `stop` turns true; requests that wait for them are answered then.
-pub(crate) async fn flush_held_events(
+/// Runs `serve` (the listeners, until `stop` turns true) beside the release of held events, then
+/// stores every event the filters of `source` still hold.
+pub(crate) async fn serve_and_flush(
     source: &str,
     ingest: &Mutex<Ingest>,
-    mut stop: watch::Receiver<bool>,
+    stop: watch::Receiver<bool>,
+    serve: impl Future<Output = ()>,
 ) {
+    tokio::join!(flush_held_events(source, ingest, stop), serve);
+    if let Err(error) = ingest.lock().await.flush_all().await {
+        tracing::error!(message = "Held events could not be stored at shutdown.", source = %source, %error);
+    }
+}
+
+/// Releases the events the filters of `source` held back in `ingest` once their timeout passes,
+/// until `stop` turns true; requests that wait for them are answered then.
+async fn flush_held_events(source: &str, ingest: &Mutex<Ingest>, mut stop: watch::Receiver<bool>) {
     loop {
         tokio::select! {
-            _ = stop.wait_for(|stop| *stop) => return,
+            _ = stopped(&mut stop) => return,
             _ = tokio::time::sleep(FLUSH_TICK) => {}
         }
         let mut ingest = ingest.lock().await;

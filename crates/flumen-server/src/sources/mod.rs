@@ -17,11 +17,11 @@ pub mod tail;
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use flumen_event::batch::FINGERPRINT_LEN;
 use flumen_event::record::Event;
-use flumen_event::{BatchBuilder, BatchError, EntryIter, TenantId};
+use flumen_event::{BatchBuilder, BatchError, BatchRef, EntryIter, TenantId};
 use flumen_process::{Pipeline, Released, Session};
 use flumen_wal::{AppendTicket, Wal, WalError};
 use metrics::Counter;
@@ -81,7 +81,7 @@ impl BoundSource {
     }
 
     /// Takes events until `stop` turns true, then finishes what it read.
-    pub async fn run(self, shared: SourceShared, stop: tokio::sync::watch::Receiver<bool>) {
+    pub async fn run(self, shared: SourceShared, stop: watch::Receiver<bool>) {
         match self {
             Self::Forward(source) => source.run(shared, stop).await,
             Self::Http(source) => source.run(shared, stop).await,
@@ -97,6 +97,38 @@ pub(crate) fn listening_on(
     address: std::net::SocketAddr,
 ) -> impl FnOnce(std::io::Error) -> std::io::Error {
     move |error| std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
+}
+
+/// Resolves once `stop` turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// A time far enough away to stand for "never" (a timer that is not armed).
+pub(crate) fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Calls `each` with the sequence number and header of every batch in the log's `segments`
+/// newest segments, oldest first: what sources rebuild their memory of stored chunks from at
+/// start.
+pub(crate) fn each_recent_batch(
+    wal: &Wal,
+    segments: usize,
+    mut each: impl FnMut(u64, BatchRef<'_>),
+) -> Result<(), WalError> {
+    let mut reader = wal.recent(segments)?;
+    loop {
+        let records = reader.read(4096, 64 * 1024 * 1024)?;
+        if records.is_empty() {
+            return Ok(());
+        }
+        for record in records {
+            if let Ok(batch) = BatchRef::parse(&record.payload) {
+                each(record.seq, batch);
+            }
+        }
+    }
 }
 
 /// What every source shares: the log, the routes, the filters, the chunk ledger.
@@ -272,10 +304,13 @@ impl Ingest {
             None
         } else {
             let id = if whole { chunk } else { b"" };
-            Some(
-                self.append_events(tag, id, chunks::fingerprint(entries), &released)
-                    .await?,
-            )
+            // The batch header keeps a fingerprint only beside a chunk id.
+            let fingerprint = if id.is_empty() {
+                [0; FINGERPRINT_LEN]
+            } else {
+                chunks::fingerprint(entries)
+            };
+            Some(self.append_events(tag, id, fingerprint, &released).await?)
         };
         self.waiting.push((seqs, outcome));
         self.settle(ticket, Vec::new());

@@ -85,8 +85,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 use tonic::codec::CompressionEncoding;
 
-use super::http_common::{StoreError, flush_held_events, store_request};
-use super::{Ingest, SourceShared, listening_on};
+use super::http_common::{StoreError, serve_and_flush, store_request};
+use super::{Ingest, SourceShared, listening_on, stopped};
 
 /// `type = "otlp"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -195,27 +195,11 @@ impl OtlpSource {
         config
             .validate()
             .map_err(|message| std::io::Error::new(std::io::ErrorKind::InvalidInput, message))?;
-        let http = match config.http_address {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(listening_on(address))?,
-            ),
-            None => None,
-        };
-        let grpc = match config.grpc_address {
-            Some(address) => Some(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(listening_on(address))?,
-            ),
-            None => None,
-        };
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
-            http,
-            grpc,
+            http: bind_optional(config.http_address).await?,
+            grpc: bind_optional(config.grpc_address).await?,
         })
     }
 
@@ -228,7 +212,7 @@ impl OtlpSource {
     }
 
     /// The OTLP/gRPC listener's address.
-    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+    fn grpc_addr(&self) -> Option<SocketAddr> {
         self.grpc.as_ref().and_then(|l| l.local_addr().ok())
     }
 
@@ -248,17 +232,11 @@ impl OtlpSource {
                 .unwrap_or(usize::MAX),
             ingest: Mutex::new(Ingest::new(&name, &config.label, &shared)),
         });
-        let flusher = tokio::spawn({
-            let (state, stop) = (state.clone(), stop.clone());
-            async move { flush_held_events(&state.source, &state.ingest, stop).await }
-        });
         let http = async {
             let Some(listener) = http else { return };
             let mut stop = stop.clone();
             let served = axum::serve(listener, http_router(state.clone()))
-                .with_graceful_shutdown(async move {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                })
+                .with_graceful_shutdown(async move { stopped(&mut stop).await })
                 .await;
             if let Err(error) = served {
                 tracing::error!(message = "The OTLP/HTTP listener stopped.", source = %name, %error);
@@ -274,20 +252,28 @@ impl OtlpSource {
                 .add_routes(tonic::service::Routes::from(grpc_router(state.clone())))
                 .serve_with_incoming_shutdown(
                     tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true)),
-                    async move {
-                        let _ = stop.wait_for(|stop| *stop).await;
-                    },
+                    async move { stopped(&mut stop).await },
                 )
                 .await;
             if let Err(error) = served {
                 tracing::error!(message = "The OTLP/gRPC listener stopped.", source = %name, %error);
             }
         };
-        tokio::join!(http, grpc);
-        let _ = flusher.await;
-        if let Err(error) = state.ingest.lock().await.flush_all().await {
-            tracing::error!(message = "Held events could not be stored at shutdown.", source = %name, %error);
-        }
+        let serve = async {
+            tokio::join!(http, grpc);
+        };
+        serve_and_flush(&name, &state.ingest, stop.clone(), serve).await;
+    }
+}
+
+/// A listener on `address`, if there is one.
+async fn bind_optional(address: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
+    match address {
+        Some(address) => TcpListener::bind(address)
+            .await
+            .map(Some)
+            .map_err(listening_on(address)),
+        None => Ok(None),
     }
 }
 
@@ -865,7 +851,7 @@ fn time_of(log: &LogRecord, now: EventTime) -> EventTime {
 }
 
 /// The canonical level of an OTLP severity number, or of the severity text without one.
-pub fn level_of(severity_number: i32, severity_text: &str) -> Option<Level> {
+fn level_of(severity_number: i32, severity_text: &str) -> Option<Level> {
     Some(match severity_number {
         1..=4 => Level::Trace,
         5..=8 => Level::Debug,
@@ -1202,19 +1188,29 @@ mod json {
 
     /// A field by its JSON name or its `.proto` name; `null` is no field.
     fn field<'a>(o: &'a Map<String, Json>, camel: &str) -> Option<&'a Json> {
-        let found = o.get(camel).or_else(|| {
-            let mut snake = String::with_capacity(camel.len() + 4);
-            for c in camel.chars() {
-                if c.is_ascii_uppercase() {
-                    snake.push('_');
-                    snake.push(c.to_ascii_lowercase());
-                } else {
-                    snake.push(c);
-                }
-            }
-            o.get(&snake)
-        });
+        let found = o
+            .get(camel)
+            .or_else(|| o.get(snake_case(camel, &mut [0; 64])?));
         found.filter(|v| !v.is_null())
+    }
+
+    /// The `.proto` name of a JSON field name (`timeUnixNano` → `time_unix_nano`), spelled in
+    /// `buf` (no allocation: it is looked up for every absent field of every record); none
+    /// when it is the same name (no capitals).
+    fn snake_case<'b>(camel: &str, buf: &'b mut [u8; 64]) -> Option<&'b str> {
+        if !camel.bytes().any(|b| b.is_ascii_uppercase()) {
+            return None;
+        }
+        let mut len = 0;
+        for b in camel.bytes() {
+            if b.is_ascii_uppercase() {
+                *buf.get_mut(len)? = b'_';
+                len += 1;
+            }
+            *buf.get_mut(len)? = b.to_ascii_lowercase();
+            len += 1;
+        }
+        std::str::from_utf8(&buf[..len]).ok()
     }
 
     fn object(value: &Json) -> Result<&Map<String, Json>> {

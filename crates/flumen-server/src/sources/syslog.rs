@@ -47,7 +47,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
 
-use super::{Ingest, IngestError, SourceShared, listening_on};
+use super::{Ingest, IngestError, SourceShared, far_future, listening_on, stopped};
 
 /// `type = "syslog"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -97,8 +97,13 @@ impl SyslogConfig {
     /// Checks what can be checked without binding (`flumen validate` calls this too); the
     /// certificate files are read when the source starts.
     pub fn validate(&self) -> Result<(), String> {
-        TagTemplate::parse(&self.tag)?;
-        self.time_parser()?;
+        self.compile().map(drop)
+    }
+
+    /// The checked configuration's tag template and time parser.
+    fn compile(&self) -> Result<(TagTemplate, TimeParser), String> {
+        let tag = TagTemplate::parse(&self.tag)?;
+        let time = self.time_parser()?;
         let max = self.max_message_size.as_u64();
         if max == 0 || max > MAX_MESSAGE_SIZE_LIMIT {
             return Err(format!(
@@ -138,7 +143,7 @@ impl SyslogConfig {
             }
             SyslogMode::Tls => {}
         }
-        Ok(())
+        Ok((tag, time))
     }
 
     /// How RFC 5424 and RFC 3164 times are read, in the configured time zone.
@@ -251,38 +256,32 @@ fn invalid(message: impl std::fmt::Display) -> std::io::Error {
 impl SyslogSource {
     /// Checks the configuration, loads the TLS certificate and binds what `config` asks for.
     pub async fn bind(name: &str, config: &SyslogConfig) -> std::io::Result<Self> {
-        config.validate().map_err(invalid)?;
-        let tag = TagTemplate::parse(&config.tag).map_err(invalid)?;
-        let time = config.time_parser().map_err(invalid)?;
+        let (tag, time) = config.compile().map_err(invalid)?;
+        // Only `mode = "tls"` has `tls` (checked above); its certificate is read before binding.
+        let acceptor = match &config.tls {
+            Some(tls) => Some(tls_acceptor(tls).map_err(invalid)?),
+            None => None,
+        };
+        let default_port = if config.mode == SyslogMode::Tls {
+            6514
+        } else {
+            5140
+        };
+        let address = config
+            .address
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port)));
         let listener = match config.mode {
-            SyslogMode::Udp => {
-                let address = config.address.unwrap_or_else(|| default_address(5140));
-                Listener::Udp(
-                    UdpSocket::bind(address)
-                        .await
-                        .map_err(listening_on(address))?,
-                )
-            }
-            SyslogMode::Tcp => {
-                let address = config.address.unwrap_or_else(|| default_address(5140));
-                Listener::Tcp(
-                    TcpListener::bind(address)
-                        .await
-                        .map_err(listening_on(address))?,
-                    None,
-                )
-            }
-            SyslogMode::Tls => {
-                let tls = config.tls.as_ref().expect("validated: tls mode has tls");
-                let acceptor = tls_acceptor(tls).map_err(invalid)?;
-                let address = config.address.unwrap_or_else(|| default_address(6514));
-                Listener::Tcp(
-                    TcpListener::bind(address)
-                        .await
-                        .map_err(listening_on(address))?,
-                    Some(acceptor),
-                )
-            }
+            SyslogMode::Udp => Listener::Udp(
+                UdpSocket::bind(address)
+                    .await
+                    .map_err(listening_on(address))?,
+            ),
+            SyslogMode::Tcp | SyslogMode::Tls => Listener::Tcp(
+                TcpListener::bind(address)
+                    .await
+                    .map_err(listening_on(address))?,
+                acceptor,
+            ),
         };
         Ok(Self {
             name: name.into(),
@@ -341,10 +340,6 @@ impl SyslogSource {
     }
 }
 
-fn default_address(port: u16) -> SocketAddr {
-    SocketAddr::from(([0, 0, 0, 0], port))
-}
-
 /// Builds the TLS acceptor of `tls = { … }`; errors name the file.
 fn tls_acceptor(tls: &SyslogTlsConfig) -> Result<TlsAcceptor, String> {
     use rustls::pki_types::pem::PemObject;
@@ -391,16 +386,6 @@ fn tls_acceptor(tls: &SyslogTlsConfig) -> Result<TlsAcceptor, String> {
         )
     })?;
     Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// A time far enough away to stand for "never".
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 fn peer_ip(peer: SocketAddr) -> String {

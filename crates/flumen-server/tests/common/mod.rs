@@ -134,11 +134,19 @@ pub fn file_output(path: &Path) -> String {
     )
 }
 
+/// A file output at `out` and a route that sends it every event.
+pub fn all_to_file(out: &Path) -> String {
+    format!(
+        "{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
+        file_output(out)
+    )
+}
+
 /// A forward source with `options`, every event to a file output at `out`.
 pub fn forward_to_file(options: &str, out: &Path) -> String {
     format!(
-        "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n{options}\n{}[[routes]]\nmatch = [\"**\"]\noutputs = [\"file\"]\n",
-        file_output(out)
+        "[sources.fwd]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n{options}\n{}",
+        all_to_file(out)
     )
 }
 

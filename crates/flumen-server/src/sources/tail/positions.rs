@@ -25,7 +25,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flumen_event::BatchRef;
 use flumen_wal::Wal;
 use serde::{Deserialize, Serialize};
 
@@ -160,6 +159,13 @@ impl Positions {
             ino,
             fp,
             generation,
+        }
+    }
+
+    /// Marks every file as seen at `now`.
+    pub(super) fn all_seen(&mut self, now: u64) {
+        for saved in self.map.values_mut() {
+            saved.seen = now;
         }
     }
 
@@ -334,28 +340,17 @@ pub(super) fn scan_log(
         }
         None => 2,
     };
-    let mut reader = wal.recent(segments).map_err(|e| e.to_string())?;
     let mut ends = HashMap::new();
-    loop {
-        let records = reader
-            .read(4096, 64 * 1024 * 1024)
-            .map_err(|e| e.to_string())?;
-        if records.is_empty() {
-            break;
+    crate::sources::each_recent_batch(wal, segments, |seq, batch| {
+        if from_seq.is_some_and(|from| seq < from) {
+            return;
         }
-        for record in records {
-            if from_seq.is_some_and(|from| record.seq < from) {
-                continue;
-            }
-            let Ok(batch) = BatchRef::parse(&record.payload) else {
-                continue;
-            };
-            if let Some((key, end)) = FileKey::parse_chunk_id(batch.chunk_id, source) {
-                let known = ends.entry(key).or_insert(end);
-                *known = (*known).max(end);
-            }
+        if let Some((key, end)) = FileKey::parse_chunk_id(batch.chunk_id, source) {
+            let known = ends.entry(key).or_insert(end);
+            *known = (*known).max(end);
         }
-    }
+    })
+    .map_err(|e| e.to_string())?;
     Ok(ends)
 }
 

@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::lines::{EntryFormat, Splitter, looks_binary};
 use super::positions::{self, FINGERPRINT_MAX, FileKey, Positions, Saved};
 use super::{ReadFrom, Settings};
-use crate::sources::{Ingest, IngestError, SourceShared};
+use crate::sources::{Ingest, IngestError, SourceShared, far_future, stopped};
 
 /// The most bytes read from a file at once.
 const BLOCK: usize = 256 * 1024;
@@ -215,7 +215,7 @@ pub(super) async fn run(
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     poll.tick().await;
     let mut save_at = Instant::now() + tailer.settings.position_interval;
-    let far = Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600);
+    let far = far_future();
     let outcome = loop {
         let flush_at = tailer.next_flush().unwrap_or(far);
         let work = !tailer.queue.is_empty();
@@ -259,11 +259,6 @@ pub(super) async fn run(
     tailer.finish(&mut ack_rx).await;
 }
 
-/// Resolves once `stop` turns true (or its sender is gone).
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
 /// Adds watches for the directories not watched yet (a directory that does not exist yet is
 /// tried again on the next poll).
 fn watch_dirs(watcher: &mut notify::RecommendedWatcher, unwatched: &mut Vec<(PathBuf, bool)>) {
@@ -297,17 +292,25 @@ fn unix_now() -> u64 {
 /// Reads up to `len` first bytes of `file`.
 fn read_prefix(file: &File, len: usize) -> std::io::Result<Vec<u8>> {
     let mut prefix = vec![0; len];
-    let mut filled = 0;
-    while filled < len {
-        match file.read_at(&mut prefix[filled..], filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
+    let filled = read_full(file, &mut prefix, 0)?;
     prefix.truncate(filled);
     Ok(prefix)
+}
+
+/// Removes `id` from the indexes by inode and by path where it is still what they name.
+fn unindex(
+    by_inode: &mut HashMap<Inode, FileId>,
+    by_path: &mut HashMap<PathBuf, FileId>,
+    id: FileId,
+    inode: Inode,
+    path: &Path,
+) {
+    if by_inode.get(&inode) == Some(&id) {
+        by_inode.remove(&inode);
+    }
+    if by_path.get(path) == Some(&id) {
+        by_path.remove(path);
+    }
 }
 
 /// Reads into `buf` from `offset` until it is full or the file ends; returns the bytes read.
@@ -398,15 +401,7 @@ impl Tailer {
         }
         // Positions of files not seen for long are kept from now on, not from when flumen
         // stopped.
-        let keys: Vec<FileKey> = self.positions.keys().copied().collect();
-        for key in keys {
-            let path = self
-                .positions
-                .get(&key)
-                .map(|s| s.path.clone())
-                .unwrap_or_default();
-            self.positions.seen(&key, &path, now);
-        }
+        self.positions.all_seen(now);
         if !had_file && (self.shared.wal.stats().next_seq > 0 || !ends.is_empty()) {
             tracing::warn!(
                 message = "No position file: first start of this source, or the file was deleted. Files found now are read per read_from, except where the log shows what was stored.",
@@ -457,17 +452,12 @@ impl Tailer {
                 if structural {
                     self.discover(path, false);
                 }
-            } else if structural && self.settings.watch_dirs.iter().any(|(d, _)| d == path) {
+            } else if structural
+                && let Some(watched) = self.settings.watch_dirs.iter().find(|(d, _)| d == path)
+            {
                 // A watched directory went away: watch it again once it is back.
                 if !path.exists() && !unwatched.iter().any(|(d, _)| d == path) {
-                    let entry = self
-                        .settings
-                        .watch_dirs
-                        .iter()
-                        .find(|(d, _)| d == path)
-                        .cloned()
-                        .expect("found above");
-                    unwatched.push(entry);
+                    unwatched.push(watched.clone());
                 }
             } else if self.settings.matches(path) {
                 self.discover(path, false);
@@ -478,14 +468,9 @@ impl Tailer {
     /// Matches every pattern; follows new files, notices files no longer at a matched path.
     fn rescan(&mut self, initial: bool) {
         let mut found = HashSet::new();
-        let patterns: Vec<String> = self
-            .settings
-            .patterns
-            .iter()
-            .map(|p| p.as_str().to_owned())
-            .collect();
-        for pattern in patterns {
-            let Ok(paths) = glob::glob_with(&pattern, super::MATCH) else {
+        let settings = self.settings.clone();
+        for pattern in &settings.patterns {
+            let Ok(paths) = glob::glob_with(pattern.as_str(), super::MATCH) else {
                 continue;
             };
             for path in paths.flatten() {
@@ -1052,12 +1037,7 @@ impl Tailer {
                 {
                     self.metrics.files.decrement(1.0);
                 }
-                if self.by_inode.get(&inode) == Some(&id) {
-                    self.by_inode.remove(&inode);
-                }
-                if self.by_path.get(&path) == Some(&id) {
-                    self.by_path.remove(&path);
-                }
+                unindex(&mut self.by_inode, &mut self.by_path, id, inode, &path);
                 self.held.remove(&id);
                 if self.files.get(&id).is_some_and(|t| t.in_flight.is_empty()) {
                     self.forget(id);
@@ -1111,12 +1091,7 @@ impl Tailer {
         // The file's descriptor goes to its new content; this content goes to its copy, if any.
         let file = t.file.take().expect("open");
         self.metrics.files.decrement(1.0);
-        if self.by_inode.get(&inode) == Some(&id) {
-            self.by_inode.remove(&inode);
-        }
-        if self.by_path.get(&path) == Some(&id) {
-            self.by_path.remove(&path);
-        }
+        unindex(&mut self.by_inode, &mut self.by_path, id, inode, &path);
         let copy = key
             .filter(|key| key.fp.len >= MIN_COPY_FINGERPRINT)
             .and_then(|key| self.find_copy(key, read_pos, &path, inode));
@@ -1221,15 +1196,9 @@ impl Tailer {
             self.metrics.files.decrement(1.0);
             tracing::info!(message = "Closed a file.", source = %self.name, path = %t.path.display(), read_up_to = t.read_pos);
         }
-        if self.by_inode.get(&t.inode) == Some(&id) {
-            self.by_inode.remove(&t.inode);
-        }
-        if self.by_path.get(&t.path) == Some(&id) {
-            self.by_path.remove(&t.path);
-        }
+        unindex(&mut self.by_inode, &mut self.by_path, id, t.inode, &t.path);
         if let Some(key) = t.key {
-            let path = t.path.clone();
-            self.positions.seen(&key, &path, unix_now());
+            self.positions.seen(&key, &t.path, unix_now());
         }
         if self.files.get(&id).is_some_and(|t| t.in_flight.is_empty()) {
             self.forget(id);
@@ -1288,14 +1257,10 @@ impl Tailer {
     /// Writes the position file.
     async fn save(&mut self) {
         let now = unix_now();
-        let live: Vec<(FileKey, PathBuf)> = self
-            .files
-            .values()
-            .filter(|t| t.file.is_some())
-            .filter_map(|t| Some((t.key?, t.path.clone())))
-            .collect();
-        for (key, path) in live {
-            self.positions.seen(&key, &path, now);
+        for t in self.files.values().filter(|t| t.file.is_some()) {
+            if let Some(key) = t.key {
+                self.positions.seen(&key, &t.path, now);
+            }
         }
         self.prune();
         // Every chunk not committed yet was appended after `log_seq`.
