@@ -211,9 +211,12 @@ impl Pipeline {
         Ok(Self { steps })
     }
 
-    /// True when no filter is configured.
-    pub fn is_empty(&self) -> bool {
-        self.steps.is_empty()
+    /// True when some filter joins events (`multiline`, `join_partial`) and so may hold them
+    /// back until a flush timeout: only then need a source watch for [`Session::flush_due`].
+    pub fn may_hold(&self) -> bool {
+        self.steps
+            .iter()
+            .any(|step| matches!(step.kind, StepKind::Join(_)))
     }
 
     /// True when some filter applies to `tag` (otherwise events pass untouched and need not

@@ -70,6 +70,10 @@ pub(crate) async fn serve_and_flush(
 /// Releases the events the filters of `source` held back in `ingest` once their timeout passes,
 /// until `stop` turns true; requests that wait for them are answered then.
 async fn flush_held_events(source: &str, ingest: &Mutex<Ingest>, mut stop: watch::Receiver<bool>) {
+    if !ingest.lock().await.may_hold() {
+        // No filter joins events: nothing is ever due, so do not wake up for it.
+        return stopped(&mut stop).await;
+    }
     loop {
         tokio::select! {
             _ = stopped(&mut stop) => return,
