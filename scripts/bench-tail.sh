@@ -39,8 +39,7 @@ for f in $(seq 1 "$FILES"); do
       }
     }' "$LINES_FROM" >"$work/logs/app-$f.log"
 done
-bytes=$(cat "$work"/logs/*.log | wc -c)
-lines=$(cat "$work"/logs/*.log | wc -l)
+read -r lines bytes < <(cat "$work"/logs/*.log | wc -lc)
 
 "$bin" bench --listen "127.0.0.1:$RECEIVER_PORT" --until-idle 0 --json >"$work/receiver.json" \
   2>"$work/receiver.log" &
@@ -88,4 +87,4 @@ report_profile
 stop_serve
 kill -INT "$receiver"
 wait "$receiver" || true
-echo "receiver: $(cat "$work/receiver.json" | head -c 400)"
+echo "receiver: $(head -c 400 "$work/receiver.json")"

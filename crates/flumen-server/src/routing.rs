@@ -62,16 +62,16 @@ impl Decision {
     }
 }
 
-/// The compiled routes; outputs are referred to by their index in `output_names`.
+/// The compiled routes; outputs are referred to by their index in the `output_names` the table
+/// was made with.
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
-    output_names: Vec<String>,
 }
 
 impl RouteTable {
     /// Compiles validated routes; `output_names` fixes each output's index.
-    pub fn new(routes: &[RouteConfig], output_names: Vec<String>) -> Result<Self, String> {
+    pub fn new(routes: &[RouteConfig], output_names: &[String]) -> Result<Self, String> {
         let compiled = routes
             .iter()
             .map(|r| {
@@ -104,10 +104,7 @@ impl RouteTable {
                 })
             })
             .collect::<Result<_, String>>()?;
-        Ok(Self {
-            routes: compiled,
-            output_names,
-        })
+        Ok(Self { routes: compiled })
     }
 
     /// Where events with this label and tag go.
@@ -129,11 +126,6 @@ impl RouteTable {
             }
         }
         decision
-    }
-
-    /// The name of output `index`.
-    pub fn output_name(&self, index: usize) -> &str {
-        &self.output_names[index]
     }
 }
 
@@ -188,9 +180,16 @@ mod tests {
     use super::*;
     use crate::config::Config;
 
+    /// The route table of a configuration, and the names of its outputs by index.
+    fn table(config: &str) -> (RouteTable, Vec<String>) {
+        let config = Config::parse(config, "t").unwrap();
+        let names: Vec<String> = config.outputs.keys().cloned().collect();
+        (RouteTable::new(&config.routes, &names).unwrap(), names)
+    }
+
     #[test]
     fn first_route_wins_and_labels_separate_routes() {
-        let config = Config::parse(
+        let (table, names) = table(
             r#"
             [sources.fwd]
             type = "forward"
@@ -215,17 +214,13 @@ mod tests {
             match = ["**"]
             outputs = ["back"]
             "#,
-            "t",
-        )
-        .unwrap();
-        let names: Vec<String> = config.outputs.keys().cloned().collect();
-        let table = RouteTable::new(&config.routes, names).unwrap();
-        let named = |label: &str, tag: &str| -> Vec<String> {
+        );
+        let named = |label: &str, tag: &str| -> Vec<&str> {
             table
                 .decide(label, tag)
                 .fallback
                 .iter()
-                .map(|&i| table.output_name(i).to_owned())
+                .map(|&i| names[i].as_str())
                 .collect()
         };
         assert_eq!(named("", "healthcheck"), ["discard"]);
@@ -242,7 +237,7 @@ mod tests {
 
     #[test]
     fn selector_routes_take_the_events_they_match_and_pass_the_rest_on() {
-        let config = Config::parse(
+        let (table, names) = table(
             r#"
             [sources.fwd]
             type = "forward"
@@ -264,12 +259,8 @@ mod tests {
             match = ["**"]
             outputs = ["store"]
             "#,
-            "t",
-        )
-        .unwrap();
-        let names: Vec<String> = config.outputs.keys().cloned().collect();
-        let table = RouteTable::new(&config.routes, names).unwrap();
-        let index = |name: &str| table.output_names.iter().position(|n| n == name).unwrap();
+        );
+        let index = |name: &str| names.iter().position(|n| n == name).unwrap();
         let decision = table.decide("", "app.web");
         assert!(decision.by_content());
         let record = |level: &str, service: &str| {
@@ -282,7 +273,7 @@ mod tests {
             decision
                 .outputs_for_event("app.web", &record(level, service))
                 .iter()
-                .map(|&i| table.output_name(i))
+                .map(|&i| names[i].as_str())
                 .collect()
         };
         assert_eq!(to("ERROR", "auth"), ["alerts", "store"], "first match wins");

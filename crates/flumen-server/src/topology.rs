@@ -69,9 +69,8 @@ impl Server {
         let node_id = node_id(&config.data_dir)?;
         let output_names: Vec<String> = config.outputs.keys().cloned().collect();
         wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let routes = Arc::new(
-            RouteTable::new(&config.routes, output_names.clone()).map_err(anyhow::Error::msg)?,
-        );
+        let routes =
+            Arc::new(RouteTable::new(&config.routes, &output_names).map_err(anyhow::Error::msg)?);
         let pipeline = Arc::new(
             config
                 .pipeline()

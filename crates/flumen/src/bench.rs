@@ -244,24 +244,39 @@ mod tests {
         assert!(Cli::try_parse_from(["bench", "--expect", "5"]).is_err());
     }
 
-    /// The receiver in-process on an ephemeral port, the sender against it.
-    fn round_trip(args: &[&str], expect: u64) -> (send::Summary, receive::Report) {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .unwrap();
-        runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let addr = listener.local_addr().unwrap().to_string();
-            let receiver = tokio::spawn(receive::receive(
-                listener,
-                receive::Options {
-                    until_idle: Some(Duration::from_secs(10)),
-                    expect: Some(expect),
-                },
-                std::future::pending(),
-            ));
+            .unwrap()
+    }
+
+    /// The receiver in-process on an ephemeral port, until `expect` unique events arrived.
+    async fn start_receiver(
+        expect: u64,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<receive::Report>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let receiver = tokio::spawn(receive::receive(
+            listener,
+            receive::Options {
+                until_idle: Some(Duration::from_secs(10)),
+                expect: Some(expect),
+            },
+            std::future::pending(),
+        ));
+        (addr, receiver)
+    }
+
+    /// The receiver in-process on an ephemeral port, the sender against it.
+    fn round_trip(args: &[&str], expect: u64) -> (send::Summary, receive::Report) {
+        runtime().block_on(async {
+            let (addr, receiver) = start_receiver(expect).await;
+            let addr = addr.to_string();
             let mut full = vec!["--to", addr.as_str()];
             full.extend_from_slice(args);
             let bench = parse(&full);
@@ -312,22 +327,8 @@ mod tests {
     #[test]
     fn a_lost_ack_means_a_resend_and_a_duplicate() {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let (summary, report) = runtime.block_on(async {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            let upstream = listener.local_addr().unwrap();
-            let receiver = tokio::spawn(receive::receive(
-                listener,
-                receive::Options {
-                    until_idle: Some(Duration::from_secs(10)),
-                    expect: Some(5000),
-                },
-                std::future::pending(),
-            ));
+        let (summary, report) = runtime().block_on(async {
+            let (upstream, receiver) = start_receiver(5000).await;
             let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = proxy.local_addr().unwrap().to_string();
             tokio::spawn(async move {

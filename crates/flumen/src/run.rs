@@ -23,6 +23,8 @@ mod output;
 mod ship;
 mod signals;
 
+use std::fs::File;
+use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
@@ -270,18 +272,14 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     let dropped = shared.queue.dropped.load(Ordering::Relaxed);
     let signal = end.status.and_then(|s| s.signal()).map(signals::name);
     let core_dumped = end.status.is_some_and(|s| s.core_dumped());
+    let took = humantime::format_duration(round_ms(duration));
     let message = match (&end.error, &signal) {
         (Some(error), _) => format!("command could not start: {error}"),
         (None, Some(signal)) => format!(
-            "command killed by {signal} (exit code {}) after {}",
-            end.code,
-            humantime::format_duration(round_ms(duration))
+            "command killed by {signal} (exit code {}) after {took}",
+            end.code
         ),
-        (None, None) => format!(
-            "command finished with exit code {} after {}",
-            end.code,
-            humantime::format_duration(round_ms(duration))
-        ),
+        (None, None) => format!("command finished with exit code {} after {took}", end.code),
     };
     let mut pairs = vec![
         ("event", Value::Str("command_finished")),
@@ -327,31 +325,28 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             )
         );
     }
-    match report {
-        None => {}
-        Some(report) => {
-            if report.unbuffered > 0 {
-                tracing::warn!(
-                    message = format!(
-                        "{} lines were not sent: the buffer did not take them in time.",
-                        report.unbuffered
-                    )
-                );
-            }
-            if !matches!(report.delivery, Delivery::Delivered | Delivery::NotStarted) {
-                let dir = report
-                    .slot
-                    .as_ref()
-                    .map(|d| d.display().to_string())
-                    .unwrap_or_default();
-                tracing::warn!(
-                    message = format!(
-                        "Events not delivered to {} yet ({}) are kept in {dir}; the next flumen run with the same --to and --buffer-dir (or `flumen run --flush`) sends them.",
-                        args.to,
-                        ship::why(&report.delivery, args.flush_timeout)
-                    )
-                );
-            }
+    if let Some(report) = report {
+        if report.unbuffered > 0 {
+            tracing::warn!(
+                message = format!(
+                    "{} lines were not sent: the buffer did not take them in time.",
+                    report.unbuffered
+                )
+            );
+        }
+        if !matches!(report.delivery, Delivery::Delivered | Delivery::NotStarted) {
+            let dir = report
+                .slot
+                .as_ref()
+                .map(|d| d.display().to_string())
+                .unwrap_or_default();
+            tracing::warn!(
+                message = format!(
+                    "Events not delivered to {} yet ({}) are kept in {dir}; the next flumen run with the same --to and --buffer-dir (or `flumen run --flush`) sends them.",
+                    args.to,
+                    ship::why(&report.delivery, args.flush_timeout)
+                )
+            );
         }
     }
     Ok(ExitCode::from(end.code))
@@ -384,21 +379,9 @@ fn watch(
     }
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let mut readers = 0;
-    let pipes: [(Option<Box<dyn std::io::Read + Send>>, Stream); 2] = [
-        (
-            child
-                .stdout
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            Stream::Stdout,
-        ),
-        (
-            child
-                .stderr
-                .take()
-                .map(|p| Box::new(p) as Box<dyn std::io::Read + Send>),
-            Stream::Stderr,
-        ),
+    let pipes = [
+        (child.stdout.take().map(OwnedFd::from), Stream::Stdout),
+        (child.stderr.take().map(OwnedFd::from), Stream::Stderr),
     ];
     for (pipe, stream) in pipes {
         let Some(pipe) = pipe else { continue };
@@ -407,7 +390,7 @@ fn watch(
             .name(format!("flumen-run-{}", stream.name()))
             .spawn(move || {
                 output::pump(
-                    pipe,
+                    File::from(pipe),
                     output::passthrough(stream),
                     stream,
                     &tx,

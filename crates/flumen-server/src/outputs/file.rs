@@ -6,6 +6,7 @@
 //! name, so tools can keep following the current name. With gzip, every delivery is appended as
 //! its own gzip member: the file is valid (and `zcat`-able) after every write.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -144,23 +145,24 @@ impl FileSink {
         })
     }
 
-    fn path_for(&mut self, tag: &str, time: EventTime) -> PathBuf {
+    fn path_for(&mut self, tag: &str, time: EventTime) -> &PathBuf {
         let second = if self.template.uses_time {
             time.secs
         } else {
             0
         };
-        if let Some((cached_second, path)) = self.paths.get(tag)
-            && *cached_second == second
+        if self
+            .paths
+            .get(tag)
+            .is_none_or(|(cached_second, _)| *cached_second != second)
         {
-            return path.clone();
+            let path = self.template.render(tag, time);
+            if self.paths.len() >= MAX_OPEN_FILES * 16 {
+                self.paths.clear();
+            }
+            self.paths.insert(tag.to_owned(), (second, path));
         }
-        let path = self.template.render(tag, time);
-        if self.paths.len() >= MAX_OPEN_FILES * 16 {
-            self.paths.clear();
-        }
-        self.paths.insert(tag.to_owned(), (second, path.clone()));
-        path
+        &self.paths[tag].1
     }
 
     /// Writes a delivery; blocking file I/O (the caller runs it where blocking is allowed).
@@ -168,7 +170,15 @@ impl FileSink {
         let mut lines: HashMap<PathBuf, Vec<u8>> = HashMap::new();
         for (tag, entry) in delivery.events() {
             let path = self.path_for(tag, entry.time);
-            render_event(lines.entry(path).or_default(), tag, &entry);
+            // Events of a delivery mostly share a path: it is copied once, for the first.
+            match lines.get_mut(path) {
+                Some(buf) => render_event(buf, tag, &entry),
+                None => {
+                    let mut buf = Vec::new();
+                    render_event(&mut buf, tag, &entry);
+                    lines.insert(path.clone(), buf);
+                }
+            }
         }
         for (path, buf) in lines {
             self.write(&path, &buf)
@@ -204,9 +214,9 @@ impl FileSink {
                 },
             };
             let bytes = if self.gzip {
-                gzip_member(&rest[..take])?
+                Cow::Owned(gzip_member(&rest[..take])?)
             } else {
-                rest[..take].to_vec()
+                Cow::Borrowed(&rest[..take])
             };
             let open = self.open_file(path)?;
             if let Err(error) = open.file.write_all(&bytes) {

@@ -18,7 +18,7 @@ use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Delivery, DeliveryError};
+use super::{Delivery, DeliveryError, fnv1a};
 use crate::config::{FileCompression, ForwardOutputConfig};
 
 /// The most entry bytes merged into one chunk.
@@ -90,7 +90,7 @@ impl ForwardSink {
                 FileCompression::None => Compression::None,
                 FileCompression::Gzip => Compression::Gzip,
             },
-            chunk_prefix: fnv1a(identity.as_bytes()).to_be_bytes(),
+            chunk_prefix: fnv1a(identity.bytes()).to_be_bytes(),
         }
     }
 
@@ -261,12 +261,4 @@ impl ForwardSink {
         }
         Ok(())
     }
-}
-
-/// FNV-1a, 64 bits: a stable hash (unlike std's, fixed across Rust releases) for chunk-id
-/// prefixes.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }

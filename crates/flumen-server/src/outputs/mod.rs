@@ -57,9 +57,7 @@ impl Delivery {
             }
         })
     }
-}
 
-impl Delivery {
     /// Every event, with its tag, in log order. An entry that cannot be read (the log only
     /// holds validated entries, so this means a bug) is logged and skipped, with the rest of
     /// its batch.
@@ -84,6 +82,14 @@ pub(crate) fn render_event(out: &mut Vec<u8>, tag: &str, entry: &Entry<'_>) {
         out.truncate(start);
         tracing::error!(message = "Skipping an entry that cannot be rendered.", tag, %error);
     }
+}
+
+/// FNV-1a, 64 bits: a stable hash (unlike std's, fixed across Rust releases) for forward
+/// chunk-id prefixes and PagerDuty dedup keys.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
+        (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// A failed delivery.

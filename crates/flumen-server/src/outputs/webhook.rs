@@ -64,11 +64,12 @@ use flumen_event::json::{write_json_str, write_value};
 use flumen_event::msgpack::{MsgpackError, Reader};
 use flumen_event::record::{Record, Value};
 use flumen_event::{Entry, EventTime};
+use flumen_parse::Level;
 use metrics::Counter;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::template::{Token, split_placeholders};
-use super::{Delivery, DeliveryError};
+use super::{Delivery, DeliveryError, fnv1a};
 use crate::config::{BatchConfig, RetryConfig};
 
 /// The PagerDuty Events API v2 endpoint, the `url` of a `pagerduty` webhook that sets none.
@@ -226,6 +227,7 @@ impl WebhookConfig {
 /// A validated configuration, in the forms the sink uses.
 struct Checked {
     url: reqwest::Url,
+    /// Every request's headers: `Content-Type: application/json`, then the configured ones.
     headers: HeaderMap,
     template: Option<Template>,
     dedup_key: Option<Template>,
@@ -250,6 +252,7 @@ impl Checked {
             return Err("url: no host".into());
         }
         let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in &config.headers {
             let header = HeaderName::from_bytes(name.as_bytes())
                 .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
@@ -313,11 +316,11 @@ pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 pub struct WebhookSink {
     name: String,
     format: WebhookFormat,
+    /// Sends every request with the configured headers.
     client: reqwest::Client,
     url: reqwest::Url,
     /// The URL without its path, for messages.
     endpoint: String,
-    headers: HeaderMap,
     /// The configured template; for Slack and PagerDuty, the default when none is.
     template: Option<Template>,
     dedup_key: Option<Template>,
@@ -403,14 +406,14 @@ impl WebhookSink {
                     .unwrap_or_else(|| Template::parse(DEFAULT_TEMPLATE).expect("valid default")),
             ),
         };
-        let client = build_client(config.timeout, checked.url.scheme() == "https")?;
+        let https = checked.url.scheme() == "https";
+        let client = build_client(config.timeout, https, checked.headers)?;
         Ok(Self {
             name: name.to_owned(),
             format: config.format,
             client,
             endpoint: redact_url(checked.url.as_str()),
             url: checked.url,
-            headers: checked.headers,
             template,
             dedup_key: checked.dedup_key,
             routing_key: config.routing_key.clone().unwrap_or_default(),
@@ -661,9 +664,9 @@ impl WebhookSink {
         dedup_key: &str,
         summary: &str,
     ) -> Result<(), MsgpackError> {
-        let source = first_text(record, HOST_FIELDS)
-            .or_else(|| first_text(record, SERVICE_FIELDS))
-            .unwrap_or(Cow::Borrowed(tag));
+        let host = first_text(record, HOST_FIELDS);
+        let service = first_text(record, SERVICE_FIELDS);
+        let source = host.as_deref().or(service.as_deref()).unwrap_or(tag);
         let severity = first_text(record, LEVEL_FIELDS).map_or("error", |l| pagerduty_severity(&l));
         out.extend_from_slice(b"{\"routing_key\":");
         write_json_str(out, self.routing_key.as_bytes());
@@ -674,7 +677,7 @@ impl WebhookSink {
         out.extend_from_slice(b",\"source\":");
         write_json_str(
             out,
-            first_line(&source, PAGERDUTY_MAX_SUMMARY_CHARS).as_bytes(),
+            first_line(source, PAGERDUTY_MAX_SUMMARY_CHARS).as_bytes(),
         );
         write!(out, ",\"severity\":\"{severity}\"").expect("Vec write");
         // Milliseconds, the precision PagerDuty's examples use.
@@ -686,11 +689,11 @@ impl WebhookSink {
             )
             .expect("Vec write");
         }
-        if let Some(service) = first_text(record, SERVICE_FIELDS) {
+        if let Some(service) = service.as_deref() {
             out.extend_from_slice(b",\"component\":");
             write_json_str(
                 out,
-                first_line(&service, PAGERDUTY_MAX_SUMMARY_CHARS).as_bytes(),
+                first_line(service, PAGERDUTY_MAX_SUMMARY_CHARS).as_bytes(),
             );
         }
         out.extend_from_slice(b",\"custom_details\":");
@@ -712,8 +715,6 @@ impl WebhookSink {
         let response = self
             .client
             .post(self.url.clone())
-            .header(CONTENT_TYPE, "application/json")
-            .headers(self.headers.clone())
             .body(body)
             .send()
             .await
@@ -777,9 +778,14 @@ impl WebhookSink {
     }
 }
 
-/// The HTTP client. Trust roots are loaded only for `https` URLs, so that a plain `http`
-/// endpoint (a local relay, a test server) works on a machine without CA certificates.
-fn build_client(timeout: Duration, https: bool) -> Result<reqwest::Client, String> {
+/// The HTTP client, sending `headers` with every request. Trust roots are loaded only for
+/// `https` URLs, so that a plain `http` endpoint (a local relay, a test server) works on a
+/// machine without CA certificates.
+fn build_client(
+    timeout: Duration,
+    https: bool,
+    headers: HeaderMap,
+) -> Result<reqwest::Client, String> {
     // ring rather than the process-wide default provider: this crate installs no global state.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -802,6 +808,8 @@ fn build_client(timeout: Duration, https: bool) -> Result<reqwest::Client, Strin
         .timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("flumen/", env!("CARGO_PKG_VERSION")))
+        // After the user agent, so that a configured `User-Agent` wins.
+        .default_headers(headers)
         .build()
         .map_err(|e| format!("cannot set up the HTTP client: {e}"))
 }
@@ -874,23 +882,14 @@ fn first_text<'r>(record: &'r Record, fields: &[&str]) -> Option<Cow<'r, str>> {
         .find(|text| !text.trim().is_empty())
 }
 
-/// A log level, by name or number (syslog 0–7, Bunyan/Pino 10–60), as a PagerDuty severity;
-/// what is not recognised is `error` (this is an alert, after all).
+/// A log level as [`Level::parse`] reads it (names, syslog 0–7, Bunyan/Pino 10–60), as a
+/// PagerDuty severity; what is not recognised is `error` (this is an alert, after all).
 fn pagerduty_severity(level: &str) -> &'static str {
-    let level = level.trim().to_ascii_lowercase();
-    if let Ok(n) = level.parse::<u32>() {
-        return match n {
-            0..=2 | 60.. => "critical",
-            3 | 50..=59 => "error",
-            4 | 40..=49 => "warning",
-            _ => "info",
-        };
-    }
-    match level.as_str() {
-        "emerg" | "emergency" | "panic" | "alert" | "crit" | "critical" | "fatal" => "critical",
-        "warn" | "warning" => "warning",
-        "info" | "information" | "informational" | "notice" | "debug" | "trace" => "info",
-        _ => "error",
+    match Level::parse(level) {
+        Some(Level::Fatal) => "critical",
+        Some(Level::Error) | None => "error",
+        Some(Level::Warn) => "warning",
+        Some(Level::Info | Level::Debug | Level::Trace) => "info",
     }
 }
 
@@ -899,12 +898,8 @@ fn default_dedup_key(tag: &str, record: &Record) -> String {
     let service = first_text(record, SERVICE_FIELDS).unwrap_or_default();
     let message = first_text(record, MESSAGE_FIELDS).unwrap_or_default();
     let message = message.trim().lines().next().unwrap_or("");
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in [tag, &service, message] {
-        for &b in part.as_bytes().iter().chain(&[0xff]) {
-            hash = (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    let parts = [tag, &service, message];
+    let hash = fnv1a(parts.iter().flat_map(|part| part.bytes().chain([0xff])));
     format!("flumen-{hash:016x}")
 }
 

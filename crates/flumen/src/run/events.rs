@@ -5,7 +5,7 @@
 //! host, command, pid, run id, `--field`s), encoded once and copied after the per-event part.
 
 use flumen_event::EventTime;
-use flumen_event::entry::write_entry;
+use flumen_event::msgpack;
 
 /// Keys `flumen run` sets itself; `--field` may not use them.
 pub const RESERVED_KEYS: &[&str] = &[
@@ -134,13 +134,8 @@ impl StaticFields {
     }
 }
 
-/// Appends the entry `[time, record]`.
-pub fn write_record_entry(out: &mut Vec<u8>, time: EventTime, record: &[u8]) {
-    write_entry(out, time, record);
-}
-
 fn write_str(out: &mut Vec<u8>, s: &str) {
-    rmp::encode::write_str(out, s).expect("Vec write");
+    msgpack::write_str(out, s.as_bytes());
 }
 
 /// The command line as a shell would read it back: arguments quoted where needed.

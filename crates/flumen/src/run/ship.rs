@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
+use flumen_event::entry::write_entry;
 use flumen_server::{Config, Server};
 use tokio::sync::Notify;
 
 use super::buffer::{self, Slot};
-use super::events::{StaticFields, write_record_entry};
+use super::events::StaticFields;
 use super::output::{Message, Queue};
 
 /// The most entry bytes in one chunk to the loopback source.
@@ -280,7 +281,7 @@ fn send_lines(
                     fields.write_line(&mut entries, time, stream, &text, partial);
                     lines += 1;
                 }
-                Message::Record { time, record } => write_record_entry(&mut entries, time, &record),
+                Message::Record { time, record } => write_entry(&mut entries, time, &record),
                 Message::End => {
                     ended = true;
                     break;
