@@ -42,11 +42,27 @@ pub struct ForwardSource {
     udp: UdpSocket,
 }
 
+/// Binds a TCP listener and a UDP socket on the same port. With port 0 the kernel picks a TCP
+/// port that may be taken for UDP; then another port is tried, a few times.
+async fn bind_tcp_and_udp(address: SocketAddr) -> std::io::Result<(TcpListener, UdpSocket)> {
+    let mut attempts = 0;
+    loop {
+        let tcp = TcpListener::bind(address).await?;
+        match UdpSocket::bind(tcp.local_addr()?).await {
+            Ok(udp) => return Ok((tcp, udp)),
+            Err(error) if address.port() == 0 && attempts < 8 => {
+                tracing::debug!(message = "The UDP port is taken; trying another.", %error);
+                attempts += 1;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
 impl ForwardSource {
     /// Binds the TCP listener and the UDP heartbeat socket.
     pub async fn bind(name: &str, config: &ForwardSourceConfig) -> std::io::Result<Self> {
-        let tcp = TcpListener::bind(config.address).await?;
-        let udp = UdpSocket::bind(tcp.local_addr()?).await?;
+        let (tcp, udp) = bind_tcp_and_udp(config.address).await?;
         Ok(Self {
             name: name.into(),
             label: config.label.clone(),

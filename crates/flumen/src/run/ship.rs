@@ -134,25 +134,6 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .build()?)
 }
 
-async fn start_server(config: &Config) -> anyhow::Result<Server> {
-    let mut attempt = 0;
-    loop {
-        match Server::start(config, None).await {
-            Ok(server) => return Ok(server),
-            // A port taken between the TCP and the UDP bind of the source, say: try again.
-            Err(error) if attempt < 2 => {
-                tracing::debug!(
-                    message = "The buffer did not start; trying again.",
-                    error = format!("{error:#}")
-                );
-                attempt += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(error) => return Err(error),
-        }
-    }
-}
-
 fn ship(
     plan: &Plan,
     rx: &Receiver<Message>,
@@ -167,7 +148,7 @@ fn ship(
         let config = Config::parse(&slot.config_text(&plan.to, true)?, "flumen run")
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let server = runtime
-            .block_on(start_server(&config))
+            .block_on(Server::start(&config, None))
             .with_context(|| format!("cannot start the buffer in {}", slot.dir.display()))?;
         let addr = server
             .source_addr("run")
@@ -441,7 +422,7 @@ pub fn flush_buffered(root: PathBuf, to: &str, timeout: Duration) -> anyhow::Res
     for slot in slots {
         let config = Config::parse(&slot.config_text(to, false)?, "flumen run --flush")
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let delivery = match runtime.block_on(start_server(&config)) {
+        let delivery = match runtime.block_on(Server::start(&config, None)) {
             Ok(server) => runtime.block_on(flush(server, to, &shared)),
             Err(error) => {
                 tracing::warn!(message = "Cannot open a buffer slot.", dir = %slot.dir.display(), error = format!("{error:#}"));
