@@ -21,11 +21,29 @@ pub fn write_event_line(
     tag: &str,
     entry: &Entry<'_>,
 ) -> Result<(), MsgpackError> {
+    write_event(out, tag, entry, None)?;
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Appends one event as a JSON object `{"tag":…,"time":…,"record":{…}}`, with a
+/// `"message":…` key after the time when one is given (a rendered alert text, say).
+pub fn write_event(
+    out: &mut Vec<u8>,
+    tag: &str,
+    entry: &Entry<'_>,
+    message: Option<&str>,
+) -> Result<(), MsgpackError> {
     out.extend_from_slice(b"{\"tag\":");
     write_json_str(out, tag.as_bytes());
-    write!(out, ",\"time\":\"{}\",\"record\":", entry.time).expect("Vec write");
+    write!(out, ",\"time\":\"{}\"", entry.time).expect("Vec write");
+    if let Some(message) = message {
+        out.extend_from_slice(b",\"message\":");
+        write_json_str(out, message.as_bytes());
+    }
+    out.extend_from_slice(b",\"record\":");
     write_value(out, &mut Reader::new(entry.record), 0)?;
-    out.extend_from_slice(b"}\n");
+    out.push(b'}');
     Ok(())
 }
 

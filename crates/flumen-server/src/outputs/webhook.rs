@@ -521,7 +521,7 @@ impl WebhookSink {
             if sent > 0 {
                 body.push(b',');
             }
-            match write_json_event(&mut body, tag, &entry, message.as_deref()) {
+            match flumen_event::json::write_event(&mut body, tag, &entry, message.as_deref()) {
                 Ok(()) => sent += 1,
                 Err(error) => {
                     body.truncate(start);
@@ -851,26 +851,6 @@ fn decode(tag: &str, entry: &Entry<'_>) -> Record {
         tracing::error!(message = "Cannot read a record; rendering it as empty.", tag, %error);
         Record::new()
     })
-}
-
-/// `{"tag":…,"time":…,["message":…,]"record":{…}}`
-fn write_json_event(
-    out: &mut Vec<u8>,
-    tag: &str,
-    entry: &Entry<'_>,
-    message: Option<&str>,
-) -> Result<(), MsgpackError> {
-    out.extend_from_slice(b"{\"tag\":");
-    write_json_str(out, tag.as_bytes());
-    write!(out, ",\"time\":\"{}\"", entry.time).expect("Vec write");
-    if let Some(message) = message {
-        out.extend_from_slice(b",\"message\":");
-        write_json_str(out, message.as_bytes());
-    }
-    out.extend_from_slice(b",\"record\":");
-    write_value(out, &mut Reader::new(entry.record), 0)?;
-    out.push(b'}');
-    Ok(())
 }
 
 /// The text of the first of `fields` present and not empty.
