@@ -85,6 +85,11 @@ impl BatchBuilder {
         self
     }
 
+    /// The origin batches are stamped with, as stored (empty when unknown).
+    pub fn origin(&self) -> &[u8] {
+        &self.origin
+    }
+
     /// Encodes a batch of `count` entries (already validated) under `tag`.
     pub fn encode(
         &self,

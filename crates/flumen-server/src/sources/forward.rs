@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::chunks::ChunkAck;
-use super::{Ingest, SourceShared, far_future, stopped};
+use super::{Ingest, IngestError, SourceShared, far_future, stopped};
 use crate::config::ForwardSourceConfig;
 
 /// A bound Forward source, ready to run.
@@ -93,7 +93,7 @@ impl ForwardSource {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let ingest = Ingest::new(&self.name, &self.label, &shared);
+                        let ingest = Ingest::new(&self.name, &self.label, &shared).from_peer(peer.ip());
                         let connection = Connection {
                             source: self.name.clone(),
                             peer,
@@ -277,15 +277,24 @@ impl Connection {
             let stored = self
                 .ingest
                 .append(frame.tag, frame.chunk, frame.count, &frame.entries)
-                .await
-                .map(|ack| {
+                .await;
+            match stored {
+                Ok(ack) => {
                     if let Some(chunk) = frame.chunk {
                         pending.push_back((chunk.to_vec(), ack));
                     }
-                });
-            if let Err(error) = stored {
-                self.reject("not_stored", &error.to_string());
-                return Err(error.to_string());
+                }
+                // A frame that cannot be stored (a chunk id or tag too long) is refused on its
+                // own: it is not acknowledged, and the connection's other frames go on.
+                Err(IngestError::Rejected(reason)) => {
+                    metrics::counter!("flumen_source_rejected_total", "source" => self.source.to_string(), "reason" => "refused")
+                        .increment(1);
+                    tracing::warn!(message = "Refusing a forward frame.", source = %self.source, peer = %self.peer, %reason);
+                }
+                Err(error) => {
+                    self.reject("not_stored", &error.to_string());
+                    return Err(error.to_string());
+                }
             }
             buf.advance(used);
         }
