@@ -375,6 +375,54 @@ mod tests {
         drop(claims);
     }
 
+    /// A log of 1 KiB segments holding `count` chunks from 127.0.0.1, about two per segment.
+    async fn log_of_chunks(dir: &std::path::Path, count: usize) -> Wal {
+        let wal = Wal::open(flumen_wal::WalConfig {
+            segment_size: 1024,
+            persistence: flumen_wal::Persistence::Os,
+            ..flumen_wal::WalConfig::new(dir)
+        })
+        .unwrap();
+        let builder = flumen_event::BatchBuilder::new(flumen_event::TenantId::default_tenant(), "")
+            .unwrap()
+            .from_origin([127, 0, 0, 1].into());
+        for n in 0..count {
+            let payload = builder
+                .encode("t", format!("c{n}").as_bytes(), 1, &[b'e'; 400])
+                .unwrap();
+            wal.append(payload).await.unwrap().durable().await.unwrap();
+        }
+        wal
+    }
+
+    fn remembers(ledger: &ChunkLedger, n: usize) -> bool {
+        let chunk_id = format!("c{n}");
+        let identity = ChunkIdentity {
+            id: chunk_id.as_bytes(),
+            ..id(b"")
+        };
+        matches!(ledger.claim(&identity, &[b'e'; 400]), Claim::Seen(_))
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_the_ledger_remembers_as_many_chunks_as_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = log_of_chunks(dir.path(), 40).await;
+        assert!(
+            wal.stats().segments > 8,
+            "{} segments",
+            wal.stats().segments
+        );
+        let ledger = ChunkLedger::rebuild(&wal, 1000).unwrap();
+        assert_eq!(ledger.len(), 40, "every chunk of the log");
+        assert!((0..40).all(|n| remembers(&ledger, n)));
+        // With room for fewer, the newest are remembered.
+        let ledger = ChunkLedger::rebuild(&wal, 10).unwrap();
+        assert_eq!(ledger.len(), 10);
+        assert!((30..40).all(|n| remembers(&ledger, n)));
+        wal.shutdown().await;
+    }
+
     #[test]
     fn refused_chunks_leave_nothing_in_the_ledger() {
         let ledger = ChunkLedger::new(100);
