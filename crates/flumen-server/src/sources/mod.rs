@@ -222,7 +222,8 @@ impl Ingest {
         entries: &[u8],
     ) -> Result<ChunkAck, IngestError> {
         let chunk = chunk.unwrap_or_default();
-        refuse_oversized(tag, chunk)?;
+        refuse_long_chunk_id(chunk)?;
+        refuse_long_tag(tag)?;
         if chunk.is_empty() {
             let outcome = watch::channel(ChunkState::Pending).0;
             return self.store(tag, chunk, count, entries, outcome).await;
@@ -263,7 +264,7 @@ impl Ingest {
         count: u32,
         entries: &[u8],
     ) -> Result<ChunkAck, IngestError> {
-        refuse_oversized(tag, chunk)?;
+        refuse_long_tag(tag)?;
         let outcome = watch::channel(ChunkState::Pending).0;
         self.store(tag, chunk, count, entries, outcome).await
     }
@@ -457,15 +458,20 @@ impl Ingest {
     }
 }
 
-/// Refuses a tag or chunk id the batch format cannot hold or the chunk ledger will not keep,
-/// before any of it is stored.
-fn refuse_oversized(tag: &str, chunk: &[u8]) -> Result<(), IngestError> {
+/// Refuses a sender's chunk id longer than the chunk ledger takes, before any of it is kept.
+fn refuse_long_chunk_id(chunk: &[u8]) -> Result<(), IngestError> {
     if chunk.len() > MAX_CHUNK_ID_LEN {
         return Err(IngestError::Rejected(format!(
             "chunk_id_too_long: the chunk id is {} bytes, over the limit of {MAX_CHUNK_ID_LEN}",
             chunk.len()
         )));
     }
+    Ok(())
+}
+
+/// Refuses a tag the batch format cannot hold, before any of its events is taken (a failed
+/// append would fail the inputs a joining filter holds with it).
+fn refuse_long_tag(tag: &str) -> Result<(), IngestError> {
     if tag.len() > MAX_TAG_LEN {
         return Err(IngestError::Rejected(format!(
             "tag_too_long: the tag is {} bytes, over the limit of {MAX_TAG_LEN}",
