@@ -72,6 +72,53 @@ impl ChunkAck {
     }
 }
 
+/// The chunks a connection has taken whose senders wait for their acknowledgement, oldest
+/// first, bounded in bytes: a connection stops reading new frames while the queue
+/// [`AckQueue::is_full`], so that a sender whose acks are held back (a joining filter holds a
+/// line, the log syncs slowly) cannot grow it without end.
+#[derive(Debug, Default)]
+pub struct AckQueue {
+    acks: VecDeque<(Vec<u8>, ChunkAck)>,
+    bytes: usize,
+}
+
+impl AckQueue {
+    /// The most bytes of waiting acknowledgements one connection keeps before it stops reading.
+    pub const MAX_BYTES: usize = 8 * 1024 * 1024;
+    /// What one waiting acknowledgement costs besides its chunk id (the queue's slot, the
+    /// outcome channel).
+    const ACK_COST: usize = 160;
+
+    /// Queues the acknowledgement of `chunk`, due once `ack` resolves.
+    pub fn push_back(&mut self, (chunk, ack): (Vec<u8>, ChunkAck)) {
+        self.bytes += chunk.len() + Self::ACK_COST;
+        self.acks.push_back((chunk, ack));
+    }
+
+    /// The oldest waiting acknowledgement.
+    pub fn front_mut(&mut self) -> Option<&mut (Vec<u8>, ChunkAck)> {
+        self.acks.front_mut()
+    }
+
+    /// Takes the oldest waiting acknowledgement.
+    pub fn pop_front(&mut self) -> Option<(Vec<u8>, ChunkAck)> {
+        let oldest = self.acks.pop_front()?;
+        self.bytes -= oldest.0.len() + Self::ACK_COST;
+        Some(oldest)
+    }
+
+    /// True when no acknowledgement waits.
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+
+    /// True when the queue holds [`AckQueue::MAX_BYTES`] or more: read no more frames until
+    /// acknowledgements go out.
+    pub fn is_full(&self) -> bool {
+        self.bytes >= Self::MAX_BYTES
+    }
+}
+
 /// What identifies a chunk in the ledger: a digest of its tenant, origin, id and fingerprint.
 pub type ChunkKey = u128;
 
@@ -448,5 +495,22 @@ mod tests {
         // A chunk on its way is not forgotten.
         ledger.forget(kept.key);
         assert!(is_seen(&ledger, id(b"kept"), b"entries"));
+    }
+
+    #[test]
+    fn a_connections_waiting_acks_are_bounded_in_bytes() {
+        let mut queue = AckQueue::default();
+        let pending = ChunkAck(watch::channel(ChunkState::Pending).1);
+        let mut queued = 0;
+        while !queue.is_full() {
+            queue.push_back((vec![b'i'; MAX_CHUNK_ID_LEN], pending.clone()));
+            queued += 1;
+        }
+        assert!(queued * MAX_CHUNK_ID_LEN <= AckQueue::MAX_BYTES);
+        queue.pop_front().unwrap();
+        assert!(!queue.is_full(), "one ack sent: reading goes on");
+        while queue.pop_front().is_some() {}
+        assert!(queue.is_empty());
+        assert_eq!(queue.bytes, 0);
     }
 }

@@ -14,7 +14,6 @@
 //!
 //! The UDP socket on the same port answers Fluentd's heartbeat datagrams.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::chunks::ChunkAck;
+use super::chunks::AckQueue;
 use super::{Ingest, IngestError, SourceShared, far_future, stopped};
 use crate::config::ForwardSourceConfig;
 
@@ -138,13 +137,13 @@ struct Connection {
 }
 
 /// Frames appended to the log whose senders wait for an acknowledgement, oldest first.
-type PendingAcks = VecDeque<(Vec<u8>, ChunkAck)>;
+type PendingAcks = AckQueue;
 
 impl Connection {
     async fn serve(mut self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
         let (mut rd, mut wr) = stream.into_split();
         let mut buf = BytesMut::with_capacity(256 * 1024);
-        let mut pending: PendingAcks = VecDeque::new();
+        let mut pending = PendingAcks::default();
         let mut out = Vec::new();
         let far = far_future();
         let retire_at = self.max_age.map_or(far, |age| Instant::now() + age);
@@ -161,7 +160,12 @@ impl Connection {
             tokio::select! {
                 biased;
                 durable = async { pending.front_mut().expect("non-empty").1.durable().await }, if !pending.is_empty() => {
+                    let was_full = pending.is_full();
                     let (chunk, _) = pending.pop_front().expect("non-empty");
+                    // Reading resumes: the time spent not reading does not count as idle.
+                    if was_full && let Some(timeout) = self.idle_timeout {
+                        idle_at = Instant::now() + timeout;
+                    }
                     if !self.answer(&mut wr, &mut out, &chunk, durable).await {
                         return;
                     }
@@ -180,14 +184,17 @@ impl Connection {
                         break;
                     }
                 }
-                _ = tokio::time::sleep_until(idle_at.into()) => {
+                // Not reading while acknowledgements back up is no sign of an idle sender.
+                _ = tokio::time::sleep_until(idle_at.into()), if !pending.is_full() => {
                     if !buf.is_empty() {
                         self.reject("idle", &format!("no bytes for the idle timeout inside a frame ({} bytes dropped)", buf.len()));
                     }
                     self.retired("idle");
                     break;
                 }
-                read = rd.read_buf(&mut buf) => match read {
+                // Waiting acknowledgements are bounded in bytes: past the bound, no new frames
+                // are read until some go out, and TCP pushes back on the sender.
+                read = rd.read_buf(&mut buf), if !pending.is_full() => match read {
                     Ok(0) => {
                         if !buf.is_empty() {
                             self.reject("truncated", &format!("the connection closed inside a frame ({} bytes dropped)", buf.len()));
