@@ -1,6 +1,6 @@
 //! The forward output: PackedForward chunks to Fluentd, Fluent Bit or another flumen.
 //!
-//! With `require_ack`, every batch of the log travels as one chunk whose `chunk` id is derived
+//! With `require_ack` (the default), every batch of the log travels as one chunk whose `chunk` id is derived
 //! from this output's identity and the batch's position in the log, and the delivery only
 //! succeeds once each id comes back; a missing or wrong answer within `ack_timeout` fails the
 //! delivery, and the driver resends it — even after a restart — with the same ids and the same
