@@ -278,7 +278,7 @@ impl FileSink {
         let too_old = |open: &OpenFile| max_age.is_some_and(|max| open.opened.elapsed() >= max);
         if self.open.get(path).is_some_and(too_old) {
             self.open.remove(path);
-            rotate(path).map_err(|e| failed_after(rest, e))?;
+            rotate_or_keep(path);
         }
         while !rest.is_empty() {
             let size = self
@@ -290,8 +290,11 @@ impl FileSink {
                 Some(max) => match whole_lines_within(rest, max.saturating_sub(size)) {
                     0 if size > 0 => {
                         self.open.remove(path);
-                        rotate(path).map_err(|e| failed_after(rest, e))?;
-                        continue;
+                        if rotate_or_keep(path) {
+                            continue;
+                        }
+                        // Kept: the rest goes on into the full file rather than nowhere.
+                        rest.len()
                     }
                     // A single line longer than the limit goes alone into a fresh file.
                     0 => first_line_len(rest),
@@ -363,6 +366,19 @@ fn gzip_member(data: &[u8]) -> std::io::Result<Vec<u8>> {
     );
     gz.write_all(data)?;
     gz.finish()
+}
+
+/// Rotates `path` (see [`rotate`]); true if it did. A file that cannot be rotated (its name
+/// with a timestamp added is too long, say) is kept and written on: rotation only tidies up,
+/// and must not cost the lines their file.
+fn rotate_or_keep(path: &Path) -> bool {
+    match rotate(path) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(message = "Cannot rotate a file; writing on to it.", path = %path.display(), %error);
+            false
+        }
+    }
 }
 
 /// Renames a full file out of the way, with a UTC timestamp before its `.gz` (if any).
@@ -477,6 +493,20 @@ mod tests {
             lines += text.lines().count();
         }
         assert_eq!(lines, 50, "every event, once");
+    }
+
+    #[test]
+    fn lines_for_a_file_that_cannot_be_rotated_are_written_to_it_anyway() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink_in(dir.path(), false, "rotate_size = \"1KiB\"");
+        // `<tag>.log` fits in a file name; with a rotation stamp added it does not.
+        let tag = "r".repeat(245);
+        let records = vec![padded(&"p".repeat(200)); 10];
+        for _ in 0..2 {
+            sink.deliver(&delivery_of(&tag, &records)).unwrap();
+        }
+        let text = fs::read_to_string(dir.path().join(format!("{tag}.log"))).unwrap();
+        assert_eq!(text.lines().count(), 20, "every line, in the one file");
     }
 
     /// Set in the child process [`a_write_cut_short_by_the_file_size_limit_leaves_a_valid_gzip_file`]
