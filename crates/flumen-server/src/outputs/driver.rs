@@ -210,28 +210,12 @@ impl OutputTask {
                 Ok(()) => Vec::new(),
                 Err(undelivered) => undelivered.into_parts(pending),
             };
-            let undelivered_events: u64 = parts.iter().map(|(part, _)| part.events).sum();
-            let undelivered_bytes: u64 = parts.iter().map(|(part, _)| part.bytes).sum();
-            self.metrics
-                .events
-                .increment(events.saturating_sub(undelivered_events));
-            self.metrics
-                .bytes
-                .increment(bytes.saturating_sub(undelivered_bytes));
+            self.count_delivered(events, bytes, &parts);
             let out_of_time = started.elapsed() >= self.retry.max_duration;
-            let mut retry = Vec::new();
-            let mut last_error = None;
-            for (part, error) in parts {
-                if (!error.retryable || out_of_time) && self.dead_letter(&part, &error) {
-                    continue;
-                }
-                retry.push(part);
-                last_error = Some(error);
-            }
-            let Some(error) = last_error else {
+            let Some((rest, error)) = self.dead_letter_or_keep(parts, out_of_time) else {
                 return Outcome::Finished;
             };
-            pending = Delivery::merged(retry);
+            pending = rest;
             self.report_backlog();
             self.metrics.retries.increment(1);
             let wait = backoff(&self.retry, attempt);
@@ -263,6 +247,39 @@ impl OutputTask {
                 .await
                 .ok(),
         }
+    }
+
+    /// Counts what an attempt at `events` events of `bytes` bytes delivered: all but `undelivered`.
+    fn count_delivered(&self, events: u64, bytes: u64, undelivered: &[(Delivery, DeliveryError)]) {
+        let (lost_events, lost_bytes) = undelivered.iter().fold((0, 0), |(e, b), (part, _)| {
+            (e + part.events, b + part.bytes)
+        });
+        self.metrics
+            .events
+            .increment(events.saturating_sub(lost_events));
+        self.metrics
+            .bytes
+            .increment(bytes.saturating_sub(lost_bytes));
+    }
+
+    /// Dead-letters the undelivered parts that retrying cannot help (all of them once
+    /// `out_of_time`), and returns the others, as one delivery to retry, with an error of
+    /// theirs; `None` when nothing is left to retry.
+    fn dead_letter_or_keep(
+        &self,
+        undelivered: Vec<(Delivery, DeliveryError)>,
+        out_of_time: bool,
+    ) -> Option<(Delivery, DeliveryError)> {
+        let mut retry = Vec::new();
+        let mut last_error = None;
+        for (part, error) in undelivered {
+            if (!error.retryable || out_of_time) && self.dead_letter(&part, &error) {
+                continue;
+            }
+            retry.push(part);
+            last_error = Some(error);
+        }
+        Some((Delivery::merged(retry), last_error?))
     }
 
     /// Appends `part` to the dead-letter file and counts it; false when that failed too (the
