@@ -134,17 +134,20 @@ struct WriteFailure {
 /// a partial line or gzip member left behind would have the next write appended after it,
 /// corrupting the file (a gzip file would stop being readable from there).
 fn append(open: &mut OpenFile, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // The length now rather than the one counted since the file was opened: another program
+    // may have truncated it (copytruncate) meanwhile, and cutting back must not extend it.
+    let before = open.file.metadata()?.len();
     match open.file.write_all(bytes) {
         Ok(()) => {
-            open.size += bytes.len() as u64;
+            open.size = before + bytes.len() as u64;
             Ok(())
         }
         Err(error) => {
-            if let Err(cut) = open.file.set_len(open.size) {
+            if let Err(cut) = open.file.set_len(before) {
                 tracing::error!(
                     message = "A failed write could not be cut back out of its file: it ends with a partial line or gzip member.",
                     path = %path.display(),
-                    size = open.size,
+                    size = before,
                     %cut,
                 );
             }
