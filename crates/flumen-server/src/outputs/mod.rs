@@ -99,6 +99,15 @@ impl Delivery {
         part
     }
 
+    /// The batches after log position `seq`, as a delivery of their own.
+    pub fn after(&self, seq: u64) -> Delivery {
+        let mut rest = Delivery::default();
+        for (index, batch_seq, batch) in self.parsed().filter(|(_, s, _)| *s > seq) {
+            rest.push(batch_seq, self.batches[index].1.clone(), batch.entry_count);
+        }
+        rest
+    }
+
     /// The events of all `parts` in one delivery, in log order.
     pub fn merged(parts: impl IntoIterator<Item = Delivery>) -> Delivery {
         let mut merged = Delivery::default();
@@ -239,9 +248,10 @@ impl Sink {
         match self {
             Sink::Stdout(sink) => Ok(sink.deliver(delivery).await?),
             // File writes block; this runtime is multi-threaded, so other tasks move elsewhere.
-            // Files are written one by one, so a delivery can succeed in part.
+            // Files are written one by one: a delivery can succeed in part.
             Sink::File(sink) => tokio::task::block_in_place(|| sink.deliver(delivery)),
-            Sink::Forward(sink) => Ok(sink.deliver(delivery).await?),
+            // Chunks are acknowledged one by one: a delivery can succeed in part.
+            Sink::Forward(sink) => sink.deliver(delivery).await,
             Sink::Webhook(sink) => Ok(sink.deliver(delivery).await?),
             Sink::Null => Ok(()),
         }
