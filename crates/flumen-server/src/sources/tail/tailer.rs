@@ -54,12 +54,10 @@ struct Ack {
 /// A chunk appended and not yet committed.
 #[derive(Debug)]
 struct Pending {
-    /// The offset after its last line.
-    end: u64,
+    /// Its last bytes, as read, and the offset after its last line (`check.end`).
+    check: ContentCheck,
     /// No batch holding it has a lower sequence number in the log.
     low_seq: u64,
-    /// Its last bytes, as read.
-    check: ContentCheck,
     durable: bool,
 }
 
@@ -1013,9 +1011,8 @@ impl Tailer {
         let n = t.first_n + t.in_flight.len() as u64;
         t.check = Some(check);
         t.in_flight.push_back(Pending {
-            end: check.end,
-            low_seq,
             check,
+            low_seq,
             durable: count == 0,
         });
         if count == 0 {
@@ -1094,7 +1091,7 @@ impl Tailer {
         while t.in_flight.front().is_some_and(|p| p.durable) {
             let done = t.in_flight.pop_front().expect("non-empty");
             t.first_n += 1;
-            t.committed = done.end;
+            t.committed = done.check.end;
             last_done = Some(done.check);
         }
         if let Some(check) = last_done
