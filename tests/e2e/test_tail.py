@@ -36,12 +36,45 @@ rotate_wait = "1s"
 """ + relay_output(str(dest_port)) + route(["**"], ["relay"])
 
 
+class Outages:
+    """When the tailing flumen is down: from `MARGIN` s before it is killed until `MARGIN` s
+    after it is ready again (time enough to see and store the file it follows).
+
+    A file rotated twice in that time is out of any tailer's reach: the content between the two
+    rotations was never seen, and no matched path leads to its copy (a limit the tail source's
+    documentation states). Writers therefore rotate at most once per outage, so that a missing
+    line always means a broken promise, never that limit."""
+
+    MARGIN = 0.5
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.start = float("inf")
+        self.end = float("inf")
+
+    def begin(self) -> None:
+        with self.lock:
+            self.start = time.monotonic() - self.MARGIN
+            self.end = float("inf")
+
+    def over(self) -> None:
+        with self.lock:
+            self.end = time.monotonic() + self.MARGIN
+
+    def may_rotate(self, last_rotation: float) -> bool:
+        """True unless now is in an outage during which the file was rotated already."""
+        with self.lock:
+            return not self.start <= time.monotonic() <= self.end or last_rotation < self.start
+
+
 class Writer(threading.Thread):
     """Appends numbered lines to `logs/<name>.log` at about `rate` lines/s and rotates the file
-    every `every` seconds (with jitter): `rename` moves it to `<name>.log.<k>` and starts a new
-    file; `copytruncate` copies it to `<name>.log.<k>` and truncates it, as logrotate does."""
+    every `every` seconds (with jitter, at most once per outage): `rename` moves it to
+    `<name>.log.<k>` and starts a new file; `copytruncate` copies it to `<name>.log.<k>` and
+    truncates it, as logrotate does."""
 
-    def __init__(self, logs: Path, name: str, how: str, rate: float, every: float, seed: int):
+    def __init__(self, logs: Path, name: str, how: str, rate: float, every: float, seed: int,
+                 outages: Outages):
         super().__init__(daemon=True)
         self.path = logs / f"{name}.log"
         self.name_ = name
@@ -49,8 +82,10 @@ class Writer(threading.Thread):
         self.rate = rate
         self.every = every
         self.random = random.Random(seed)
+        self.outages = outages
         self.written = 0
         self.rotations = 0
+        self.last_rotation = float("-inf")
         self.stopping = threading.Event()
         self.error: BaseException | None = None
 
@@ -73,7 +108,8 @@ class Writer(threading.Thread):
             batch = b"".join(self.line(self.written + i) for i in range(self.random.randint(1, 8)))
             os.write(fd, batch)
             self.written += batch.count(b"\n")
-            if time.monotonic() >= next_rotation:
+            if time.monotonic() >= next_rotation and self.outages.may_rotate(self.last_rotation):
+                self.last_rotation = time.monotonic()
                 self.rotations += 1
                 rotated = self.path.with_name(f"{self.path.name}.{self.rotations}")
                 if self.how == "rename":
@@ -131,11 +167,12 @@ def test_every_line_arrives_exactly_once_through_rotations_and_kill_9(flumen_fac
     logs.mkdir()
     b = flumen_factory(AGGREGATOR, name="b")
     a = flumen_factory(tail_agent(logs, b.ports["fwd"]), name="a")
+    outages = Outages()
     writers = [
-        Writer(logs, "renamed0", "rename", 900, 2.5, seed + 1),
-        Writer(logs, "renamed1", "rename", 600, 3.5, seed + 2),
-        Writer(logs, "copied0", "copytruncate", 900, 2.5, seed + 3),
-        Writer(logs, "copied1", "copytruncate", 600, 3.5, seed + 4),
+        Writer(logs, "renamed0", "rename", 900, 2.5, seed + 1, outages),
+        Writer(logs, "renamed1", "rename", 600, 3.5, seed + 2, outages),
+        Writer(logs, "copied0", "copytruncate", 900, 2.5, seed + 3, outages),
+        Writer(logs, "copied1", "copytruncate", 600, 3.5, seed + 4, outages),
     ]
     for w in writers:
         w.start()
@@ -144,9 +181,11 @@ def test_every_line_arrives_exactly_once_through_rotations_and_kill_9(flumen_fac
     deadline = time.monotonic() + 18
     while time.monotonic() < deadline:
         time.sleep(rng.uniform(1.0, 3.5))
+        outages.begin()
         a.kill()
         kills += 1
         a.start()
+        outages.over()
     time.sleep(1.0)
     for w in writers:
         w.stopping.set()

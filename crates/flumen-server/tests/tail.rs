@@ -265,6 +265,88 @@ async fn copytruncate_reads_the_unread_end_from_the_copy() {
     server.shutdown().await;
 }
 
+/// Copies and truncates `path` as logrotate's `copytruncate` does: the copy is `<path>.<n>`.
+fn copy_truncate(path: &Path, n: u32) {
+    let copy = path.with_extension(format!("log.{n}"));
+    std::fs::copy(path, copy).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+}
+
+/// A first line shorter than the first bytes a copy is otherwise recognised by (64).
+const SHORT_FIRST_LINE: &str = "started";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_file_copied_and_truncated_while_read_keeps_its_unread_end() {
+    let files = Files::new();
+    let app = files.log("app.log");
+    append(&app, [SHORT_FIRST_LINE.to_owned()]);
+    // The source reads slowly enough (one poll) that the copy is needed.
+    let server = files
+        .start_and_wait("inotify = false\npoll_interval = \"500ms\"", 1)
+        .await;
+    append(&app, numbered("unread", 0..40));
+    copy_truncate(&app, 1);
+    append(&app, numbered("after", 0..20));
+    let mut expected = vec![SHORT_FIRST_LINE.to_owned()];
+    expected.extend(runs(&[("unread", 0..40), ("after", 0..20)]));
+    files.assert_logged(expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_file_copied_and_truncated_while_stopped_keeps_its_unread_end() {
+    let files = Files::new();
+    let app = files.log("app.log");
+    append(&app, [SHORT_FIRST_LINE.to_owned()]);
+    files.start_and_wait("", 1).await.shutdown().await;
+    append(&app, numbered("unread", 0..40));
+    copy_truncate(&app, 1);
+    append(&app, numbered("after", 0..20));
+    let server = files.start("").await;
+    let mut expected = vec![SHORT_FIRST_LINE.to_owned()];
+    expected.extend(runs(&[("unread", 0..40), ("after", 0..20)]));
+    files.assert_logged(expected).await;
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_copy_holding_the_lines_read_is_told_from_older_copies_with_the_same_start() {
+    // Every generation of the file starts with the same header, longer than the fingerprint:
+    // only the lines read tell the right copy from the older ones.
+    let files = Files::new();
+    let app = files.log("app.log");
+    let header = format!("HEADER {}", "h".repeat(300));
+    for n in 1..=4 {
+        let older: Vec<String> = [header.clone()]
+            .into_iter()
+            .chain(numbered(&format!("older{n}"), 0..100))
+            .collect();
+        append(&files.log(&format!("app.log.{n}")), older);
+    }
+    append(
+        &app,
+        [header.clone()].into_iter().chain(numbered("read", 0..10)),
+    );
+    files.start_and_wait("", 11).await.shutdown().await;
+    append(&app, numbered("unread", 0..40));
+    copy_truncate(&app, 5);
+    append(&app, numbered("after", 0..20));
+    let server = files.start("").await;
+    let mut expected = vec![header];
+    expected.extend(runs(&[
+        ("read", 0..10),
+        ("unread", 0..40),
+        ("after", 0..20),
+    ]));
+    files.assert_logged(expected).await;
+    server.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_file_is_read_again_from_its_beginning() {
     let files = Files::new();

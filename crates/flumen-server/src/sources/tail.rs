@@ -48,9 +48,13 @@
 //!   closed once it has not grown for `rotate_wait`. The new file at the old name is read from
 //!   its beginning.
 //! - **Truncation and copytruncate**: a file shorter than what was read, or whose first bytes
-//!   changed, was truncated. If a copy of it (same first bytes, at least as long as what was
-//!   read, another inode, in the same directory and not matched by `paths`) is there — what
-//!   logrotate's `copytruncate` makes — the unread end is read from the copy. Then the file is
+//!   changed, was truncated. If a copy of it (same first bytes, the same last bytes read — up
+//!   to 256, at the same offset —, at least as long as what was read, another inode, in the
+//!   same directory and not matched by `paths`) is there — what logrotate's `copytruncate`
+//!   makes — the unread end is read from the copy. The last bytes read tell the copy apart
+//!   from older copies that start alike (a fixed header) and make a file whose first line was
+//!   short when it was first read recognisable; before any of its lines are stored, a copy is
+//!   only taken on a fingerprint of at least 64 bytes. Then the file is
 //!   read again from its beginning. A copy that `paths` does match is a file of its own, read
 //!   whole: keep copies out of `paths` (the usual `app.log` and `app.log.1`), or expect their
 //!   lines twice.
@@ -60,15 +64,16 @@
 //!   with U+FFFD in place of the bytes that are not. A file whose first bytes hold NUL bytes
 //!   and are not UTF-8 (gzip, an executable) is binary: reported as an error once, not read.
 //! - **Restarts**: a file renamed away or copied and truncated while flumen was down is looked
-//!   for, by inode and fingerprint, in the directory where it was and in the patterns'
-//!   directories, and its unread end is read.
+//!   for, by inode and fingerprint (and for a copy, the last bytes stored), in the directory
+//!   where it was and in the patterns' directories, and its unread end is read.
 //!
 //! # Exactly once
 //!
 //! Lines are appended to the log in chunks, each the whole lines of one read from one file
 //! (a partial last line is never appended: it is read again with its newline), with a chunk id
-//! naming the file's identity and the byte range,
-//! `tail:<source>:<dev>:<ino>:<fingerprint>:<generation>:<start>-<end>` (see `positions`).
+//! naming the file's identity, the byte range and a CRC32C of the range's last bytes (up to
+//! 256), `tail:<source>:<dev>:<ino>:<fingerprint>:<generation>:<start>-<end>:<check>` (see
+//! `positions`).
 //! Once a chunk is durable (its [`ChunkAck`](super::chunks::ChunkAck) resolves — for lines a multiline filter
 //! holds, once the joined event is durable), its end becomes the file's committed offset. The
 //! position file stores committed offsets, written atomically every `position_interval`, with

@@ -13,8 +13,13 @@
 //! ```text
 //! {"version": 1, "log_seq": 1234,
 //!  "files": [{"dev": 2049, "ino": 393231, "fp_len": 256, "fp_crc": 3735928559,
-//!             "generation": 0, "offset": 81920, "path": "/var/log/app/api.log", "seen": 1763723821}]}
+//!             "generation": 0, "offset": 81920, "path": "/var/log/app/api.log", "seen": 1763723821,
+//!             "check": {"end": 81920, "len": 256, "crc": 1234567}}]}
 //! ```
+//!
+//! `check` (absent in files written before it existed, and until a chunk of the file is
+//! durable) is a [`ContentCheck`]: a sample of the bytes read, by which a copy of the file is
+//! recognised.
 //!
 //! `log_seq` is a sequence number of the log such that every batch of this source appended
 //! after the offsets above were taken has a sequence number at least that: on start, the log is
@@ -22,7 +27,9 @@
 //! ([`FileKey::chunk_id`]) say which file and which byte range they hold.
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use flumen_wal::Wal;
@@ -55,6 +62,42 @@ impl Fingerprint {
     }
 }
 
+/// How many bytes at most a [`ContentCheck`] covers.
+pub(super) const CHECK_MAX: usize = 256;
+
+/// A sample of a file's content as it was read: the CRC32C of the `len` bytes that end at
+/// offset `end`. A copy is only taken for the file if it holds the same bytes there: first
+/// bytes alone cannot tell a copy apart from an older copy that starts the same way (a fixed
+/// header), and a first line shorter than a trustworthy fingerprint cannot tell anything.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct ContentCheck {
+    pub end: u64,
+    pub len: u16,
+    pub crc: u32,
+}
+
+impl ContentCheck {
+    /// The check of the last bytes (at most [`CHECK_MAX`]) of `bytes`, which end at offset
+    /// `end` of their file.
+    pub(super) fn ending_at(end: u64, bytes: &[u8]) -> Self {
+        let sample = &bytes[bytes.len().saturating_sub(CHECK_MAX)..];
+        Self {
+            end,
+            len: sample.len() as u16,
+            crc: crc32c::crc32c(sample),
+        }
+    }
+
+    /// True if `file` holds the sampled bytes where they were read.
+    pub(super) fn holds(&self, file: &File) -> bool {
+        let Some(start) = self.end.checked_sub(u64::from(self.len)) else {
+            return false;
+        };
+        let mut sample = vec![0; usize::from(self.len)];
+        file.read_exact_at(&mut sample, start).is_ok() && crc32c::crc32c(&sample) == self.crc
+    }
+}
+
 /// A file's identity: where it lives on disk, what it starts with, and which generation of
 /// content with that start it is (a file truncated and written again with the same first
 /// bytes is a new generation, so its offsets are never confused with the old content's).
@@ -67,18 +110,23 @@ pub(super) struct FileKey {
 }
 
 impl FileKey {
-    /// The chunk id of the lines at bytes `start..end` of this file, read by the source whose
-    /// name hashes to `source`:
-    /// `tail:<source>:<dev>:<ino>:<fp_len>:<fp_crc>:<generation>:<start>-<end>`.
-    pub(super) fn chunk_id(&self, source: u32, start: u64, end: u64) -> String {
+    /// The chunk id of the lines at bytes `start..check.end` of this file, read by the source
+    /// whose name hashes to `source`, with the [`ContentCheck`] of their last bytes:
+    /// `tail:<source>:<dev>:<ino>:<fp_len>:<fp_crc>:<generation>:<start>-<end>:<check_crc>`.
+    /// The check's length is what the range holds, up to [`CHECK_MAX`].
+    pub(super) fn chunk_id(&self, source: u32, start: u64, check: &ContentCheck) -> String {
         format!(
-            "tail:{source:08x}:{}:{}:{}:{:08x}:{}:{start}-{end}",
-            self.dev, self.ino, self.fp.len, self.fp.crc, self.generation
+            "tail:{source:08x}:{}:{}:{}:{:08x}:{}:{start}-{}:{:08x}",
+            self.dev, self.ino, self.fp.len, self.fp.crc, self.generation, check.end, check.crc
         )
     }
 
-    /// The key and end offset a chunk id of source `source` names.
-    pub(super) fn parse_chunk_id(id: &[u8], source: u32) -> Option<(FileKey, u64)> {
+    /// The key, end offset and check a chunk id of source `source` names (no check in ids
+    /// written before it was added).
+    pub(super) fn parse_chunk_id(
+        id: &[u8],
+        source: u32,
+    ) -> Option<(FileKey, u64, Option<ContentCheck>)> {
         let id = std::str::from_utf8(id).ok()?;
         let mut parts = id.split(':');
         if parts.next()? != "tail" || u32::from_str_radix(parts.next()?, 16).ok()? != source {
@@ -89,8 +137,16 @@ impl FileKey {
         let len = parts.next()?.parse().ok()?;
         let crc = u32::from_str_radix(parts.next()?, 16).ok()?;
         let generation = parts.next()?.parse().ok()?;
-        let (_, end) = parts.next()?.split_once('-')?;
-        let end = end.parse().ok()?;
+        let (start, end) = parts.next()?.split_once('-')?;
+        let (start, end): (u64, u64) = (start.parse().ok()?, end.parse().ok()?);
+        let check = match parts.next() {
+            Some(check_crc) => Some(ContentCheck {
+                end,
+                len: end.checked_sub(start)?.min(CHECK_MAX as u64) as u16,
+                crc: u32::from_str_radix(check_crc, 16).ok()?,
+            }),
+            None => None,
+        };
         Some((
             FileKey {
                 dev,
@@ -99,6 +155,7 @@ impl FileKey {
                 generation,
             },
             end,
+            check,
         ))
     }
 }
@@ -112,6 +169,8 @@ pub(super) struct Saved {
     pub path: PathBuf,
     /// When it was last seen, Unix seconds.
     pub seen: u64,
+    /// A sample of the bytes read (none until a chunk of the file is durable).
+    pub check: Option<ContentCheck>,
 }
 
 /// Every file's [`Saved`] position, by key and by inode.
@@ -187,11 +246,18 @@ impl Positions {
         self.changed = true;
     }
 
-    /// Moves the offset of `key` forward (never back); true if it moved.
-    pub(super) fn advance(&mut self, key: &FileKey, offset: u64) -> bool {
+    /// Moves the offset of `key` forward (never back), with a newer check of what was read
+    /// when there is one; true if it moved.
+    pub(super) fn advance(
+        &mut self,
+        key: &FileKey,
+        offset: u64,
+        check: Option<ContentCheck>,
+    ) -> bool {
         match self.map.get_mut(key) {
             Some(saved) if saved.offset < offset => {
                 saved.offset = offset;
+                saved.check = check.or(saved.check);
                 self.changed = true;
                 true
             }
@@ -241,6 +307,8 @@ struct EntryV1 {
     offset: u64,
     path: String,
     seen: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    check: Option<ContentCheck>,
 }
 
 /// Reads a position file: `Ok(None)` when there is none, `Err` (the reason) when it cannot be
@@ -271,6 +339,7 @@ pub(super) fn load(path: &Path) -> Result<Option<(Positions, u64)>, String> {
                 offset: entry.offset,
                 path: PathBuf::from(entry.path),
                 seen: entry.seen,
+                check: entry.check,
             },
         );
     }
@@ -293,6 +362,7 @@ pub(super) fn save(path: &Path, positions: &Positions, log_seq: u64) -> std::io:
             offset: saved.offset,
             path: saved.path.to_string_lossy().into_owned(),
             seen: saved.seen,
+            check: saved.check,
         })
         .collect();
     files.sort_by(|a, b| a.path.cmp(&b.path).then(a.ino.cmp(&b.ino)));
@@ -316,14 +386,21 @@ pub(super) fn save(path: &Path, positions: &Positions, log_seq: u64) -> std::io:
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// The end offsets, per file, of this source's batches in the log from sequence number
+/// Where a file's last chunk in the log ends, and the check of its last bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Logged {
+    pub end: u64,
+    pub check: Option<ContentCheck>,
+}
+
+/// The last chunk, per file, of this source's batches in the log from sequence number
 /// `from_seq` on (or in its two newest segments when there is no such number).
 pub(super) fn scan_log(
     wal: &Wal,
     wal_dir: &Path,
     from_seq: Option<u64>,
     source: u32,
-) -> Result<HashMap<FileKey, u64>, String> {
+) -> Result<HashMap<FileKey, Logged>, String> {
     let segments = match from_seq {
         Some(from) => {
             let mut firsts: Vec<u64> = std::fs::read_dir(wal_dir)
@@ -345,9 +422,11 @@ pub(super) fn scan_log(
         if from_seq.is_some_and(|from| seq < from) {
             return;
         }
-        if let Some((key, end)) = FileKey::parse_chunk_id(batch.chunk_id, source) {
-            let known = ends.entry(key).or_insert(end);
-            *known = (*known).max(end);
+        if let Some((key, end, check)) = FileKey::parse_chunk_id(batch.chunk_id, source) {
+            let last = ends.entry(key).or_insert(Logged { end, check });
+            if end > last.end {
+                *last = Logged { end, check };
+            }
         }
     })
     .map_err(|e| e.to_string())?;
@@ -368,11 +447,20 @@ mod tests {
     }
 
     #[test]
-    fn chunk_ids_name_the_file_and_the_range() {
-        let id = key(42).chunk_id(0xabc, 100, 250);
+    fn chunk_ids_name_the_file_the_range_and_its_check() {
+        let lines = vec![b'l'; 150];
+        let check = ContentCheck::ending_at(250, &lines);
+        assert_eq!(check.len, 150);
+        let id = key(42).chunk_id(0xabc, 100, &check);
         assert_eq!(
             FileKey::parse_chunk_id(id.as_bytes(), 0xabc),
-            Some((key(42), 250))
+            Some((key(42), 250, Some(check)))
+        );
+        let without_check = id.rsplit_once(':').unwrap().0;
+        assert_eq!(
+            FileKey::parse_chunk_id(without_check.as_bytes(), 0xabc),
+            Some((key(42), 250, None)),
+            "ids written before checks existed"
         );
         assert_eq!(FileKey::parse_chunk_id(id.as_bytes(), 0xabd), None);
         assert_eq!(FileKey::parse_chunk_id(b"c-1-2", 0xabc), None);
@@ -391,6 +479,7 @@ mod tests {
                 offset: 10,
                 path: "/var/log/a.log".into(),
                 seen: 5,
+                check: None,
             },
         );
         positions.insert(
@@ -399,15 +488,19 @@ mod tests {
                 offset: 20,
                 path: "/var/log/b.log".into(),
                 seen: 6,
+                check: None,
             },
         );
-        assert!(positions.advance(&key(1), 15));
-        assert!(!positions.advance(&key(1), 12));
+        let check = ContentCheck::ending_at(15, b"0123456789abcde");
+        assert!(positions.advance(&key(1), 15, Some(check)));
+        assert!(!positions.advance(&key(1), 12, None));
         save(&path, &positions, 99).unwrap();
         let (loaded, log_seq) = load(&path).unwrap().unwrap();
         assert_eq!(log_seq, 99);
         assert_eq!(loaded.len(), 2);
         assert_eq!(loaded.get(&key(1)).unwrap().offset, 15);
+        assert_eq!(loaded.get(&key(1)).unwrap().check, Some(check));
+        assert_eq!(loaded.get(&key(2)).unwrap().check, None);
         assert_eq!(loaded.of_inode(7, 2), &[key(2)]);
         let fresh = loaded.fresh(7, 2, b"first line\nand more");
         assert_eq!(fresh.generation, 1);
@@ -433,5 +526,22 @@ mod tests {
         let mut other = long.clone();
         other[10] = b'b';
         assert!(!fp.matches(&other));
+    }
+
+    #[test]
+    fn a_check_holds_only_where_the_same_bytes_are() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy");
+        let content: Vec<u8> = (0..1000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &content).unwrap();
+        let file = File::open(&path).unwrap();
+        let check = ContentCheck::ending_at(600, &content[..600]);
+        assert_eq!(usize::from(check.len), CHECK_MAX);
+        assert!(check.holds(&file));
+        assert!(!ContentCheck::ending_at(601, &content[..600]).holds(&file));
+        assert!(
+            !ContentCheck::ending_at(2000, &content[..600]).holds(&file),
+            "past its end"
+        );
     }
 }

@@ -19,7 +19,7 @@ use metrics::{Counter, Gauge};
 use tokio::sync::{mpsc, watch};
 
 use super::lines::{EntryFormat, Splitter, looks_binary};
-use super::positions::{self, FINGERPRINT_MAX, FileKey, Positions, Saved};
+use super::positions::{self, ContentCheck, FINGERPRINT_MAX, FileKey, Positions, Saved};
 use super::{ReadFrom, Settings};
 use crate::sources::{Ingest, IngestError, SourceShared, far_future, stopped};
 
@@ -29,7 +29,8 @@ const BLOCK: usize = 256 * 1024;
 const PASS_BUDGET: u64 = 1024 * 1024;
 /// How many first bytes decide whether a new file is binary.
 const BINARY_PROBE: usize = 8 * 1024;
-/// A copy is only recognised by a fingerprint of at least this many bytes.
+/// Without a [`ContentCheck`] of what was read, a copy is only recognised by a fingerprint of
+/// at least this many bytes.
 const MIN_COPY_FINGERPRINT: u16 = 64;
 /// How long a position is kept for a file no longer seen.
 const FORGET_AFTER: Duration = Duration::from_secs(3600);
@@ -53,8 +54,8 @@ struct Ack {
 /// A chunk appended and not yet committed.
 #[derive(Debug)]
 struct Pending {
-    /// The offset after its last line.
-    end: u64,
+    /// Its last bytes, as read, and the offset after its last line (`check.end`).
+    check: ContentCheck,
     /// No batch holding it has a lower sequence number in the log.
     low_seq: u64,
     durable: bool,
@@ -86,6 +87,9 @@ struct Tracked {
     first_n: u64,
     /// Every line before it is durable.
     committed: u64,
+    /// The last bytes of the last chunk appended (or of the position restored): what a copy
+    /// must hold to be this content's.
+    check: Option<ContentCheck>,
     /// When it last grew.
     last_growth: Instant,
     /// Read to its end on the last pass.
@@ -327,6 +331,18 @@ fn read_full(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize>
     Ok(filled)
 }
 
+/// True if `file`, which starts with `prefix`, is a copy of the content `key` names as far as
+/// it was read: the same first bytes, and the bytes `check` sampled where it sampled them.
+/// Without a check (nothing of it durable yet, or a position file from before checks), first
+/// bytes shorter than [`MIN_COPY_FINGERPRINT`] are too common to go by.
+fn is_copy(key: &FileKey, check: Option<&ContentCheck>, file: &File, prefix: &[u8]) -> bool {
+    key.fp.matches(prefix)
+        && match check {
+            Some(check) => check.holds(file),
+            None => key.fp.len >= MIN_COPY_FINGERPRINT,
+        }
+}
+
 impl Tailer {
     fn error(&self, kind: &'static str) {
         metrics::counter!("flumen_tail_errors_total", "source" => self.name.to_string(), "kind" => kind)
@@ -384,18 +400,19 @@ impl Tailer {
         };
         let now = unix_now();
         let mut advanced = 0;
-        for (key, end) in &ends {
+        for (key, last) in &ends {
             if self.positions.get(key).is_none() {
                 self.positions.insert(
                     *key,
                     Saved {
-                        offset: *end,
+                        offset: last.end,
                         path: PathBuf::new(),
                         seen: now,
+                        check: last.check,
                     },
                 );
                 advanced += 1;
-            } else if self.positions.advance(key, *end) {
+            } else if self.positions.advance(key, last.end, last.check) {
                 advanced += 1;
             }
         }
@@ -613,6 +630,7 @@ impl Tailer {
                     offset: size,
                     path: path.to_path_buf(),
                     seen: unix_now(),
+                    check: None,
                 };
                 self.positions.insert(key, saved);
                 self.ignored.insert(inode, Ignored::Old(mtime));
@@ -633,6 +651,7 @@ impl Tailer {
                 offset: start,
                 path: path.to_path_buf(),
                 seen: unix_now(),
+                check: None,
             };
             self.positions.insert(new, saved);
             key = Some(new);
@@ -667,6 +686,7 @@ impl Tailer {
     ) -> FileId {
         let id = self.next_id;
         self.next_id += 1;
+        let check = key.and_then(|key| self.positions.get(&key)?.check);
         let settings = &self.settings;
         let tracked = Tracked {
             file: Some(file),
@@ -687,6 +707,7 @@ impl Tailer {
             in_flight: VecDeque::new(),
             first_n: 0,
             committed: start,
+            check,
             last_growth: Instant::now(),
             at_end: false,
             queued: false,
@@ -721,21 +742,18 @@ impl Tailer {
     /// patterns' directories.
     fn find_lost(&mut self) {
         let bound: HashSet<FileKey> = self.files.values().filter_map(|t| t.key).collect();
-        let wanted: Vec<(FileKey, u64, PathBuf)> = self
+        let wanted: Vec<(FileKey, Saved)> = self
             .positions
             .keys()
             .filter(|key| !bound.contains(key))
-            .filter_map(|key| {
-                let saved = self.positions.get(key)?;
-                Some((*key, saved.offset, saved.path.clone()))
-            })
+            .filter_map(|key| Some((*key, self.positions.get(key)?.clone())))
             .collect();
         if wanted.is_empty() {
             return;
         }
         let mut dirs: Vec<PathBuf> = Vec::new();
-        for (_, _, path) in &wanted {
-            if let Some(parent) = path.parent()
+        for (_, saved) in &wanted {
+            if let Some(parent) = saved.path.parent()
                 && !parent.as_os_str().is_empty()
                 && !dirs.iter().any(|d| d == parent)
             {
@@ -774,17 +792,20 @@ impl Tailer {
                 candidates.push((path, inode, meta.len(), prefix));
             }
         }
-        for (key, offset, origin) in wanted {
-            let found = candidates.iter().position(|(_, inode, size, prefix)| {
-                let same_inode = *inode == (key.dev, key.ino);
-                *size > offset
-                    && key.fp.matches(prefix)
-                    && if same_inode {
-                        // Not an older generation of what the file holds now.
-                        self.positions.current(key.dev, key.ino, prefix) == Some(key)
-                    } else {
-                        key.fp.len >= MIN_COPY_FINGERPRINT
-                    }
+        for (key, saved) in wanted {
+            let (offset, origin) = (saved.offset, saved.path);
+            let found = candidates.iter().position(|(path, inode, size, prefix)| {
+                if *size <= offset {
+                    return false;
+                }
+                if *inode == (key.dev, key.ino) {
+                    // Not an older generation of what the file holds now.
+                    key.fp.matches(prefix)
+                        && self.positions.current(key.dev, key.ino, prefix) == Some(key)
+                } else {
+                    File::open(path)
+                        .is_ok_and(|file| is_copy(&key, saved.check.as_ref(), &file, prefix))
+                }
             });
             let Some(index) = found else {
                 continue;
@@ -896,6 +917,7 @@ impl Tailer {
                 offset: t.read_pos,
                 path: t.path.clone(),
                 seen: unix_now(),
+                check: None,
             };
             self.positions.insert(key, saved);
             self.files.get_mut(&id).expect("tracked").key = Some(key);
@@ -934,13 +956,14 @@ impl Tailer {
             let mut entries = std::mem::take(&mut self.entries);
             entries.clear();
             let taken = t.splitter.take(buf, false, &t.format, &time, &mut entries);
+            let check =
+                ContentCheck::ending_at(start + taken.consumed as u64, &buf[..taken.consumed]);
             t.carry.clear();
             t.carry.extend_from_slice(&buf[taken.consumed..]);
             self.metrics.read_bytes.increment(read as u64);
             self.count(taken);
             if taken.consumed > 0 {
-                let end = start + taken.consumed as u64;
-                let appended = self.append(id, start, end, taken.entries, &entries).await;
+                let appended = self.append(id, start, check, taken.entries, &entries).await;
                 self.entries = entries;
                 appended?;
                 if self.files.get(&id).is_none_or(|t| t.file.is_none()) {
@@ -972,13 +995,13 @@ impl Tailer {
         }
     }
 
-    /// Appends the lines at bytes `start..end` of a file (`count` entries; none when the range
-    /// held only skipped bytes).
+    /// Appends the lines at bytes `start..check.end` of a file (`count` entries; none when the
+    /// range held only skipped bytes); `check` samples its last bytes.
     async fn append(
         &mut self,
         id: FileId,
         start: u64,
-        end: u64,
+        check: ContentCheck,
         count: u32,
         entries: &[u8],
     ) -> Result<(), Stop> {
@@ -986,8 +1009,9 @@ impl Tailer {
         let t = self.files.get_mut(&id).expect("tracked");
         let key = t.key.expect("a file with bytes has a key");
         let n = t.first_n + t.in_flight.len() as u64;
+        t.check = Some(check);
         t.in_flight.push_back(Pending {
-            end,
+            check,
             low_seq,
             durable: count == 0,
         });
@@ -998,7 +1022,7 @@ impl Tailer {
                 durable: true,
             });
         }
-        let chunk = key.chunk_id(self.source_hash, start, end);
+        let chunk = key.chunk_id(self.source_hash, start, &check);
         let mut stop = self.stop.clone();
         let appended = tokio::select! {
             appended = t.ingest.append_unclaimed(&t.tag, chunk.as_bytes(), count, entries) => appended,
@@ -1063,16 +1087,17 @@ impl Tailer {
         {
             pending.durable = true;
         }
-        let before = t.committed;
+        let mut last_done = None;
         while t.in_flight.front().is_some_and(|p| p.durable) {
             let done = t.in_flight.pop_front().expect("non-empty");
             t.first_n += 1;
-            t.committed = done.end;
+            t.committed = done.check.end;
+            last_done = Some(done.check);
         }
-        if t.committed != before
+        if let Some(check) = last_done
             && let Some(key) = t.key
         {
-            self.positions.advance(&key, t.committed);
+            self.positions.advance(&key, t.committed, Some(check));
         }
         if t.file.is_none() && t.in_flight.is_empty() {
             self.forget(ack.file);
@@ -1086,15 +1111,19 @@ impl Tailer {
         let t = self.files.get_mut(&id).expect("tracked");
         self.metrics.truncated.increment(1);
         tracing::info!(message = "A file was truncated; reading it again from its beginning.", source = %self.name, path = %t.path.display(), read_up_to = t.read_pos, size);
-        let (inode, path, following, key, read_pos) =
-            (t.inode, t.path.clone(), t.following, t.key, t.read_pos);
+        let (inode, path, following, key, check, read_pos) = (
+            t.inode,
+            t.path.clone(),
+            t.following,
+            t.key,
+            t.check,
+            t.read_pos,
+        );
         // The file's descriptor goes to its new content; this content goes to its copy, if any.
         let file = t.file.take().expect("open");
         self.metrics.files.decrement(1.0);
         unindex(&mut self.by_inode, &mut self.by_path, id, inode, &path);
-        let copy = key
-            .filter(|key| key.fp.len >= MIN_COPY_FINGERPRINT)
-            .and_then(|key| self.find_copy(key, read_pos, &path, inode));
+        let copy = key.and_then(|key| self.find_copy(&key, check.as_ref(), read_pos, &path, inode));
         match copy {
             Some((copy_file, copy_inode, copy_path)) => {
                 tracing::info!(message = "Reading the rest of the truncated file from its copy.", source = %self.name, path = %path.display(), copy = %copy_path.display(), offset = read_pos);
@@ -1123,11 +1152,12 @@ impl Tailer {
         Ok(())
     }
 
-    /// Looks for a copy of a truncated file beside it: same first bytes, at least `read_pos`
-    /// long, another inode, not matched by the patterns.
+    /// Looks for a copy of a truncated file beside it: at least `read_pos` long, another inode,
+    /// not matched by the patterns, holding what was read ([`is_copy`]).
     fn find_copy(
         &mut self,
-        key: FileKey,
+        key: &FileKey,
+        check: Option<&ContentCheck>,
         read_pos: u64,
         path: &Path,
         inode: Inode,
@@ -1155,7 +1185,9 @@ impl Tailer {
             let Ok(file) = File::open(&candidate) else {
                 continue;
             };
-            if read_prefix(&file, usize::from(key.fp.len)).is_ok_and(|p| key.fp.matches(&p)) {
+            if read_prefix(&file, usize::from(key.fp.len))
+                .is_ok_and(|prefix| is_copy(key, check, &file, &prefix))
+            {
                 return Some((file, candidate_inode, candidate));
             }
         }
@@ -1169,7 +1201,8 @@ impl Tailer {
             return Ok(());
         };
         if finished && !t.carry.is_empty() {
-            let (start, end) = (t.read_pos - t.carry.len() as u64, t.read_pos);
+            let start = t.read_pos - t.carry.len() as u64;
+            let check = ContentCheck::ending_at(t.read_pos, &t.carry);
             let mut time = Vec::with_capacity(10);
             EventTime::now().write_msgpack(&mut time);
             let mut entries = Vec::new();
@@ -1178,7 +1211,8 @@ impl Tailer {
                 .splitter
                 .take(&carry, true, &t.format, &time, &mut entries);
             self.count(taken);
-            self.append(id, start, end, taken.entries, &entries).await?;
+            self.append(id, start, check, taken.entries, &entries)
+                .await?;
         }
         let Some(t) = self.files.get_mut(&id) else {
             return Ok(());
