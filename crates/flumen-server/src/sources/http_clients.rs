@@ -196,3 +196,71 @@ impl HeldEvents for ClientSessions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::Ipv4Addr;
+
+    use flumen_process::Pipeline;
+    use flumen_wal::{Wal, WalConfig};
+
+    use super::*;
+    use crate::routing::RouteTable;
+    use crate::sources::chunks::ChunkLedger;
+
+    fn shared(dir: &std::path::Path) -> SourceShared {
+        SourceShared {
+            wal: Arc::new(Wal::open(WalConfig::new(dir.join("wal"))).unwrap()),
+            routes: Arc::new(RouteTable::new(&[], &[]).unwrap()),
+            pipeline: Arc::new(Pipeline::new(&[]).unwrap()),
+            chunks: Arc::new(ChunkLedger::new(16)),
+            data_dir: dir.to_owned(),
+        }
+    }
+
+    /// The n-th client: 127.0.0.1, 127.0.0.2, …
+    fn client(n: usize) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x7f00_0001 + n as u32))
+    }
+
+    fn clients(sessions: &ClientSessions) -> HashSet<IpAddr> {
+        sessions
+            .all()
+            .into_iter()
+            .map(|(address, _)| address)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_client_past_the_cap_closes_the_least_recently_used_session_not_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = ClientSessions::new("web", "", &shared(dir.path()));
+        let mut serving = vec![sessions.session(client(0)).await.unwrap()];
+        for n in 1..MAX_CLIENT_SESSIONS {
+            sessions.session(client(n)).await.unwrap();
+        }
+        // Client 0 is the oldest but serving a request: client 1 makes room.
+        serving.push(sessions.session(client(MAX_CLIENT_SESSIONS)).await.unwrap());
+        let kept = clients(&sessions);
+        assert_eq!(kept.len(), MAX_CLIENT_SESSIONS);
+        assert!(
+            kept.contains(&client(0)),
+            "a session serving a request stays"
+        );
+        assert!(
+            !kept.contains(&client(1)),
+            "the least recently used one was closed"
+        );
+
+        // With every session serving a request, a new client is told to come back.
+        for n in 2..MAX_CLIENT_SESSIONS {
+            serving.push(sessions.session(client(n)).await.unwrap());
+        }
+        let newcomer = client(MAX_CLIENT_SESSIONS + 1);
+        assert!(sessions.session(newcomer).await.is_err());
+        drop(serving);
+        assert!(sessions.session(newcomer).await.is_ok());
+        assert_eq!(clients(&sessions).len(), MAX_CLIENT_SESSIONS);
+    }
+}
