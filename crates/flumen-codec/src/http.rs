@@ -167,13 +167,14 @@ pub fn decode_request(req: &HttpRequest<'_>, now: EventTime) -> Result<HttpEvent
     };
     let mut events = EventsBuilder::new(req.size());
     match payload {
-        Payload::Json(bytes) => push_json_records(&mut events, &bytes, time, now)?,
+        Payload::Json(bytes) => JsonRecords::new(&mut events, time, now).body(&bytes)?,
         Payload::Ndjson(body) => {
+            let mut records = JsonRecords::new(&mut events, time, now);
             for (n, line) in body.split(|&b| b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                push_json_record(&mut events, line, time, now).map_err(|e| match e {
+                records.record(line).map_err(|e| match e {
                     HttpBodyError::Json(reason) => {
                         HttpBodyError::Json(format!("line {}: {reason}", n + 1))
                     }
@@ -280,36 +281,6 @@ fn parse_time_param(raw: &[u8]) -> Result<EventTime, HttpBodyError> {
         .ok_or_else(|| HttpBodyError::Time(text.into_owned()))
 }
 
-/// Decodes `json`, one object or an array of objects, into `events`.
-fn push_json_records(
-    events: &mut EventsBuilder,
-    json: &[u8],
-    time: Option<EventTime>,
-    now: EventTime,
-) -> Result<(), HttpBodyError> {
-    let mut decoder = JsonRecords::new(events, time, now);
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let decoded = (&mut de)
-        .deserialize_any(BodyVisitor(&mut decoder))
-        .and_then(|()| de.end());
-    decoder.result(decoded)
-}
-
-/// Decodes `json`, one object, into `events`.
-fn push_json_record(
-    events: &mut EventsBuilder,
-    json: &[u8],
-    time: Option<EventTime>,
-    now: EventTime,
-) -> Result<(), HttpBodyError> {
-    let mut decoder = JsonRecords::new(events, time, now);
-    let mut de = serde_json::Deserializer::from_slice(json);
-    let decoded = RecordSeed(&mut decoder)
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    decoder.result(decoded)
-}
-
 /// Turns JSON records into entries as serde reads them: each record is written as msgpack
 /// into a scratch buffer, then added to the events.
 struct JsonRecords<'e> {
@@ -333,6 +304,24 @@ impl<'e> JsonRecords<'e> {
         }
     }
 
+    /// Decodes `json`, one object or an array of objects.
+    fn body(&mut self, json: &[u8]) -> Result<(), HttpBodyError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let decoded = RecordsSeed::body(self)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        self.result(decoded)
+    }
+
+    /// Decodes `json`, one object.
+    fn record(&mut self, json: &[u8]) -> Result<(), HttpBodyError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let decoded = RecordsSeed::record(self)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        self.result(decoded)
+    }
+
     /// Stops decoding for `refusal`: the error serde carries up is replaced by it.
     fn refuse<E: de::Error>(&mut self, refusal: HttpBodyError) -> E {
         let error = E::custom(&refusal);
@@ -340,8 +329,8 @@ impl<'e> JsonRecords<'e> {
         error
     }
 
-    fn result(self, decoded: Result<(), serde_json::Error>) -> Result<(), HttpBodyError> {
-        match (self.refusal, decoded) {
+    fn result(&mut self, decoded: Result<(), serde_json::Error>) -> Result<(), HttpBodyError> {
+        match (self.refusal.take(), decoded) {
             (Some(refusal), _) => Err(refusal),
             (None, Ok(())) => Ok(()),
             (None, Err(error)) => Err(HttpBodyError::Json(error.to_string())),
@@ -390,49 +379,31 @@ impl<'e> JsonRecords<'e> {
 /// `"time"` as a msgpack string.
 const TIME_KEY: &[u8] = b"\xa4time";
 
-/// The whole JSON body: a record, or an array of records.
-struct BodyVisitor<'a, 'e>(&'a mut JsonRecords<'e>);
+/// A record (a JSON object) or, for a whole body, an array of records.
+struct RecordsSeed<'a, 'e> {
+    records: &'a mut JsonRecords<'e>,
+    array_allowed: bool,
+}
 
-impl<'de> Visitor<'de> for BodyVisitor<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object or an array of objects")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.0.push_record(map)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        while seq.next_element_seed(RecordSeed(&mut *self.0))?.is_some() {}
-        Ok(())
+impl<'a, 'e> RecordsSeed<'a, 'e> {
+    /// A whole JSON body: a record or an array of records.
+    fn body(records: &'a mut JsonRecords<'e>) -> Self {
+        Self {
+            records,
+            array_allowed: true,
+        }
     }
 
-    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.0.not_a_record())
-    }
-    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.0.not_a_record())
-    }
-    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.0.not_a_record())
-    }
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.0.not_a_record())
-    }
-    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.0.not_a_record())
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(self.0.not_a_record())
+    /// One record.
+    fn record(records: &'a mut JsonRecords<'e>) -> Self {
+        Self {
+            records,
+            array_allowed: false,
+        }
     }
 }
 
-/// One record: a JSON object.
-struct RecordSeed<'a, 'e>(&'a mut JsonRecords<'e>);
-
-impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_> {
     type Value = ();
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
@@ -440,37 +411,46 @@ impl<'de> DeserializeSeed<'de> for RecordSeed<'_, '_> {
     }
 }
 
-impl<'de> Visitor<'de> for RecordSeed<'_, '_> {
+impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
     type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("a JSON object")
+        f.write_str("a JSON object or an array of objects")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
-        self.0.push_record(map)
+        self.records.push_record(map)
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
-        Err(self.0.not_a_record())
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.array_allowed {
+            return Err(self.records.not_a_record());
+        }
+        while seq
+            .next_element_seed(RecordsSeed::record(&mut *self.records))?
+            .is_some()
+        {}
+        Ok(())
     }
+
+    // Anything else is not a record: the message says so rather than serde's "invalid type".
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
-        Err(self.0.not_a_record())
+        Err(self.records.not_a_record())
     }
     fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
-        Err(self.0.not_a_record())
+        Err(self.records.not_a_record())
     }
     fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
-        Err(self.0.not_a_record())
+        Err(self.records.not_a_record())
     }
     fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
-        Err(self.0.not_a_record())
+        Err(self.records.not_a_record())
     }
     fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
-        Err(self.0.not_a_record())
+        Err(self.records.not_a_record())
     }
     fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Err(self.0.not_a_record())
+        Err(self.records.not_a_record())
     }
 }
 
