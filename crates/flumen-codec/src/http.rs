@@ -12,11 +12,32 @@
 //! The event time is the `time` parameter (epoch seconds, fractions allowed); otherwise a JSON
 //! record's numeric `time` field, which is taken out of the record as Fluentd does; otherwise
 //! the time of receipt.
+//!
+//! What a request may cost is bounded by its size: JSON is decoded straight into msgpack (no
+//! tree of values per record), the entries may take at most [`max_decoded_size`] of the
+//! request's size, and they come split into batches of at most [`MAX_BATCH_EVENTS`] events or
+//! about [`MAX_BATCH_BYTES`], which the caller stores as separate log records.
+
+use std::ops::Range;
 
 use flumen_event::EventTime;
 use flumen_event::entry::write_entry;
 use flumen_event::msgpack::{MsgpackError, Reader, Value};
-use serde_json::Value as Json;
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+
+/// The most events in one batch of a request.
+pub const MAX_BATCH_EVENTS: u32 = 4096;
+
+/// The size at which a batch of a request is closed; a batch is larger only when its one
+/// record is.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// The most bytes of entries a request of `request_size` bytes (body and query) may decode to:
+/// four times its size and 4 KiB. `[{},{},…]` (three bytes an event, twelve as an entry) just
+/// fits; a msgpack array of empty maps (one byte an event) does not.
+pub fn max_decoded_size(request_size: usize) -> usize {
+    request_size.saturating_mul(4).saturating_add(4096)
+}
 
 /// A request as the HTTP layer saw it.
 #[derive(Debug, Clone, Copy, Default)]
@@ -29,6 +50,13 @@ pub struct HttpRequest<'a> {
     pub body: &'a [u8],
 }
 
+impl HttpRequest<'_> {
+    /// The bytes the request carries events in: its body and its query.
+    pub fn size(&self) -> usize {
+        self.body.len() + self.query.map_or(0, str::len)
+    }
+}
+
 /// Entries decoded from a request.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HttpEvents {
@@ -36,9 +64,20 @@ pub struct HttpEvents {
     pub entries: Vec<u8>,
     /// How many there are.
     pub count: u32,
+    /// The batches the entries are split into: their event counts and byte ranges, in order.
+    batches: Vec<(u32, Range<usize>)>,
 }
 
-/// Why a request was refused (HTTP 400; the message is the response body).
+impl HttpEvents {
+    /// The batches to store, in order: (event count, entries).
+    pub fn batches(&self) -> impl ExactSizeIterator<Item = (u32, &[u8])> {
+        self.batches
+            .iter()
+            .map(|(count, range)| (*count, &self.entries[range.clone()]))
+    }
+}
+
+/// Why a request was refused (the message is the response body).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HttpBodyError {
     /// The JSON does not parse.
@@ -61,6 +100,16 @@ pub enum HttpBodyError {
         "unsupported Content-Type {0:?}: use application/json, application/x-ndjson, application/msgpack or a json= form field"
     )]
     ContentType(String),
+    /// The entries would take more than [`max_decoded_size`] of the request (HTTP 413).
+    #[error(
+        "the request decodes to more than {limit} bytes of events (4 times its {size} bytes and 4 KiB): send records with more in them, or fewer per request"
+    )]
+    TooLarge {
+        /// The request's size.
+        size: usize,
+        /// The most its entries may take.
+        limit: usize,
+    },
 }
 
 enum Payload<'a> {
@@ -116,36 +165,86 @@ pub fn decode_request(req: &HttpRequest<'_>, now: EventTime) -> Result<HttpEvent
             _ => return Err(HttpBodyError::ContentType(mime)),
         }
     };
-    let mut events = HttpEvents::default();
+    let mut events = EventsBuilder::new(req.size());
     match payload {
-        Payload::Json(bytes) => {
-            let value: Json =
-                serde_json::from_slice(&bytes).map_err(|e| HttpBodyError::Json(e.to_string()))?;
-            match value {
-                Json::Array(records) => {
-                    for record in records {
-                        push_json_record(&mut events, record, time, now)?;
-                    }
-                }
-                record => push_json_record(&mut events, record, time, now)?,
-            }
-        }
+        Payload::Json(bytes) => JsonRecords::new(&mut events, time, now).body(&bytes)?,
         Payload::Ndjson(body) => {
+            let mut records = JsonRecords::new(&mut events, time, now);
             for (n, line) in body.split(|&b| b == b'\n').enumerate() {
                 if line.iter().all(u8::is_ascii_whitespace) {
                     continue;
                 }
-                let record = serde_json::from_slice(line)
-                    .map_err(|e| HttpBodyError::Json(format!("line {}: {e}", n + 1)))?;
-                push_json_record(&mut events, record, time, now)?;
+                records.record(line).map_err(|e| match e {
+                    HttpBodyError::Json(reason) => {
+                        HttpBodyError::Json(format!("line {}: {reason}", n + 1))
+                    }
+                    other => other,
+                })?;
             }
         }
         Payload::Msgpack(bytes) => push_msgpack_records(&mut events, &bytes, time.unwrap_or(now))?,
     }
-    if events.count == 0 {
-        return Err(HttpBodyError::Empty);
+    events.finish()
+}
+
+/// Collects a request's entries, split into batches, within the request's size budget.
+struct EventsBuilder {
+    events: HttpEvents,
+    /// Where the open batch starts, and how many events it has.
+    batch_start: usize,
+    batch_count: u32,
+    size: usize,
+    limit: usize,
+}
+
+impl EventsBuilder {
+    fn new(request_size: usize) -> Self {
+        Self {
+            events: HttpEvents::default(),
+            batch_start: 0,
+            batch_count: 0,
+            size: request_size,
+            limit: max_decoded_size(request_size),
+        }
     }
-    Ok(events)
+
+    /// Adds the entry `[time, record]`; fails once the entries outgrow the request's budget.
+    fn push(&mut self, time: EventTime, record: &[u8]) -> Result<(), HttpBodyError> {
+        write_entry(&mut self.events.entries, time, record);
+        if self.events.entries.len() > self.limit {
+            return Err(HttpBodyError::TooLarge {
+                size: self.size,
+                limit: self.limit,
+            });
+        }
+        self.events.count += 1;
+        self.batch_count += 1;
+        if self.batch_count == MAX_BATCH_EVENTS
+            || self.events.entries.len() - self.batch_start >= MAX_BATCH_BYTES
+        {
+            self.close_batch();
+        }
+        Ok(())
+    }
+
+    fn close_batch(&mut self) {
+        if self.batch_count > 0 {
+            let end = self.events.entries.len();
+            self.events
+                .batches
+                .push((self.batch_count, self.batch_start..end));
+            self.batch_start = end;
+            self.batch_count = 0;
+        }
+    }
+
+    fn finish(mut self) -> Result<HttpEvents, HttpBodyError> {
+        self.close_batch();
+        if self.events.count == 0 {
+            return Err(HttpBodyError::Empty);
+        }
+        Ok(self.events)
+    }
 }
 
 fn form_fields(raw: &[u8]) -> Vec<(String, Vec<u8>)> {
@@ -182,70 +281,350 @@ fn parse_time_param(raw: &[u8]) -> Result<EventTime, HttpBodyError> {
         .ok_or_else(|| HttpBodyError::Time(text.into_owned()))
 }
 
-fn push_json_record(
-    events: &mut HttpEvents,
-    record: Json,
+/// Turns JSON records into entries as serde reads them: each record is written as msgpack
+/// into a scratch buffer, then added to the events.
+struct JsonRecords<'e> {
+    events: &'e mut EventsBuilder,
+    /// The `time` parameter, which wins over records' `time` fields.
     time: Option<EventTime>,
     now: EventTime,
-) -> Result<(), HttpBodyError> {
-    let Json::Object(mut map) = record else {
-        return Err(HttpBodyError::NotRecords(
-            "each record must be a JSON object",
-        ));
-    };
-    let time = match time {
-        Some(t) => t,
-        None => match map
-            .get("time")
-            .and_then(Json::as_f64)
-            .and_then(EventTime::from_f64_secs)
-        {
-            Some(t) => {
-                map.shift_remove("time");
-                t
-            }
-            None => now,
-        },
-    };
-    let mut encoded = Vec::new();
-    write_json(&mut encoded, &Json::Object(map));
-    write_entry(&mut events.entries, time, &encoded);
-    events.count += 1;
-    Ok(())
+    writer: MsgpackWriter,
+    /// Why decoding stopped, when it is not the JSON's fault.
+    refusal: Option<HttpBodyError>,
 }
 
-/// Encodes a JSON value as msgpack, keeping key order; integers stay integers.
-pub fn write_json(out: &mut Vec<u8>, value: &Json) {
-    use rmp::encode as enc;
-    match value {
-        Json::Null => enc::write_nil(out).expect("Vec write"),
-        Json::Bool(b) => enc::write_bool(out, *b).expect("Vec write"),
-        Json::Number(n) => {
-            if let Some(u) = n.as_u64() {
-                enc::write_uint(out, u).expect("Vec write");
-            } else if let Some(i) = n.as_i64() {
-                enc::write_sint(out, i).expect("Vec write");
-            } else {
-                enc::write_f64(out, n.as_f64().unwrap_or(f64::NAN)).expect("Vec write");
-            }
+impl<'e> JsonRecords<'e> {
+    fn new(events: &'e mut EventsBuilder, time: Option<EventTime>, now: EventTime) -> Self {
+        Self {
+            events,
+            time,
+            now,
+            writer: MsgpackWriter::default(),
+            refusal: None,
         }
-        Json::String(s) => enc::write_str(out, s).expect("Vec write"),
-        Json::Array(items) => {
-            enc::write_array_len(out, items.len() as u32).expect("Vec write");
-            items.iter().for_each(|item| write_json(out, item));
+    }
+
+    /// Decodes `json`, one object or an array of objects.
+    fn body(&mut self, json: &[u8]) -> Result<(), HttpBodyError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let decoded = RecordsSeed::body(self)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        self.result(decoded)
+    }
+
+    /// Decodes `json`, one object.
+    fn record(&mut self, json: &[u8]) -> Result<(), HttpBodyError> {
+        let mut de = serde_json::Deserializer::from_slice(json);
+        let decoded = RecordsSeed::record(self)
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+        self.result(decoded)
+    }
+
+    /// Stops decoding for `refusal`: the error serde carries up is replaced by it.
+    fn refuse<E: de::Error>(&mut self, refusal: HttpBodyError) -> E {
+        let error = E::custom(&refusal);
+        self.refusal = Some(refusal);
+        error
+    }
+
+    fn result(&mut self, decoded: Result<(), serde_json::Error>) -> Result<(), HttpBodyError> {
+        match (self.refusal.take(), decoded) {
+            (Some(refusal), _) => Err(refusal),
+            (None, Ok(())) => Ok(()),
+            (None, Err(error)) => Err(HttpBodyError::Json(error.to_string())),
         }
-        Json::Object(map) => {
-            enc::write_map_len(out, map.len() as u32).expect("Vec write");
-            for (k, v) in map {
-                enc::write_str(out, k).expect("Vec write");
-                write_json(out, v);
+    }
+
+    fn not_a_record<E: de::Error>(&mut self) -> E {
+        self.refuse(HttpBodyError::NotRecords(
+            "each record must be a JSON object",
+        ))
+    }
+
+    /// Reads one record's fields into msgpack and adds it to the events.
+    fn push_record<'de, A: MapAccess<'de>>(&mut self, mut map: A) -> Result<(), A::Error> {
+        let mut time = self.time;
+        let take_time = time.is_none();
+        self.writer.clear();
+        let header = self.writer.open(Container::Map);
+        let mut fields = 0;
+        loop {
+            let field_start = self.writer.len();
+            if map.next_key_seed(ValueSeed(&mut self.writer))?.is_none() {
+                break;
             }
+            let is_time = self.writer.bytes_since(field_start) == TIME_KEY;
+            let value_start = self.writer.len();
+            map.next_value_seed(ValueSeed(&mut self.writer))?;
+            if is_time
+                && take_time
+                && let Some(t) = self.writer.number_at(value_start)
+            {
+                // Fluentd takes a numeric `time` out of the record as the event's time.
+                time = Some(t);
+                self.writer.truncate(field_start);
+                continue;
+            }
+            fields += 1;
+        }
+        self.writer.close(header, fields);
+        let record = self.writer.finish();
+        let pushed = self.events.push(time.unwrap_or(self.now), record);
+        pushed.map_err(|refusal| self.refuse(refusal))
+    }
+}
+
+/// `"time"` as a msgpack string.
+const TIME_KEY: &[u8] = b"\xa4time";
+
+/// A record (a JSON object) or, for a whole body, an array of records.
+struct RecordsSeed<'a, 'e> {
+    records: &'a mut JsonRecords<'e>,
+    array_allowed: bool,
+}
+
+impl<'a, 'e> RecordsSeed<'a, 'e> {
+    /// A whole JSON body: a record or an array of records.
+    fn body(records: &'a mut JsonRecords<'e>) -> Self {
+        Self {
+            records,
+            array_allowed: true,
+        }
+    }
+
+    /// One record.
+    fn record(records: &'a mut JsonRecords<'e>) -> Self {
+        Self {
+            records,
+            array_allowed: false,
         }
     }
 }
 
+impl<'de> DeserializeSeed<'de> for RecordsSeed<'_, '_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RecordsSeed<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON object or an array of objects")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        self.records.push_record(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        if !self.array_allowed {
+            return Err(self.records.not_a_record());
+        }
+        while seq
+            .next_element_seed(RecordsSeed::record(&mut *self.records))?
+            .is_some()
+        {}
+        Ok(())
+    }
+
+    // Anything else is not a record: the message says so rather than serde's "invalid type".
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.records.not_a_record())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.records.not_a_record())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.records.not_a_record())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.records.not_a_record())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.records.not_a_record())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.records.not_a_record())
+    }
+}
+
+/// Any JSON value, written as msgpack: key order kept, integers stay integers.
+struct ValueSeed<'a>(&'a mut MsgpackWriter);
+
+impl<'de> DeserializeSeed<'de> for ValueSeed<'_> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<(), E> {
+        rmp::encode::write_nil(&mut self.0.out).expect("Vec write");
+        Ok(())
+    }
+
+    fn visit_bool<E>(self, b: bool) -> Result<(), E> {
+        rmp::encode::write_bool(&mut self.0.out, b).expect("Vec write");
+        Ok(())
+    }
+
+    fn visit_u64<E>(self, n: u64) -> Result<(), E> {
+        rmp::encode::write_uint(&mut self.0.out, n).expect("Vec write");
+        Ok(())
+    }
+
+    fn visit_i64<E>(self, n: i64) -> Result<(), E> {
+        rmp::encode::write_sint(&mut self.0.out, n).expect("Vec write");
+        Ok(())
+    }
+
+    fn visit_f64<E>(self, n: f64) -> Result<(), E> {
+        rmp::encode::write_f64(&mut self.0.out, n).expect("Vec write");
+        Ok(())
+    }
+
+    fn visit_str<E>(self, s: &str) -> Result<(), E> {
+        rmp::encode::write_str(&mut self.0.out, s).expect("Vec write");
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let header = self.0.open(Container::Array);
+        let mut len = 0;
+        while seq.next_element_seed(ValueSeed(&mut *self.0))?.is_some() {
+            len += 1;
+        }
+        self.0.close(header, len);
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let header = self.0.open(Container::Map);
+        let mut len = 0;
+        while map.next_key_seed(ValueSeed(&mut *self.0))?.is_some() {
+            map.next_value_seed(ValueSeed(&mut *self.0))?;
+            len += 1;
+        }
+        self.0.close(header, len);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    Array,
+    Map,
+}
+
+/// A container header whose length was not known when it was written.
+#[derive(Debug, Clone, Copy)]
+struct Header {
+    /// Where its placeholder is.
+    at: usize,
+    container: Container,
+    len: u32,
+}
+
+/// The width of a placeholder header: a marker and a 32-bit length.
+const PLACEHOLDER: usize = 5;
+
+/// Writes one record as msgpack while serde reads its JSON.
+///
+/// JSON does not say how many items an array or object has before they come, and msgpack
+/// needs it first: each container gets a 5-byte placeholder header, noted in `headers`, and
+/// [`MsgpackWriter::finish`] copies the record once with each header at its smallest.
+#[derive(Debug, Default)]
+struct MsgpackWriter {
+    out: Vec<u8>,
+    headers: Vec<Header>,
+    compact: Vec<u8>,
+}
+
+impl MsgpackWriter {
+    fn clear(&mut self) {
+        self.out.clear();
+        self.headers.clear();
+    }
+
+    fn len(&self) -> usize {
+        self.out.len()
+    }
+
+    fn bytes_since(&self, start: usize) -> &[u8] {
+        &self.out[start..]
+    }
+
+    /// Drops what was written from `at` on (scalars only: no header is noted past `at`).
+    fn truncate(&mut self, at: usize) {
+        debug_assert!(self.headers.last().is_none_or(|h| h.at < at));
+        self.out.truncate(at);
+    }
+
+    /// The number written at `at`, as an event time, if it is one.
+    fn number_at(&self, at: usize) -> Option<EventTime> {
+        let secs = match Reader::new(&self.out[at..]).read().ok()? {
+            Value::UInt(n) => n as f64,
+            Value::Int(n) => n as f64,
+            Value::F64(n) => n,
+            _ => return None,
+        };
+        EventTime::from_f64_secs(secs)
+    }
+
+    fn open(&mut self, container: Container) -> usize {
+        self.headers.push(Header {
+            at: self.out.len(),
+            container,
+            len: 0,
+        });
+        // The widest header of its kind, length to come: what is written reads as a
+        // container, never as a scalar.
+        let marker = match container {
+            Container::Array => 0xdd,
+            Container::Map => 0xdf,
+        };
+        self.out.extend_from_slice(&[marker, 0, 0, 0, 0]);
+        self.headers.len() - 1
+    }
+
+    fn close(&mut self, header: usize, len: u32) {
+        self.headers[header].len = len;
+    }
+
+    /// The record, each header at its smallest.
+    fn finish(&mut self) -> &[u8] {
+        self.compact.clear();
+        let mut from = 0;
+        for header in &self.headers {
+            self.compact.extend_from_slice(&self.out[from..header.at]);
+            match header.container {
+                Container::Array => rmp::encode::write_array_len(&mut self.compact, header.len),
+                Container::Map => rmp::encode::write_map_len(&mut self.compact, header.len),
+            }
+            .expect("Vec write");
+            from = header.at + PLACEHOLDER;
+        }
+        self.compact.extend_from_slice(&self.out[from..]);
+        &self.compact
+    }
+}
+
 fn push_msgpack_records(
-    events: &mut HttpEvents,
+    events: &mut EventsBuilder,
     bytes: &[u8],
     time: EventTime,
 ) -> Result<(), HttpBodyError> {
@@ -273,8 +652,7 @@ fn push_msgpack_records(
             }
             other => bad(other),
         })?;
-        write_entry(&mut events.entries, time, record);
-        events.count += 1;
+        events.push(time, record)?;
     }
     if !r.is_empty() {
         return Err(HttpBodyError::Msgpack("trailing bytes after the records"));
@@ -395,7 +773,9 @@ mod tests {
     #[test]
     fn msgpack_body_and_form_field() {
         let mut one = Vec::new();
-        write_json(&mut one, &serde_json::json!({"k": "v"}));
+        rmp::encode::write_map_len(&mut one, 1).unwrap();
+        rmp::encode::write_str(&mut one, "k").unwrap();
+        rmp::encode::write_str(&mut one, "v").unwrap();
         let mut many = vec![0x92];
         many.extend_from_slice(&one);
         many.extend_from_slice(&one);
@@ -460,5 +840,100 @@ mod tests {
             let err = decode_request(r, NOW).unwrap_err().to_string();
             assert!(err.contains(expected), "{err} does not contain {expected}");
         }
+    }
+
+    #[test]
+    fn json_values_keep_their_order_types_and_nesting() {
+        // Containers of more than 15 items need wider msgpack headers than the smallest.
+        let wide: Vec<String> = (0..20).map(|n| format!("\"k{n}\":{n}")).collect();
+        let wide = format!("{{{}}}", wide.join(","));
+        let long: Vec<String> = (0..70_000).map(|n| n.to_string()).collect();
+        let long = format!("[{}]", long.join(","));
+        let body = format!(
+            r#"{{"z":-3,"a":[1.5,"s",null,true,{{}},[]],"wide":{wide},"long":{long},"big":18446744073709551615,"e":"\u00e9\n"}}"#
+        );
+        let ev =
+            decode_request(&req(Some("application/json"), None, body.as_bytes()), NOW).unwrap();
+        let expected: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let (time, rendered) = records(&ev).remove(0);
+        assert_eq!(time, NOW);
+        let rendered: serde_json::Value = serde_json::from_str(&rendered).unwrap();
+        assert_eq!(rendered, expected);
+        let keys: Vec<_> = rendered.as_object().unwrap().keys().cloned().collect();
+        assert_eq!(keys, ["z", "a", "wide", "long", "big", "e"], "key order");
+    }
+
+    #[test]
+    fn a_numeric_time_field_is_taken_out_and_other_time_fields_stay() {
+        let body =
+            br#"[{"a":{"time":5},"time":1700000000,"b":2},{"time":"noon","c":3},{"time":[1]}]"#;
+        let ev = decode_request(&req(Some("application/json"), None, body), NOW).unwrap();
+        assert_eq!(
+            records(&ev),
+            vec![
+                (
+                    EventTime::new(1_700_000_000, 0),
+                    r#"{"a":{"time":5},"b":2}"#.to_owned()
+                ),
+                (NOW, r#"{"time":"noon","c":3}"#.to_owned()),
+                (NOW, r#"{"time":[1]}"#.to_owned()),
+            ]
+        );
+        // With a time parameter, the field stays in the record.
+        let ev = decode_request(
+            &req(Some("application/json"), Some("time=7"), br#"{"time":1}"#),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            records(&ev),
+            vec![(EventTime::new(7, 0), r#"{"time":1}"#.to_owned())]
+        );
+    }
+
+    #[test]
+    fn a_large_request_is_split_into_bounded_batches() {
+        let mut body = b"[{}".to_vec();
+        for _ in 1..10_000 {
+            body.extend_from_slice(b",{}");
+        }
+        body.push(b']');
+        let ev = decode_request(&req(Some("application/json"), None, &body), NOW).unwrap();
+        let counts: Vec<u32> = ev.batches().map(|(count, _)| count).collect();
+        assert_eq!(counts, [4096, 4096, 1808]);
+        let joined: Vec<u8> = ev.batches().flat_map(|(_, e)| e.to_vec()).collect();
+        assert_eq!(joined, ev.entries, "the batches are the entries, in order");
+
+        // Records of 300 KiB: a batch closes once it reaches 1 MiB.
+        let big = format!(r#"{{"log":"{}"}}"#, "x".repeat(300 << 10));
+        let body = format!("[{big},{big},{big},{big},{big}]");
+        let ev =
+            decode_request(&req(Some("application/json"), None, body.as_bytes()), NOW).unwrap();
+        let batches: Vec<(u32, usize)> = ev.batches().map(|(n, e)| (n, e.len())).collect();
+        assert_eq!(batches.iter().map(|b| b.0).collect::<Vec<_>>(), [4, 1]);
+        assert!(
+            batches
+                .iter()
+                .all(|b| b.1 < MAX_BATCH_BYTES + (300 << 10) + 64)
+        );
+    }
+
+    #[test]
+    fn a_body_that_decodes_to_over_four_times_its_size_is_refused() {
+        // One byte an empty map, twelve as an entry.
+        let mut body = vec![0xdc, 0x10, 0x00];
+        body.resize(3 + 0x1000, 0x80);
+        let err = decode_request(&req(Some("application/msgpack"), None, &body), NOW).unwrap_err();
+        assert!(matches!(err, HttpBodyError::TooLarge { .. }), "{err}");
+        assert!(err.to_string().contains("decodes to more than"), "{err}");
+
+        // [{},{},…]: three bytes an event, twelve as an entry, just fits.
+        let mut body = b"[{}".to_vec();
+        for _ in 1..10_000 {
+            body.extend_from_slice(b",{}");
+        }
+        body.push(b']');
+        let ev = decode_request(&req(Some("application/json"), None, &body), NOW).unwrap();
+        assert!(ev.entries.len() <= max_decoded_size(body.len()));
     }
 }

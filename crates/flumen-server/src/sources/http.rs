@@ -1,23 +1,31 @@
 //! The HTTP source, compatible with Fluentd's `in_http`: the URL path is the tag
 //! (`/app/web` → `app.web`), the body or the `json=`/`msgpack=` parameter the records (see
 //! `flumen_codec::http`). It answers 200 once the events are durable, 400 with the reason for a
-//! bad body, 413 past the body limit, and 503 with `Retry-After` while the log is full.
+//! bad body, 413 past the body limit or when the body decodes to over four times its size, and
+//! 503 with `Retry-After` while the log is full.
+//!
+//! A request's events are stored in batches of at most 4096 events or about 1 MiB, each a
+//! record of its own in the log, and run through the filters in its client's own session (see
+//! [`ClientSessions`]).
 
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use flumen_codec::http::{HttpRequest, decode_request};
+use flumen_codec::http::{HttpBodyError, HttpEvents, HttpRequest, decode_request};
 use flumen_event::EventTime;
+use flumen_wal::Wal;
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
-use super::http_common::{StoreError, serve_and_flush, store_request};
-use super::{Ingest, SourceShared, stopped};
+use super::http_clients::ClientSessions;
+use super::http_common::{StoreError, serve_and_flush, store_batches};
+use super::{SourceShared, stopped};
 use crate::config::HttpSourceConfig;
 
 /// A bound HTTP source, ready to run.
@@ -30,7 +38,8 @@ pub struct HttpSource {
 
 struct HttpState {
     source: String,
-    ingest: Mutex<Ingest>,
+    wal: Arc<Wal>,
+    clients: ClientSessions,
 }
 
 impl HttpSource {
@@ -56,20 +65,24 @@ impl HttpSource {
             listener,
         } = self;
         let state = Arc::new(HttpState {
-            ingest: Mutex::new(Ingest::new(&name, &config.label, &shared)),
+            clients: ClientSessions::new(&name, &config.label, &shared),
+            wal: shared.wal.clone(),
             source: name,
         });
         let app = router(state.clone(), config.max_body_size.as_u64() as usize);
         let mut stop = shutdown.clone();
         let serve = async {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move { stopped(&mut stop).await })
-                .await;
+            let served = axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped(&mut stop).await })
+            .await;
             if let Err(error) = served {
                 tracing::error!(message = "The HTTP source stopped.", source = %state.source, %error);
             }
         };
-        serve_and_flush(&state.source, &state.ingest, shutdown, serve).await;
+        serve_and_flush(&state.source, &state.clients, shutdown, serve).await;
     }
 }
 
@@ -82,6 +95,7 @@ fn router(state: Arc<HttpState>, max_body: usize) -> Router {
 
 async fn receive(
     State(state): State<Arc<HttpState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(path): Path<String>,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
@@ -95,22 +109,63 @@ async fn receive(
         )
             .into_response();
     }
-    let request = HttpRequest {
-        content_type: headers
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        query: query.as_deref(),
-        body: &body,
-    };
-    let events = match decode_request(&request, EventTime::now()) {
+    // Decoding costs more than receiving: a body the log has no room for is not decoded.
+    if !state.wal.has_room(body.len()) {
+        return retry_later("the log is full; retry later\n");
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let events = match decode(content_type, query, body).await {
         Ok(events) => events,
-        Err(error) => {
-            metrics::counter!("flumen_source_rejected_total", "source" => state.source.clone(), "reason" => "bad_request")
-                .increment(1);
-            return (StatusCode::BAD_REQUEST, format!("{error}\n")).into_response();
-        }
+        Err(error) => return refuse(&state.source, &error),
     };
-    match store_request(&state.ingest, &tag, events.count, &events.entries).await {
+    // Detached, so that a client hanging up cannot interrupt the appends half-way.
+    let storing = tokio::spawn(async move { store(&state, client.ip(), &tag, &events).await });
+    storing.await.unwrap_or_else(|error| {
+        retry_later(&format!(
+            "the events could not be stored: {error}; retry later\n"
+        ))
+    })
+}
+
+/// Decodes a request's events on a blocking thread: a large body takes a while.
+async fn decode(
+    content_type: Option<String>,
+    query: Option<String>,
+    body: Bytes,
+) -> Result<HttpEvents, HttpBodyError> {
+    tokio::task::spawn_blocking(move || {
+        let request = HttpRequest {
+            content_type: content_type.as_deref(),
+            query: query.as_deref(),
+            body: &body,
+        };
+        decode_request(&request, EventTime::now())
+    })
+    .await
+    .expect("the body decoder does not panic")
+}
+
+/// The answer to a request whose body was refused, counted.
+fn refuse(source: &str, error: &HttpBodyError) -> Response {
+    let (status, reason) = match error {
+        HttpBodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        _ => (StatusCode::BAD_REQUEST, "bad_request"),
+    };
+    metrics::counter!("flumen_source_rejected_total", "source" => source.to_owned(), "reason" => reason)
+        .increment(1);
+    (status, format!("{error}\n")).into_response()
+}
+
+/// Stores `events` under `tag` through the session of `client`; answers once they are durable.
+async fn store(state: &HttpState, client: IpAddr, tag: &str, events: &HttpEvents) -> Response {
+    let session = match state.clients.session(client).await {
+        Ok(session) => session,
+        Err(error) => return retry_later(&format!("{error}\n")),
+    };
+    match store_batches(&session, tag, events.entries.len(), events.batches()).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(StoreError::Full) => retry_later("the log is full; retry later\n"),
         Err(StoreError::Rejected(reason)) => {

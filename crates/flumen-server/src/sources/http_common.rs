@@ -1,6 +1,5 @@
-//! What the sources that answer requests (HTTP, OTLP) share: one [`Ingest`] behind a mutex for
-//! all their connections, a request stored whole or refused, and, beside the listeners, a loop
-//! that releases the events their filters held back.
+//! What the sources that answer requests (HTTP, OTLP) share: a request stored whole or refused,
+//! and, beside the listeners, a loop that releases the events their filters held back.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -23,6 +22,15 @@ pub(crate) enum StoreError {
     NotDurable,
 }
 
+impl From<IngestError> for StoreError {
+    fn from(error: IngestError) -> Self {
+        match error {
+            IngestError::Rejected(reason) => Self::Rejected(reason),
+            IngestError::Log(error) => Self::Log(error),
+        }
+    }
+}
+
 /// Appends one request's `count` events (`entries`) under `tag` if the log has room for them,
 /// and waits until they are durable.
 pub(crate) async fn store_request(
@@ -31,59 +39,110 @@ pub(crate) async fn store_request(
     count: u32,
     entries: &[u8],
 ) -> Result<(), StoreError> {
-    let mut ack = {
+    store_batches(ingest, tag, entries.len(), [(count, entries)]).await
+}
+
+/// Appends one request's events under `tag`, as `batches` of (count, entries) that take `size`
+/// bytes in all, if the log has room for all of them; waits until all are durable.
+///
+/// Each batch is a record of its own in the log, so that no request makes one record larger
+/// than a batch. A batch that cannot be appended fails the request; the batches before it
+/// may be stored, and the sender's retry stores them again (duplicates, never loss).
+pub(crate) async fn store_batches<'a>(
+    ingest: &Mutex<Ingest>,
+    tag: &str,
+    size: usize,
+    batches: impl IntoIterator<Item = (u32, &'a [u8]), IntoIter: ExactSizeIterator>,
+) -> Result<(), StoreError> {
+    let batches = batches.into_iter();
+    let acks = {
         let mut ingest = ingest.lock().await;
-        // Batch header and tag on top of the entries; a little over is harmless.
-        if !ingest.wal().has_room(entries.len() + tag.len() + 512) {
+        // A batch header and the tag on top of each batch's entries; a little over is harmless.
+        if !ingest
+            .wal()
+            .has_room(size + batches.len() * (tag.len() + 512))
+        {
             return Err(StoreError::Full);
         }
-        match ingest.append(tag, None, count, entries).await {
-            Ok(ack) => ack,
-            Err(IngestError::Rejected(reason)) => return Err(StoreError::Rejected(reason)),
-            Err(IngestError::Log(error)) => return Err(StoreError::Log(error)),
+        let mut acks = Vec::with_capacity(batches.len());
+        for (count, entries) in batches {
+            acks.push(ingest.append(tag, None, count, entries).await?);
         }
+        acks
     };
-    if ack.durable().await {
-        Ok(())
-    } else {
-        Err(StoreError::NotDurable)
-    }
-}
-
-/// How often the source looks for held events (multiline groups) whose timeout has passed.
-const FLUSH_TICK: Duration = Duration::from_millis(50);
-
-/// Runs `serve` (the listeners, until `stop` turns true) beside the release of held events, then
-/// stores every event the filters of `source` still hold.
-pub(crate) async fn serve_and_flush(
-    source: &str,
-    ingest: &Mutex<Ingest>,
-    stop: watch::Receiver<bool>,
-    serve: impl Future<Output = ()>,
-) {
-    tokio::join!(flush_held_events(source, ingest, stop), serve);
-    if let Err(error) = ingest.lock().await.flush_all().await {
-        tracing::error!(message = "Held events could not be stored at shutdown.", source = %source, %error);
-    }
-}
-
-/// Releases the events the filters of `source` held back in `ingest` once their timeout passes,
-/// until `stop` turns true; requests that wait for them are answered then.
-async fn flush_held_events(source: &str, ingest: &Mutex<Ingest>, mut stop: watch::Receiver<bool>) {
-    if !ingest.lock().await.may_hold() {
-        // No filter joins events: nothing is ever due, so do not wake up for it.
-        return stopped(&mut stop).await;
-    }
-    loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => return,
-            _ = tokio::time::sleep(FLUSH_TICK) => {}
+    for mut ack in acks {
+        if !ack.durable().await {
+            return Err(StoreError::NotDurable);
         }
-        let mut ingest = ingest.lock().await;
+    }
+    Ok(())
+}
+
+/// How often a source looks for held events (multiline groups) whose timeout has passed.
+pub(crate) const FLUSH_TICK: Duration = Duration::from_millis(50);
+
+/// Where a source keeps the filter sessions whose held events [`serve_and_flush`] releases.
+pub(crate) trait HeldEvents {
+    /// How often to look for held events that are due; never with `None`.
+    async fn tick(&self) -> Option<Duration>;
+
+    /// Stores the held events whose timeout has passed; failures are logged for `source`.
+    async fn flush_due(&self, source: &str);
+
+    /// Stores every held event (the source is stopping); failures are logged for `source`.
+    async fn flush_all(&self, source: &str);
+}
+
+/// One [`Ingest`] for all of a source's requests.
+impl HeldEvents for Mutex<Ingest> {
+    async fn tick(&self) -> Option<Duration> {
+        // No filter joins events: nothing is ever due, so do not wake up for it.
+        self.lock().await.may_hold().then_some(FLUSH_TICK)
+    }
+
+    async fn flush_due(&self, source: &str) {
+        let mut ingest = self.lock().await;
         if ingest.next_flush().is_some_and(|due| due <= Instant::now())
             && let Err(error) = ingest.flush_due().await
         {
             tracing::error!(message = "Held events could not be stored.", source = %source, %error);
         }
+    }
+
+    async fn flush_all(&self, source: &str) {
+        if let Err(error) = self.lock().await.flush_all().await {
+            tracing::error!(message = "Held events could not be stored at shutdown.", source = %source, %error);
+        }
+    }
+}
+
+/// Runs `serve` (the listeners, until `stop` turns true) beside the release of held events, then
+/// stores every event the filters of `source` still hold in `sessions`.
+pub(crate) async fn serve_and_flush(
+    source: &str,
+    sessions: &impl HeldEvents,
+    stop: watch::Receiver<bool>,
+    serve: impl Future<Output = ()>,
+) {
+    tokio::join!(flush_held_events(source, sessions, stop), serve);
+    sessions.flush_all(source).await;
+}
+
+/// Releases the events the filters of `source` held back in `sessions` once their timeout
+/// passes, until `stop` turns true; requests that wait for them are answered then.
+async fn flush_held_events(
+    source: &str,
+    sessions: &impl HeldEvents,
+    mut stop: watch::Receiver<bool>,
+) {
+    let Some(tick) = sessions.tick().await else {
+        return stopped(&mut stop).await;
+    };
+    loop {
+        tokio::select! {
+            _ = stopped(&mut stop) => return,
+            _ = tokio::time::sleep(tick) => {}
+        }
+        sessions.flush_due(source).await;
     }
 }

@@ -8,6 +8,7 @@
 pub mod chunks;
 pub mod forward;
 pub mod http;
+mod http_clients;
 mod http_common;
 pub mod otlp;
 #[cfg(test)]

@@ -1,0 +1,266 @@
+//! The HTTP source's filter sessions, one per client address.
+//!
+//! A joining filter (multiline, Docker partials) must see each sender's lines apart: on one
+//! shared session, client B's `\tat …` line joins client A's exception and is stored as A's.
+//! Forward and syslog get a session per connection; HTTP clients open and close connections
+//! at will, so theirs are kept by the client's IP address instead. At most
+//! [`MAX_CLIENT_SESSIONS`] are kept; one unused for [`IDLE_AFTER`] is closed, and when a new
+//! client finds them all taken, the least recently used one not serving a request is closed
+//! for it. Closing a session stores the events it still holds.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use super::http_common::{FLUSH_TICK, HeldEvents};
+use super::{Ingest, SourceShared};
+
+/// The most client sessions a source keeps.
+pub(crate) const MAX_CLIENT_SESSIONS: usize = 1024;
+
+/// How long a client's session outlives its last request.
+pub(crate) const IDLE_AFTER: Duration = Duration::from_secs(30);
+
+/// How often idle sessions are looked for when no filter holds events.
+const IDLE_TICK: Duration = Duration::from_secs(1);
+
+/// One client's session: its [`Ingest`], shared with the requests it serves.
+type ClientIngest = Arc<Mutex<Ingest>>;
+
+/// A session closed to make room for another, with its client's address.
+type Closed = Option<(IpAddr, ClientIngest)>;
+
+/// Every client was sending a request when a new client came (HTTP 503).
+#[derive(Debug, thiserror::Error)]
+#[error("{MAX_CLIENT_SESSIONS} other clients are sending at once; retry later")]
+pub(crate) struct TooManyClients;
+
+/// The sessions of one HTTP source's clients.
+#[derive(Debug)]
+pub(crate) struct ClientSessions {
+    source: String,
+    label: String,
+    shared: SourceShared,
+    clients: std::sync::Mutex<HashMap<IpAddr, Client>>,
+    gauge: metrics::Gauge,
+}
+
+#[derive(Debug)]
+struct Client {
+    ingest: ClientIngest,
+    last_used: Instant,
+}
+
+impl Client {
+    /// True while a request holds this session.
+    fn in_use(&self) -> bool {
+        Arc::strong_count(&self.ingest) > 1
+    }
+}
+
+impl ClientSessions {
+    /// No sessions yet, for the source `source`, whose events carry `label`.
+    pub(crate) fn new(source: &str, label: &str, shared: &SourceShared) -> Self {
+        Self {
+            source: source.to_owned(),
+            label: label.to_owned(),
+            shared: shared.clone(),
+            clients: std::sync::Mutex::new(HashMap::new()),
+            gauge: metrics::gauge!("flumen_source_client_sessions", "source" => source.to_owned()),
+        }
+    }
+
+    /// The session of the client at `address`, started if it has none.
+    pub(crate) async fn session(&self, address: IpAddr) -> Result<ClientIngest, TooManyClients> {
+        let (session, closed) = self.find_or_start(address.to_canonical())?;
+        if let Some((address, closed)) = closed {
+            self.close(address, closed).await;
+        }
+        Ok(session)
+    }
+
+    /// The session of `address`, and the session closed to make room for it, if one was.
+    fn find_or_start(&self, address: IpAddr) -> Result<(ClientIngest, Closed), TooManyClients> {
+        let mut clients = self.clients.lock().expect("client sessions lock");
+        let now = Instant::now();
+        if let Some(client) = clients.get_mut(&address) {
+            client.last_used = now;
+            return Ok((client.ingest.clone(), None));
+        }
+        let closed = if clients.len() >= MAX_CLIENT_SESSIONS {
+            let oldest = clients
+                .iter()
+                .filter(|(_, client)| !client.in_use())
+                .min_by_key(|(_, client)| client.last_used)
+                .map(|(address, _)| *address)
+                .ok_or(TooManyClients)?;
+            clients
+                .remove(&oldest)
+                .map(|client| (oldest, client.ingest))
+        } else {
+            None
+        };
+        let ingest = Arc::new(Mutex::new(Ingest::new(
+            &self.source,
+            &self.label,
+            &self.shared,
+        )));
+        clients.insert(
+            address,
+            Client {
+                ingest: ingest.clone(),
+                last_used: now,
+            },
+        );
+        self.gauge.set(clients.len() as f64);
+        Ok((ingest, closed))
+    }
+
+    /// Stores what the closed session of `address` still holds.
+    async fn close(&self, address: IpAddr, session: ClientIngest) {
+        if let Err(error) = session.lock().await.flush_all().await {
+            tracing::error!(
+                message = "Held events of a client could not be stored.",
+                source = %self.source,
+                client = %address,
+                %error
+            );
+        }
+    }
+
+    /// Closes the sessions not used for [`IDLE_AFTER`].
+    async fn close_idle(&self) {
+        let idle: Vec<(IpAddr, ClientIngest)> = {
+            let mut clients = self.clients.lock().expect("client sessions lock");
+            let now = Instant::now();
+            let addresses: Vec<IpAddr> = clients
+                .iter()
+                .filter(|(_, client)| {
+                    !client.in_use() && now.duration_since(client.last_used) >= IDLE_AFTER
+                })
+                .map(|(address, _)| *address)
+                .collect();
+            let idle = addresses
+                .into_iter()
+                .filter_map(|address| clients.remove(&address).map(|c| (address, c.ingest)))
+                .collect();
+            self.gauge.set(clients.len() as f64);
+            idle
+        };
+        for (address, session) in idle {
+            self.close(address, session).await;
+        }
+    }
+
+    /// Every session, as it is now.
+    fn all(&self) -> Vec<(IpAddr, ClientIngest)> {
+        let clients = self.clients.lock().expect("client sessions lock");
+        clients
+            .iter()
+            .map(|(address, client)| (*address, client.ingest.clone()))
+            .collect()
+    }
+}
+
+impl HeldEvents for ClientSessions {
+    async fn tick(&self) -> Option<Duration> {
+        Some(if self.shared.pipeline.may_hold() {
+            FLUSH_TICK
+        } else {
+            IDLE_TICK
+        })
+    }
+
+    async fn flush_due(&self, source: &str) {
+        let now = Instant::now();
+        for (address, session) in self.all() {
+            // A session serving a request is looked at again at the next tick.
+            let Ok(mut ingest) = session.try_lock() else {
+                continue;
+            };
+            if ingest.next_flush().is_some_and(|due| due <= now)
+                && let Err(error) = ingest.flush_due().await
+            {
+                tracing::error!(message = "Held events could not be stored.", source = %source, client = %address, %error);
+            }
+        }
+        self.close_idle().await;
+    }
+
+    async fn flush_all(&self, _source: &str) {
+        for (address, session) in self.all() {
+            self.close(address, session).await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+    use std::net::Ipv4Addr;
+
+    use flumen_process::Pipeline;
+    use flumen_wal::{Wal, WalConfig};
+
+    use super::*;
+    use crate::routing::RouteTable;
+    use crate::sources::chunks::ChunkLedger;
+
+    fn shared(dir: &std::path::Path) -> SourceShared {
+        SourceShared {
+            wal: Arc::new(Wal::open(WalConfig::new(dir.join("wal"))).unwrap()),
+            routes: Arc::new(RouteTable::new(&[], &[]).unwrap()),
+            pipeline: Arc::new(Pipeline::new(&[]).unwrap()),
+            chunks: Arc::new(ChunkLedger::new(16)),
+            data_dir: dir.to_owned(),
+        }
+    }
+
+    /// The n-th client: 127.0.0.1, 127.0.0.2, …
+    fn client(n: usize) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0x7f00_0001 + n as u32))
+    }
+
+    fn clients(sessions: &ClientSessions) -> HashSet<IpAddr> {
+        sessions
+            .all()
+            .into_iter()
+            .map(|(address, _)| address)
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_client_past_the_cap_closes_the_least_recently_used_session_not_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let sessions = ClientSessions::new("web", "", &shared(dir.path()));
+        let mut serving = vec![sessions.session(client(0)).await.unwrap()];
+        for n in 1..MAX_CLIENT_SESSIONS {
+            sessions.session(client(n)).await.unwrap();
+        }
+        // Client 0 is the oldest but serving a request: client 1 makes room.
+        serving.push(sessions.session(client(MAX_CLIENT_SESSIONS)).await.unwrap());
+        let kept = clients(&sessions);
+        assert_eq!(kept.len(), MAX_CLIENT_SESSIONS);
+        assert!(
+            kept.contains(&client(0)),
+            "a session serving a request stays"
+        );
+        assert!(
+            !kept.contains(&client(1)),
+            "the least recently used one was closed"
+        );
+
+        // With every session serving a request, a new client is told to come back.
+        for n in 2..MAX_CLIENT_SESSIONS {
+            serving.push(sessions.session(client(n)).await.unwrap());
+        }
+        let newcomer = client(MAX_CLIENT_SESSIONS + 1);
+        assert!(sessions.session(newcomer).await.is_err());
+        drop(serving);
+        assert!(sessions.session(newcomer).await.is_ok());
+        assert_eq!(clients(&sessions).len(), MAX_CLIENT_SESSIONS);
+    }
+}
