@@ -134,7 +134,8 @@ enum Candidate {
 fn check_at(format: Format, buf: &[u8], limit: u64, expected: u64, skipped: u64) -> Candidate {
     let header_len = format.record_header_len();
     let Some(header) = buf.get(..header_len) else {
-        return if (buf.len() as u64) < limit.min(header_len as u64) {
+        // More bytes are readable (`limit` is past `buf`): is there room for a whole header?
+        return if limit >= header_len as u64 {
             Candidate::Incomplete
         } else {
             Candidate::Invalid
