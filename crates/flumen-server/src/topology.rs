@@ -19,7 +19,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, StoppedOutputs};
 use crate::config::{Config, OutputConfig};
 use crate::outputs::dead_letter::DeadLetter;
 use crate::outputs::driver::OutputTask;
@@ -78,6 +78,7 @@ impl Server {
         );
 
         let (stop_outputs, outputs_stop) = watch::channel(None);
+        let stopped_outputs = Arc::new(StoppedOutputs::default());
         let mut outputs = JoinSet::new();
         for (index, name) in output_names.iter().enumerate() {
             let output = config.outputs[name].get_ref();
@@ -96,7 +97,13 @@ impl Server {
                 retry.clone(),
                 DeadLetter::new(&config.data_dir, name),
             );
-            outputs.spawn(task.run(outputs_stop.clone()));
+            let (stop, stopped, name) =
+                (outputs_stop.clone(), stopped_outputs.clone(), name.clone());
+            outputs.spawn(async move {
+                if let Err(error) = task.run(stop).await {
+                    stopped.record(&name, &error);
+                }
+            });
         }
 
         let chunks = {
@@ -135,6 +142,7 @@ impl Server {
             ready: false.into(),
             wal: wal.clone(),
             metrics,
+            stopped_outputs,
         });
         let listener = tokio::net::TcpListener::bind(config.api.address)
             .await

@@ -32,8 +32,11 @@
 //!   acknowledgement needs the write to have succeeded. A failed `fdatasync`, on the other
 //!   hand, poisons the log: the kernel may have dropped the pages, so no later sync can vouch for
 //!   them.
-//! - **Recovery.** [`Wal::open`] checks the newest segment record by record and cuts a torn or
-//!   corrupt tail at the last good record, logging how many bytes it cut.
+//! - **Recovery.** [`Wal::open`] checks every segment record by record. A corrupt record is
+//!   skipped and counted ([`WalStats::corrupt_records`]), never a reason to drop the good
+//!   records after it or to refuse to start; only a torn tail of the newest segment (no valid
+//!   record after it) is cut. Readers skip corrupt records the same way. See [`segment`] for
+//!   the record format that makes this possible.
 //!
 //! The log knows nothing of events, protocols or the network: a record is opaque bytes.
 //!
@@ -49,7 +52,7 @@ mod reader;
 pub mod segment;
 mod writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -207,6 +210,43 @@ pub struct WalStats {
     pub full: bool,
     /// Records given up on because the log was full (dropped newest, or removed oldest).
     pub dropped_records: u64,
+    /// Records lost to corruption on disk, skipped by recovery and readers (each counted once).
+    pub corrupt_records: u64,
+    /// Bytes of those corrupt records.
+    pub corrupt_bytes: u64,
+}
+
+/// Corrupt spans found on disk, each counted once however often readers pass it.
+#[derive(Debug, Default)]
+struct Corruption {
+    /// (segment's first sequence number, file offset) of every span counted.
+    seen: Mutex<HashSet<(u64, u64)>>,
+    records: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Corruption {
+    /// Counts the corrupt span `span` of segment `first_seq`, holding `records` records, unless
+    /// it was counted before.
+    fn note(&self, dir: &Path, first_seq: u64, span: segment::CorruptSpan, records: u64) {
+        if !self
+            .seen
+            .lock()
+            .expect("corruption lock")
+            .insert((first_seq, span.offset))
+        {
+            return;
+        }
+        self.records.fetch_add(records, Ordering::Relaxed);
+        self.bytes.fetch_add(span.bytes, Ordering::Relaxed);
+        tracing::error!(
+            message = "Skipped a corrupt part of the log; the records in it are lost, the rest are kept.",
+            path = %segment::segment_path(dir, first_seq).display(),
+            offset = span.offset,
+            bytes = span.bytes,
+            records,
+        );
+    }
 }
 
 struct Shared {
@@ -218,6 +258,8 @@ struct Shared {
     full: AtomicBool,
     /// Records dropped under a drop policy.
     dropped_records: AtomicU64,
+    /// Corrupt records skipped.
+    corruption: Corruption,
     /// True while writes fail for lack of disk space and the writer waits for room.
     disk_full: AtomicBool,
     /// Set when the log is shutting down, so that a writer waiting for space gives up.
@@ -240,6 +282,22 @@ impl std::fmt::Debug for Shared {
 impl Shared {
     fn cursor_dir(&self) -> PathBuf {
         self.config.dir.join("cursors")
+    }
+
+    /// The first sequence number of the segment after the one starting at `first`.
+    fn segment_after(&self, first: u64) -> Option<u64> {
+        self.segments
+            .lock()
+            .expect("segments lock")
+            .range(first + 1..)
+            .next()
+            .map(|(&next, _)| next)
+    }
+
+    /// Counts a corrupt span a reader or recovery skipped (once per span).
+    fn note_corrupt(&self, first_seq: u64, span: segment::CorruptSpan, records: u64) {
+        self.corruption
+            .note(&self.config.dir, first_seq, span, records);
     }
 
     fn poison(&self, error: &WalError) {
@@ -329,7 +387,8 @@ impl Shared {
 /// A request to the writer thread.
 enum Command {
     Append {
-        header: [u8; segment::RECORD_HEADER_LEN],
+        /// The payload's checksum, which the writer extends over the record's header.
+        payload_crc: u32,
         payload: Vec<u8>,
         done: Option<oneshot::Sender<Result<u64, WalError>>>,
         _permit: tokio::sync::OwnedSemaphorePermit,
@@ -398,6 +457,7 @@ impl Wal {
             size_bytes: AtomicU64::new(size_bytes),
             full: AtomicBool::new(false),
             dropped_records: AtomicU64::new(0),
+            corruption: Corruption::default(),
             disk_full: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             // Every persisted cursor holds its segments from the start, not only those of
@@ -412,6 +472,9 @@ impl Wal {
             poisoned: Mutex::new(None),
             config,
         });
+        for (first_seq, span, records) in recovered.corrupt {
+            shared.note_corrupt(first_seq, span, records);
+        }
         let (commands, queue) = flume::bounded(4096);
         let in_flight = Arc::new(Semaphore::new(shared.config.max_in_flight));
         let writer_shared = shared.clone();
@@ -437,8 +500,9 @@ impl Wal {
         }
         self.shared.check_poisoned()?;
         // The checksum is computed here, on the caller's core, not on the writer thread.
-        let header = segment::record_header(&payload);
-        let permits = (header.len() + payload.len()).clamp(1, self.shared.config.max_in_flight);
+        let payload_crc = segment::payload_crc(&payload);
+        let permits =
+            (segment::RECORD_HEADER_LEN + payload.len()).clamp(1, self.shared.config.max_in_flight);
         let permit = self
             .in_flight
             .clone()
@@ -448,7 +512,7 @@ impl Wal {
         let (done, ticket) = oneshot::channel();
         self.commands
             .send_async(Command::Append {
-                header,
+                payload_crc,
                 payload,
                 done: Some(done),
                 _permit: permit,
@@ -499,6 +563,8 @@ impl Wal {
             segments: segments.len(),
             full: self.is_full(),
             dropped_records: self.shared.dropped_records.load(Ordering::Relaxed),
+            corrupt_records: self.shared.corruption.records.load(Ordering::Relaxed),
+            corrupt_bytes: self.shared.corruption.bytes.load(Ordering::Relaxed),
         }
     }
 

@@ -1,17 +1,12 @@
 //! Readers: each output reads the log through its own cursor.
 
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::sync::watch;
 
-use crate::segment::{self, Framed, HEADER_LEN, RECORD_HEADER_LEN};
+use crate::segment::{self, CorruptSpan, Scanned, SegmentScanner};
 use crate::{Durable, Shared, WalError, cursor};
-
-/// How much a reader reads from a segment at a time.
-const READ_CHUNK: usize = 1024 * 1024;
 
 /// One record read back from the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,27 +17,18 @@ pub struct WalRecord {
     pub payload: Bytes,
 }
 
-struct OpenSegment {
-    first_seq: u64,
-    file: File,
-    /// File offset of the first byte not read into `chunk` yet.
-    file_offset: u64,
-    /// Bytes read but not yet returned, starting at a record boundary at `chunk_pos`.
-    chunk: Bytes,
-    chunk_pos: usize,
-}
-
 /// A cursor over the log: reads durable records in order and persists how far its owner got.
 ///
 /// Reading does blocking file I/O on the calling thread, a chunk of up to 1 MiB at a time,
-/// mostly from the page cache.
+/// mostly from the page cache. Corrupt records are skipped and counted in the log's
+/// [`WalStats`](crate::WalStats), never a reason to stop.
 pub struct WalReader {
     shared: Arc<Shared>,
     /// `None` for a detached reader: no cursor, holds no segment.
     name: Option<String>,
     durable: watch::Receiver<Durable>,
     next_seq: u64,
-    segment: Option<OpenSegment>,
+    segment: Option<SegmentScanner>,
 }
 
 impl std::fmt::Debug for WalReader {
@@ -144,9 +130,9 @@ impl WalReader {
             .next_back()
             .map(|(&first, _)| first)
             .unwrap_or(seq);
-        self.open_segment(first)?;
+        self.open_readable_segment(first)?;
         while self.next_seq < seq {
-            if self.next_record(&durable)?.is_none() {
+            if let Advance::End = self.advance(&durable)? {
                 return Err(WalError::Corrupt {
                     path: segment::segment_path(&self.shared.config.dir, first),
                     reason: "cursor points past the records of its segment",
@@ -157,18 +143,8 @@ impl WalReader {
     }
 
     fn open_segment(&mut self, first_seq: u64) -> Result<(), WalError> {
-        let path = segment::segment_path(&self.shared.config.dir, first_seq);
-        let mut file = File::open(&path).map_err(|e| WalError::io(&path, e))?;
-        file.seek(SeekFrom::Start(HEADER_LEN))
-            .map_err(|e| WalError::io(&path, e))?;
         self.next_seq = first_seq;
-        self.segment = Some(OpenSegment {
-            first_seq,
-            file,
-            file_offset: HEADER_LEN,
-            chunk: Bytes::new(),
-            chunk_pos: 0,
-        });
+        self.segment = Some(SegmentScanner::open(&self.shared.config.dir, first_seq)?);
         Ok(())
     }
 
@@ -224,85 +200,94 @@ impl WalReader {
 
     fn next_record(&mut self, durable: &Durable) -> Result<Option<WalRecord>, WalError> {
         loop {
-            let seg = self.segment.as_mut().expect("a segment is open");
-            let rest = &seg.chunk[seg.chunk_pos..];
-            match segment::check_record(rest) {
-                Framed::Record { total } => {
-                    let start = seg.chunk_pos + RECORD_HEADER_LEN;
-                    let payload = seg.chunk.slice(start..seg.chunk_pos + total);
-                    seg.chunk_pos += total;
-                    let seq = self.next_seq;
-                    self.next_seq += 1;
-                    return Ok(Some(WalRecord { seq, payload }));
-                }
-                Framed::Corrupt(reason) => {
-                    return Err(WalError::Corrupt {
-                        path: segment::segment_path(&self.shared.config.dir, seg.first_seq),
-                        reason,
-                    });
-                }
-                Framed::Incomplete => {}
-            }
-            // Past the durable segment, a sealed one is read to its end; the durable one up to
-            // the durable offset; a newer one (created, nothing durable in it yet) not at all.
-            let sealed = durable.segment > seg.first_seq;
-            let readable_end = match durable.segment.cmp(&seg.first_seq) {
-                std::cmp::Ordering::Greater => u64::MAX,
-                std::cmp::Ordering::Equal => durable.offset,
-                std::cmp::Ordering::Less => seg.file_offset,
-            };
-            let wanted = match rest.get(..4) {
-                Some(len) => {
-                    RECORD_HEADER_LEN
-                        + u32::from_le_bytes(len.try_into().expect("4 bytes")) as usize
-                }
-                None => RECORD_HEADER_LEN,
-            };
-            let room = readable_end.saturating_sub(seg.file_offset);
-            let want = (wanted.saturating_sub(rest.len()).max(READ_CHUNK) as u64).min(room);
-            let mut next = Vec::with_capacity(rest.len() + want as usize);
-            next.extend_from_slice(rest);
-            let path = segment::segment_path(&self.shared.config.dir, seg.first_seq);
-            let n = (&mut seg.file)
-                .take(want)
-                .read_to_end(&mut next)
-                .map_err(|e| WalError::io(&path, e))?;
-            seg.file_offset += n as u64;
-            seg.chunk = Bytes::from(next);
-            seg.chunk_pos = 0;
-            if n > 0 {
-                continue;
-            }
-            if !sealed {
-                return Ok(None);
-            }
-            if !seg.chunk.is_empty() {
-                return Err(WalError::Corrupt {
-                    path,
-                    reason: "a sealed segment ends inside a record",
-                });
-            }
-            // The segment is exhausted: the next record starts the next segment — unless that
-            // one was removed to make room (`WhenFull::DropOldest`): then skip to the oldest left.
-            let next = self
-                .shared
-                .segments
-                .lock()
-                .expect("segments lock")
-                .range(self.next_seq..)
-                .next()
-                .map(|(&first, _)| first);
-            match next {
-                Some(first) if first > self.next_seq => {
-                    tracing::warn!(
-                        message = "Records were removed from the log before this reader read them.",
-                        reader = self.name(),
-                        skipped = first - self.next_seq,
-                    );
-                    self.open_segment(first)?;
-                }
-                _ => self.open_segment(self.next_seq)?,
+            match self.advance(durable)? {
+                Advance::Record(record) => return Ok(Some(record)),
+                Advance::Skipped => {}
+                Advance::End => return Ok(None),
             }
         }
     }
+
+    /// One step through the log: a record, corrupt records skipped, or the durable end.
+    fn advance(&mut self, durable: &Durable) -> Result<Advance, WalError> {
+        let scanner = self.segment.as_mut().expect("a segment is open");
+        let first = scanner.first_seq();
+        // A sealed segment is read to its end; the durable one up to the durable offset; a
+        // newer one (created, nothing durable in it yet) not at all.
+        let (limit, end_seq) = match durable.segment.cmp(&first) {
+            std::cmp::Ordering::Greater => (u64::MAX, self.shared.segment_after(first)),
+            std::cmp::Ordering::Equal => (durable.offset, Some(durable.next_seq)),
+            std::cmp::Ordering::Less => (scanner.offset(), None),
+        };
+        let found = scanner.next(limit)?;
+        self.next_seq = scanner.next_seq();
+        match found {
+            Some(Scanned::Record { seq, payload }) => {
+                Ok(Advance::Record(WalRecord { seq, payload }))
+            }
+            Some(Scanned::Corrupt { span, records }) => {
+                self.shared.note_corrupt(first, span, records);
+                Ok(Advance::Skipped)
+            }
+            Some(Scanned::CorruptTail(span)) => {
+                // Corrupt bytes up to the end of what is readable: the records before `end_seq`
+                // they held are lost.
+                let end = end_seq.unwrap_or(self.next_seq);
+                self.shared
+                    .note_corrupt(first, span, end.saturating_sub(self.next_seq));
+                scanner.resume_at(end);
+                self.next_seq = scanner.next_seq();
+                Ok(Advance::Skipped)
+            }
+            None if durable.segment > first => {
+                self.open_segment_after(first)?;
+                Ok(Advance::Skipped)
+            }
+            None => Ok(Advance::End),
+        }
+    }
+
+    /// Moves on from the exhausted segment `first` to the next one — unless that one was
+    /// removed to make room (`WhenFull::DropOldest`): then to the oldest left.
+    fn open_segment_after(&mut self, first: u64) -> Result<(), WalError> {
+        let Some(next) = self.shared.segment_after(first) else {
+            return Ok(());
+        };
+        if next > self.next_seq {
+            tracing::warn!(
+                message = "Records were removed from the log before this reader read them.",
+                reader = self.name(),
+                skipped = next - self.next_seq,
+            );
+        }
+        self.open_readable_segment(next)
+    }
+
+    /// Opens the segment starting at `first`, or, if its header is corrupt, the first one
+    /// after it that is readable, counting the skipped segments' records as lost.
+    fn open_readable_segment(&mut self, mut first: u64) -> Result<(), WalError> {
+        loop {
+            match self.open_segment(first) {
+                Err(WalError::Corrupt { path, reason }) => {
+                    let Some(after) = self.shared.segment_after(first) else {
+                        return Err(WalError::Corrupt { path, reason });
+                    };
+                    let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
+                    let whole = CorruptSpan { offset: 0, bytes };
+                    self.shared.note_corrupt(first, whole, after - first);
+                    first = after;
+                }
+                opened => return opened,
+            }
+        }
+    }
+}
+
+/// What one step through the log found.
+enum Advance {
+    Record(WalRecord),
+    /// Corrupt records skipped, or a move to the next segment.
+    Skipped,
+    /// Nothing more is durable.
+    End,
 }

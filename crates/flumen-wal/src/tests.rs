@@ -132,27 +132,203 @@ async fn a_torn_tail_is_cut_on_open() {
     assert_eq!(all[10].payload, &b"new"[..]);
 }
 
-#[tokio::test]
-async fn a_flipped_bit_in_a_sealed_record_is_reported() {
-    let dir = tempfile::tempdir().unwrap();
-    {
-        let wal = Wal::open(config(dir.path())).unwrap();
-        let _r = wal.reader("out").unwrap();
-        append_all(&wal, (0..100).map(payload)).await;
-        wal.shutdown().await;
-    }
-    let seg = segment::segment_path(dir.path(), 0);
-    let mut bytes = fs::read(&seg).unwrap();
-    bytes[HEADER_OFFSET_OF_FIRST_PAYLOAD] ^= 0x40;
-    fs::write(&seg, bytes).unwrap();
-    let wal = Wal::open(config(dir.path())).unwrap();
-    let mut r = wal.reader("out").unwrap();
-    let err = r.read(10, usize::MAX).unwrap_err();
-    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+/// Writes `count` records and closes the log; returns the segments' first sequence numbers.
+async fn write_closed_log(dir: &Path, config: WalConfig, count: u64) -> Vec<u64> {
+    let wal = Wal::open(config).unwrap();
+    let _r = wal.reader("out").unwrap();
+    append_all(&wal, (0..count).map(payload)).await;
+    wal.shutdown().await;
+    let mut firsts: Vec<u64> = fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| segment::parse_segment_name(e.unwrap().file_name().to_str().unwrap()))
+        .collect();
+    firsts.sort_unstable();
+    firsts
 }
 
-const HEADER_OFFSET_OF_FIRST_PAYLOAD: usize =
-    segment::HEADER_LEN as usize + segment::RECORD_HEADER_LEN + 3;
+/// Flips one byte inside the payload of the `nth` record of the segment starting at `first`.
+fn flip_a_payload_byte(dir: &Path, first: u64, nth: usize) {
+    let path = segment::segment_path(dir, first);
+    let mut bytes = fs::read(&path).unwrap();
+    let mut offset = segment::HEADER_LEN as usize;
+    for _ in 0..nth {
+        let len = u32::from_le_bytes(bytes[offset..offset + 4].try_into().unwrap()) as usize;
+        offset += segment::RECORD_HEADER_LEN + len;
+    }
+    bytes[offset + segment::RECORD_HEADER_LEN + 3] ^= 0x40;
+    fs::write(&path, bytes).unwrap();
+}
+
+/// The bytes record `seq` of [`payload`] takes in a segment.
+fn record_size(seq: u64) -> u64 {
+    (segment::RECORD_HEADER_LEN + payload(seq).len()) as u64
+}
+
+fn seqs(records: &[WalRecord]) -> Vec<u64> {
+    records.iter().map(|r| r.seq).collect()
+}
+
+#[tokio::test]
+async fn one_flipped_byte_in_the_first_record_of_the_newest_segment_keeps_the_records_after_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let big_segments = WalConfig {
+        segment_size: 1 << 20,
+        max_size: 4 << 20,
+        ..config(dir.path())
+    };
+    let firsts = write_closed_log(dir.path(), big_segments.clone(), 14).await;
+    assert_eq!(firsts, vec![0]);
+    flip_a_payload_byte(dir.path(), 0, 0);
+    let wal = Wal::open(big_segments).unwrap();
+    let stats = wal.stats();
+    assert_eq!(stats.next_seq, 14);
+    assert_eq!(stats.corrupt_records, 1);
+    assert_eq!(stats.corrupt_bytes, record_size(0));
+    let mut reader = wal.reader("out").unwrap();
+    let records = read_all(&mut reader);
+    assert_eq!(seqs(&records), (1..14).collect::<Vec<_>>());
+    for r in &records {
+        assert_eq!(r.payload, payload(r.seq));
+    }
+    append_all(&wal, [b"after".to_vec()]).await;
+    let after = read_all(&mut reader);
+    assert_eq!(seqs(&after), vec![14]);
+    assert_eq!(after[0].payload, &b"after"[..]);
+}
+
+#[tokio::test]
+async fn a_bad_record_in_a_sealed_segment_is_skipped_and_the_rest_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let firsts = write_closed_log(dir.path(), config(dir.path()), 200).await;
+    assert!(firsts.len() >= 3, "{firsts:?}");
+    let second_newest = firsts[firsts.len() - 2];
+    flip_a_payload_byte(dir.path(), second_newest, 2);
+    let lost = second_newest + 2;
+    let wal = Wal::open(config(dir.path())).unwrap();
+    let stats = wal.stats();
+    assert_eq!(stats.next_seq, 200);
+    assert_eq!(stats.corrupt_records, 1);
+    assert_eq!(stats.corrupt_bytes, record_size(lost));
+    let expected: Vec<u64> = (0..200).filter(|&s| s != lost).collect();
+    let mut reader = wal.reader("out").unwrap();
+    let records = read_all(&mut reader);
+    assert_eq!(seqs(&records), expected);
+    for r in &records {
+        assert_eq!(r.payload, payload(r.seq));
+    }
+    // Looking back at recent records (the chunk ledger's rebuild) reads past it too.
+    let mut recent = wal.recent(2).unwrap();
+    let recent = read_all(&mut recent);
+    assert!(!recent.is_empty() && !seqs(&recent).contains(&lost));
+    assert_eq!(recent.last().unwrap().seq, 199);
+    assert_eq!(
+        wal.stats().corrupt_records,
+        1,
+        "counted once, however often read"
+    );
+}
+
+#[tokio::test]
+async fn a_record_corrupted_while_the_log_is_open_is_skipped_by_readers_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    let mut reader = wal.reader("out").unwrap();
+    append_all(&wal, (0..100).map(payload)).await;
+    flip_a_payload_byte(dir.path(), 0, 1);
+    let records = read_all(&mut reader);
+    assert_eq!(
+        seqs(&records),
+        (0..100).filter(|&s| s != 1).collect::<Vec<_>>()
+    );
+    let stats = wal.stats();
+    assert_eq!(
+        (stats.corrupt_records, stats.corrupt_bytes),
+        (1, record_size(1))
+    );
+}
+
+#[test]
+fn zeros_are_never_a_record() {
+    // The checksum of a zero-length record covers its zero length and sequence number.
+    assert_ne!(crc32c::crc32c(&[0u8; 12]), 0);
+    let header = segment::record_header(0, segment::payload_crc(&[]), 0);
+    assert_ne!(&header[4..8], &[0u8; 4]);
+}
+
+#[tokio::test]
+async fn segments_written_by_earlier_versions_are_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    // Two segments in the first format: records 0-4 and 5-9.
+    for first in [0u64, 5] {
+        let mut bytes = b"FLUMWAL1".to_vec();
+        bytes.extend_from_slice(&first.to_le_bytes());
+        for seq in first..first + 5 {
+            let p = payload(seq);
+            bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+            bytes.extend_from_slice(&p);
+        }
+        fs::write(segment::segment_path(dir.path(), first), bytes).unwrap();
+    }
+    // An output that had read none of them.
+    fs::create_dir_all(dir.path().join("cursors")).unwrap();
+    cursor::store(&dir.path().join("cursors"), "out", 0).unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    assert_eq!(wal.stats().next_seq, 10);
+    let mut reader = wal.reader("out").unwrap();
+    append_all(&wal, (10..12).map(payload)).await;
+    let records = read_all(&mut reader);
+    assert_eq!(seqs(&records), (0..12).collect::<Vec<_>>());
+    for r in &records {
+        assert_eq!(r.payload, payload(r.seq));
+    }
+    // New records went to a new segment in the current format.
+    let newest = fs::read(segment::segment_path(dir.path(), 10)).unwrap();
+    assert_eq!(&newest[..8], segment::MAGIC);
+}
+
+#[tokio::test]
+async fn a_zero_filled_tail_is_cut_and_yields_no_fake_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let big_segments = WalConfig {
+        segment_size: 1 << 20,
+        max_size: 4 << 20,
+        ..config(dir.path())
+    };
+    write_closed_log(dir.path(), big_segments.clone(), 10).await;
+    let seg = segment::segment_path(dir.path(), 0);
+    let len_before = fs::metadata(&seg).unwrap().len();
+    // A power loss after the file grew but before its blocks were written: zeros.
+    let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0u8; 8192]).unwrap();
+    drop(f);
+    let wal = Wal::open(big_segments).unwrap();
+    assert_eq!(wal.stats().next_seq, 10);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), len_before);
+    assert_eq!(
+        wal.stats().corrupt_records,
+        0,
+        "a torn tail is not corruption"
+    );
+    let mut reader = wal.reader("out").unwrap();
+    append_all(&wal, [b"new".to_vec()]).await;
+    let records = read_all(&mut reader);
+    assert_eq!(seqs(&records), (0..11).collect::<Vec<_>>());
+    assert_eq!(records[10].payload, &b"new"[..]);
+}
+
+#[tokio::test]
+async fn a_log_that_starts_with_zeros_yields_no_fake_records() {
+    let dir = tempfile::tempdir().unwrap();
+    write_closed_log(dir.path(), config(dir.path()), 0).await;
+    let seg = segment::segment_path(dir.path(), 0);
+    let mut f = fs::OpenOptions::new().append(true).open(&seg).unwrap();
+    f.write_all(&[0u8; 4096]).unwrap();
+    drop(f);
+    let wal = Wal::open(config(dir.path())).unwrap();
+    assert_eq!(wal.stats().next_seq, 0);
+    assert_eq!(fs::metadata(&seg).unwrap().len(), segment::HEADER_LEN);
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_log_holds_appends_until_readers_move_on() {

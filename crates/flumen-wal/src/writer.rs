@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
-use crate::segment::{self, HEADER_LEN};
+use crate::segment::{self, CorruptSpan, Format, HEADER_LEN, Scanned, SegmentScanner};
 use crate::{Command, Durable, Persistence, Shared, WalError, WhenFull, open_segment_for_append};
 
 /// What recovery found on disk.
@@ -20,49 +20,15 @@ pub(crate) struct Recovered {
     pub active_first_seq: u64,
     pub active_len: u64,
     pub next_seq: u64,
+    /// Corrupt spans found: the segment's first sequence number, the span, the records lost.
+    pub corrupt: Vec<(u64, CorruptSpan, u64)>,
 }
 
-/// Lists the segments, cuts a torn tail off the newest, and opens it for appending.
+/// Lists the segments, checks every record of every one, cuts a torn tail off the newest, and
+/// opens it (or, if it is in an earlier version's format, a new one) for appending.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
-    let mut firsts = Vec::new();
-    for entry in fs::read_dir(dir).map_err(|e| WalError::io(dir, e))? {
-        let entry = entry.map_err(|e| WalError::io(dir, e))?;
-        if let Some(first) = entry
-            .file_name()
-            .to_str()
-            .and_then(segment::parse_segment_name)
-        {
-            firsts.push(first);
-        }
-    }
-    firsts.sort_unstable();
-    let mut segments = BTreeMap::new();
-    for &first in &firsts {
-        let path = segment::segment_path(dir, first);
-        let len = fs::metadata(&path)
-            .map_err(|e| WalError::io(&path, e))?
-            .len();
-        segments.insert(first, len);
-    }
-    // The newest segment may have been torn by a crash while it was being created: one whose
-    // header never fully reached the disk holds no record and is removed.
-    while let Some((&first, &len)) = segments.last_key_value() {
-        let path = segment::segment_path(dir, first);
-        if len >= HEADER_LEN {
-            let mut file = File::open(&path).map_err(|e| WalError::io(&path, e))?;
-            if segment::read_header(&mut file, &path)? != first {
-                return Err(WalError::Corrupt {
-                    path,
-                    reason: "segment header does not match its name",
-                });
-            }
-            break;
-        }
-        tracing::warn!(message = "Removing a log segment whose header was torn by a crash.", path = %path.display());
-        fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
-        segment::sync_dir(dir)?;
-        segments.remove(&first);
-    }
+    let mut segments = list_segments(dir)?;
+    remove_torn_newest(dir, &mut segments)?;
     let Some((&active_first, _)) = segments.last_key_value() else {
         let active = open_segment_for_append(dir, 0)?;
         segments.insert(0, HEADER_LEN);
@@ -72,34 +38,167 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
             active_first_seq: 0,
             active_len: HEADER_LEN,
             next_seq: 0,
+            corrupt: Vec::new(),
         });
     };
+    let mut corrupt = Vec::new();
+    let firsts: Vec<u64> = segments.keys().copied().collect();
+    for pair in firsts.windows(2) {
+        check_sealed(dir, pair[0], segments[&pair[0]], pair[1], &mut corrupt)?;
+    }
+    let newest = check_newest(dir, active_first, &mut corrupt)?;
     let path = segment::segment_path(dir, active_first);
-    let scan = segment::scan(&path)?;
     let active = fs::OpenOptions::new()
         .append(true)
         .open(&path)
         .map_err(|e| WalError::io(&path, e))?;
-    if scan.trailing > 0 {
+    let on_disk = segments[&active_first];
+    if on_disk > newest.valid_end {
         tracing::warn!(
-            message = "Cut a torn or corrupt tail off the log.",
+            message = "Cut a torn tail off the log.",
             path = %path.display(),
-            bytes = scan.trailing,
-            records_kept = scan.records,
+            bytes = on_disk - newest.valid_end,
+            records_kept = newest.next_seq - active_first,
         );
         active
-            .set_len(scan.valid_end)
+            .set_len(newest.valid_end)
             .and_then(|()| active.sync_all())
             .map_err(|e| WalError::io(&path, e))?;
     }
-    segments.insert(active_first, scan.valid_end);
-    Ok(Recovered {
+    segments.insert(active_first, newest.valid_end);
+    let recovered = Recovered {
         segments,
         active,
         active_first_seq: active_first,
-        active_len: scan.valid_end,
-        next_seq: active_first + scan.records,
+        active_len: newest.valid_end,
+        next_seq: newest.next_seq,
+        corrupt,
+    };
+    if newest.format == Format::V1 {
+        return continue_in_current_format(dir, recovered);
+    }
+    Ok(recovered)
+}
+
+/// Every segment in `dir`: first sequence number → size in bytes.
+fn list_segments(dir: &Path) -> Result<BTreeMap<u64, u64>, WalError> {
+    let mut segments = BTreeMap::new();
+    for entry in fs::read_dir(dir).map_err(|e| WalError::io(dir, e))? {
+        let entry = entry.map_err(|e| WalError::io(dir, e))?;
+        if let Some(first) = entry
+            .file_name()
+            .to_str()
+            .and_then(segment::parse_segment_name)
+        {
+            let path = entry.path();
+            let len = fs::metadata(&path)
+                .map_err(|e| WalError::io(&path, e))?
+                .len();
+            segments.insert(first, len);
+        }
+    }
+    Ok(segments)
+}
+
+/// The newest segment may have been torn by a crash while it was being created: one whose
+/// header never fully reached the disk holds no record and is removed.
+fn remove_torn_newest(dir: &Path, segments: &mut BTreeMap<u64, u64>) -> Result<(), WalError> {
+    while let Some((&first, &len)) = segments.last_key_value() {
+        if len >= HEADER_LEN {
+            return Ok(());
+        }
+        let path = segment::segment_path(dir, first);
+        tracing::warn!(message = "Removing a log segment whose header was torn by a crash.", path = %path.display());
+        fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+        segment::sync_dir(dir)?;
+        segments.remove(&first);
+    }
+    Ok(())
+}
+
+/// Checks every record of a sealed segment, which holds records `first` to `next_first - 1`,
+/// and collects its corrupt spans. A sealed segment is never cut: its good records stay
+/// readable, whatever lies between them.
+fn check_sealed(
+    dir: &Path,
+    first: u64,
+    len: u64,
+    next_first: u64,
+    corrupt: &mut Vec<(u64, CorruptSpan, u64)>,
+) -> Result<(), WalError> {
+    let mut scanner = match SegmentScanner::open(dir, first) {
+        Ok(scanner) => scanner,
+        Err(WalError::Corrupt { .. }) => {
+            // Readers skip a segment whose header is bad; all its records are lost.
+            let whole = CorruptSpan {
+                offset: 0,
+                bytes: len,
+            };
+            corrupt.push((first, whole, next_first - first));
+            return Ok(());
+        }
+        Err(other) => return Err(other),
+    };
+    while let Some(found) = scanner.next(u64::MAX)? {
+        match found {
+            Scanned::Record { .. } => {}
+            Scanned::Corrupt { span, records } => corrupt.push((first, span, records)),
+            Scanned::CorruptTail(span) => {
+                // Torn by a power loss before the segment's last sync, or damaged since.
+                let records = next_first.saturating_sub(scanner.next_seq());
+                corrupt.push((first, span, records));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the newest segment holds.
+struct Newest {
+    format: Format,
+    /// The offset just past its last valid record.
+    valid_end: u64,
+    next_seq: u64,
+}
+
+/// Checks every record of the newest segment, collecting corrupt spans that valid records
+/// follow; corrupt bytes that no valid record follows are a torn tail, to be cut.
+fn check_newest(
+    dir: &Path,
+    first: u64,
+    corrupt: &mut Vec<(u64, CorruptSpan, u64)>,
+) -> Result<Newest, WalError> {
+    let mut scanner = SegmentScanner::open(dir, first)?;
+    let mut valid_end = HEADER_LEN;
+    while let Some(found) = scanner.next(u64::MAX)? {
+        match found {
+            Scanned::Record { .. } => valid_end = scanner.offset(),
+            Scanned::Corrupt { span, records } => corrupt.push((first, span, records)),
+            Scanned::CorruptTail(_) => break,
+        }
+    }
+    Ok(Newest {
+        format: scanner.format(),
+        valid_end,
+        next_seq: scanner.next_seq(),
     })
+}
+
+/// Seals a newest segment written in an earlier version's format and starts one in the
+/// current format: records of two formats never share a segment.
+fn continue_in_current_format(dir: &Path, mut recovered: Recovered) -> Result<Recovered, WalError> {
+    let first = recovered.next_seq;
+    if first == recovered.active_first_seq {
+        // It holds no record: replace it.
+        let path = segment::segment_path(dir, first);
+        fs::remove_file(&path).map_err(|e| WalError::io(&path, e))?;
+        recovered.segments.remove(&first);
+    }
+    recovered.active = open_segment_for_append(dir, first)?;
+    recovered.active_first_seq = first;
+    recovered.active_len = HEADER_LEN;
+    recovered.segments.insert(first, HEADER_LEN);
+    Ok(recovered)
 }
 
 /// How much the writer takes from its queue before writing.
@@ -242,11 +341,11 @@ impl Writer {
             for cmd in group {
                 match cmd {
                     Command::Append {
-                        header,
+                        payload_crc,
                         payload,
                         done,
                         ..
-                    } => self.append(header, payload, done),
+                    } => self.append(payload_crc, payload, done),
                     Command::Shutdown(done) => {
                         shutdown = Some(done);
                         break;
@@ -274,7 +373,7 @@ impl Writer {
 
     fn append(
         &mut self,
-        header: [u8; segment::RECORD_HEADER_LEN],
+        payload_crc: u32,
         payload: Vec<u8>,
         done: Option<oneshot::Sender<Result<u64, WalError>>>,
     ) {
@@ -284,7 +383,7 @@ impl Writer {
             }
             return;
         }
-        let len = (header.len() + payload.len()) as u64;
+        let len = (segment::RECORD_HEADER_LEN + payload.len()) as u64;
         let filled = self.active_len + self.queued_bytes;
         let roll = filled + len > self.shared.config.segment_size && filled > HEADER_LEN;
         let needed = len + if roll { HEADER_LEN } else { 0 };
@@ -298,9 +397,10 @@ impl Writer {
             self.flush_buf();
             self.roll();
         }
+        let seq = self.next_seq;
+        let header = segment::record_header(payload.len(), payload_crc, seq);
         self.queued_bytes += len;
         self.queued.push((header, payload));
-        let seq = self.next_seq;
         self.next_seq += 1;
         if let Some(done) = done {
             self.waiting.push((done, seq));

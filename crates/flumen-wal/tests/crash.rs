@@ -18,9 +18,16 @@
 //! (so every record is verified after two crashes while the log stays small) and runs the
 //! next child on the same directory, which recovers a log that was recovered before.
 //!
+//! Between rounds the parent also damages the log as a disk or a power loss would: every
+//! fourth round it flips a byte in a record of a sealed segment (that record, and only it,
+//! must be missing from then on, and counted as corrupt), and every fourth round, two rounds
+//! later, it appends a block of zeros to the newest segment (recovery must cut it: no fake
+//! records).
+//!
 //! Runs with `Persistence::Always` and `Persistence::Interval(10ms)`: 20 rounds each by
 //! default, 300 with `FLUMEN_SLOW_TESTS=1` (CI sets it).
 
+use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
@@ -248,6 +255,7 @@ async fn verify(
     dir: &Path,
     persistence: Persistence,
     report: &ChildReport,
+    lost: &BTreeSet<u64>,
     verified_from: u64,
     commit_at: u64,
     round: usize,
@@ -262,6 +270,11 @@ async fn verify(
         .unwrap_or_else(|e| panic!("round {round}: reopening after the crash: {e}"));
     let stats = wal.stats();
     let cut = on_disk.saturating_sub(stats.size_bytes);
+    assert_eq!(
+        stats.corrupt_records,
+        lost.range(stats.first_seq..).count() as u64,
+        "round {round}: corrupt records counted on reopen, of {lost:?} ({stats:?})"
+    );
     let mut check = wal.reader("check").unwrap();
     // Opened before anything is committed, so that its cursor holds its segments.
     let mut follower = wal.reader("follower").unwrap();
@@ -279,6 +292,7 @@ async fn verify(
             break;
         }
         for r in batch {
+            seq = skip_lost(lost, seq);
             assert_eq!(r.seq, seq, "round {round}: sequence numbers skip");
             let expected = record(seq);
             if r.payload[..] != expected[..] {
@@ -297,6 +311,7 @@ async fn verify(
         }
     }
     let end = wal.stats().next_seq;
+    let seq = skip_lost(lost, seq);
     assert_eq!(
         seq, end,
         "round {round}: the reader stopped at {seq} but the log ends at {end}"
@@ -337,6 +352,7 @@ async fn verify(
             break;
         }
         for r in batch {
+            at = skip_lost(lost, at);
             assert_eq!(r.seq, at, "round {round}: the follower skips");
             assert!(
                 r.payload[..] == record(at)[..],
@@ -345,10 +361,74 @@ async fn verify(
             at += 1;
         }
     }
-    assert_eq!(at, end, "round {round}: the follower stopped early");
+    assert_eq!(
+        skip_lost(lost, at),
+        end,
+        "round {round}: the follower stopped early"
+    );
     check.commit(commit_at).unwrap();
     wal.shutdown().await;
     Verified { end, cut }
+}
+
+/// The first sequence number from `seq` on that was not destroyed on purpose.
+fn skip_lost(lost: &BTreeSet<u64>, mut seq: u64) -> u64 {
+    while lost.contains(&seq) {
+        seq += 1;
+    }
+    seq
+}
+
+/// The segment files in `dir`, by first sequence number.
+fn segments(dir: &Path) -> Vec<(u64, std::path::PathBuf)> {
+    let mut out: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter_map(|path| {
+            let first = path
+                .file_name()?
+                .to_str()?
+                .strip_suffix(".wal")?
+                .parse()
+                .ok()?;
+            Some((first, path))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// Flips a byte in the payload of one record, at or after `from`, of a sealed segment, as
+/// a disk might; returns its sequence number, or `None` if no sealed segment holds one.
+/// Follows the record format documented in `flumen_wal::segment`: a 16-byte segment header,
+/// then records of `len (u32) crc (u32) seq (u64) payload`.
+fn corrupt_a_sealed_record(dir: &Path, from: u64, rng: &mut u64) -> Option<u64> {
+    let all = segments(dir);
+    let sealed = &all[..all.len().saturating_sub(1)];
+    let (_, path) = sealed.iter().rev().find(|(first, _)| *first >= from)?;
+    let mut bytes = std::fs::read(path).unwrap();
+    let mut records = Vec::new();
+    let mut at = 16;
+    while at + 16 <= bytes.len() {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        let seq = u64::from_le_bytes(bytes[at + 8..at + 16].try_into().unwrap());
+        records.push((seq, at + 16, len));
+        at += 16 + len;
+    }
+    let (seq, payload, len) = records[(splitmix64(rng) % records.len() as u64) as usize];
+    bytes[payload + (splitmix64(rng) % len as u64) as usize] ^= 0x10;
+    std::fs::write(path, bytes).unwrap();
+    Some(seq)
+}
+
+/// Appends a block of zeros to the newest segment: blocks a power loss left unwritten.
+fn append_zeros_to_the_newest_segment(dir: &Path) {
+    let (_, newest) = segments(dir).pop().unwrap();
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(newest)
+        .unwrap();
+    file.write_all(&[0u8; 4096]).unwrap();
 }
 
 /// What [`verify`] found.
@@ -381,6 +461,8 @@ fn crash_loop(persistence_name: &str) {
     let mut end = 0;
     let mut verified_from = 0;
     let (mut acked, mut unacked_survivors, mut early_kills, mut torn) = (0, 0, 0, 0);
+    // Records destroyed on purpose between rounds.
+    let mut lost = BTreeSet::new();
     for round in 0..rounds {
         // Every eighth child is killed early, counting from its start, most likely while it
         // opens (and recovers) the log.
@@ -403,6 +485,7 @@ fn crash_loop(persistence_name: &str) {
             dir.path(),
             persistence,
             &report,
+            &lost,
             verified_from,
             end,
             round,
@@ -417,12 +500,20 @@ fn crash_loop(persistence_name: &str) {
         unacked_survivors += new_end - durable_end;
         verified_from = end;
         end = new_end;
+        match round % 4 {
+            // A record the next rounds read again: at or after where `check` resumes.
+            1 => lost.extend(corrupt_a_sealed_record(dir.path(), verified_from, &mut rng)),
+            3 => append_zeros_to_the_newest_segment(dir.path()),
+            _ => {}
+        }
     }
     eprintln!(
         "crash test ({persistence_name}): {rounds} rounds in {:.1?}: {acked} records acknowledged, \
          {end} in the log, {unacked_survivors} written but not acknowledged before the kill, \
-         {torn} torn tails cut on reopen, {early_kills} children killed before they were ready",
-        started.elapsed()
+         {torn} torn tails cut on reopen, {early_kills} children killed before they were ready, \
+         {} records corrupted on purpose",
+        started.elapsed(),
+        lost.len(),
     );
     assert!(
         acked > 0,

@@ -175,7 +175,7 @@ fn read_disk(dir: &Path) -> Result<Vec<DiskSegment>, TestCaseError> {
         prop_assert_eq!(digits.len(), 20, "segment name {}", name);
         let bytes = std::fs::read(entry.path()).unwrap();
         prop_assert!(bytes.len() >= 16, "{} has no whole header", name);
-        prop_assert_eq!(&bytes[..8], b"FLUMWAL1", "{} magic", name);
+        prop_assert_eq!(&bytes[..8], b"FLUMWAL2", "{} magic", name);
         prop_assert_eq!(
             u64::from_le_bytes(bytes[8..16].try_into().unwrap()),
             first_seq,
@@ -185,14 +185,24 @@ fn read_disk(dir: &Path) -> Result<Vec<DiskSegment>, TestCaseError> {
         let mut records = Vec::new();
         let mut at = 16;
         while at < bytes.len() {
-            prop_assert!(at + 8 <= bytes.len(), "{} ends in a record header", name);
-            let len = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-            let crc = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap());
-            prop_assert!(at + 8 + len <= bytes.len(), "{} ends in a record", name);
-            let body = &bytes[at + 8..at + 8 + len];
-            prop_assert_eq!(crc32c::crc32c(body), crc, "{} checksum at {}", name, at);
+            prop_assert!(at + 16 <= bytes.len(), "{} ends in a record header", name);
+            let header = &bytes[at..at + 16];
+            let len = u32::from_le_bytes(header[..4].try_into().unwrap()) as usize;
+            let crc = u32::from_le_bytes(header[4..8].try_into().unwrap());
+            let seq = u64::from_le_bytes(header[8..16].try_into().unwrap());
+            prop_assert!(at + 16 + len <= bytes.len(), "{} ends in a record", name);
+            let body = &bytes[at + 16..at + 16 + len];
+            let covered = [body, &header[..4], &header[8..16]].concat();
+            prop_assert_eq!(crc32c::crc32c(&covered), crc, "{} checksum at {}", name, at);
+            prop_assert_eq!(
+                seq,
+                first_seq + records.len() as u64,
+                "{} sequence number at {}",
+                name,
+                at
+            );
             records.push(body.to_vec());
-            at += 8 + len;
+            at += 16 + len;
         }
         out.push(DiskSegment {
             first_seq,

@@ -99,8 +99,9 @@ impl OutputTask {
         }
     }
 
-    /// Runs until stopped (see [`StopSignal`]) or until the log cannot be read.
-    pub async fn run(mut self, mut stop: StopSignal) {
+    /// Runs until stopped (see [`StopSignal`]), or until the log cannot be read: that error is
+    /// returned.
+    pub async fn run(mut self, mut stop: StopSignal) -> Result<(), flumen_wal::WalError> {
         let max_bytes = self.batch.max_bytes.as_u64() as usize;
         let mut delivery = Delivery::default();
         let mut linger_until: Option<Instant> = None;
@@ -112,7 +113,7 @@ impl OutputTask {
                 Ok(records) => records,
                 Err(error) => {
                     tracing::error!(message = "Output stopped: its log cannot be read.", output = %self.name, %error);
-                    return;
+                    return Err(error);
                 }
             };
             let caught_up = records.is_empty();
@@ -142,10 +143,10 @@ impl OutputTask {
                 }
                 if caught_up {
                     if stopping {
-                        return;
+                        return Ok(());
                     }
                     tokio::select! {
-                        woke = self.reader.wait() => if woke.is_err() { return },
+                        woke = self.reader.wait() => if woke.is_err() { return Ok(()) },
                         _ = stop.changed() => {}
                     }
                 }
@@ -170,7 +171,7 @@ impl OutputTask {
             }
             let ready = std::mem::take(&mut delivery);
             if let Outcome::Abandoned = self.deliver_with_retries(ready, &mut stop).await {
-                return;
+                return Ok(());
             }
             self.commit();
             linger_until = None;
