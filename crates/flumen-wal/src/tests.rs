@@ -391,3 +391,60 @@ async fn drop_oldest_removes_unread_segments_and_readers_skip_them() {
     assert_eq!(tail, (100 - kept as u64..100).collect::<Vec<_>>());
     assert!(records.windows(2).all(|p| p[0].seq < p[1].seq));
 }
+
+/// The bytes of the log's segment files in `dir`.
+fn segment_bytes_on_disk(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension() == Some("wal".as_ref()))
+        .map(|path| fs::metadata(path).unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_committing_at_once_never_make_the_log_look_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig {
+        persistence: Persistence::Os,
+        segment_size: 1024,
+        max_size: 16 * 1024,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut readers: Vec<WalReader> = (0..4)
+        .map(|r| wal.reader(&format!("out-{r}")).unwrap())
+        .collect();
+    // Each round writes a few segments and every reader commits past them, all at once, in
+    // small steps: many removals race. Over the rounds far more than `max_size` is written,
+    // so a size that drifts up wedges the appends, and one that wraps below zero too.
+    for round in 0..60u64 {
+        let first = round * 40;
+        let appended = tokio::time::timeout(
+            Duration::from_secs(10),
+            append_all(&wal, (first..first + 40).map(payload)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: appends wait for room ({:?})", wal.stats()));
+        assert_eq!(appended.last(), Some(&(first + 39)));
+        let barrier = std::sync::Barrier::new(readers.len());
+        std::thread::scope(|threads| {
+            for reader in &mut readers {
+                let barrier = &barrier;
+                threads.spawn(move || {
+                    barrier.wait();
+                    for step in (first + 5..=first + 40).step_by(5) {
+                        reader.commit(step).unwrap();
+                    }
+                });
+            }
+        });
+        let stats = wal.stats();
+        assert!(!stats.full, "round {round}: {stats:?}");
+        assert_eq!(
+            stats.size_bytes,
+            segment_bytes_on_disk(dir.path()),
+            "round {round}: the size the log reports is what is on disk ({stats:?})"
+        );
+    }
+}

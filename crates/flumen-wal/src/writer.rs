@@ -311,8 +311,7 @@ impl Writer {
     /// refuse the record, or remove the oldest segment.
     fn make_room(&mut self, len: u64) -> Result<(), WalError> {
         let cap = self.shared.config.max_size;
-        let over =
-            |w: &Self| w.shared.size_bytes.load(Ordering::Relaxed) + w.queued_bytes + len > cap;
+        let over = |w: &Self| w.shared.size_bytes() + w.queued_bytes + len > cap;
         if !over(self) {
             return Ok(());
         }
@@ -359,7 +358,7 @@ impl Writer {
         );
         let (lock, freed) = &self.shared.space_freed;
         let mut guard = lock.lock().expect("space lock");
-        while self.shared.size_bytes.load(Ordering::Relaxed) + len > cap {
+        while self.shared.size_bytes() + len > cap {
             if self.shared.closing.load(Ordering::Relaxed) {
                 return Err(WalError::Closed);
             }
@@ -398,12 +397,11 @@ impl Writer {
         match result {
             Ok(()) => {
                 self.active_len += written;
-                self.shared.size_bytes.fetch_add(written, Ordering::Relaxed);
                 self.shared
                     .segments
                     .lock()
                     .expect("segments lock")
-                    .insert(self.active_first, self.active_len);
+                    .set_size(self.active_first, self.active_len);
                 self.unsynced = true;
             }
             Err(error) => self.fail(error),
@@ -513,13 +511,10 @@ impl Writer {
                 self.active_first = first;
                 self.active_len = HEADER_LEN;
                 self.shared
-                    .size_bytes
-                    .fetch_add(HEADER_LEN, Ordering::Relaxed);
-                self.shared
                     .segments
                     .lock()
                     .expect("segments lock")
-                    .insert(self.active_first, HEADER_LEN);
+                    .set_size(self.active_first, HEADER_LEN);
             }
             Err(error) => self.fail(error),
         }
