@@ -28,10 +28,17 @@
 //!   cursor is past them. The directory is fsynced after a segment is created or removed.
 //! - **A full disk is waited out, not a crash.** A write that fails with `ENOSPC` is cut back
 //!   to the last whole record and retried until there is room; meanwhile the log reports itself
-//!   full ([`Wal::disk_full`]) and inputs are held back. Nothing acknowledged is at risk: an
-//!   acknowledgement needs the write to have succeeded. A failed `fdatasync`, on the other
-//!   hand, poisons the log: the kernel may have dropped the pages, so no later sync can vouch for
-//!   them.
+//!   full ([`Wal::disk_full`]) and inputs are held back. A record never follows a torn one:
+//!   while the cut fails too, nothing is written (a cut that fails for another reason than a
+//!   full disk poisons the log). Nothing acknowledged is at risk: an acknowledgement needs the
+//!   write to have succeeded. A failed `fdatasync`, on the other hand, poisons the log: the
+//!   kernel may have dropped the pages, so no later sync can vouch for them.
+//! - **Sealed segments are durable.** When the active segment is full it is synced before the
+//!   next one is created (unless the policy is [`Persistence::Os`], which never syncs), so that
+//!   a power loss can tear only the newest segment.
+//! - **Removal is serialized.** Outputs remove the segments they are all past from their own
+//!   tasks, often at once; one remover at a time chooses, unlinks and forgets segments, and the
+//!   log's size is kept with its segment map, so it always equals the files'.
 //! - **Recovery.** [`Wal::open`] checks the newest segment record by record and cuts a torn or
 //!   corrupt tail at the last good record, logging how many bytes it cut.
 //!
@@ -300,6 +307,9 @@ struct Shared {
     /// Signalled when segments are removed, for a writer waiting for space.
     space_freed: (Mutex<()>, Condvar),
     poisoned: Mutex<Option<String>>,
+    /// Failures of file operations that a test asks for.
+    #[cfg(test)]
+    faults: tests::Faults,
 }
 
 impl std::fmt::Debug for Shared {
@@ -484,6 +494,8 @@ impl Wal {
             ),
             space_freed: (Mutex::new(()), Condvar::new()),
             poisoned: Mutex::new(None),
+            #[cfg(test)]
+            faults: tests::Faults::default(),
             config,
         });
         let (commands, queue) = flume::bounded(4096);
