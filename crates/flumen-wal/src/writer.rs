@@ -519,6 +519,11 @@ impl Writer {
     /// segment is made durable before the next one exists, unless the policy never syncs:
     /// recovery looks for a torn tail in the newest segment only.
     fn roll(&mut self) {
+        if self.shared.check_poisoned().is_err() {
+            // No segment follows one that a failed write may have left torn: recovery looks
+            // for a torn tail in the newest segment.
+            return;
+        }
         if self.syncer.is_some()
             && let Err(e) = self.shared.sync_segment(&self.active)
         {
