@@ -28,10 +28,17 @@
 //!   cursor is past them. The directory is fsynced after a segment is created or removed.
 //! - **A full disk is waited out, not a crash.** A write that fails with `ENOSPC` is cut back
 //!   to the last whole record and retried until there is room; meanwhile the log reports itself
-//!   full ([`Wal::disk_full`]) and inputs are held back. Nothing acknowledged is at risk: an
-//!   acknowledgement needs the write to have succeeded. A failed `fdatasync`, on the other
-//!   hand, poisons the log: the kernel may have dropped the pages, so no later sync can vouch for
-//!   them.
+//!   full ([`Wal::disk_full`]) and inputs are held back. A record never follows a torn one:
+//!   while the cut fails too, nothing is written (a cut that fails for another reason than a
+//!   full disk poisons the log). Nothing acknowledged is at risk: an acknowledgement needs the
+//!   write to have succeeded. A failed `fdatasync`, on the other hand, poisons the log: the
+//!   kernel may have dropped the pages, so no later sync can vouch for them.
+//! - **Sealed segments are durable.** When the active segment is full it is synced before the
+//!   next one is created (unless the policy is [`Persistence::Os`], which never syncs), so that
+//!   a power loss can tear only the newest segment.
+//! - **Removal is serialized.** Outputs remove the segments they are all past from their own
+//!   tasks, often at once; one remover at a time chooses, unlinks and forgets segments, and the
+//!   log's size is kept with its segment map, so it always equals the files'.
 //! - **Recovery.** [`Wal::open`] checks every segment record by record. A corrupt record is
 //!   skipped and counted ([`WalStats::corrupt_records`]), never a reason to drop the good
 //!   records after it or to refuse to start; only a torn tail of the newest segment (no valid
@@ -249,12 +256,85 @@ impl Corruption {
     }
 }
 
+/// The segment files on disk, by first sequence number, with their sizes and the sum of those
+/// sizes. The sum lives beside the sizes, changed only with them under one lock, so that it
+/// always equals them: a separate counter drifted when two removals subtracted the same segment.
+/// Reading goes through [`Deref`](std::ops::Deref) to the map; changes go through the methods.
+#[derive(Debug, Default)]
+pub(crate) struct Segments {
+    sizes: BTreeMap<u64, u64>,
+    total_bytes: u64,
+}
+
+impl From<BTreeMap<u64, u64>> for Segments {
+    fn from(sizes: BTreeMap<u64, u64>) -> Self {
+        let total_bytes = sizes.values().sum();
+        Self { sizes, total_bytes }
+    }
+}
+
+impl std::ops::Deref for Segments {
+    type Target = BTreeMap<u64, u64>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.sizes
+    }
+}
+
+impl Segments {
+    /// The bytes of every segment together.
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    /// Records that segment `first` is now `size` bytes long (a new segment, or the active one
+    /// after a write).
+    pub(crate) fn set_size(&mut self, first: u64, size: u64) {
+        let old = self.sizes.insert(first, size).unwrap_or(0);
+        self.total_bytes = self.total_without(old) + size;
+    }
+
+    /// Forgets segment `first` (its file is gone).
+    fn remove(&mut self, first: u64) {
+        if let Some(size) = self.sizes.remove(&first) {
+            self.total_bytes = self.total_without(size);
+        }
+    }
+
+    /// The total less `size`, which is part of it. The total is the sum of the sizes by
+    /// construction; should it ever not be, it is summed again rather than wrapped below zero,
+    /// which would make the log look full for good.
+    fn total_without(&self, size: u64) -> u64 {
+        let total = self.total_bytes.checked_sub(size);
+        debug_assert!(
+            total.is_some(),
+            "segment sizes total {} bytes, less than one segment's {size}",
+            self.total_bytes
+        );
+        total.unwrap_or_else(|| self.sizes.values().sum::<u64>().saturating_sub(size))
+    }
+
+    /// The sealed segments whose records all come before `seq`, oldest first, each with its
+    /// first sequence number and how many records it holds.
+    fn sealed_before(&self, seq: u64) -> Vec<(u64, u64)> {
+        let firsts: Vec<u64> = self.sizes.keys().copied().collect();
+        // A segment can go when the next one starts at or below `seq`.
+        firsts
+            .windows(2)
+            .take_while(|w| w[1] <= seq)
+            .map(|w| (w[0], w[1] - w[0]))
+            .collect()
+    }
+}
+
 struct Shared {
     config: WalConfig,
-    /// Segment first sequence number → its size in bytes.
-    segments: Mutex<BTreeMap<u64, u64>>,
+    /// The segment files and their sizes.
+    segments: Mutex<Segments>,
+    /// Held by whoever removes segments, from choosing them to forgetting them: two outputs
+    /// committing at once must not both pick, unlink and subtract the same segments.
+    removing: Mutex<()>,
     durable: watch::Sender<Durable>,
-    size_bytes: AtomicU64,
     full: AtomicBool,
     /// Records dropped under a drop policy.
     dropped_records: AtomicU64,
@@ -269,6 +349,9 @@ struct Shared {
     /// Signalled when segments are removed, for a writer waiting for space.
     space_freed: (Mutex<()>, Condvar),
     poisoned: Mutex<Option<String>>,
+    /// Failures of file operations that a test asks for.
+    #[cfg(test)]
+    faults: tests::Faults,
 }
 
 impl std::fmt::Debug for Shared {
@@ -327,38 +410,40 @@ impl Shared {
         self.remove_segments_before(min_cursor).map(drop)
     }
 
+    /// The bytes of the log's segments on disk.
+    fn size_bytes(&self) -> u64 {
+        self.segments.lock().expect("segments lock").total_bytes()
+    }
+
     /// Removes every sealed segment whose records all come before `seq`; returns how many
     /// records they held.
     fn remove_segments_before(&self, seq: u64) -> Result<u64, WalError> {
-        let removable: Vec<(u64, u64, u64)> = {
-            let segments = self.segments.lock().expect("segments lock");
-            let firsts: Vec<u64> = segments.keys().copied().collect();
-            // A segment can go when the next one starts at or below `seq`.
-            firsts
-                .windows(2)
-                .take_while(|w| w[1] <= seq)
-                .map(|w| (w[0], segments[&w[0]], w[1] - w[0]))
-                .collect()
-        };
+        // Choosing, unlinking and forgetting are one step for removers, so that no segment is
+        // picked twice; the writer only needs the segments lock, held briefly.
+        let _removing = self.removing.lock().expect("removing lock");
+        let removable = self
+            .segments
+            .lock()
+            .expect("segments lock")
+            .sealed_before(seq);
         if removable.is_empty() {
             return Ok(0);
         }
-        for &(first, size, _) in &removable {
+        for &(first, _) in &removable {
             let path = segment::segment_path(&self.config.dir, first);
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(WalError::io(&path, e)),
             }
-            self.segments.lock().expect("segments lock").remove(&first);
-            self.size_bytes.fetch_sub(size, Ordering::Relaxed);
+            self.segments.lock().expect("segments lock").remove(first);
         }
         segment::sync_dir(&self.config.dir)?;
         tracing::debug!(message = "Removed log segments.", count = removable.len());
         let (lock, freed) = &self.space_freed;
         let _guard = lock.lock().expect("space lock");
         freed.notify_all();
-        Ok(removable.iter().map(|&(_, _, records)| records).sum())
+        Ok(removable.iter().map(|&(_, records)| records).sum())
     }
 
     /// Removes the oldest sealed segment whatever the readers' cursors (`WhenFull::DropOldest`);
@@ -445,16 +530,15 @@ impl Wal {
         config.validate()?;
         fs::create_dir_all(config.dir.join("cursors")).map_err(|e| WalError::io(&config.dir, e))?;
         let recovered = writer::recover(&config.dir)?;
-        let size_bytes = recovered.segments.values().sum();
         let durable = Durable {
             next_seq: recovered.next_seq,
             segment: recovered.active_first_seq,
             offset: recovered.active_len,
         };
         let shared = Arc::new(Shared {
-            segments: Mutex::new(recovered.segments),
+            segments: Mutex::new(recovered.segments.into()),
+            removing: Mutex::new(()),
             durable: watch::Sender::new(durable),
-            size_bytes: AtomicU64::new(size_bytes),
             full: AtomicBool::new(false),
             dropped_records: AtomicU64::new(0),
             corruption: Corruption::default(),
@@ -470,6 +554,8 @@ impl Wal {
             ),
             space_freed: (Mutex::new(()), Condvar::new()),
             poisoned: Mutex::new(None),
+            #[cfg(test)]
+            faults: tests::Faults::default(),
             config,
         });
         for (first_seq, span, records) in recovered.corrupt {
@@ -538,9 +624,7 @@ impl Wal {
         let queued = self.shared.config.max_in_flight - self.in_flight.available_permits();
         // Room for the record's header and for the header of a segment it may start.
         let needed = (queued + len + segment::RECORD_HEADER_LEN) as u64 + segment::HEADER_LEN;
-        !self.is_full()
-            && self.shared.size_bytes.load(Ordering::Relaxed) + needed
-                <= self.shared.config.max_size
+        !self.is_full() && self.shared.size_bytes() + needed <= self.shared.config.max_size
     }
 
     /// True while the disk is full: the writer waits for room (retrying), inputs are held back.
@@ -559,7 +643,7 @@ impl Wal {
         WalStats {
             first_seq: segments.keys().next().copied().unwrap_or(0),
             next_seq: self.shared.durable.borrow().next_seq,
-            size_bytes: self.shared.size_bytes.load(Ordering::Relaxed),
+            size_bytes: segments.total_bytes(),
             segments: segments.len(),
             full: self.is_full(),
             dropped_records: self.shared.dropped_records.load(Ordering::Relaxed),

@@ -1,7 +1,28 @@
 use std::io::Write;
+use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::*;
+
+/// Failures of file operations that real disks do not produce on cue, injected by tests: each
+/// counter says how many of the next such operations fail.
+#[derive(Debug, Default)]
+pub(crate) struct Faults {
+    /// Cutting off a write that failed part way fails as on a full disk.
+    pub(crate) cuts: AtomicU32,
+    /// `fdatasync` of a segment fails.
+    pub(crate) syncs: AtomicU32,
+}
+
+impl Faults {
+    /// Fails with `kind` if `counter` asks for one more failure.
+    pub(crate) fn check(counter: &AtomicU32, kind: io::ErrorKind) -> io::Result<()> {
+        match counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1)) {
+            Ok(_) => Err(io::Error::new(kind, "injected by a test")),
+            Err(_) => Ok(()),
+        }
+    }
+}
 
 fn config(dir: &Path) -> WalConfig {
     WalConfig {
@@ -424,7 +445,10 @@ impl SmallDisk {
             .arg(dir.path())
             .status()
             .unwrap();
-        assert!(mounted.success(), "mounting a tmpfs failed");
+        if !mounted.success() {
+            eprintln!("mounting a tmpfs failed");
+            return None;
+        }
         Some(Self { dir })
     }
 
@@ -444,7 +468,7 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_holds_appends_and_resumes_when_space_returns() {
     let Some(disk) = SmallDisk::mount("1m") else {
-        eprintln!("not run: mounting a small filesystem needs root");
+        eprintln!("not run: mounting a small filesystem needs root and permission to mount");
         return;
     };
     let filler = disk.path().join("filler");
@@ -566,4 +590,152 @@ async fn drop_oldest_removes_unread_segments_and_readers_skip_them() {
         .collect();
     assert_eq!(tail, (100 - kept as u64..100).collect::<Vec<_>>());
     assert!(records.windows(2).all(|p| p[0].seq < p[1].seq));
+}
+
+/// The bytes of the log's segment files in `dir`.
+fn segment_bytes_on_disk(dir: &Path) -> u64 {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| path.extension() == Some("wal".as_ref()))
+        .map(|path| fs::metadata(path).unwrap().len())
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readers_committing_at_once_never_make_the_log_look_full() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig {
+        persistence: Persistence::Os,
+        segment_size: 1024,
+        max_size: 16 * 1024,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut readers: Vec<WalReader> = (0..4)
+        .map(|r| wal.reader(&format!("out-{r}")).unwrap())
+        .collect();
+    // Each round writes a few segments and every reader commits past them, all at once, in
+    // small steps: many removals race. Over the rounds far more than `max_size` is written,
+    // so a size that drifts up wedges the appends, and one that wraps below zero too.
+    for round in 0..60u64 {
+        let first = round * 40;
+        let appended = tokio::time::timeout(
+            Duration::from_secs(10),
+            append_all(&wal, (first..first + 40).map(payload)),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: appends wait for room ({:?})", wal.stats()));
+        assert_eq!(appended.last(), Some(&(first + 39)));
+        let barrier = std::sync::Barrier::new(readers.len());
+        std::thread::scope(|threads| {
+            for reader in &mut readers {
+                let barrier = &barrier;
+                threads.spawn(move || {
+                    barrier.wait();
+                    for step in (first + 5..=first + 40).step_by(5) {
+                        reader.commit(step).unwrap();
+                    }
+                });
+            }
+        });
+        let stats = wal.stats();
+        assert!(!stats.full, "round {round}: {stats:?}");
+        assert_eq!(
+            stats.size_bytes,
+            segment_bytes_on_disk(dir.path()),
+            "round {round}: the size the log reports is what is on disk ({stats:?})"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_never_follows_a_torn_write_that_could_not_be_cut() {
+    let Some(disk) = SmallDisk::mount("1m") else {
+        eprintln!("not run: mounting a small filesystem needs root and permission to mount");
+        return;
+    };
+    let wal_dir = disk.path().join("wal");
+    let wal = Arc::new(
+        Wal::open(WalConfig {
+            segment_size: 1024 * 1024,
+            max_size: 64 * 1024 * 1024,
+            ..config(&wal_dir)
+        })
+        .unwrap(),
+    );
+    let mut reader = wal.reader("out").unwrap();
+    // Leave less room than one record needs: its write fails part way, as on a full disk.
+    let free = 1024 * 1024
+        - fs::metadata(segment::segment_path(&wal_dir, 0))
+            .unwrap()
+            .len();
+    let filler = disk.path().join("filler");
+    fs::write(&filler, vec![0u8; (free - 48 * 1024) as usize]).unwrap();
+    // And cutting the torn write off fails too, a few times.
+    wal.shared.faults.cuts.store(3, Ordering::Relaxed);
+    let record = |i: u64| vec![i as u8 + 1; 64 * 1024];
+    let appender = {
+        let wal = wal.clone();
+        tokio::spawn(async move { append_all(&wal, (0..4).map(record)).await })
+    };
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !wal.disk_full() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the log notices the full disk");
+
+    fs::remove_file(&filler).unwrap();
+    let seqs = tokio::time::timeout(Duration::from_secs(20), appender)
+        .await
+        .expect("appends resume once there is room")
+        .unwrap();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    let read: Vec<_> = read_all(&mut reader)
+        .into_iter()
+        .map(|r| r.payload)
+        .collect();
+    assert_eq!(read, (0..4).map(record).collect::<Vec<_>>());
+    drop(reader);
+    Arc::try_unwrap(wal).unwrap().shutdown().await;
+}
+
+#[tokio::test]
+async fn a_segment_is_durable_before_the_next_one_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    // Syncs come only from rolling to a new segment, never from the interval.
+    let wal = Wal::open(WalConfig {
+        persistence: Persistence::Interval(Duration::from_secs(3600)),
+        segment_size: 1024,
+        ..config(dir.path())
+    })
+    .unwrap();
+    let _reader = wal.reader("out").unwrap();
+    wal.shared.faults.syncs.store(1, Ordering::Relaxed);
+    // The second record does not fit in the first segment: the log rolls, and the sync of the
+    // first segment fails.
+    let first = wal.append(vec![1; 600]).await.unwrap();
+    let second = wal.append(vec![2; 600]).await.unwrap();
+    for (ticket, why) in [
+        (first, "the first record was never synced"),
+        (second, "the log is poisoned"),
+    ] {
+        let outcome = tokio::time::timeout(Duration::from_secs(10), ticket.durable())
+            .await
+            .unwrap_or_else(|_| panic!("a ticket hangs: {why}"));
+        assert!(outcome.is_err(), "{why}");
+    }
+    assert!(wal.poisoned().is_some());
+    let segments: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .filter(|name| name.to_string_lossy().ends_with(".wal"))
+        .collect();
+    assert_eq!(
+        segments.len(),
+        1,
+        "no segment follows one whose records are not durable: {segments:?}"
+    );
 }

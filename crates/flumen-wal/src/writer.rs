@@ -219,6 +219,10 @@ struct Writer {
     active: Arc<File>,
     active_first: u64,
     active_len: u64,
+    /// Set when a write to the active segment failed part way and the torn record it left
+    /// (from `active_len` on) is not cut off yet: nothing more is written to the segment until
+    /// it is.
+    torn: bool,
     next_seq: u64,
     /// Records taken from the queue and not yet written: header and payload, written with one
     /// vectored write rather than copied into a buffer first.
@@ -253,6 +257,7 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
         active: Arc::new(active),
         active_first: durable.segment,
         active_len: durable.offset,
+        torn: false,
         next_seq: durable.next_seq,
         queued: Vec::new(),
         queued_bytes: 0,
@@ -284,7 +289,7 @@ fn run_syncer(shared: &Shared, jobs: &std::sync::mpsc::Receiver<SyncJob>) {
                 continue;
             }
             synced.push(Arc::as_ptr(&job.file));
-            if let Err(e) = job.file.sync_data() {
+            if let Err(e) = shared.sync_segment(&job.file) {
                 let error = WalError::io(
                     &segment::segment_path(&shared.config.dir, job.durable.segment),
                     e,
@@ -377,25 +382,28 @@ impl Writer {
         payload: Vec<u8>,
         done: Option<oneshot::Sender<Result<u64, WalError>>>,
     ) {
-        if let Err(error) = self.shared.check_poisoned() {
+        let refuse = |done: Option<oneshot::Sender<_>>, error| {
             if let Some(done) = done {
                 let _ = done.send(Err(error));
             }
-            return;
+        };
+        if let Err(error) = self.shared.check_poisoned() {
+            return refuse(done, error);
         }
         let len = (segment::RECORD_HEADER_LEN + payload.len()) as u64;
         let filled = self.active_len + self.queued_bytes;
         let roll = filled + len > self.shared.config.segment_size && filled > HEADER_LEN;
         let needed = len + if roll { HEADER_LEN } else { 0 };
         if let Err(refused) = self.make_room(needed) {
-            if let Some(done) = done {
-                let _ = done.send(Err(refused));
-            }
-            return;
+            return refuse(done, refused);
         }
         if roll {
             self.flush_buf();
             self.roll();
+            // A failed write or roll poisoned the log: the record has no segment to go to.
+            if let Err(error) = self.shared.check_poisoned() {
+                return refuse(done, error);
+            }
         }
         let seq = self.next_seq;
         let header = segment::record_header(payload.len(), payload_crc, seq);
@@ -411,8 +419,7 @@ impl Writer {
     /// refuse the record, or remove the oldest segment.
     fn make_room(&mut self, len: u64) -> Result<(), WalError> {
         let cap = self.shared.config.max_size;
-        let over =
-            |w: &Self| w.shared.size_bytes.load(Ordering::Relaxed) + w.queued_bytes + len > cap;
+        let over = |w: &Self| w.shared.size_bytes() + w.queued_bytes + len > cap;
         if !over(self) {
             return Ok(());
         }
@@ -459,7 +466,7 @@ impl Writer {
         );
         let (lock, freed) = &self.shared.space_freed;
         let mut guard = lock.lock().expect("space lock");
-        while self.shared.size_bytes.load(Ordering::Relaxed) + len > cap {
+        while self.shared.size_bytes() + len > cap {
             if self.shared.closing.load(Ordering::Relaxed) {
                 return Err(WalError::Closed);
             }
@@ -480,34 +487,43 @@ impl Writer {
         }
         let queued = std::mem::take(&mut self.queued);
         let written = std::mem::take(&mut self.queued_bytes);
-        let (path, start_len) = (self.active_path(), self.active_len);
+        let path = self.active_path();
         let result = self.until_disk_has_room(|w| {
+            // A record never follows a torn one: what a failed write left is cut off first,
+            // and while that fails too, nothing is written.
+            w.cut_torn_write().map_err(|e| WalError::io(&path, e))?;
             let mut slices: Vec<IoSlice<'_>> = Vec::with_capacity(queued.len() * 2);
             for (header, payload) in &queued {
                 slices.push(IoSlice::new(header));
                 slices.push(IoSlice::new(payload));
             }
-            write_all_vectored(&w.active, &mut slices)
-                .inspect_err(|_| {
-                    // Part of the group may have been written: cut it before trying again, so
-                    // that no torn record sits in the middle of the segment.
-                    let _ = w.active.set_len(start_len);
-                })
-                .map_err(|e| WalError::io(&path, e))
+            write_all_vectored(&w.active, &mut slices).map_err(|e| {
+                // Part of the group may have been written.
+                w.torn = true;
+                WalError::io(&path, e)
+            })
         });
         match result {
             Ok(()) => {
                 self.active_len += written;
-                self.shared.size_bytes.fetch_add(written, Ordering::Relaxed);
                 self.shared
                     .segments
                     .lock()
                     .expect("segments lock")
-                    .insert(self.active_first, self.active_len);
+                    .set_size(self.active_first, self.active_len);
                 self.unsynced = true;
             }
             Err(error) => self.fail(error),
         }
+    }
+
+    /// Cuts the active segment back to its last whole record if a failed write tore it.
+    fn cut_torn_write(&mut self) -> std::io::Result<()> {
+        if self.torn {
+            self.shared.cut_segment(&self.active, self.active_len)?;
+            self.torn = false;
+        }
+        Ok(())
     }
 
     /// Runs `attempt` until it succeeds. A full disk is waited out — inputs are held back and
@@ -564,7 +580,9 @@ impl Writer {
     /// Makes everything written so far durable (per the policy), then readable and
     /// acknowledged: at once with `Persistence::Os`, otherwise by the sync thread.
     fn sync(&mut self) {
-        if self.shared.check_poisoned().is_err() {
+        if let Err(error) = self.shared.check_poisoned() {
+            // Nothing written since the last sync can be vouched for any more.
+            self.refuse_waiting(&error);
             return;
         }
         self.last_sync = Instant::now();
@@ -597,8 +615,20 @@ impl Writer {
         }
     }
 
-    /// Seals the active segment and starts a new one at the next sequence number.
+    /// Seals the active segment and starts a new one at the next sequence number. The sealed
+    /// segment is made durable before the next one exists, unless the policy never syncs:
+    /// recovery looks for a torn tail in the newest segment only.
     fn roll(&mut self) {
+        if self.shared.check_poisoned().is_err() {
+            // No segment follows one that a failed write may have left torn: recovery looks
+            // for a torn tail in the newest segment.
+            return;
+        }
+        if self.syncer.is_some()
+            && let Err(e) = self.shared.sync_segment(&self.active)
+        {
+            return self.fail(WalError::io(&self.active_path(), e));
+        }
         self.sync();
         let (dir, first) = (self.shared.config.dir.clone(), self.next_seq);
         let opened = self.until_disk_has_room(|_| {
@@ -613,13 +643,10 @@ impl Writer {
                 self.active_first = first;
                 self.active_len = HEADER_LEN;
                 self.shared
-                    .size_bytes
-                    .fetch_add(HEADER_LEN, Ordering::Relaxed);
-                self.shared
                     .segments
                     .lock()
                     .expect("segments lock")
-                    .insert(self.active_first, HEADER_LEN);
+                    .set_size(self.active_first, HEADER_LEN);
             }
             Err(error) => self.fail(error),
         }
@@ -628,9 +655,13 @@ impl Writer {
     /// Poisons the log: nothing written since the last sync is acknowledged.
     fn fail(&mut self, error: WalError) {
         self.shared.poison(&error);
-        let reason = WalError::Poisoned(error.to_string());
+        self.refuse_waiting(&WalError::Poisoned(error.to_string()));
+    }
+
+    /// Fails every acknowledgement waiting for a sync.
+    fn refuse_waiting(&mut self, error: &WalError) {
         for (done, _) in self.waiting.drain(..) {
-            let _ = done.send(Err(reason.clone()));
+            let _ = done.send(Err(error.clone()));
         }
     }
 }
@@ -647,4 +678,21 @@ fn write_all_vectored(mut file: &File, mut slices: &mut [IoSlice<'_>]) -> std::i
         }
     }
     Ok(())
+}
+
+/// File operations that tests make fail on cue.
+impl Shared {
+    /// `fdatasync` of a segment.
+    fn sync_segment(&self, file: &File) -> std::io::Result<()> {
+        #[cfg(test)]
+        crate::tests::Faults::check(&self.faults.syncs, std::io::ErrorKind::Other)?;
+        file.sync_data()
+    }
+
+    /// Cuts a segment back to `len` bytes.
+    fn cut_segment(&self, file: &File, len: u64) -> std::io::Result<()> {
+        #[cfg(test)]
+        crate::tests::Faults::check(&self.faults.cuts, std::io::ErrorKind::StorageFull)?;
+        file.set_len(len)
+    }
 }
