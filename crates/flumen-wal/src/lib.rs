@@ -436,6 +436,9 @@ impl Wal {
             return Err(WalError::TooLarge(payload.len()));
         }
         self.shared.check_poisoned()?;
+        if self.shared.closing.load(Ordering::Relaxed) {
+            return Err(WalError::Closed);
+        }
         // The checksum is computed here, on the caller's core, not on the writer thread.
         let header = segment::record_header(&payload);
         let permits = (header.len() + payload.len()).clamp(1, self.shared.config.max_in_flight);
@@ -525,6 +528,15 @@ impl Wal {
             .expect("cursors lock")
             .retain(|name, _| keep.contains(&name.as_str()));
         self.shared.collect_garbage()
+    }
+
+    /// Refuses appends from now on: those waiting for room in the queue or under the size cap
+    /// fail with [`WalError::Closed`], and so do new ones. Appends already queued that fit are
+    /// still written, and [`Wal::shutdown`] makes them durable. A stop calls this when inputs
+    /// blocked on a full log would otherwise wait for ever.
+    pub fn close_appends(&self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.in_flight.close();
     }
 
     /// Waits for every queued append to be written and synced, then stops the writer.

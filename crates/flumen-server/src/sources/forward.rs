@@ -162,7 +162,15 @@ impl Connection {
                 biased;
                 durable = async { pending.front_mut().expect("non-empty").1.durable().await }, if !pending.is_empty() => {
                     let (chunk, _) = pending.pop_front().expect("non-empty");
-                    if !self.answer(&mut wr, &mut out, &chunk, durable).await {
+                    // A sender that does not read its acknowledgements blocks this write; the
+                    // stop must still be seen. An acknowledgement cut in the middle leaves the
+                    // stream unusable, so the connection then closes at once: its sender
+                    // resends what it has no acknowledgement for.
+                    let answered = tokio::select! {
+                        answered = self.answer(&mut wr, &mut out, &chunk, durable) => answered,
+                        _ = stopped(&mut shutdown) => false,
+                    };
+                    if !answered {
                         return;
                     }
                 }
