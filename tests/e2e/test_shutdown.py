@@ -92,7 +92,7 @@ def test_sigterm_ends_within_shutdown_timeout_when_a_sender_never_reads_its_acks
 def test_sigterm_ends_within_shutdown_timeout_when_the_log_is_full_and_a_destination_is_down(
         flumen_factory):
     sizes = '[log]\nsegment_size = "16KiB"\nmax_size = "64KiB"\npersistence = "interval"\nfsync_interval = "10ms"\n'
-    outputs = forward_source() + file_output("all")
+    outputs = forward_source(extra='max_frame_size = "8KiB"') + file_output("all")
     # The relay's destination is a port nobody listens on: it holds the log's segments.
     f = flumen_factory(HEADER + sizes + outputs
                        + relay_output("@port:down@") + route(["**"], ["all", "relay"]))
