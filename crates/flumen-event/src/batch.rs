@@ -4,28 +4,42 @@
 //! one HTTP request. Outputs route a batch by its header alone; the entries are copied as they
 //! arrived and are only walked by outputs that need the records.
 //!
-//! # Format (version 1), all integers little-endian
+//! # Format (version 2), all integers little-endian
 //!
 //! ```text
-//! u8   version         = 1
-//! u8   flags           bit 0: the chunk id field ends with a 12-byte fingerprint of the
-//!                      entries as the sender sent them (set when processing changed them)
+//! u8   version         = 2
+//! u8   flags           bit 0: a 12-byte fingerprint of the entries as the sender sent them
+//!                      follows the chunk id (set when processing changed them)
 //! u64  received_at     Unix nanoseconds when flumen accepted the batch
 //! u32  entry_count
 //! u8   tenant length,   then the tenant name (UTF-8)
 //! u8   label length,    then the route label (UTF-8, empty = the default routes)
 //! u8   chunk id length, then the sender's Forward `chunk` option (empty = none)
+//! [12] fingerprint      only with flag bit 0
+//! u8   origin length,   then the sender's IP address (4 or 16 bytes; empty = unknown)
 //! u16  tag length,      then the tag (UTF-8)
 //! ...  the entries, msgpack, laid end to end (see `entry`)
 //! ```
+//!
+//! Version 1, which logs written before may still hold, has no origin field and keeps the
+//! fingerprint inside the chunk id field (its last 12 bytes, with flag bit 0), so that a chunk id
+//! and its fingerprint together had to fit in 255 bytes. It is still read.
+
+use std::net::IpAddr;
 
 use crate::{EventTime, TenantId};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
+/// The format before the origin field and the separate fingerprint.
+const VERSION_1: u8 = 1;
 const FLAG_FINGERPRINT: u8 = 1;
 /// The length of a received-entries fingerprint kept in the header.
 pub const FINGERPRINT_LEN: usize = 12;
 const FIXED_HEADER: usize = 1 + 1 + 8 + 4;
+/// The longest tag a batch holds.
+pub const MAX_TAG_LEN: usize = u16::MAX as usize;
+/// The longest chunk id a batch holds.
+pub const MAX_CHUNK_ID_LEN: usize = u8::MAX as usize;
 
 /// A batch header field did not fit, or a stored batch could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -50,6 +64,7 @@ pub enum BatchError {
 pub struct BatchBuilder {
     tenant: TenantId,
     label: String,
+    origin: Vec<u8>,
 }
 
 impl BatchBuilder {
@@ -60,7 +75,19 @@ impl BatchBuilder {
         Ok(Self {
             tenant,
             label: label.to_owned(),
+            origin: Vec::new(),
         })
+    }
+
+    /// The same builder for batches received from `origin` (the sender's address).
+    pub fn from_origin(mut self, origin: IpAddr) -> Self {
+        self.origin = origin_bytes(origin);
+        self
+    }
+
+    /// The origin batches are stamped with, as stored (empty when unknown).
+    pub fn origin(&self) -> &[u8] {
+        &self.origin
     }
 
     /// Encodes a batch of `count` entries (already validated) under `tag`.
@@ -95,12 +122,18 @@ impl BatchBuilder {
         count: u32,
         entries: &[u8],
     ) -> Result<Vec<u8>, BatchError> {
-        check_len("tag", tag.len(), u16::MAX as usize)?;
+        check_len("tag", tag.len(), MAX_TAG_LEN)?;
+        check_len("chunk id", chunk_id.len(), MAX_CHUNK_ID_LEN)?;
         let fingerprint = fingerprint.filter(|_| !chunk_id.is_empty());
-        let chunk_field_len = chunk_id.len() + fingerprint.map_or(0, |f| f.len());
-        check_len("chunk id", chunk_field_len, u8::MAX as usize)?;
         let tenant = self.tenant.as_str().as_bytes();
-        let header_len = FIXED_HEADER + 3 + 2 + tenant.len() + self.label.len() + chunk_field_len;
+        let header_len = FIXED_HEADER
+            + 4
+            + 2
+            + tenant.len()
+            + self.label.len()
+            + chunk_id.len()
+            + FINGERPRINT_LEN
+            + self.origin.len();
         let mut out = Vec::with_capacity(header_len + tag.len() + entries.len());
         out.push(VERSION);
         out.push(if fingerprint.is_some() {
@@ -110,19 +143,27 @@ impl BatchBuilder {
         });
         out.extend_from_slice(&(EventTime::now().as_unix_nanos() as u64).to_le_bytes());
         out.extend_from_slice(&count.to_le_bytes());
-        for field in [tenant, self.label.as_bytes()] {
+        for field in [tenant, self.label.as_bytes(), chunk_id] {
             out.push(field.len() as u8);
             out.extend_from_slice(field);
         }
-        out.push(chunk_field_len as u8);
-        out.extend_from_slice(chunk_id);
         if let Some(fingerprint) = fingerprint {
             out.extend_from_slice(&fingerprint);
         }
+        out.push(self.origin.len() as u8);
+        out.extend_from_slice(&self.origin);
         out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
         out.extend_from_slice(tag.as_bytes());
         out.extend_from_slice(entries);
         Ok(out)
+    }
+}
+
+/// How an origin is stored: the address's octets, an IPv4 address seen through IPv6 as IPv4.
+fn origin_bytes(origin: IpAddr) -> Vec<u8> {
+    match origin.to_canonical() {
+        IpAddr::V4(v4) => v4.octets().to_vec(),
+        IpAddr::V6(v6) => v6.octets().to_vec(),
     }
 }
 
@@ -160,59 +201,78 @@ pub struct BatchRef<'a> {
     pub chunk_id: &'a [u8],
     /// A fingerprint of the entries as the sender sent them, when processing changed them.
     pub received_fingerprint: Option<&'a [u8]>,
+    /// The sender's IP address as stored (4 or 16 bytes), empty when unknown (version 1
+    /// batches, sources without one); see [`BatchRef::origin`].
+    pub origin: &'a [u8],
     /// The tag.
     pub tag: &'a str,
     /// The entries, msgpack, end to end.
     pub entries: &'a [u8],
 }
 
+/// Reads a batch header's fields one after another.
+struct HeaderReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> HeaderReader<'a> {
+    fn take(&mut self, len: usize) -> Result<&'a [u8], BatchError> {
+        let value = self
+            .bytes
+            .get(self.pos..self.pos + len)
+            .ok_or(BatchError::Malformed("truncated header"))?;
+        self.pos += len;
+        Ok(value)
+    }
+
+    /// A field after its one-byte length.
+    fn short_field(&mut self) -> Result<&'a [u8], BatchError> {
+        let len = self.take(1)?[0];
+        self.take(usize::from(len))
+    }
+
+    /// A field after its two-byte length.
+    fn long_field(&mut self) -> Result<&'a [u8], BatchError> {
+        let len = u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes"));
+        self.take(usize::from(len))
+    }
+
+    fn utf8(&mut self, field: &'a [u8]) -> Result<&'a str, BatchError> {
+        std::str::from_utf8(field).map_err(|_| BatchError::Malformed("header field is not UTF-8"))
+    }
+}
+
 impl<'a> BatchRef<'a> {
-    /// Reads a batch's header; the entries are not walked.
+    /// Reads a batch's header (version 2 or 1); the entries are not walked.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, BatchError> {
-        let short = BatchError::Malformed("truncated header");
-        let fixed = bytes.get(..FIXED_HEADER).ok_or(short.clone())?;
-        if fixed[0] != VERSION {
+        let mut header = HeaderReader { bytes, pos: 0 };
+        let fixed = header.take(FIXED_HEADER)?;
+        let (version, flags) = (fixed[0], fixed[1]);
+        if version != VERSION && version != VERSION_1 {
             return Err(BatchError::Malformed("unknown version"));
         }
+        let with_fingerprint = flags & FLAG_FINGERPRINT != 0;
         let received_at = u64::from_le_bytes(fixed[2..10].try_into().expect("8 bytes"));
         let entry_count = u32::from_le_bytes(fixed[10..14].try_into().expect("4 bytes"));
-        let mut pos = FIXED_HEADER;
-        let mut field = |len_bytes: usize| -> Result<&'a [u8], BatchError> {
-            let len = match len_bytes {
-                1 => usize::from(*bytes.get(pos).ok_or(short.clone())?),
-                _ => usize::from(u16::from_le_bytes(
-                    bytes
-                        .get(pos..pos + 2)
-                        .ok_or(short.clone())?
-                        .try_into()
-                        .expect("2 bytes"),
-                )),
-            };
-            pos += len_bytes;
-            let value = bytes.get(pos..pos + len).ok_or(short.clone())?;
-            pos += len;
-            Ok(value)
-        };
-        let utf8 = |b: &'a [u8]| {
-            std::str::from_utf8(b).map_err(|_| BatchError::Malformed("header field is not UTF-8"))
-        };
-        let tenant = utf8(field(1)?)?;
-        let label = utf8(field(1)?)?;
-        let chunk_field = field(1)?;
-        let tag = utf8(field(2)?)?;
-        let (chunk_id, received_fingerprint) = if fixed[1] & FLAG_FINGERPRINT != 0 {
-            let split =
-                chunk_field
-                    .len()
-                    .checked_sub(FINGERPRINT_LEN)
-                    .ok_or(BatchError::Malformed(
-                        "chunk field shorter than its fingerprint",
-                    ))?;
-            let (id, fingerprint) = chunk_field.split_at(split);
-            (id, Some(fingerprint))
+        let tenant = header.short_field()?;
+        let tenant = header.utf8(tenant)?;
+        let label = header.short_field()?;
+        let label = header.utf8(label)?;
+        let chunk_field = header.short_field()?;
+        let (chunk_id, received_fingerprint, origin) = if version == VERSION_1 {
+            let (id, fingerprint) = split_v1_chunk_field(chunk_field, with_fingerprint)?;
+            (id, fingerprint, &b""[..])
         } else {
-            (chunk_field, None)
+            let fingerprint = if with_fingerprint {
+                Some(header.take(FINGERPRINT_LEN)?)
+            } else {
+                None
+            };
+            (chunk_field, fingerprint, header.short_field()?)
         };
+        let tag = header.long_field()?;
+        let tag = header.utf8(tag)?;
         Ok(Self {
             received_at,
             entry_count,
@@ -220,8 +280,9 @@ impl<'a> BatchRef<'a> {
             label,
             chunk_id,
             received_fingerprint,
+            origin,
             tag,
-            entries: &bytes[pos..],
+            entries: &bytes[header.pos..],
         })
     }
 
@@ -229,6 +290,38 @@ impl<'a> BatchRef<'a> {
     pub fn iter(&self) -> crate::EntryIter<'a> {
         crate::EntryIter::new(self.entries)
     }
+
+    /// The sender's IP address, when the batch keeps one.
+    pub fn origin(&self) -> Option<IpAddr> {
+        match self.origin.len() {
+            4 => Some(IpAddr::from(
+                <[u8; 4]>::try_from(self.origin).expect("4 bytes"),
+            )),
+            16 => Some(IpAddr::from(
+                <[u8; 16]>::try_from(self.origin).expect("16 bytes"),
+            )),
+            _ => None,
+        }
+    }
+}
+
+/// A version 1 chunk id field: the id, then (with the fingerprint flag) its last 12 bytes are the
+/// fingerprint.
+fn split_v1_chunk_field(
+    field: &[u8],
+    with_fingerprint: bool,
+) -> Result<(&[u8], Option<&[u8]>), BatchError> {
+    if !with_fingerprint {
+        return Ok((field, None));
+    }
+    let split = field
+        .len()
+        .checked_sub(FINGERPRINT_LEN)
+        .ok_or(BatchError::Malformed(
+            "chunk field shorter than its fingerprint",
+        ))?;
+    let (id, fingerprint) = field.split_at(split);
+    Ok((id, Some(fingerprint)))
 }
 
 #[cfg(test)]
@@ -276,9 +369,113 @@ mod tests {
     }
 
     #[test]
+    fn a_chunk_id_of_255_bytes_is_stored_beside_its_fingerprint() {
+        let builder = BatchBuilder::new(TenantId::default_tenant(), "").unwrap();
+        for len in [243, 244, 250, 255] {
+            let id = vec![b'x'; len];
+            let bytes = builder
+                .encode_processed("app", &id, [7; FINGERPRINT_LEN], 1, b"e")
+                .unwrap_or_else(|e| panic!("a {len}-byte chunk id: {e}"));
+            let batch = BatchRef::parse(&bytes).unwrap();
+            assert_eq!(batch.chunk_id, &id[..]);
+            assert_eq!(
+                batch.received_fingerprint,
+                Some(&[7u8; FINGERPRINT_LEN][..])
+            );
+            assert_eq!(batch.entries, b"e");
+        }
+        assert!(matches!(
+            builder.encode("app", &[b'x'; 256], 0, b""),
+            Err(BatchError::TooLong {
+                field: "chunk id",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn keeps_the_senders_address() {
+        let builder = BatchBuilder::new(TenantId::default_tenant(), "")
+            .unwrap()
+            .from_origin("::ffff:127.0.0.2".parse().unwrap());
+        let bytes = builder.encode("app", b"id", 1, b"e").unwrap();
+        let batch = BatchRef::parse(&bytes).unwrap();
+        assert_eq!(batch.origin(), Some("127.0.0.2".parse().unwrap()));
+        let part = with_entries(&bytes, 1, b"f").unwrap();
+        assert_eq!(BatchRef::parse(&part).unwrap().origin, batch.origin);
+        let v6 = BatchBuilder::new(TenantId::default_tenant(), "")
+            .unwrap()
+            .from_origin("fd00::7".parse().unwrap());
+        let bytes = v6.encode("app", b"", 1, b"e").unwrap();
+        assert_eq!(
+            BatchRef::parse(&bytes).unwrap().origin(),
+            Some("fd00::7".parse().unwrap())
+        );
+        let bytes = BatchBuilder::new(TenantId::default_tenant(), "")
+            .unwrap()
+            .encode("app", b"", 1, b"e")
+            .unwrap();
+        assert_eq!(BatchRef::parse(&bytes).unwrap().origin(), None);
+    }
+
+    /// A version 1 batch as flumen wrote them before the origin field.
+    fn version_1(chunk_field: &[u8], flags: u8, tag: &str, entries: &[u8]) -> Vec<u8> {
+        let mut out = vec![1, flags];
+        out.extend_from_slice(&42u64.to_le_bytes());
+        out.extend_from_slice(&3u32.to_le_bytes());
+        for field in [&b"default"[..], b"lbl", chunk_field] {
+            out.push(field.len() as u8);
+            out.extend_from_slice(field);
+        }
+        out.extend_from_slice(&(tag.len() as u16).to_le_bytes());
+        out.extend_from_slice(tag.as_bytes());
+        out.extend_from_slice(entries);
+        out
+    }
+
+    #[test]
+    fn reads_version_1_batches() {
+        let plain = version_1(b"id-1", 0, "app", b"abc");
+        let batch = BatchRef::parse(&plain).unwrap();
+        assert_eq!(
+            (
+                batch.received_at,
+                batch.entry_count,
+                batch.tenant,
+                batch.label
+            ),
+            (42, 3, "default", "lbl")
+        );
+        assert_eq!(
+            (batch.chunk_id, batch.tag, batch.entries),
+            (&b"id-1"[..], "app", &b"abc"[..])
+        );
+        assert_eq!((batch.received_fingerprint, batch.origin()), (None, None));
+
+        let mut field = b"id-2".to_vec();
+        field.extend_from_slice(&[9; FINGERPRINT_LEN]);
+        let processed = version_1(&field, FLAG_FINGERPRINT, "app", b"abc");
+        let batch = BatchRef::parse(&processed).unwrap();
+        assert_eq!(batch.chunk_id, b"id-2");
+        assert_eq!(
+            batch.received_fingerprint,
+            Some(&[9u8; FINGERPRINT_LEN][..])
+        );
+        let part = with_entries(&processed, 1, b"b").unwrap();
+        let part = BatchRef::parse(&part).unwrap();
+        assert_eq!(
+            (part.chunk_id, part.entry_count, part.entries),
+            (&b"id-2"[..], 1, &b"b"[..])
+        );
+    }
+
+    #[test]
     fn rejects_truncated_headers() {
         let builder = BatchBuilder::new(TenantId::default_tenant(), "").unwrap();
-        let bytes = builder.encode("tag", b"", 0, b"").unwrap();
+        let bytes = builder
+            .from_origin("127.0.0.1".parse().unwrap())
+            .encode_processed("tag", b"id", [1; FINGERPRINT_LEN], 0, b"")
+            .unwrap();
         for cut in 0..bytes.len() {
             assert!(BatchRef::parse(&bytes[..cut]).is_err(), "cut at {cut}");
         }

@@ -407,8 +407,10 @@ fn default_weight() -> u32 {
 pub struct ForwardOutputConfig {
     /// Destinations, load-balanced by weight, with failover.
     pub servers: Vec<ForwardServerConfig>,
-    /// Ask for an acknowledgement of every chunk and resend on timeout (at-least-once).
-    #[serde(default)]
+    /// Ask for an acknowledgement of every chunk and resend on timeout (at-least-once). On by
+    /// default: without it a chunk counts as delivered once written to the socket, and what
+    /// the receiver loses after that is gone.
+    #[serde(default = "default_require_ack")]
     pub require_ack: bool,
     /// How long to wait for an acknowledgement.
     #[serde(default = "default_ack_timeout", with = "humantime_serde")]
@@ -428,6 +430,10 @@ pub struct ForwardOutputConfig {
     /// Retries.
     #[serde(default)]
     pub retry: RetryConfig,
+}
+
+fn default_require_ack() -> bool {
+    true
 }
 
 fn default_ack_timeout() -> Duration {

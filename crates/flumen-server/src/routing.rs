@@ -140,12 +140,19 @@ pub struct RouteCache {
     /// label → tag → decision.
     decisions: Decisions,
     remembered: usize,
+    /// The label and tag bytes the memo holds, plus a fixed cost per decision.
+    remembered_bytes: usize,
 }
 
 impl RouteCache {
     /// The most decisions remembered before the memo starts over (bounds memory when senders
     /// invent tags).
     const CAPACITY: usize = 4096;
+    /// The most bytes of labels and tags remembered before the memo starts over: senders'
+    /// tags may be up to 64 KiB each, and every connection has its own memo.
+    const CAPACITY_BYTES: usize = 256 * 1024;
+    /// What one decision costs besides its label and tag (maps' slots, the shared decision).
+    const DECISION_COST: usize = 64;
 
     /// A memo over `table`.
     pub fn new(table: Arc<RouteTable>) -> Self {
@@ -153,6 +160,7 @@ impl RouteCache {
             table,
             decisions: HashMap::new(),
             remembered: 0,
+            remembered_bytes: 0,
         }
     }
 
@@ -161,9 +169,12 @@ impl RouteCache {
         if let Some(hit) = self.decisions.get(label).and_then(|tags| tags.get(tag)) {
             return hit.clone();
         }
-        if self.remembered >= Self::CAPACITY {
+        let cost = label.len() + tag.len() + Self::DECISION_COST;
+        if self.remembered >= Self::CAPACITY || self.remembered_bytes + cost > Self::CAPACITY_BYTES
+        {
             self.decisions.clear();
             self.remembered = 0;
+            self.remembered_bytes = 0;
         }
         let decision = Arc::new(self.table.decide(label, tag));
         self.decisions
@@ -171,6 +182,7 @@ impl RouteCache {
             .or_default()
             .insert(tag.into(), decision.clone());
         self.remembered += 1;
+        self.remembered_bytes += cost;
         decision
     }
 }
@@ -284,5 +296,33 @@ mod tests {
         assert!(!other.by_content());
         assert!(!other.may_reach(index("alerts")));
         assert!(table.decide("x", "app.web").is_empty());
+    }
+
+    #[test]
+    fn the_decision_memo_holds_at_most_256_kib_of_tags() {
+        let (table, _) = table(
+            r#"
+            [outputs.store]
+            type = "null"
+            [[routes]]
+            match = ["**"]
+            outputs = ["store"]
+            "#,
+        );
+        let mut cache = RouteCache::new(Arc::new(table));
+        for n in 0..100 {
+            let tag = format!("{n}.{}", "t".repeat(60_000));
+            assert!(!cache.decide("", &tag).is_empty());
+            let held: usize = cache
+                .decisions
+                .values()
+                .flat_map(|tags| tags.keys())
+                .map(|tag| tag.len())
+                .sum();
+            assert!(
+                held <= RouteCache::CAPACITY_BYTES,
+                "{held} bytes of tags after {n}"
+            );
+        }
     }
 }

@@ -16,7 +16,7 @@ use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 
 use super::dead_letter::DeadLetter;
-use super::{Delivery, Sink};
+use super::{Delivery, DeliveryError, Sink, Undelivered, entries_of_batch};
 use crate::config::{BatchConfig, RetryConfig};
 use crate::routing::{Decision, RouteCache, RouteTable};
 
@@ -63,8 +63,8 @@ impl OutputMetrics {
 }
 
 enum Outcome {
-    Delivered,
-    DeadLettered,
+    /// Every event was delivered or dead-lettered.
+    Finished,
     /// Shutting down with the batch still undelivered: the cursor stays before it.
     Abandoned,
 }
@@ -168,16 +168,11 @@ impl OutputTask {
                     }
                 }
             }
-            match self.deliver_with_retries(&delivery, &mut stop).await {
-                Outcome::Abandoned => return,
-                Outcome::Delivered => {
-                    self.metrics.events.increment(delivery.events);
-                    self.metrics.bytes.increment(delivery.bytes);
-                }
-                Outcome::DeadLettered => self.metrics.dead_lettered.increment(delivery.events),
+            let ready = std::mem::take(&mut delivery);
+            if let Outcome::Abandoned = self.deliver_with_retries(ready, &mut stop).await {
+                return;
             }
             self.commit();
-            delivery = Delivery::default();
             linger_until = None;
         }
     }
@@ -198,70 +193,129 @@ impl OutputTask {
         self.metrics.backlog.set(backlog as f64);
     }
 
-    async fn deliver_with_retries(
-        &mut self,
-        delivery: &Delivery,
-        stop: &mut StopSignal,
-    ) -> Outcome {
+    /// Delivers `delivery`, retrying only what failed: a part its destination refused for good
+    /// is dead-lettered at once, the rest is retried until it is delivered or the retry budget
+    /// is spent (then it is dead-lettered too). Delivered and dead-lettered events are counted
+    /// as they go.
+    async fn deliver_with_retries(&mut self, delivery: Delivery, stop: &mut StopSignal) -> Outcome {
         let started = Instant::now();
+        let mut pending = delivery;
         let mut attempt = 0u32;
         loop {
-            let deadline = *stop.borrow();
-            let result = match deadline {
-                None => self.sink.deliver(delivery).await,
-                Some(deadline) => {
-                    match tokio::time::timeout_at(deadline.into(), self.sink.deliver(delivery))
-                        .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => return Outcome::Abandoned,
-                    }
-                }
+            let (events, bytes) = (pending.events, pending.bytes);
+            let Some(result) = self.deliver_before_deadline(&pending, stop).await else {
+                return Outcome::Abandoned;
             };
-            let error = match result {
-                Ok(()) => return Outcome::Delivered,
-                Err(error) => error,
+            let parts = match result {
+                Ok(()) => Vec::new(),
+                Err(undelivered) => undelivered.into_parts(pending),
             };
-            if !error.retryable || started.elapsed() >= self.retry.max_duration {
-                match self.dead_letter.write(delivery, &error.message) {
-                    Ok(()) => {
-                        tracing::error!(
-                            message = "Gave up on a batch; wrote it to the dead-letter file.",
-                            output = %self.name,
-                            events = delivery.events,
-                            path = %self.dead_letter.path().display(),
-                            %error,
-                        );
-                        return Outcome::DeadLettered;
-                    }
-                    Err(dl_error) => {
-                        tracing::error!(message = "Failed to write dead letters; retrying the batch.", output = %self.name, %dl_error);
-                    }
-                }
-            }
+            self.count_delivered(events, bytes, &parts);
+            let out_of_time = started.elapsed() >= self.retry.max_duration;
+            let Some((rest, error)) = self.dead_letter_or_keep(parts, out_of_time) else {
+                return Outcome::Finished;
+            };
+            pending = rest;
             self.report_backlog();
+            self.metrics.retries.increment(1);
             let wait = backoff(&self.retry, attempt);
             attempt = attempt.saturating_add(1);
-            self.metrics.retries.increment(1);
             tracing::warn!(
                 message = "Delivery failed; retrying.",
                 output = %self.name,
                 attempt,
+                events = pending.events,
                 wait_ms = wait.as_millis() as u64,
                 %error,
             );
-            let wake = Instant::now() + wait;
-            loop {
-                let deadline = *stop.borrow();
-                if deadline.is_some_and(|d| d <= wake) {
-                    tokio::time::sleep_until(deadline.expect("some").into()).await;
-                    return Outcome::Abandoned;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep_until(wake.into()) => break,
-                    _ = stop.changed() => {}
-                }
+            if !wait_unless_stopping(Instant::now() + wait, stop).await {
+                return Outcome::Abandoned;
             }
+        }
+    }
+
+    /// One attempt at `delivery`; `None` when flumen's shutdown deadline came first.
+    async fn deliver_before_deadline(
+        &mut self,
+        delivery: &Delivery,
+        stop: &StopSignal,
+    ) -> Option<Result<(), Undelivered>> {
+        let deadline = *stop.borrow();
+        match deadline {
+            None => Some(self.sink.deliver(delivery).await),
+            Some(deadline) => tokio::time::timeout_at(deadline.into(), self.sink.deliver(delivery))
+                .await
+                .ok(),
+        }
+    }
+
+    /// Counts what an attempt at `events` events of `bytes` bytes delivered: all but `undelivered`.
+    fn count_delivered(&self, events: u64, bytes: u64, undelivered: &[(Delivery, DeliveryError)]) {
+        let (lost_events, lost_bytes) = undelivered.iter().fold((0, 0), |(e, b), (part, _)| {
+            (e + part.events, b + part.bytes)
+        });
+        self.metrics
+            .events
+            .increment(events.saturating_sub(lost_events));
+        self.metrics
+            .bytes
+            .increment(bytes.saturating_sub(lost_bytes));
+    }
+
+    /// Dead-letters the undelivered parts that retrying cannot help (all of them once
+    /// `out_of_time`), and returns the others, as one delivery to retry, with an error of
+    /// theirs; `None` when nothing is left to retry.
+    fn dead_letter_or_keep(
+        &self,
+        undelivered: Vec<(Delivery, DeliveryError)>,
+        out_of_time: bool,
+    ) -> Option<(Delivery, DeliveryError)> {
+        let mut retry = Vec::new();
+        let mut last_error = None;
+        for (part, error) in undelivered {
+            if (!error.retryable || out_of_time) && self.dead_letter(&part, &error) {
+                continue;
+            }
+            retry.push(part);
+            last_error = Some(error);
+        }
+        Some((Delivery::merged(retry), last_error?))
+    }
+
+    /// Appends `part` to the dead-letter file and counts it; false when that failed too (the
+    /// part is then retried rather than lost).
+    fn dead_letter(&self, part: &Delivery, error: &DeliveryError) -> bool {
+        match self.dead_letter.write(part, &error.message) {
+            Ok(()) => {
+                tracing::error!(
+                    message = "Gave up on events; wrote them to the dead-letter file.",
+                    output = %self.name,
+                    events = part.events,
+                    path = %self.dead_letter.path().display(),
+                    %error,
+                );
+                self.metrics.dead_lettered.increment(part.events);
+                true
+            }
+            Err(dl_error) => {
+                tracing::error!(message = "Failed to write dead letters; retrying the events.", output = %self.name, %dl_error);
+                false
+            }
+        }
+    }
+}
+
+/// Waits until `wake`; false when flumen's shutdown deadline comes first (after waiting for it).
+async fn wait_unless_stopping(wake: Instant, stop: &mut StopSignal) -> bool {
+    loop {
+        let deadline = *stop.borrow();
+        if let Some(deadline) = deadline.filter(|d| *d <= wake) {
+            tokio::time::sleep_until(deadline.into()).await;
+            return false;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(wake.into()) => return true,
+            _ = stop.changed() => {}
         }
     }
 }
@@ -284,40 +338,16 @@ fn events_for_output(
     decision: &Decision,
     output: usize,
 ) -> Option<(Bytes, u32)> {
-    let mut entries = Vec::new();
-    let mut count = 0u32;
-    for entry in batch.iter() {
-        let Ok(entry) = entry else {
-            tracing::error!(
-                message = "Skipping the rest of an unreadable batch.",
-                tag = batch.tag
-            );
-            break;
-        };
-        let record = match Record::decode(entry.record) {
-            Ok(record) => record,
-            Err(error) => {
-                // The log holds validated records only, so this is a bug.
-                tracing::error!(message = "Skipping an event whose record cannot be read.", tag = batch.tag, %error);
-                continue;
-            }
-        };
-        if decision
+    entries_of_batch(payload, batch, |entry| match Record::decode(entry.record) {
+        Ok(record) => decision
             .outputs_for_event(batch.tag, &record)
-            .contains(&output)
-        {
-            entries.extend_from_slice(entry.raw);
-            count += 1;
+            .contains(&output),
+        Err(error) => {
+            // The log holds validated records only, so this is a bug.
+            tracing::error!(message = "Skipping an event whose record cannot be read.", tag = batch.tag, %error);
+            false
         }
-    }
-    if count == batch.entry_count {
-        return Some((payload.clone(), count));
-    }
-    if count == 0 {
-        return None;
-    }
-    let part = flumen_event::batch::with_entries(payload, count, &entries).ok()?;
-    Some((Bytes::from(part), count))
+    })
 }
 
 #[cfg(test)]

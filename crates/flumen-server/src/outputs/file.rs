@@ -17,7 +17,7 @@ use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
 
 use super::template::{Token, split_placeholders};
-use super::{Delivery, DeliveryError, render_event};
+use super::{Delivery, DeliveryError, Undelivered, render_event};
 use crate::config::{FileCompression, FileOutputConfig};
 
 /// A path template: literal text with strftime specifiers, `{{tag}}` and `{{tag[N]}}`.
@@ -105,6 +105,74 @@ struct OpenFile {
     opened: Instant,
 }
 
+/// The lines of one delivery bound for one file.
+#[derive(Default)]
+struct FileLines {
+    bytes: Vec<u8>,
+    /// For each event, its position in the delivery and where its line ends in `bytes`.
+    ends: Vec<(usize, usize)>,
+}
+
+impl FileLines {
+    /// The positions of the events whose lines do not fit in the first `written` bytes.
+    fn events_after(&self, written: usize) -> Vec<usize> {
+        self.ends
+            .iter()
+            .filter(|(_, end)| *end > written)
+            .map(|(position, _)| *position)
+            .collect()
+    }
+}
+
+/// A write that failed after the first `written` bytes of its lines were in files.
+struct WriteFailure {
+    written: usize,
+    error: std::io::Error,
+}
+
+/// Appends `bytes` to `open`, or, if that fails, cuts the file back to its previous length:
+/// a partial line or gzip member left behind would have the next write appended after it,
+/// corrupting the file (a gzip file would stop being readable from there).
+fn append(open: &mut OpenFile, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    // The length now rather than the one counted since the file was opened: another program
+    // may have truncated it (copytruncate) meanwhile, and cutting back must not extend it.
+    let before = open.file.metadata()?.len();
+    match open.file.write_all(bytes) {
+        Ok(()) => {
+            open.size = before + bytes.len() as u64;
+            Ok(())
+        }
+        Err(error) => {
+            if let Err(cut) = open.file.set_len(before) {
+                tracing::error!(
+                    message = "A failed write could not be cut back out of its file: it ends with a partial line or gzip member.",
+                    path = %path.display(),
+                    size = before,
+                    %cut,
+                );
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The delivery error for a failed write to `path`: permanent when writing the same events to
+/// the same file again cannot succeed (the name is too long or invalid, the file cannot grow,
+/// a directory is in the way), so that they are dead-lettered at once instead of holding up
+/// the output for the whole retry budget; retryable otherwise (a full disk, permissions).
+fn delivery_error(path: &Path, error: &std::io::Error) -> DeliveryError {
+    use std::io::ErrorKind;
+    let message = format!("{}: {error}", path.display());
+    match error.kind() {
+        ErrorKind::InvalidFilename
+        | ErrorKind::InvalidInput
+        | ErrorKind::FileTooLarge
+        | ErrorKind::IsADirectory
+        | ErrorKind::NotADirectory => DeliveryError::permanent(message),
+        _ => DeliveryError::retryable(message),
+    }
+}
+
 /// Writes events to files.
 pub struct FileSink {
     template: PathTemplate,
@@ -165,48 +233,71 @@ impl FileSink {
         &self.paths[tag].1
     }
 
-    /// Writes a delivery; blocking file I/O (the caller runs it where blocking is allowed).
-    pub(crate) fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
-        let mut lines: HashMap<PathBuf, Vec<u8>> = HashMap::new();
-        for (tag, entry) in delivery.events() {
-            let path = self.path_for(tag, entry.time);
-            // Events of a delivery mostly share a path: it is copied once, for the first.
-            match lines.get_mut(path) {
-                Some(buf) => render_event(buf, tag, &entry),
-                None => {
-                    let mut buf = Vec::new();
-                    render_event(&mut buf, tag, &entry);
-                    lines.insert(path.clone(), buf);
-                }
+    /// Writes a delivery, file by file; blocking file I/O (the caller runs it where blocking
+    /// is allowed). A file that fails takes only its own unwritten events with it.
+    pub(crate) fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
+        let mut unwritten = Vec::new();
+        for (path, lines) in self.lines_by_file(delivery) {
+            if let Err(failure) = self.write(&path, &lines.bytes) {
+                let events = lines.events_after(failure.written);
+                let part = delivery.select(|position| events.binary_search(&position).is_ok());
+                unwritten.push((part, delivery_error(&path, &failure.error)));
             }
         }
-        for (path, buf) in lines {
-            self.write(&path, &buf)
-                .map_err(|e| DeliveryError::retryable(format!("{}: {e}", path.display())))?;
+        if unwritten.is_empty() {
+            Ok(())
+        } else {
+            Err(Undelivered::Some(unwritten))
         }
-        Ok(())
+    }
+
+    /// The delivery's events as JSON lines, gathered by the file they go to.
+    fn lines_by_file(&mut self, delivery: &Delivery) -> HashMap<PathBuf, FileLines> {
+        let mut files: HashMap<PathBuf, FileLines> = HashMap::new();
+        for (position, (tag, entry)) in delivery.events().enumerate() {
+            let path = self.path_for(tag, entry.time);
+            // Events of a delivery mostly share a path: it is copied once, for the first.
+            if !files.contains_key(path) {
+                files.insert(path.clone(), FileLines::default());
+            }
+            let lines = files.get_mut(path).expect("inserted above");
+            render_event(&mut lines.bytes, tag, &entry);
+            lines.ends.push((position, lines.bytes.len()));
+        }
+        files
     }
 
     /// Appends whole lines to `path`, rotating first when the file is too old, and between
     /// lines whenever the next ones would take it past `rotate_size` — a delivery larger than
-    /// the limit is spread over several files rather than overshooting it.
-    fn write(&mut self, path: &Path, lines: &[u8]) -> std::io::Result<()> {
+    /// the limit is spread over several files rather than overshooting it. On failure, says
+    /// how much of `lines` is in files: a write that fails is cut back out of its file.
+    fn write(&mut self, path: &Path, lines: &[u8]) -> Result<(), WriteFailure> {
+        let mut rest = lines;
+        let failed_after = |rest: &[u8], error| WriteFailure {
+            written: lines.len() - rest.len(),
+            error,
+        };
         let max_age = self.rotate_interval;
         let too_old = |open: &OpenFile| max_age.is_some_and(|max| open.opened.elapsed() >= max);
         if self.open.get(path).is_some_and(too_old) {
             self.open.remove(path);
-            rotate(path)?;
+            rotate_or_keep(path);
         }
-        let mut rest = lines;
         while !rest.is_empty() {
-            let size = self.open_file(path)?.size;
+            let size = self
+                .open_file(path)
+                .map_err(|e| failed_after(rest, e))?
+                .size;
             let take = match self.rotate_size {
                 None => rest.len(),
                 Some(max) => match whole_lines_within(rest, max.saturating_sub(size)) {
                     0 if size > 0 => {
                         self.open.remove(path);
-                        rotate(path)?;
-                        continue;
+                        if rotate_or_keep(path) {
+                            continue;
+                        }
+                        // Kept: the rest goes on into the full file rather than nowhere.
+                        rest.len()
                     }
                     // A single line longer than the limit goes alone into a fresh file.
                     0 => first_line_len(rest),
@@ -214,16 +305,15 @@ impl FileSink {
                 },
             };
             let bytes = if self.gzip {
-                Cow::Owned(gzip_member(&rest[..take])?)
+                Cow::Owned(gzip_member(&rest[..take]).map_err(|e| failed_after(rest, e))?)
             } else {
                 Cow::Borrowed(&rest[..take])
             };
-            let open = self.open_file(path)?;
-            if let Err(error) = open.file.write_all(&bytes) {
+            let open = self.open_file(path).map_err(|e| failed_after(rest, e))?;
+            if let Err(error) = append(open, path, &bytes) {
                 self.open.remove(path);
-                return Err(error);
+                return Err(failed_after(rest, error));
             }
-            open.size += bytes.len() as u64;
             rest = &rest[take..];
         }
         Ok(())
@@ -281,6 +371,19 @@ fn gzip_member(data: &[u8]) -> std::io::Result<Vec<u8>> {
     gz.finish()
 }
 
+/// Rotates `path` (see [`rotate`]); true if it did. A file that cannot be rotated (its name
+/// with a timestamp added is too long, say) is kept and written on: rotation only tidies up,
+/// and must not cost the lines their file.
+fn rotate_or_keep(path: &Path) -> bool {
+    match rotate(path) {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::warn!(message = "Cannot rotate a file; writing on to it.", path = %path.display(), %error);
+            false
+        }
+    }
+}
+
 /// Renames a full file out of the way, with a UTC timestamp before its `.gz` (if any).
 fn rotate(path: &Path) -> std::io::Result<()> {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S").to_string();
@@ -330,32 +433,50 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_delivery_larger_than_rotate_size_is_spread_over_files() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A sink writing to `{{tag}}.log` (`.gz` with `gzip`) in `dir`, with `options`.
+    fn sink_in(dir: &Path, gzip: bool, options: &str) -> FileSink {
+        let compression = if gzip { "gzip" } else { "none" };
         let config: FileOutputConfig = toml::from_str(&format!(
-            "path = {:?}\nrotate_size = \"2KiB\"",
-            dir.path().join("{{tag}}.log").display().to_string()
+            "path = {:?}\ncompression = {compression:?}\n{options}",
+            dir.join("{{tag}}.log").display().to_string()
         ))
         .unwrap();
-        let mut sink = FileSink::new(&config).unwrap();
-        let mut entries = Vec::new();
+        FileSink::new(&config).unwrap()
+    }
+
+    /// A record with one field, `pad`, holding `pad`.
+    fn padded(pad: &str) -> Vec<u8> {
         let mut record = Vec::new();
         rmp::encode::write_map_len(&mut record, 1).unwrap();
         rmp::encode::write_str(&mut record, "pad").unwrap();
-        rmp::encode::write_str(&mut record, &"p".repeat(200)).unwrap();
-        for i in 0..50 {
-            flumen_event::entry::write_entry(&mut entries, EventTime::new(i, 0), &record);
+        rmp::encode::write_str(&mut record, pad).unwrap();
+        record
+    }
+
+    /// A delivery of one batch with tag `tag` and `records`, the i-th at second i.
+    fn delivery_of(tag: &str, records: &[Vec<u8>]) -> Delivery {
+        let mut entries = Vec::new();
+        for (i, record) in (0..).zip(records) {
+            flumen_event::entry::write_entry(&mut entries, EventTime::new(i, 0), record);
         }
         let builder =
             flumen_event::BatchBuilder::new(flumen_event::TenantId::default_tenant(), "").unwrap();
+        let count = records.len() as u32;
         let mut delivery = Delivery::default();
         delivery.push(
             0,
-            builder.encode("big", b"", 50, &entries).unwrap().into(),
-            50,
+            builder.encode(tag, b"", count, &entries).unwrap().into(),
+            count,
         );
-        sink.deliver(&delivery).unwrap();
+        delivery
+    }
+
+    #[test]
+    fn a_delivery_larger_than_rotate_size_is_spread_over_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink_in(dir.path(), false, "rotate_size = \"2KiB\"");
+        let records = vec![padded(&"p".repeat(200)); 50];
+        sink.deliver(&delivery_of("big", &records)).unwrap();
 
         let files: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -375,6 +496,108 @@ mod tests {
             lines += text.lines().count();
         }
         assert_eq!(lines, 50, "every event, once");
+    }
+
+    #[test]
+    fn lines_for_a_file_that_cannot_be_rotated_are_written_to_it_anyway() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sink = sink_in(dir.path(), false, "rotate_size = \"1KiB\"");
+        // `<tag>.log` fits in a file name; with a rotation stamp added it does not.
+        let tag = "r".repeat(245);
+        let records = vec![padded(&"p".repeat(200)); 10];
+        for _ in 0..2 {
+            sink.deliver(&delivery_of(&tag, &records)).unwrap();
+        }
+        let text = fs::read_to_string(dir.path().join(format!("{tag}.log"))).unwrap();
+        assert_eq!(text.lines().count(), 20, "every line, in the one file");
+    }
+
+    /// Set in the child process [`a_write_cut_short_by_the_file_size_limit_leaves_a_valid_gzip_file`]
+    /// starts: the directory to write in.
+    const LIMITED_CHILD_DIR: &str = "FLUMEN_TEST_FILE_SIZE_LIMITED_DIR";
+
+    #[test]
+    fn a_write_cut_short_by_the_file_size_limit_leaves_a_valid_gzip_file() {
+        match std::env::var_os(LIMITED_CHILD_DIR) {
+            Some(dir) => write_gzip_deliveries_past_the_file_size_limit(Path::new(&dir)),
+            None => run_under_a_file_size_limit(
+                "a_write_cut_short_by_the_file_size_limit_leaves_a_valid_gzip_file",
+            ),
+        }
+    }
+
+    /// Runs test `name` of this binary again in a child process whose files cannot grow past a
+    /// few dozen KiB (RLIMIT_FSIZE, which is per process: the tests beside this one must not
+    /// feel it), with SIGXFSZ ignored so that a write past the limit fails with EFBIG.
+    fn run_under_a_file_size_limit(name: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let test = format!("{}::{name}", module_path!().split_once("::").unwrap().1);
+        let output = std::process::Command::new("/bin/sh")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 64 && exec \"$0\" \"$@\"")
+            .arg(std::env::current_exe().unwrap())
+            .args(["--exact", &test, "--nocapture", "--test-threads=1"])
+            .env(LIMITED_CHILD_DIR, dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            output.status.success() && stdout.contains("1 passed"),
+            "the child test failed ({}):\n{stdout}\n{stderr}",
+            output.status
+        );
+    }
+
+    /// Gzip deliveries of incompressible lines until one fails at the file size limit, then a
+    /// small one that fits again; the file must hold exactly the delivered lines, readable.
+    fn write_gzip_deliveries_past_the_file_size_limit(dir: &Path) {
+        let mut sink = sink_in(dir, true, "");
+        let mut delivered = Vec::new();
+        let mut failed = false;
+        for round in 0..100 {
+            let pads: Vec<String> = (0..20).map(|_| random_text(1000)).collect();
+            let records: Vec<_> = pads.iter().map(|pad| padded(pad)).collect();
+            match sink.deliver(&delivery_of("limited", &records)) {
+                Ok(()) => delivered.extend(pads),
+                Err(undelivered) => {
+                    let parts = undelivered.into_parts(Delivery::default());
+                    assert_eq!(parts.len(), 1, "round {round}");
+                    let (part, error) = &parts[0];
+                    assert_eq!(part.events, 20, "the whole delivery is undelivered");
+                    assert!(!error.retryable, "a file that cannot grow: {error}");
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        assert!(failed, "the file size limit was never reached");
+        // The failed write was cut back out, so a small delivery fits again.
+        sink.deliver(&delivery_of("limited", &[padded("after")]))
+            .unwrap();
+        delivered.push("after".to_owned());
+
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::MultiGzDecoder::new(File::open(dir.join("limited.log.gz")).unwrap()),
+            &mut text,
+        )
+        .expect("a valid gzip file");
+        let pads: Vec<String> = text
+            .lines()
+            .map(|line| {
+                let event: serde_json::Value = serde_json::from_str(line).unwrap();
+                event["record"]["pad"].as_str().unwrap().to_owned()
+            })
+            .collect();
+        assert_eq!(pads, delivered, "every delivered line once, nothing else");
+    }
+
+    /// `len` random letters and digits: text gzip cannot shrink much.
+    fn random_text(len: usize) -> String {
+        std::iter::repeat_with(fastrand::alphanumeric)
+            .take(len)
+            .collect()
     }
 
     #[test]

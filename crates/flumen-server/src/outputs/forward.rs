@@ -1,14 +1,14 @@
 //! The forward output: PackedForward chunks to Fluentd, Fluent Bit or another flumen.
 //!
-//! With `require_ack`, every batch of the log travels as one chunk whose `chunk` id is derived
-//! from this output's identity and the batch's position in the log, and the delivery only
-//! succeeds once each id comes back; a missing or wrong answer within `ack_timeout` fails the
-//! delivery, and the driver resends it — even after a restart — with the same ids and the same
-//! events, so a receiver that remembers ids (flumen does) stores it once. Without acks,
-//! consecutive batches with the same tag are merged into one chunk. Servers are chosen by
-//! weight among those that are up; a server that fails is left alone for `recover_wait` and the
-//! delivery moves on to the next (failover); `standby` servers are used only when no other is
-//! up.
+//! With `require_ack` (the default), every batch of the log travels as one chunk whose `chunk`
+//! id is derived from this output's identity and the batch's position in the log, and the
+//! delivery only succeeds once each id comes back; a missing or wrong answer within
+//! `ack_timeout` fails the chunks not acknowledged yet, and the driver resends those — even
+//! after a restart — with the same ids and the same events, so a receiver that remembers ids
+//! (flumen does) stores them once. Without acks, consecutive batches with the same tag are
+//! merged into one chunk. Servers are chosen by weight among those that are up; a server that
+//! fails is left alone for `recover_wait` and the delivery moves on to the next (failover);
+//! `standby` servers are used only when no other is up.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +18,7 @@ use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Delivery, DeliveryError, fnv1a};
+use super::{Delivery, DeliveryError, Undelivered, fnv1a};
 use crate::config::{FileCompression, ForwardOutputConfig};
 
 /// The most entry bytes merged into one chunk.
@@ -60,10 +60,23 @@ struct OpenChunk {
     count: u32,
 }
 
-/// Encoded chunks of one delivery: the bytes to send and the ack each chunk waits for.
+/// Encoded chunks of one delivery: the bytes to send and the ack each chunk waits for, with
+/// the log position of the chunk's last batch.
 struct Chunks {
     bytes: Vec<u8>,
-    acks: Vec<String>,
+    acks: Vec<(String, u64)>,
+}
+
+/// A send that failed after the first `acked` chunks were acknowledged.
+struct SendFailure {
+    acked: usize,
+    message: String,
+}
+
+impl From<String> for SendFailure {
+    fn from(message: String) -> Self {
+        Self { acked: 0, message }
+    }
 }
 
 impl ForwardSink {
@@ -94,25 +107,40 @@ impl ForwardSink {
         }
     }
 
-    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
+    /// Sends the delivery to one server, failing over to the next while none has taken any of
+    /// it. Once a server acknowledged some chunks, only the others are handed back: sending
+    /// the acknowledged ones again, perhaps to a server that does not know their ids, would
+    /// store them twice.
+    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
         let chunks = self.encode(delivery);
         let mut failures = Vec::new();
         for index in self.candidates() {
-            match self.send(index, &chunks).await {
-                Ok(()) => return Ok(()),
-                Err(error) => {
-                    let server = &mut self.servers[index];
-                    tracing::warn!(message = "Forward server failed; trying the next.", server = %server.address, %error);
-                    server.connection = None;
-                    server.down_until = Some(Instant::now() + self.recover_wait);
-                    failures.push(format!("{}: {error}", server.address));
-                }
+            let Err(failure) = self.send(index, &chunks).await else {
+                return Ok(());
+            };
+            let server = &mut self.servers[index];
+            tracing::warn!(message = "Forward server failed; trying the next.", server = %server.address, error = %failure.message);
+            server.connection = None;
+            server.down_until = Some(Instant::now() + self.recover_wait);
+            let failed = format!("{}: {}", server.address, failure.message);
+            if let Some((_, last_acked)) = failure.acked.checked_sub(1).map(|i| &chunks.acks[i]) {
+                let error = DeliveryError::retryable(format!(
+                    "forward server {failed}, after acknowledging {} of {} chunks",
+                    failure.acked,
+                    chunks.acks.len()
+                ));
+                return Err(Undelivered::Some(vec![(
+                    delivery.after(*last_acked),
+                    error,
+                )]));
             }
+            failures.push(failed);
         }
         Err(DeliveryError::retryable(format!(
             "no forward server took the chunk ({})",
             failures.join("; ")
-        )))
+        ))
+        .into())
     }
 
     /// Servers to try, in order: up primaries (picked by weight), up standbys, then — if none
@@ -197,7 +225,7 @@ impl ForwardSink {
             id.as_deref(),
             self.compression,
         );
-        chunks.acks.extend(id);
+        chunks.acks.extend(id.map(|id| (id, chunk.last_seq)));
         entries.clear();
     }
 
@@ -213,7 +241,7 @@ impl ForwardSink {
         base64::engine::general_purpose::STANDARD.encode(raw)
     }
 
-    async fn send(&mut self, index: usize, chunks: &Chunks) -> Result<(), String> {
+    async fn send(&mut self, index: usize, chunks: &Chunks) -> Result<(), SendFailure> {
         let (connect_timeout, ack_timeout) = (self.connect_timeout, self.ack_timeout);
         let server = &mut self.servers[index];
         if server.connection.is_none() {
@@ -229,36 +257,108 @@ impl ForwardSink {
             .write_all(&chunks.bytes)
             .await
             .map_err(|e| format!("write: {e}"))?;
-        if chunks.acks.is_empty() {
-            return Ok(());
-        }
-        let deadline = tokio::time::Instant::now() + ack_timeout;
-        let mut buf = BytesMut::with_capacity(256);
-        for expected in &chunks.acks {
-            loop {
-                match decode_ack(&buf) {
-                    Ok(Some((chunk, used))) => {
-                        if chunk != expected.as_bytes() {
-                            return Err(format!(
-                                "acknowledgement for chunk {:?}, expected {expected:?}",
-                                String::from_utf8_lossy(chunk)
-                            ));
-                        }
-                        buf.advance(used);
-                        break;
+        read_acks(stream, &chunks.acks, ack_timeout).await
+    }
+}
+
+/// Reads the acknowledgement of each chunk, in order, within `timeout`.
+async fn read_acks(
+    stream: &mut TcpStream,
+    acks: &[(String, u64)],
+    timeout: Duration,
+) -> Result<(), SendFailure> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = BytesMut::with_capacity(256);
+    for (acked, (expected, _)) in acks.iter().enumerate() {
+        let failed = |message: String| SendFailure { acked, message };
+        loop {
+            match decode_ack(&buf) {
+                Ok(Some((chunk, used))) => {
+                    if chunk != expected.as_bytes() {
+                        return Err(failed(format!(
+                            "acknowledgement for chunk {:?}, expected {expected:?}",
+                            String::from_utf8_lossy(chunk)
+                        )));
                     }
-                    Ok(None) => {}
-                    Err(error) => return Err(format!("bad acknowledgement: {error}")),
+                    buf.advance(used);
+                    break;
                 }
-                let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
-                    .await
-                    .map_err(|_| "no acknowledgement within ack_timeout".to_owned())?
-                    .map_err(|e| format!("read: {e}"))?;
-                if read == 0 {
-                    return Err("connection closed before the acknowledgement".into());
-                }
+                Ok(None) => {}
+                Err(error) => return Err(failed(format!("bad acknowledgement: {error}"))),
+            }
+            let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut buf))
+                .await
+                .map_err(|_| failed("no acknowledgement within ack_timeout".to_owned()))?
+                .map_err(|e| failed(format!("read: {e}")))?;
+            if read == 0 {
+                return Err(failed(
+                    "connection closed before the acknowledgement".to_owned(),
+                ));
             }
         }
-        Ok(())
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    use flumen_codec::forward::encode_ack;
+    use flumen_event::{BatchBuilder, EventTime, TenantId};
+
+    use super::*;
+
+    /// A delivery of one event per batch, batches at log positions `seqs`.
+    fn delivery_at(seqs: &[u64]) -> Delivery {
+        let builder = BatchBuilder::new(TenantId::default_tenant(), "").unwrap();
+        let mut delivery = Delivery::default();
+        for &seq in seqs {
+            let mut entries = Vec::new();
+            flumen_event::entry::write_entry(&mut entries, EventTime::new(seq, 0), &[0x80]);
+            delivery.push(
+                seq,
+                builder.encode("t", b"", 1, &entries).unwrap().into(),
+                1,
+            );
+        }
+        delivery
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunks_acknowledged_before_a_timeout_are_not_sent_again() {
+        let receiver = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let config: ForwardOutputConfig = toml::from_str(&format!(
+            "servers = [{{ address = \"{}\" }}]\nack_timeout = \"300ms\"",
+            receiver.local_addr().unwrap()
+        ))
+        .unwrap();
+        let mut sink = ForwardSink::new(&config, "node/out");
+        let first_id = sink.chunk_id(&OpenChunk {
+            tag: "t".into(),
+            first_seq: 7,
+            last_seq: 7,
+            count: 1,
+        });
+        // A receiver that acknowledges the first chunk only, and then reads on in silence.
+        std::thread::spawn(move || {
+            let (mut stream, _) = receiver.accept().unwrap();
+            let mut ack = Vec::new();
+            encode_ack(first_id.as_bytes(), &mut ack);
+            stream.write_all(&ack).unwrap();
+            let mut buf = [0u8; 4096];
+            while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+        });
+
+        let delivery = delivery_at(&[7, 8, 9]);
+        let Err(Undelivered::Some(parts)) = sink.deliver(&delivery).await else {
+            panic!("expected the unacknowledged chunks back");
+        };
+        assert_eq!(parts.len(), 1);
+        let (rest, error) = &parts[0];
+        let seqs: Vec<u64> = rest.batches.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [8, 9], "the acknowledged chunk is delivered");
+        assert_eq!(rest.events, 2);
+        assert!(error.retryable, "{error}");
     }
 }

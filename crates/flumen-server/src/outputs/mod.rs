@@ -2,9 +2,10 @@
 //!
 //! Every output runs the same [`driver`]: it reads the durable log through its own cursor,
 //! keeps the batches its routes give it, gathers them into a delivery ([`Delivery`]) by events,
-//! bytes and time, hands the delivery to its [`Sink`], retries failures with exponential backoff
-//! and jitter, writes what still fails after the retry budget to a dead-letter file, and only
-//! then moves its cursor. A sink only knows how to deliver once; everything about *when* and
+//! bytes and time, hands the delivery to its [`Sink`], retries what failed with exponential
+//! backoff and jitter, writes what still fails after the retry budget (or was refused for good)
+//! to a dead-letter file, and only then moves its cursor. A sink says what it did not deliver
+//! ([`Undelivered`]); the rest is never sent again. A sink only knows how to deliver once; everything about *when* and
 //! *again* lives in the driver.
 //!
 //! Adding an output means a module here with a sink type, a variant of [`Sink`] and of
@@ -48,14 +49,22 @@ impl Delivery {
 
     /// The batches, with their headers read.
     pub fn iter(&self) -> impl Iterator<Item = (u64, BatchRef<'_>)> {
-        self.batches.iter().filter_map(|(seq, bytes)| match BatchRef::parse(bytes) {
-            Ok(batch) => Some((*seq, batch)),
-            Err(error) => {
-                // The log's checksum passed, so this is a bug or a foreign file, not disk rot.
-                tracing::error!(message = "Skipping an unreadable batch from the log.", seq, %error);
-                None
-            }
-        })
+        self.parsed().map(|(_, seq, batch)| (seq, batch))
+    }
+
+    /// The batches with their index in `batches` and their headers read.
+    fn parsed(&self) -> impl Iterator<Item = (usize, u64, BatchRef<'_>)> {
+        self.batches
+            .iter()
+            .enumerate()
+            .filter_map(|(index, (seq, bytes))| match BatchRef::parse(bytes) {
+                Ok(batch) => Some((index, *seq, batch)),
+                Err(error) => {
+                    // The log's checksum passed, so this is a bug or a foreign file, not disk rot.
+                    tracing::error!(message = "Skipping an unreadable batch from the log.", seq, %error);
+                    None
+                }
+            })
     }
 
     /// Every event, with its tag, in log order. An entry that cannot be read (the log only
@@ -72,6 +81,78 @@ impl Delivery {
             })
         })
     }
+
+    /// The events whose position in [`Delivery::events`] `keep` accepts, as a delivery of their
+    /// own: what a sink hands back as not delivered.
+    pub fn select(&self, mut keep: impl FnMut(usize) -> bool) -> Delivery {
+        let mut part = Delivery::default();
+        let mut position = 0;
+        for (index, seq, batch) in self.parsed() {
+            let kept = entries_of_batch(&self.batches[index].1, &batch, |_| {
+                position += 1;
+                keep(position - 1)
+            });
+            if let Some((bytes, events)) = kept {
+                part.push(seq, bytes, events);
+            }
+        }
+        part
+    }
+
+    /// The batches after log position `seq`, as a delivery of their own.
+    pub fn after(&self, seq: u64) -> Delivery {
+        let mut rest = Delivery::default();
+        for (index, batch_seq, batch) in self.parsed().filter(|(_, s, _)| *s > seq) {
+            rest.push(batch_seq, self.batches[index].1.clone(), batch.entry_count);
+        }
+        rest
+    }
+
+    /// The events of all `parts` in one delivery, in log order.
+    pub fn merged(parts: impl IntoIterator<Item = Delivery>) -> Delivery {
+        let mut merged = Delivery::default();
+        for part in parts {
+            merged.events += part.events;
+            merged.bytes += part.bytes;
+            merged.batches.extend(part.batches);
+        }
+        // Stable: parts of one batch (events for different files, say) keep their order.
+        merged.batches.sort_by_key(|(seq, _)| *seq);
+        merged
+    }
+}
+
+/// The entries of the stored batch `payload` that `keep` accepts: the batch itself when it
+/// accepts all, `None` when it accepts none, otherwise a copy with only those entries. Entries
+/// after one that cannot be read are left out, as [`Delivery::events`] leaves them out.
+pub(crate) fn entries_of_batch(
+    payload: &Bytes,
+    batch: &BatchRef<'_>,
+    mut keep: impl FnMut(&Entry<'_>) -> bool,
+) -> Option<(Bytes, u32)> {
+    let mut entries = Vec::new();
+    let mut count = 0u32;
+    for entry in batch.iter() {
+        let Ok(entry) = entry else {
+            tracing::error!(
+                message = "Skipping the rest of an unreadable batch.",
+                tag = batch.tag
+            );
+            break;
+        };
+        if keep(&entry) {
+            entries.extend_from_slice(entry.raw);
+            count += 1;
+        }
+    }
+    if count == batch.entry_count {
+        return Some((payload.clone(), count));
+    }
+    if count == 0 {
+        return None;
+    }
+    let part = flumen_event::batch::with_entries(payload, count, &entries).ok()?;
+    Some((Bytes::from(part), count))
 }
 
 /// Appends an event as a JSON line; one that cannot be rendered is logged and leaves nothing
@@ -90,6 +171,32 @@ pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |hash, b| {
         (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// What a sink did not deliver. Everything else of the delivery was delivered, and is never
+/// sent again: a retry carries only what is named here.
+#[derive(Debug)]
+pub enum Undelivered {
+    /// Nothing was delivered.
+    All(DeliveryError),
+    /// Only these parts were not, each for its own reason (the rest was).
+    Some(Vec<(Delivery, DeliveryError)>),
+}
+
+impl From<DeliveryError> for Undelivered {
+    fn from(error: DeliveryError) -> Self {
+        Undelivered::All(error)
+    }
+}
+
+impl Undelivered {
+    /// The parts of `delivery` (the delivery the sink was given) not delivered, with why.
+    pub fn into_parts(self, delivery: Delivery) -> Vec<(Delivery, DeliveryError)> {
+        match self {
+            Undelivered::All(error) => vec![(delivery, error)],
+            Undelivered::Some(parts) => parts,
+        }
+    }
 }
 
 /// A failed delivery.
@@ -136,15 +243,73 @@ pub enum Sink {
 }
 
 impl Sink {
-    /// Delivers every event of `delivery`, or fails as a whole.
-    pub async fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
+    /// Delivers every event of `delivery`, or says which were not delivered.
+    pub async fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
         match self {
-            Sink::Stdout(sink) => sink.deliver(delivery).await,
+            Sink::Stdout(sink) => Ok(sink.deliver(delivery).await?),
             // File writes block; this runtime is multi-threaded, so other tasks move elsewhere.
+            // Files are written one by one: a delivery can succeed in part.
             Sink::File(sink) => tokio::task::block_in_place(|| sink.deliver(delivery)),
+            // Chunks are acknowledged one by one: a delivery can succeed in part.
             Sink::Forward(sink) => sink.deliver(delivery).await,
-            Sink::Webhook(sink) => sink.deliver(delivery).await,
+            Sink::Webhook(sink) => Ok(sink.deliver(delivery).await?),
             Sink::Null => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use flumen_event::{BatchBuilder, EventTime, TenantId};
+
+    /// A delivery of `batches` batches of `per_batch` events, numbered by their time in seconds.
+    fn numbered(batches: u64, per_batch: u64) -> Delivery {
+        let builder = BatchBuilder::new(TenantId::default_tenant(), "").unwrap();
+        let mut delivery = Delivery::default();
+        for seq in 0..batches {
+            let mut entries = Vec::new();
+            for n in seq * per_batch..(seq + 1) * per_batch {
+                flumen_event::entry::write_entry(&mut entries, EventTime::new(n, 0), &[0x80]);
+            }
+            let count = per_batch as u32;
+            let batch = builder.encode("t", b"", count, &entries).unwrap();
+            delivery.push(seq, batch.into(), count);
+        }
+        delivery
+    }
+
+    fn seconds(delivery: &Delivery) -> Vec<u64> {
+        delivery
+            .events()
+            .map(|(_, entry)| entry.time.secs)
+            .collect()
+    }
+
+    #[test]
+    fn parts_selected_from_a_delivery_merge_back_into_it() {
+        let delivery = numbered(3, 4);
+        let odd = delivery.select(|position| position % 2 == 1);
+        let even = delivery.select(|position| position % 2 == 0);
+        assert_eq!(seconds(&odd), [1, 3, 5, 7, 9, 11]);
+        assert_eq!((odd.events, odd.batches.len()), (6, 3));
+        let merged = Delivery::merged([odd, even]);
+        assert_eq!(merged.events, 12);
+        let mut all = seconds(&merged);
+        all.sort_unstable();
+        assert_eq!(all, (0..12).collect::<Vec<_>>());
+        // In log order, batch by batch.
+        let seqs: Vec<u64> = merged.batches.iter().map(|(seq, _)| *seq).collect();
+        assert_eq!(seqs, [0, 0, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn selecting_every_event_of_a_batch_shares_it() {
+        let delivery = numbered(2, 3);
+        let first = delivery.select(|position| position < 3);
+        assert_eq!(first.batches.len(), 1);
+        assert_eq!(first.batches[0].1, delivery.batches[0].1);
+        assert_eq!(first.bytes, delivery.batches[0].1.len() as u64);
+        assert!(delivery.select(|_| false).is_empty());
     }
 }

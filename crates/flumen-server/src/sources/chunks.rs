@@ -8,22 +8,38 @@
 //! that first append and shares its acknowledgement; a resend of a chunk whose append failed is
 //! appended anew.
 //!
-//! A chunk is known by its id *and its contents* (length and CRC32C of its entries): a resend
-//! carries the very same bytes, while ids alone are not unique in practice — Debian's
-//! fluent-logger-golang, built with Go 1.19, draws them from an unseeded generator, so every
-//! process sends the same sequence of ids. Two chunks with the same id and different events are
-//! both stored.
+//! A chunk is known by its sender, its id *and its contents* (length and CRC32C of its
+//! entries): a resend carries the very same bytes, while ids alone are not unique in practice —
+//! Debian's fluent-logger-golang, built with Go 1.19, draws them from an unseeded generator, so
+//! every process sends the same sequence of ids, and with whole-second times two replicas' first
+//! chunks can be identical to the byte. The sender is its IP address (not its port: a resend
+//! comes on a new connection), so two hosts never share a chunk while a host's resends after a
+//! reconnect are still recognised. Two chunks with the same id and different events are both
+//! stored.
 //!
-//! The ledger is bounded (oldest ids are forgotten first) and survives restarts: chunk ids are
-//! stored in every batch's header in the log, and [`ChunkLedger::rebuild`] reads them back (with
-//! the entries they are checked against) from the newest segments on start.
+//! The ledger is bounded in entries and in bytes: a chunk is remembered by a keyed 128-bit
+//! digest of what identifies it, never by the sender's id bytes (sources refuse ids over
+//! [`MAX_CHUNK_ID_LEN`] bytes before they get here), and a claim whose chunk was refused is
+//! forgotten. The oldest chunks are forgotten first. The ledger survives restarts: chunk ids and
+//! origins are stored in every batch's header in the log, and [`ChunkLedger::rebuild`] reads
+//! them back (with the entries they are checked against) from as many of the newest segments as
+//! it takes to fill it, up to [`MAX_REBUILD_SEGMENTS`].
 
 use std::collections::{HashMap, VecDeque};
+use std::hash::{BuildHasher, Hasher, RandomState};
 use std::sync::Mutex;
 
 use flumen_event::batch::FINGERPRINT_LEN;
 use flumen_wal::{Wal, WalError};
 use tokio::sync::watch;
+
+/// The longest chunk id a sender may use. Fluentd's and Fluent Bit's ids are 16 random bytes
+/// sent as 24 Base64 characters; the Go and Java loggers' are as long or shorter.
+pub const MAX_CHUNK_ID_LEN: usize = 128;
+
+/// The most segments a rebuild reads, newest first, to fill the ledger: bounds the start-up
+/// time of a log of many segments with few chunk ids.
+pub const MAX_REBUILD_SEGMENTS: usize = 64;
 
 /// What became of a chunk's first append.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,43 +72,138 @@ impl ChunkAck {
     }
 }
 
-/// Whether a chunk id is new.
+/// The chunks a connection has taken whose senders wait for their acknowledgement, oldest
+/// first, bounded in bytes: a connection stops reading new frames while the queue
+/// [`AckQueue::is_full`], so that a sender whose acks are held back (a joining filter holds a
+/// line, the log syncs slowly) cannot grow it without end.
+#[derive(Debug, Default)]
+pub struct AckQueue {
+    acks: VecDeque<(Vec<u8>, ChunkAck)>,
+    bytes: usize,
+}
+
+impl AckQueue {
+    /// The most bytes of waiting acknowledgements one connection keeps before it stops reading.
+    pub const MAX_BYTES: usize = 8 * 1024 * 1024;
+    /// What one waiting acknowledgement costs besides its chunk id (the queue's slot, the
+    /// outcome channel).
+    const ACK_COST: usize = 160;
+
+    /// Queues the acknowledgement of `chunk`, due once `ack` resolves.
+    pub fn push_back(&mut self, (chunk, ack): (Vec<u8>, ChunkAck)) {
+        self.bytes += chunk.len() + Self::ACK_COST;
+        self.acks.push_back((chunk, ack));
+    }
+
+    /// The oldest waiting acknowledgement.
+    pub fn front_mut(&mut self) -> Option<&mut (Vec<u8>, ChunkAck)> {
+        self.acks.front_mut()
+    }
+
+    /// Takes the oldest waiting acknowledgement.
+    pub fn pop_front(&mut self) -> Option<(Vec<u8>, ChunkAck)> {
+        let oldest = self.acks.pop_front()?;
+        self.bytes -= oldest.0.len() + Self::ACK_COST;
+        Some(oldest)
+    }
+
+    /// True when no acknowledgement waits.
+    pub fn is_empty(&self) -> bool {
+        self.acks.is_empty()
+    }
+
+    /// True when the queue holds [`AckQueue::MAX_BYTES`] or more: read no more frames until
+    /// acknowledgements go out.
+    pub fn is_full(&self) -> bool {
+        self.bytes >= Self::MAX_BYTES
+    }
+}
+
+/// What identifies a chunk in the ledger: a digest of its tenant, origin, id and fingerprint.
+pub type ChunkKey = u128;
+
+/// What a chunk is: everything its key is made of.
+#[derive(Debug, Clone, Copy)]
+pub struct ChunkIdentity<'a> {
+    /// The tenant (ids are the senders').
+    pub tenant: &'a str,
+    /// The sender's address as batches store it (empty when unknown).
+    pub origin: &'a [u8],
+    /// The sender's chunk id.
+    pub id: &'a [u8],
+}
+
+/// Whether a chunk is new.
 #[derive(Debug)]
 pub enum Claim {
     /// First time (or the first attempt failed): append it, then publish its outcome here.
-    New(watch::Sender<ChunkState>),
+    New(Claimed),
     /// Seen before: wait on this instead of appending.
     Seen(ChunkAck),
 }
 
-#[derive(Debug, Default)]
-struct Ids {
-    by_id: HashMap<Box<[u8]>, watch::Receiver<ChunkState>>,
-    order: VecDeque<Box<[u8]>>,
+/// A chunk claimed for appending.
+#[derive(Debug)]
+pub struct Claimed {
+    /// Where the outcome of its append is published.
+    pub outcome: watch::Sender<ChunkState>,
+    /// Its key, to [`ChunkLedger::forget`] it if it is refused.
+    pub key: ChunkKey,
 }
 
-/// Recent chunk ids per tenant and what became of them.
+#[derive(Debug, Default)]
+struct Ids {
+    /// Each chunk's outcome and when it was remembered.
+    by_key: HashMap<ChunkKey, (u64, watch::Receiver<ChunkState>)>,
+    /// Keys in the order they were remembered; an entry whose generation is no longer the
+    /// key's in `by_key` is stale (forgotten or remembered again since).
+    order: VecDeque<(ChunkKey, u64)>,
+    generation: u64,
+}
+
+/// Recent chunks per tenant and sender, and what became of them.
 #[derive(Debug)]
 pub struct ChunkLedger {
     ids: Mutex<Ids>,
     capacity: usize,
+    /// Two independently keyed SipHash instances make a 128-bit digest that senders cannot
+    /// steer into collisions (their keys are random per process).
+    digests: [RandomState; 2],
 }
 
 impl ChunkLedger {
-    /// A ledger remembering the `capacity` most recent ids.
+    /// A ledger remembering the `capacity` most recent chunks.
     pub fn new(capacity: usize) -> Self {
         Self {
             ids: Mutex::new(Ids::default()),
             capacity: capacity.max(1),
+            digests: [RandomState::new(), RandomState::new()],
         }
     }
 
-    /// A ledger holding the chunk ids of the log's two newest segments.
+    /// A ledger holding the chunks of the log's newest segments: two, then twice as many
+    /// until it is full, the log has no more, or [`MAX_REBUILD_SEGMENTS`] were read — so that
+    /// after a restart as many resends are recognised as before it.
     pub fn rebuild(wal: &Wal, capacity: usize) -> Result<Self, WalError> {
+        let mut segments = 2;
+        loop {
+            let ledger = Self::from_segments(wal, segments, capacity)?;
+            let deepest = segments >= MAX_REBUILD_SEGMENTS || segments >= wal.stats().segments;
+            if deepest || ledger.len() >= ledger.capacity {
+                return Ok(ledger);
+            }
+            segments = (segments * 2).min(MAX_REBUILD_SEGMENTS);
+        }
+    }
+
+    /// A ledger holding the chunks of the log's `segments` newest segments.
+    fn from_segments(wal: &Wal, segments: usize, capacity: usize) -> Result<Self, WalError> {
         let ledger = Self::new(capacity);
+        // Stored chunks are durable: one receiver serves them all.
+        let durable = watch::channel(ChunkState::Durable).1;
         {
             let mut ids = ledger.ids.lock().expect("ledger lock");
-            super::each_recent_batch(wal, 2, |_, batch| {
+            super::each_recent_batch(wal, segments, |_, batch| {
                 if batch.chunk_id.is_empty() {
                     return;
                 }
@@ -100,73 +211,114 @@ impl ChunkLedger {
                     Some(stored) => stored.try_into().expect("the batch format's length"),
                     None => fingerprint(batch.entries),
                 };
-                ids.insert(
-                    key(batch.tenant, batch.chunk_id, &fingerprint),
-                    watch::channel(ChunkState::Durable).1,
-                    ledger.capacity,
-                );
+                let identity = ChunkIdentity {
+                    tenant: batch.tenant,
+                    origin: batch.origin,
+                    id: batch.chunk_id,
+                };
+                let key = ledger.key(&identity, &fingerprint);
+                ids.insert(key, durable.clone(), ledger.capacity);
             })?;
         }
         Ok(ledger)
     }
 
-    /// How many ids the ledger holds.
+    /// How many chunks the ledger holds.
     pub fn len(&self) -> usize {
-        self.ids.lock().expect("ledger lock").by_id.len()
+        self.ids.lock().expect("ledger lock").by_key.len()
     }
 
-    /// True when no id is remembered.
+    /// True when no chunk is remembered.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// Looks a chunk up by id and contents, claiming it if it is new.
-    pub fn claim(&self, tenant: &str, chunk: &[u8], entries: &[u8]) -> Claim {
-        let key = key(tenant, chunk, &fingerprint(entries));
+    /// Looks a chunk up by identity and contents, claiming it if it is new.
+    pub fn claim(&self, chunk: &ChunkIdentity<'_>, entries: &[u8]) -> Claim {
+        let key = self.key(chunk, &fingerprint(entries));
         // One lock for the look-up and the claim, so that two copies of a chunk arriving at
         // once on two connections are not both new.
         let mut ids = self.ids.lock().expect("ledger lock");
-        if let Some(state) = ids.by_id.get(&key) {
-            let usable = match *state.borrow() {
-                ChunkState::Durable => true,
-                // Still pending with nobody left to report its outcome: the append failed
-                // before it reached the log.
-                ChunkState::Pending => state.has_changed().is_ok(),
-                ChunkState::Failed => false,
-            };
-            if usable {
-                return Claim::Seen(ChunkAck(state.clone()));
-            }
+        if let Some((_, state)) = ids.by_key.get(&key)
+            && usable(state)
+        {
+            return Claim::Seen(ChunkAck(state.clone()));
         }
-        let (sender, receiver) = watch::channel(ChunkState::Pending);
+        let (outcome, receiver) = watch::channel(ChunkState::Pending);
         ids.insert(key, receiver, self.capacity);
-        Claim::New(sender)
+        Claim::New(Claimed { outcome, key })
+    }
+
+    /// Forgets the chunk `key` unless it is durable or on its way (a refused chunk's claim,
+    /// whose outcome sender is gone): what a sender sent that was not taken does not stay.
+    pub fn forget(&self, key: ChunkKey) {
+        let mut ids = self.ids.lock().expect("ledger lock");
+        if ids
+            .by_key
+            .get(&key)
+            .is_some_and(|(_, state)| !usable(state))
+        {
+            ids.by_key.remove(&key);
+            ids.drop_stale_order(self.capacity);
+        }
+    }
+
+    /// The key of `chunk` whose entries have `fingerprint`.
+    fn key(&self, chunk: &ChunkIdentity<'_>, fingerprint: &[u8; FINGERPRINT_LEN]) -> ChunkKey {
+        let [high, low] = self.digests.each_ref().map(|digest| {
+            let mut hasher = digest.build_hasher();
+            // Each field after its length, so that no two identities hash the same bytes.
+            for field in [chunk.tenant.as_bytes(), chunk.origin, chunk.id, fingerprint] {
+                hasher.write_usize(field.len());
+                hasher.write(field);
+            }
+            hasher.finish()
+        });
+        (u128::from(high) << 64) | u128::from(low)
+    }
+}
+
+/// True when a remembered chunk's outcome can stand for a resend's.
+fn usable(state: &watch::Receiver<ChunkState>) -> bool {
+    match *state.borrow() {
+        ChunkState::Durable => true,
+        // Still pending with nobody left to report its outcome: the append failed before it
+        // reached the log.
+        ChunkState::Pending => state.has_changed().is_ok(),
+        ChunkState::Failed => false,
     }
 }
 
 impl Ids {
-    /// Remembers `key`, forgetting the oldest ids past `capacity`.
-    fn insert(&mut self, key: Box<[u8]>, state: watch::Receiver<ChunkState>, capacity: usize) {
-        if self.by_id.insert(key.clone(), state).is_none() {
-            self.order.push_back(key);
-        }
-        while self.by_id.len() > capacity {
-            let Some(oldest) = self.order.pop_front() else {
+    /// Remembers `key`, forgetting the oldest keys past `capacity`.
+    fn insert(&mut self, key: ChunkKey, state: watch::Receiver<ChunkState>, capacity: usize) {
+        self.generation += 1;
+        self.by_key.insert(key, (self.generation, state));
+        self.order.push_back((key, self.generation));
+        while self.by_key.len() > capacity {
+            let Some((oldest, generation)) = self.order.pop_front() else {
                 break;
             };
-            self.by_id.remove(&oldest);
+            if self
+                .by_key
+                .get(&oldest)
+                .is_some_and(|(g, _)| *g == generation)
+            {
+                self.by_key.remove(&oldest);
+            }
+        }
+        self.drop_stale_order(capacity);
+    }
+
+    /// Drops the order's stale entries once they are as many as the live ones, so that keys
+    /// remembered again or forgotten do not grow it without bound.
+    fn drop_stale_order(&mut self, capacity: usize) {
+        if self.order.len() > 2 * capacity.max(self.by_key.len()) {
+            let by_key = &self.by_key;
+            self.order
+                .retain(|(key, generation)| by_key.get(key).is_some_and(|(g, _)| g == generation));
         }
     }
-}
-
-/// A chunk's identity: tenant (ids are the senders'), id, and a fingerprint of its entries.
-fn key(tenant: &str, chunk: &[u8], fingerprint: &[u8; FINGERPRINT_LEN]) -> Box<[u8]> {
-    let mut key = Vec::with_capacity(tenant.len() + 1 + FINGERPRINT_LEN + chunk.len());
-    key.extend_from_slice(tenant.as_bytes());
-    key.push(0);
-    key.extend_from_slice(fingerprint);
-    key.extend_from_slice(chunk);
-    key.into_boxed_slice()
 }
 
 /// What tells two chunks with the same id apart: the length and CRC32C of their entries as
@@ -182,84 +334,183 @@ pub fn fingerprint(entries: &[u8]) -> [u8; FINGERPRINT_LEN] {
 mod tests {
     use super::*;
 
+    fn id(id: &'static [u8]) -> ChunkIdentity<'static> {
+        ChunkIdentity {
+            tenant: "default",
+            origin: &[127, 0, 0, 1],
+            id,
+        }
+    }
+
+    fn new_claim(ledger: &ChunkLedger, chunk: ChunkIdentity<'_>, entries: &[u8]) -> Claimed {
+        match ledger.claim(&chunk, entries) {
+            Claim::New(claimed) => claimed,
+            Claim::Seen(_) => panic!("a new chunk was taken for a resend"),
+        }
+    }
+
+    fn is_seen(ledger: &ChunkLedger, chunk: ChunkIdentity<'_>, entries: &[u8]) -> bool {
+        matches!(ledger.claim(&chunk, entries), Claim::Seen(_))
+    }
+
     #[tokio::test]
     async fn a_resend_waits_for_the_first_append_and_shares_its_outcome() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(first) = ledger.claim("default", b"c1", b"entries") else {
-            panic!("new id")
-        };
-        let Claim::Seen(mut resend) = ledger.claim("default", b"c1", b"entries") else {
+        let first = new_claim(&ledger, id(b"c1"), b"entries");
+        let Claim::Seen(mut resend) = ledger.claim(&id(b"c1"), b"entries") else {
             panic!("seen id")
         };
-        assert!(matches!(
-            ledger.claim("other-tenant", b"c1", b"entries"),
-            Claim::New(_)
-        ));
-        first.send_replace(ChunkState::Durable);
+        let other_tenant = ChunkIdentity {
+            tenant: "other-tenant",
+            ..id(b"c1")
+        };
+        assert!(!is_seen(&ledger, other_tenant, b"entries"));
+        first.outcome.send_replace(ChunkState::Durable);
         assert!(resend.durable().await);
     }
 
     #[tokio::test]
     async fn a_failed_chunk_is_claimed_again() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(first) = ledger.claim("default", b"c1", b"entries") else {
-            panic!("new id")
-        };
-        let Claim::Seen(mut waiting) = ledger.claim("default", b"c1", b"entries") else {
+        let first = new_claim(&ledger, id(b"c1"), b"entries");
+        let Claim::Seen(mut waiting) = ledger.claim(&id(b"c1"), b"entries") else {
             panic!("seen id")
         };
-        first.send_replace(ChunkState::Failed);
+        first.outcome.send_replace(ChunkState::Failed);
         assert!(!waiting.durable().await);
-        assert!(matches!(
-            ledger.claim("default", b"c1", b"entries"),
-            Claim::New(_)
-        ));
+        assert!(!is_seen(&ledger, id(b"c1"), b"entries"));
     }
 
     #[test]
     fn the_same_id_with_other_events_is_a_new_chunk() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(_first) = ledger.claim("default", b"c1", b"one") else {
-            panic!("new")
+        let _first = new_claim(&ledger, id(b"c1"), b"one");
+        assert!(is_seen(&ledger, id(b"c1"), b"one"));
+        assert!(!is_seen(&ledger, id(b"c1"), b"two"));
+    }
+
+    #[test]
+    fn two_senders_identical_chunks_are_two_chunks() {
+        let ledger = ChunkLedger::new(10);
+        let _first = new_claim(&ledger, id(b"c1"), b"same");
+        let other_host = ChunkIdentity {
+            origin: &[127, 0, 0, 2],
+            ..id(b"c1")
         };
-        assert!(matches!(
-            ledger.claim("default", b"c1", b"one"),
-            Claim::Seen(_)
-        ));
-        assert!(matches!(
-            ledger.claim("default", b"c1", b"two"),
-            Claim::New(_)
-        ));
+        let _second = new_claim(&ledger, other_host, b"same");
+        assert!(is_seen(&ledger, other_host, b"same"));
+        assert!(is_seen(&ledger, id(b"c1"), b"same"));
     }
 
     #[test]
     fn a_claim_abandoned_before_the_log_is_claimed_again() {
         let ledger = ChunkLedger::new(10);
-        let Claim::New(first) = ledger.claim("default", b"c1", b"entries") else {
-            panic!("new id")
-        };
-        drop(first);
-        assert!(matches!(
-            ledger.claim("default", b"c1", b"entries"),
-            Claim::New(_)
-        ));
+        drop(new_claim(&ledger, id(b"c1"), b"entries"));
+        assert!(!is_seen(&ledger, id(b"c1"), b"entries"));
     }
 
     #[test]
     fn the_oldest_ids_are_forgotten_first() {
         let ledger = ChunkLedger::new(2);
-        let mut claims = Vec::new();
-        for id in [b"a", b"b", b"c"] {
-            let Claim::New(claim) = ledger.claim("t", id, b"entries") else {
-                panic!("new id")
-            };
-            claims.push(claim);
-        }
+        let claims: Vec<_> = [b"a", b"b", b"c"]
+            .map(|chunk| new_claim(&ledger, id(chunk), b"entries"))
+            .into_iter()
+            .collect();
         assert_eq!(ledger.len(), 2);
-        assert!(matches!(
-            ledger.claim("t", b"c", b"entries"),
-            Claim::Seen(_)
-        ));
-        assert!(matches!(ledger.claim("t", b"a", b"entries"), Claim::New(_)));
+        assert!(is_seen(&ledger, id(b"c"), b"entries"));
+        assert!(!is_seen(&ledger, id(b"a"), b"entries"));
+        drop(claims);
+    }
+
+    /// A log of 1 KiB segments holding `count` chunks from 127.0.0.1, about two per segment.
+    async fn log_of_chunks(dir: &std::path::Path, count: usize) -> Wal {
+        let wal = Wal::open(flumen_wal::WalConfig {
+            segment_size: 1024,
+            persistence: flumen_wal::Persistence::Os,
+            ..flumen_wal::WalConfig::new(dir)
+        })
+        .unwrap();
+        let builder = flumen_event::BatchBuilder::new(flumen_event::TenantId::default_tenant(), "")
+            .unwrap()
+            .from_origin([127, 0, 0, 1].into());
+        for n in 0..count {
+            let payload = builder
+                .encode("t", format!("c{n}").as_bytes(), 1, &[b'e'; 400])
+                .unwrap();
+            wal.append(payload).await.unwrap().durable().await.unwrap();
+        }
+        wal
+    }
+
+    fn remembers(ledger: &ChunkLedger, n: usize) -> bool {
+        let chunk_id = format!("c{n}");
+        let identity = ChunkIdentity {
+            id: chunk_id.as_bytes(),
+            ..id(b"")
+        };
+        matches!(ledger.claim(&identity, &[b'e'; 400]), Claim::Seen(_))
+    }
+
+    #[tokio::test]
+    async fn after_a_restart_the_ledger_remembers_as_many_chunks_as_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = log_of_chunks(dir.path(), 40).await;
+        assert!(
+            wal.stats().segments > 8,
+            "{} segments",
+            wal.stats().segments
+        );
+        let ledger = ChunkLedger::rebuild(&wal, 1000).unwrap();
+        assert_eq!(ledger.len(), 40, "every chunk of the log");
+        assert!((0..40).all(|n| remembers(&ledger, n)));
+        // With room for fewer, the newest are remembered.
+        let ledger = ChunkLedger::rebuild(&wal, 10).unwrap();
+        assert_eq!(ledger.len(), 10);
+        assert!((30..40).all(|n| remembers(&ledger, n)));
+        wal.shutdown().await;
+    }
+
+    #[test]
+    fn refused_chunks_leave_nothing_in_the_ledger() {
+        let ledger = ChunkLedger::new(100);
+        let kept = new_claim(&ledger, id(b"kept"), b"entries");
+        for n in 0..10_000u32 {
+            let chunk_id = format!("refused-{n}");
+            let chunk = ChunkIdentity {
+                id: chunk_id.as_bytes(),
+                ..id(b"")
+            };
+            let Claimed { outcome, key } = new_claim(&ledger, chunk, b"entries");
+            drop(outcome);
+            ledger.forget(key);
+        }
+        assert_eq!(ledger.len(), 1);
+        let ids = ledger.ids.lock().unwrap();
+        assert!(
+            ids.order.len() <= 2 * 100,
+            "{} keys in order",
+            ids.order.len()
+        );
+        drop(ids);
+        // A chunk on its way is not forgotten.
+        ledger.forget(kept.key);
+        assert!(is_seen(&ledger, id(b"kept"), b"entries"));
+    }
+
+    #[test]
+    fn a_connections_waiting_acks_are_bounded_in_bytes() {
+        let mut queue = AckQueue::default();
+        let pending = ChunkAck(watch::channel(ChunkState::Pending).1);
+        let mut queued = 0;
+        while !queue.is_full() {
+            queue.push_back((vec![b'i'; MAX_CHUNK_ID_LEN], pending.clone()));
+            queued += 1;
+        }
+        assert!(queued * MAX_CHUNK_ID_LEN <= AckQueue::MAX_BYTES);
+        queue.pop_front().unwrap();
+        assert!(!queue.is_full(), "one ack sent: reading goes on");
+        while queue.pop_front().is_some() {}
+        assert!(queue.is_empty());
+        assert_eq!(queue.bytes, 0);
     }
 }

@@ -14,7 +14,6 @@
 //!
 //! The UDP socket on the same port answers Fluentd's heartbeat datagrams.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,8 +25,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::chunks::ChunkAck;
-use super::{Ingest, SourceShared, far_future, stopped};
+use super::chunks::AckQueue;
+use super::{Ingest, IngestError, SourceShared, far_future, stopped};
 use crate::config::ForwardSourceConfig;
 
 /// A bound Forward source, ready to run.
@@ -93,7 +92,7 @@ impl ForwardSource {
                 accepted = self.tcp.accept() => match accepted {
                     Ok((stream, peer)) => {
                         let _ = stream.set_nodelay(true);
-                        let ingest = Ingest::new(&self.name, &self.label, &shared);
+                        let ingest = Ingest::new(&self.name, &self.label, &shared).from_peer(peer.ip());
                         let connection = Connection {
                             source: self.name.clone(),
                             peer,
@@ -140,13 +139,13 @@ struct Connection {
 }
 
 /// Frames appended to the log whose senders wait for an acknowledgement, oldest first.
-type PendingAcks = VecDeque<(Vec<u8>, ChunkAck)>;
+type PendingAcks = AckQueue;
 
 impl Connection {
     async fn serve(mut self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
         let (mut rd, mut wr) = stream.into_split();
         let mut buf = BytesMut::with_capacity(256 * 1024);
-        let mut pending: PendingAcks = VecDeque::new();
+        let mut pending = PendingAcks::default();
         let mut out = Vec::new();
         let far = far_future();
         let retire_at = self.max_age.map_or(far, |age| Instant::now() + age);
@@ -163,7 +162,12 @@ impl Connection {
             tokio::select! {
                 biased;
                 durable = async { pending.front_mut().expect("non-empty").1.durable().await }, if !pending.is_empty() => {
+                    let was_full = pending.is_full();
                     let (chunk, _) = pending.pop_front().expect("non-empty");
+                    // Reading resumes: the time spent not reading does not count as idle.
+                    if was_full && let Some(timeout) = self.idle_timeout {
+                        idle_at = Instant::now() + timeout;
+                    }
                     // A sender that does not read its acknowledgements blocks this write; the
                     // stop must still be seen. An acknowledgement cut in the middle leaves the
                     // stream unusable, so the connection then closes at once: its sender
@@ -190,14 +194,17 @@ impl Connection {
                         break;
                     }
                 }
-                _ = tokio::time::sleep_until(idle_at.into()) => {
+                // Not reading while acknowledgements back up is no sign of an idle sender.
+                _ = tokio::time::sleep_until(idle_at.into()), if !pending.is_full() => {
                     if !buf.is_empty() {
                         self.reject("idle", &format!("no bytes for the idle timeout inside a frame ({} bytes dropped)", buf.len()));
                     }
                     self.retired("idle");
                     break;
                 }
-                read = rd.read_buf(&mut buf) => match read {
+                // Waiting acknowledgements are bounded in bytes: past the bound, no new frames
+                // are read until some go out, and TCP pushes back on the sender.
+                read = rd.read_buf(&mut buf), if !pending.is_full() => match read {
                     Ok(0) => {
                         if !buf.is_empty() {
                             self.reject("truncated", &format!("the connection closed inside a frame ({} bytes dropped)", buf.len()));
@@ -287,15 +294,24 @@ impl Connection {
             let stored = self
                 .ingest
                 .append(frame.tag, frame.chunk, frame.count, &frame.entries)
-                .await
-                .map(|ack| {
+                .await;
+            match stored {
+                Ok(ack) => {
                     if let Some(chunk) = frame.chunk {
                         pending.push_back((chunk.to_vec(), ack));
                     }
-                });
-            if let Err(error) = stored {
-                self.reject("not_stored", &error.to_string());
-                return Err(error.to_string());
+                }
+                // A frame that cannot be stored (a chunk id or tag too long) is refused on its
+                // own: it is not acknowledged, and the connection's other frames go on.
+                Err(IngestError::Rejected(reason)) => {
+                    metrics::counter!("flumen_source_rejected_total", "source" => self.source.to_string(), "reason" => "refused")
+                        .increment(1);
+                    tracing::warn!(message = "Refusing a forward frame.", source = %self.source, peer = %self.peer, %reason);
+                }
+                Err(error) => {
+                    self.reject("not_stored", &error.to_string());
+                    return Err(error.to_string());
+                }
             }
             buf.advance(used);
         }

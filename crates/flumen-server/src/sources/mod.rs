@@ -19,7 +19,7 @@ use std::ops::Range;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use flumen_event::batch::FINGERPRINT_LEN;
+use flumen_event::batch::{FINGERPRINT_LEN, MAX_TAG_LEN};
 use flumen_event::record::Event;
 use flumen_event::{BatchBuilder, BatchError, BatchRef, EntryIter, TenantId};
 use flumen_process::{Pipeline, Released, Session};
@@ -27,7 +27,7 @@ use flumen_wal::{AppendTicket, Wal, WalError};
 use metrics::Counter;
 use tokio::sync::watch;
 
-use chunks::{ChunkAck, ChunkState};
+use chunks::{ChunkAck, ChunkIdentity, ChunkState, MAX_CHUNK_ID_LEN};
 
 use crate::config::SourceConfig;
 use crate::routing::{RouteCache, RouteTable};
@@ -196,6 +196,13 @@ impl Ingest {
         }
     }
 
+    /// The same ingest for a stream from the sender at `peer`: its chunks are its own (another
+    /// host's identical chunk is not a resend of it), and its batches say where they came from.
+    pub fn from_peer(mut self, peer: std::net::IpAddr) -> Self {
+        self.builder = self.builder.from_origin(peer);
+        self
+    }
+
     /// The log, for sources that check whether it is full before taking a request.
     pub fn wal(&self) -> &Wal {
         &self.wal
@@ -206,6 +213,7 @@ impl Ingest {
     /// With a Forward `chunk` id, a chunk seen before (a resend) is not stored again and shares
     /// the first copy's outcome. Events no route wants are counted as unrouted and dropped, as
     /// Fluentd does with events no `<match>` matches; their acknowledgement is due at once.
+    /// A tag or chunk id too long to store is refused before anything is kept of it.
     pub async fn append(
         &mut self,
         tag: &str,
@@ -214,23 +222,36 @@ impl Ingest {
         entries: &[u8],
     ) -> Result<ChunkAck, IngestError> {
         let chunk = chunk.unwrap_or_default();
-        let outcome = if chunk.is_empty() {
-            watch::channel(ChunkState::Pending).0
-        } else {
-            match self.chunks.claim(self.tenant.as_str(), chunk, entries) {
-                chunks::Claim::Seen(ack) => {
-                    self.duplicates.increment(u64::from(count));
-                    tracing::debug!(
-                        message = "A resent chunk was already taken; not storing it again.",
-                        tag,
-                        count
-                    );
-                    return Ok(ack);
-                }
-                chunks::Claim::New(claim) => claim,
-            }
+        refuse_long_chunk_id(chunk)?;
+        refuse_long_tag(tag)?;
+        if chunk.is_empty() {
+            let outcome = watch::channel(ChunkState::Pending).0;
+            return self.store(tag, chunk, count, entries, outcome).await;
+        }
+        let identity = ChunkIdentity {
+            tenant: self.tenant.as_str(),
+            origin: self.builder.origin(),
+            id: chunk,
         };
-        self.store(tag, chunk, count, entries, outcome).await
+        let claimed = match self.chunks.claim(&identity, entries) {
+            chunks::Claim::Seen(ack) => {
+                self.duplicates.increment(u64::from(count));
+                tracing::debug!(
+                    message = "A resent chunk was already taken; not storing it again.",
+                    tag,
+                    count
+                );
+                return Ok(ack);
+            }
+            chunks::Claim::New(claimed) => claimed,
+        };
+        let stored = self
+            .store(tag, chunk, count, entries, claimed.outcome)
+            .await;
+        if stored.is_err() {
+            self.chunks.forget(claimed.key);
+        }
+        stored
     }
 
     /// Like [`Ingest::append`], for sources that recognise their own resends (the tail source
@@ -243,6 +264,7 @@ impl Ingest {
         count: u32,
         entries: &[u8],
     ) -> Result<ChunkAck, IngestError> {
+        refuse_long_tag(tag)?;
         let outcome = watch::channel(ChunkState::Pending).0;
         self.store(tag, chunk, count, entries, outcome).await
     }
@@ -310,7 +332,10 @@ impl Ingest {
             } else {
                 chunks::fingerprint(entries)
             };
-            Some(self.append_events(tag, id, fingerprint, &released).await?)
+            Some(
+                self.append_or_fail_waiting(tag, id, fingerprint, &released)
+                    .await?,
+            )
         };
         self.waiting.push((seqs, outcome));
         self.settle(ticket, Vec::new());
@@ -343,12 +368,34 @@ impl Ingest {
         let mut ticket = None;
         for (tag, events) in released {
             ticket = Some(
-                self.append_events(&tag, b"", [0; FINGERPRINT_LEN], &events)
+                self.append_or_fail_waiting(&tag, b"", [0; FINGERPRINT_LEN], &events)
                     .await?,
             );
         }
         self.settle(ticket, Vec::new());
         Ok(())
+    }
+
+    /// Appends released `events`. If that fails, every input still waiting fails too: its
+    /// events may have been among them, and an input must never be acknowledged for events
+    /// that were not stored. (An input still held in part fails as well; its resend may store
+    /// the held part twice, never lose it.)
+    async fn append_or_fail_waiting(
+        &mut self,
+        tag: &str,
+        chunk: &[u8],
+        fingerprint: [u8; FINGERPRINT_LEN],
+        events: &[Event],
+    ) -> Result<AppendTicket, IngestError> {
+        let appended = self.append_events(tag, chunk, fingerprint, events).await;
+        if appended.is_err() {
+            let waiting = std::mem::take(&mut self.waiting);
+            publish(
+                waiting.into_iter().map(|(_, outcome)| outcome).collect(),
+                ChunkState::Failed,
+            );
+        }
+        appended
     }
 
     async fn append_events(
@@ -411,6 +458,29 @@ impl Ingest {
     }
 }
 
+/// Refuses a sender's chunk id longer than the chunk ledger takes, before any of it is kept.
+fn refuse_long_chunk_id(chunk: &[u8]) -> Result<(), IngestError> {
+    if chunk.len() > MAX_CHUNK_ID_LEN {
+        return Err(IngestError::Rejected(format!(
+            "chunk_id_too_long: the chunk id is {} bytes, over the limit of {MAX_CHUNK_ID_LEN}",
+            chunk.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a tag the batch format cannot hold, before any of its events is taken (a failed
+/// append would fail the inputs a joining filter holds with it).
+fn refuse_long_tag(tag: &str) -> Result<(), IngestError> {
+    if tag.len() > MAX_TAG_LEN {
+        return Err(IngestError::Rejected(format!(
+            "tag_too_long: the tag is {} bytes, over the limit of {MAX_TAG_LEN}",
+            tag.len()
+        )));
+    }
+    Ok(())
+}
+
 fn publish(outcomes: Vec<watch::Sender<ChunkState>>, state: ChunkState) {
     for outcome in outcomes {
         outcome.send_replace(state);
@@ -431,5 +501,113 @@ pub enum IngestError {
 impl From<BatchError> for IngestError {
     fn from(error: BatchError) -> Self {
         Self::Rejected(error.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use flumen_event::EventTime;
+    use flumen_event::entry::write_entry;
+    use flumen_wal::WalConfig;
+
+    /// What sources share for a configuration `body` (routes, filters) over a log in `dir`.
+    fn shared(dir: &std::path::Path, body: &str) -> SourceShared {
+        let config = Config::parse(
+            &format!("data_dir = {:?}\n[outputs.out]\ntype = \"null\"\n[[routes]]\nmatch = [\"**\"]\noutputs = [\"out\"]\n{body}", dir),
+            "test.toml",
+        )
+        .unwrap();
+        let names: Vec<String> = config.outputs.keys().cloned().collect();
+        SourceShared {
+            wal: Arc::new(Wal::open(WalConfig::new(dir.join("log"))).unwrap()),
+            routes: Arc::new(RouteTable::new(&config.routes, &names).unwrap()),
+            pipeline: Arc::new(config.pipeline().unwrap()),
+            chunks: Arc::new(chunks::ChunkLedger::new(1000)),
+            data_dir: dir.to_owned(),
+        }
+    }
+
+    /// The entries of one event per line, each with its line under `log`.
+    fn lines(lines: &[&str]) -> (u32, Vec<u8>) {
+        let mut entries = Vec::new();
+        for line in lines {
+            let mut record = Vec::new();
+            rmp::encode::write_map_len(&mut record, 1).unwrap();
+            rmp::encode::write_str(&mut record, "log").unwrap();
+            rmp::encode::write_str(&mut record, line).unwrap();
+            write_entry(&mut entries, EventTime::new(1_700_000_000, 0), &record);
+        }
+        (lines.len() as u32, entries)
+    }
+
+    const JAVA_MULTILINE: &str =
+        "[[filters]]\ntype = \"multiline\"\nmode = \"java\"\nflush_timeout = \"1h\"\n";
+
+    #[tokio::test]
+    async fn a_failed_append_never_acknowledges_held_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path(), JAVA_MULTILINE);
+        let mut ingest = Ingest::new("fwd", "", &shared);
+        // The exception's first line is held: its stack frames may follow.
+        let (count, entries) = lines(&["java.lang.IllegalStateException: boom"]);
+        let mut held = ingest
+            .append("app", Some(b"X1"), count, &entries)
+            .await
+            .unwrap();
+        // The log fails; the next line releases the held one into an append that fails.
+        shared.wal.shutdown().await;
+        let (count, entries) = lines(&["Worker stopped"]);
+        assert!(
+            ingest
+                .append("app", Some(b"X2"), count, &entries)
+                .await
+                .is_err()
+        );
+        // Whatever comes after must not publish X1 as stored.
+        let _ = ingest.flush_all().await;
+        assert!(!held.durable().await, "X1 acknowledged, never stored");
+    }
+
+    #[tokio::test]
+    async fn chunk_ids_over_128_bytes_and_tags_over_65535_bytes_are_refused_before_anything_is_kept()
+     {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path(), "");
+        let mut ingest = Ingest::new("fwd", "", &shared).from_peer([127, 0, 0, 1].into());
+        let (count, entries) = lines(&["a line"]);
+        let long_id = vec![b'x'; 8 * 1024 * 1024];
+        for _ in 0..30 {
+            let refused = ingest.append("app", Some(&long_id), count, &entries).await;
+            assert!(
+                matches!(&refused, Err(IngestError::Rejected(reason)) if reason.starts_with("chunk_id_too_long")),
+                "{refused:?}"
+            );
+        }
+        assert_eq!(
+            shared.chunks.len(),
+            0,
+            "refused chunk ids are not remembered"
+        );
+        let tag = "t".repeat(65_536);
+        let refused = ingest.append(&tag, Some(b"id"), count, &entries).await;
+        assert!(
+            matches!(&refused, Err(IngestError::Rejected(reason)) if reason.starts_with("tag_too_long")),
+            "{refused:?}"
+        );
+        assert_eq!(shared.chunks.len(), 0);
+        let mut taken = ingest
+            .append("app", Some(&[b'x'; 128]), count, &entries)
+            .await
+            .unwrap();
+        assert!(taken.durable().await, "a 128-byte chunk id is taken");
+        assert_eq!(shared.chunks.len(), 1);
+        assert_eq!(
+            shared.wal.stats().next_seq,
+            1,
+            "only the good frame is stored"
+        );
+        shared.wal.shutdown().await;
     }
 }
