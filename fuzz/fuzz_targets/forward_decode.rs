@@ -4,6 +4,10 @@
 //!
 //! Beyond "no panic", it checks what callers rely on:
 //! - `used` is at least 1 and at most the buffer's length;
+//! - a `FrameDecoder` fed the bytes in pieces, as a connection reads them, (the piece size
+//!   taken from the first byte) finds the same frames as `decode_frame` over the whole buffer,
+//!   and refuses the stream exactly when it does: resuming a scan never changes its outcome
+//!   (the reason may differ: pieces can pass the size limit before an invalid byte is seen);
 //! - a frame cut one byte short is "need more bytes", never an error;
 //! - a frame's entries are valid, there are `count` of them, and each renders as JSON;
 //! - `Reader::skip_value` (which sizes items from their markers) consumes exactly the bytes that
@@ -13,7 +17,7 @@
 
 #![no_main]
 
-use flumen_codec::forward::{Decoded, Limits, decode_frame};
+use flumen_codec::forward::{Decoded, FrameDecoder, Limits, decode_frame};
 use flumen_event::EntryIter;
 use flumen_event::json::write_event_line;
 use flumen_event::msgpack::{MsgpackError, Reader, Value};
@@ -71,7 +75,48 @@ fn offset_in(whole: &[u8], part: &[u8]) -> usize {
     offset
 }
 
+/// Every frame `decode_frame` finds in `data`, front to back, and how the walk ended.
+fn whole_buffer_frames(data: &[u8]) -> (Vec<Decoded<'_>>, Result<(), ()>) {
+    let mut frames = Vec::new();
+    let mut buf = data;
+    loop {
+        match decode_frame(buf, &LIMITS) {
+            Ok(Some((decoded, used))) => {
+                frames.push(decoded);
+                buf = &buf[used..];
+            }
+            Ok(None) => return (frames, Ok(())),
+            Err(_) => return (frames, Err(())),
+        }
+    }
+}
+
+/// The same walk with one `FrameDecoder`, `data` arriving `piece` bytes at a time.
+fn piecewise_frames(data: &[u8], piece: usize) -> (Vec<Decoded<'_>>, Result<(), ()>) {
+    let mut decoder = FrameDecoder::new(LIMITS);
+    let mut frames = Vec::new();
+    let (mut start, mut received) = (0, 0);
+    loop {
+        match decoder.decode(&data[start..received]) {
+            Ok(Some((decoded, used))) => {
+                frames.push(decoded);
+                start += used;
+            }
+            Ok(None) if received == data.len() => return (frames, Ok(())),
+            Ok(None) => received = (received + piece).min(data.len()),
+            Err(_) => return (frames, Err(())),
+        }
+    }
+}
+
 fuzz_target!(|data: &[u8]| {
+    let piece = usize::from(data.first().copied().unwrap_or(1)).max(1);
+    assert_eq!(
+        piecewise_frames(data, piece),
+        whole_buffer_frames(data),
+        "pieces of {piece} bytes"
+    );
+
     // Arbitrary bytes, errors included: both walks stop at the same byte for the same reason.
     let _ = check_skip(data);
 

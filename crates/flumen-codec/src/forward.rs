@@ -1,9 +1,11 @@
 //! The Fluentd Forward Protocol v1, sans I/O.
 //!
-//! A connection carries msgpack frames back to back. [`decode_frame`] looks at the start of a
-//! receive buffer and returns either a whole frame and how many bytes it used, or `None` when
-//! more bytes are needed. The four event modes all come out as one [`ForwardFrame`]: a tag and a
-//! validated stream of entries, borrowed from the buffer where possible:
+//! A connection carries msgpack frames back to back. [`FrameDecoder::decode`] (or, for one
+//! buffer, [`decode_frame`]) looks at the start of a receive buffer and returns either a whole
+//! frame and how many bytes it used, or `None` when more bytes are needed; the decoder
+//! remembers how far it scanned a partial frame, so a large frame arriving in small reads costs
+//! one scan, not one per read. The four event modes all come out as one [`ForwardFrame`]: a
+//! tag and a validated stream of entries, borrowed from the buffer where possible:
 //!
 //! | mode | frame | entries |
 //! |---|---|---|
@@ -22,7 +24,7 @@ use std::io::Read;
 
 use flumen_event::EventTime;
 use flumen_event::entry::{EntryError, validate_entries, write_entry};
-use flumen_event::msgpack::{MsgpackError, Reader, Value};
+use flumen_event::msgpack::{MsgpackError, Reader, Value, ValueScan};
 
 /// Limits applied while decoding.
 #[derive(Debug, Clone, Copy)]
@@ -130,36 +132,72 @@ fn malformed(error: MsgpackError) -> ForwardError {
 /// Decodes the frame at the start of `buf`.
 ///
 /// Returns `Ok(None)` when `buf` holds only part of a frame (read more and call again with the
-/// whole buffer), or the decoded frame and the number of bytes it used.
+/// whole buffer), or the decoded frame and the number of bytes it used. Each call scans the
+/// frame from its start: a connection, which calls again after every read, uses a
+/// [`FrameDecoder`] instead.
 pub fn decode_frame<'a>(
     buf: &'a [u8],
     limits: &Limits,
 ) -> Result<Option<(Decoded<'a>, usize)>, ForwardError> {
-    let mut reader = Reader::new(buf);
-    let frame = match reader.skip_value() {
-        Ok(frame) => frame,
-        Err(MsgpackError::Incomplete) => {
-            if buf.len() > limits.max_frame_size {
-                return Err(ForwardError::FrameTooLarge {
-                    size: buf.len(),
-                    limit: limits.max_frame_size,
-                });
-            }
-            return Ok(None);
+    FrameDecoder::new(*limits).decode(buf)
+}
+
+/// Decodes the frames of one connection, remembering how far a partial frame was scanned, so
+/// that a frame arriving in many small reads is scanned once in all, not once per read.
+#[derive(Debug, Clone)]
+pub struct FrameDecoder {
+    limits: Limits,
+    /// How far the frame at the start of the buffer was scanned.
+    scan: ValueScan,
+}
+
+impl FrameDecoder {
+    /// A decoder at the start of a stream.
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            scan: ValueScan::new(),
         }
-        Err(MsgpackError::Invalid(reason)) => return Err(ForwardError::Malformed(reason)),
-    };
-    if frame.len() > limits.max_frame_size {
-        return Err(ForwardError::FrameTooLarge {
-            size: frame.len(),
-            limit: limits.max_frame_size,
-        });
     }
-    if frame == [0xc0] {
-        return Ok(Some((Decoded::Heartbeat, 1)));
+
+    /// Decodes the frame at the start of `buf`, as [`decode_frame`] does, going on from where
+    /// the last call stopped.
+    ///
+    /// Between calls, `buf` may only grow at its end, or, after a frame was returned, lose that
+    /// frame's bytes at its start (the caller advances past what was used).
+    pub fn decode<'a>(
+        &mut self,
+        buf: &'a [u8],
+    ) -> Result<Option<(Decoded<'a>, usize)>, ForwardError> {
+        let limits = &self.limits;
+        let len = match self.scan.resume(buf) {
+            Ok(len) => len,
+            Err(MsgpackError::Incomplete) => {
+                if buf.len() > limits.max_frame_size {
+                    return Err(ForwardError::FrameTooLarge {
+                        size: buf.len(),
+                        limit: limits.max_frame_size,
+                    });
+                }
+                return Ok(None);
+            }
+            Err(MsgpackError::Invalid(reason)) => return Err(ForwardError::Malformed(reason)),
+        };
+        // The next frame starts a new scan, whatever this one turns out to hold.
+        self.scan = ValueScan::new();
+        let frame = &buf[..len];
+        if frame.len() > limits.max_frame_size {
+            return Err(ForwardError::FrameTooLarge {
+                size: frame.len(),
+                limit: limits.max_frame_size,
+            });
+        }
+        if frame == [0xc0] {
+            return Ok(Some((Decoded::Heartbeat, 1)));
+        }
+        let decoded = decode_whole_frame(frame, limits)?;
+        Ok(Some((Decoded::Frame(decoded), frame.len())))
     }
-    let decoded = decode_whole_frame(frame, limits)?;
-    Ok(Some((Decoded::Frame(decoded), frame.len())))
 }
 
 /// Decodes one complete frame (exactly one msgpack value).

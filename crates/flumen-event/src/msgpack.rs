@@ -198,51 +198,10 @@ impl<'a> Reader<'a> {
     /// This is the validation hot path: it computes each item's size from its marker without
     /// building a [`Value`].
     pub fn skip_value(&mut self) -> Result<&'a [u8]> {
-        let buf = self.buf;
-        let start = self.pos;
-        let mut pos = start;
-        let be_len = |pos: usize, width: usize| -> Result<usize> {
-            let bytes = buf.get(pos..pos + width).ok_or(MsgpackError::Incomplete)?;
-            Ok(bytes
-                .iter()
-                .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)))
-        };
-        let mut pending: u64 = 1;
-        while pending > 0 {
-            pending -= 1;
-            let marker = *buf.get(pos).ok_or(MsgpackError::Incomplete)?;
-            pos += 1;
-            // (bytes after the marker, nested items that follow)
-            let (size, items): (usize, u64) = match marker {
-                0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
-                0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
-                0x90..=0x9f => (0, u64::from(marker & 0x0f)),
-                0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
-                0xc1 => return Err(MsgpackError::Invalid("reserved msgpack marker 0xc1")),
-                0xc4 | 0xd9 => (1 + be_len(pos, 1)?, 0),
-                0xc5 | 0xda => (2 + be_len(pos, 2)?, 0),
-                0xc6 | 0xdb => (4 + be_len(pos, 4)?, 0),
-                0xc7 => (2 + be_len(pos, 1)?, 0),
-                0xc8 => (3 + be_len(pos, 2)?, 0),
-                0xc9 => (5 + be_len(pos, 4)?, 0),
-                0xca | 0xce | 0xd2 => (4, 0),
-                0xcb | 0xcf | 0xd3 => (8, 0),
-                0xcc | 0xd0 => (1, 0),
-                0xcd | 0xd1 => (2, 0),
-                0xd4..=0xd8 => (1 + (1usize << (marker - 0xd4)), 0),
-                0xdc => (2, be_len(pos, 2)? as u64),
-                0xdd => (4, be_len(pos, 4)? as u64),
-                0xde => (2, 2 * be_len(pos, 2)? as u64),
-                0xdf => (4, 2 * be_len(pos, 4)? as u64),
-            };
-            pos = pos.checked_add(size).ok_or(MsgpackError::Incomplete)?;
-            if pos > buf.len() {
-                return Err(MsgpackError::Incomplete);
-            }
-            pending += items;
-        }
-        self.pos = pos;
-        Ok(&buf[start..pos])
+        let value = &self.buf[self.pos..];
+        let len = ValueScan::new().resume(value)?;
+        self.pos += len;
+        Ok(&value[..len])
     }
 
     /// Reads an array header.
@@ -292,6 +251,100 @@ impl<'a> Reader<'a> {
             Value::Int(_) => Err(MsgpackError::Invalid("negative event time")),
             _ => Err(MsgpackError::Invalid("expected an event time")),
         }
+    }
+}
+
+/// A walk over one msgpack value that stops where the bytes run out and, given more bytes,
+/// goes on from there: a value arriving in pieces is scanned once, not once per piece.
+///
+/// It keeps what [`Reader::skip_value`] keeps in its loop — how far the value's whole items
+/// reach, and how many items are still to come — and only ever moves past whole items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValueScan {
+    /// Bytes of the value's items scanned so far.
+    scanned: usize,
+    /// Items still to come (1 before the value's first byte).
+    pending: u64,
+}
+
+impl Default for ValueScan {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ValueScan {
+    /// A scan at the start of a value.
+    pub fn new() -> Self {
+        Self {
+            scanned: 0,
+            pending: 1,
+        }
+    }
+
+    /// Scans on through `buf`, which starts at the value's first byte and extends what
+    /// earlier calls saw. Returns the value's length once it is whole;
+    /// [`MsgpackError::Incomplete`] when more bytes are needed (call again with them).
+    pub fn resume(&mut self, buf: &[u8]) -> Result<usize> {
+        // Locals, written back once: this loop is the validation hot path.
+        let mut pos = self.scanned;
+        let mut pending = self.pending;
+        let outcome = loop {
+            if pending == 0 {
+                break Ok(pos);
+            }
+            match item_at(buf, pos) {
+                Ok((size, items)) => {
+                    pos += size;
+                    pending = pending - 1 + items;
+                }
+                Err(error) => break Err(error),
+            }
+        };
+        self.scanned = pos;
+        self.pending = pending;
+        outcome
+    }
+}
+
+/// The item starting at `pos` in `buf`, computed from its marker: how many bytes it takes and
+/// how many nested items follow it. Incomplete unless all its bytes are in `buf`.
+#[inline(always)]
+fn item_at(buf: &[u8], pos: usize) -> Result<(usize, u64)> {
+    let marker = *buf.get(pos).ok_or(MsgpackError::Incomplete)?;
+    let at = pos + 1;
+    let be_len = |width: usize| -> Result<usize> {
+        let bytes = buf.get(at..at + width).ok_or(MsgpackError::Incomplete)?;
+        Ok(bytes
+            .iter()
+            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b)))
+    };
+    // (bytes after the marker, nested items that follow)
+    let (size, items): (usize, u64) = match marker {
+        0x00..=0x7f | 0xc0 | 0xc2 | 0xc3 | 0xe0..=0xff => (0, 0),
+        0x80..=0x8f => (0, 2 * u64::from(marker & 0x0f)),
+        0x90..=0x9f => (0, u64::from(marker & 0x0f)),
+        0xa0..=0xbf => (usize::from(marker & 0x1f), 0),
+        0xc1 => return Err(MsgpackError::Invalid("reserved msgpack marker 0xc1")),
+        0xc4 | 0xd9 => (1 + be_len(1)?, 0),
+        0xc5 | 0xda => (2 + be_len(2)?, 0),
+        0xc6 | 0xdb => (4 + be_len(4)?, 0),
+        0xc7 => (2 + be_len(1)?, 0),
+        0xc8 => (3 + be_len(2)?, 0),
+        0xc9 => (5 + be_len(4)?, 0),
+        0xca | 0xce | 0xd2 => (4, 0),
+        0xcb | 0xcf | 0xd3 => (8, 0),
+        0xcc | 0xd0 => (1, 0),
+        0xcd | 0xd1 => (2, 0),
+        0xd4..=0xd8 => (1 + (1usize << (marker - 0xd4)), 0),
+        0xdc => (2, be_len(2)? as u64),
+        0xdd => (4, be_len(4)? as u64),
+        0xde => (2, 2 * be_len(2)? as u64),
+        0xdf => (4, 2 * be_len(4)? as u64),
+    };
+    match at.checked_add(size) {
+        Some(end) if end <= buf.len() => Ok((end - pos, items)),
+        _ => Err(MsgpackError::Incomplete),
     }
 }
 

@@ -190,6 +190,18 @@ impl SourceConfig {
             SourceConfig::Otlp(c) => &c.label,
         }
     }
+
+    /// The setting that bounds the largest input the source stores in one log record, and its
+    /// value: a Forward frame, an HTTP or OTLP request, a syslog message, a tailed line.
+    pub fn largest_input(&self) -> (&'static str, ByteSize) {
+        match self {
+            SourceConfig::Forward(c) => ("max_frame_size", c.max_frame_size),
+            SourceConfig::Http(c) => ("max_body_size", c.max_body_size),
+            SourceConfig::Syslog(c) => ("max_message_size", c.max_message_size),
+            SourceConfig::Tail(c) => ("max_line_size", c.max_line_size),
+            SourceConfig::Otlp(c) => ("max_request_size", c.max_request_size),
+        }
+    }
 }
 
 /// `type = "forward"`.
@@ -582,9 +594,29 @@ impl Config {
             }
         }
         self.pipeline()?;
-        self.wal_config()
-            .validate()
-            .map_err(|e| (None, e.to_string()))?;
+        let wal = self.wal_config();
+        wal.validate().map_err(|e| (None, e.to_string()))?;
+        self.check_inputs_fit_in_the_log(wal.largest_record())
+    }
+
+    /// Refuses a source whose largest input could never fit in the log: it would wait for
+    /// room that never comes, holding its sender (and a stop) for ever.
+    fn check_inputs_fit_in_the_log(
+        &self,
+        largest_record: u64,
+    ) -> Result<(), (Option<std::ops::Range<usize>>, String)> {
+        for (name, source) in &self.sources {
+            let (key, limit) = source.get_ref().largest_input();
+            if limit.as_u64() > largest_record {
+                return Err((
+                    Some(source.span()),
+                    format!(
+                        "sources.{name}.{key} ({limit}) is more than the log can ever hold in one record: {largest_record} bytes, from log.max_size ({}) less one log.segment_size ({}), and at most half of log.max_size; lower sources.{name}.{key} or raise log.max_size",
+                        self.log.max_size, self.log.segment_size,
+                    ),
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -693,6 +725,39 @@ mod tests {
             err.starts_with("f.toml:2: persistence: unknown variant"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_input_limit_the_log_could_never_hold_is_refused_naming_the_keys() {
+        let log = "[log]\nmax_size = \"8MiB\"\nsegment_size = \"2MiB\"\n";
+        for (source, key) in [
+            ("type = \"forward\"", "max_frame_size"),
+            ("type = \"http\"", "max_body_size"),
+            ("type = \"otlp\"", "max_request_size"),
+            ("type = \"syslog\"", "max_message_size"),
+            (
+                "type = \"tail\"\npaths = [\"/var/log/*.log\"]",
+                "max_line_size",
+            ),
+        ] {
+            let text = format!("{log}[sources.big]\n{source}\n{key} = \"7MiB\"\n");
+            let err = Config::parse(&text, "f.toml").unwrap_err().to_string();
+            assert!(err.starts_with("f.toml:4: "), "{err}");
+            for named in [
+                &format!("sources.big.{key} (7.0 MiB)")[..],
+                "log.max_size (8.0 MiB)",
+                "log.segment_size (2.0 MiB)",
+            ] {
+                assert!(err.contains(named), "{named:?} not in {err}");
+            }
+            // What fits beside a full segment is accepted.
+            let text = format!("{log}[sources.big]\n{source}\n{key} = \"3MiB\"\n");
+            Config::parse(&text, "f.toml").unwrap();
+        }
+        // Two records as large as the input must fit together.
+        let text = "[log]\nmax_size = \"8MiB\"\nsegment_size = \"1MiB\"\n[sources.f]\ntype = \"forward\"\nmax_frame_size = \"5MiB\"\n";
+        let err = Config::parse(text, "f.toml").unwrap_err().to_string();
+        assert!(err.contains("sources.f.max_frame_size (5.0 MiB)"), "{err}");
     }
 
     #[test]

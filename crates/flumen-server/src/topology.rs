@@ -3,15 +3,16 @@
 //!
 //! Start: open the log (recovering it), open every output's cursor, start the outputs, bind
 //! every listener (a port that cannot be bound stops the start), then report ready.
-//! Stop: not ready; sources stop accepting, finish the frames they read and acknowledge them;
-//! the log syncs and closes; outputs deliver what the log holds until caught up or until
-//! `shutdown_timeout`, and persist their cursors.
+//! Stop, all within `shutdown_timeout`: not ready; sources stop accepting, finish the frames
+//! they read and acknowledge them (sources still busy at half the timeout find the log closed
+//! to appends, and are stopped at three quarters); the log syncs and closes; outputs deliver
+//! what the log holds until caught up or until the deadline, and persist their cursors.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flumen_wal::Wal;
@@ -45,7 +46,7 @@ pub struct Server {
     sources: JoinSet<()>,
     outputs: JoinSet<()>,
     api_task: tokio::task::JoinHandle<()>,
-    shutdown_timeout: std::time::Duration,
+    shutdown_timeout: Duration,
 }
 
 impl Server {
@@ -187,20 +188,69 @@ impl Server {
         self.source_addrs.get(name).copied()
     }
 
-    /// Stops gracefully: nothing read from a sender is lost, every output's cursor is saved.
+    /// Stops within `shutdown_timeout`, whatever senders and destinations do: nothing
+    /// acknowledged is lost, and every output's cursor is saved.
+    ///
+    /// Sources get the first half of the timeout to finish the frames they read and send
+    /// their acknowledgements. Sources still busy then are waiting for a full log or for a
+    /// sender to read its acknowledgements: the log refuses appends (waiting ones fail, so the
+    /// sources wake and acknowledge what is durable), and a quarter later whatever still runs
+    /// is stopped where it is — its senders resend what was not acknowledged. Outputs deliver
+    /// until the deadline.
     pub async fn shutdown(mut self) {
+        let started = Instant::now();
+        let deadline = started + self.shutdown_timeout;
         self.api.ready.store(false, Ordering::Relaxed);
-        tracing::info!(message = "Shutting down: no longer accepting events.");
+        tracing::info!(message = "Shutting down: no longer accepting events.", timeout = ?self.shutdown_timeout);
         let _ = self.stop_sources.send(true);
-        while self.sources.join_next().await.is_some() {}
+        if !join_all_until(&mut self.sources, started + self.shutdown_timeout / 2).await {
+            tracing::warn!(
+                message = "Sources are still waiting for the log or for their senders; the log refuses new events."
+            );
+            self.api.wal.close_appends();
+            if !join_all_until(&mut self.sources, started + self.shutdown_timeout * 3 / 4).await {
+                tracing::warn!(
+                    message = "Stopping sources that did not finish; their senders resend what was not acknowledged."
+                );
+                abort_all(&mut self.sources).await;
+            }
+        }
         self.api.wal.shutdown().await;
-        let deadline = Instant::now() + self.shutdown_timeout;
         let _ = self.stop_outputs.send(Some(deadline));
-        while self.outputs.join_next().await.is_some() {}
+        if !join_all_until(&mut self.outputs, deadline + STOP_GRACE).await {
+            tracing::warn!(
+                message = "Stopping outputs still delivering at the shutdown timeout; the log keeps what they did not deliver."
+            );
+            abort_all(&mut self.outputs).await;
+        }
         let _ = self.stop_api.send(true);
-        let _ = self.api_task.await;
+        if tokio::time::timeout_at((deadline + STOP_GRACE).into(), &mut self.api_task)
+            .await
+            .is_err()
+        {
+            self.api_task.abort();
+        }
         tracing::info!(message = "Stopped.");
     }
+}
+
+/// How long past the shutdown deadline outputs may take to give up a delivery and save their
+/// cursors (a file write in progress is not interrupted).
+const STOP_GRACE: Duration = Duration::from_secs(1);
+
+/// Waits for every task in `tasks` to end, until `deadline`; true if they all did.
+async fn join_all_until(tasks: &mut JoinSet<()>, deadline: Instant) -> bool {
+    tokio::time::timeout_at(deadline.into(), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await
+    .is_ok()
+}
+
+/// Stops every task in `tasks` at its next await and waits until they are gone.
+async fn abort_all(tasks: &mut JoinSet<()>) {
+    tasks.abort_all();
+    while tasks.join_next().await.is_some() {}
 }
 
 fn build_sink(name: &str, output: &OutputConfig, node_id: &str) -> Result<Sink, String> {

@@ -783,7 +783,7 @@ async fn a_full_log_answers_retry_later() {
         &format!(
             "[log]\nsegment_size = \"4KiB\"\nmax_size = \"16KiB\"\npersistence = \"always\"\n\
              [sources.otel]\ntype = \"otlp\"\nhttp_address = \"127.0.0.1:0\"\n\
-             grpc_address = \"127.0.0.1:{grpc_port}\"\n\
+             grpc_address = \"127.0.0.1:{grpc_port}\"\nmax_request_size = \"4KiB\"\n\
              [outputs.relay]\ntype = \"forward\"\nservers = [{{ address = \"127.0.0.1:{nowhere}\" }}]\n\
              connect_timeout = \"200ms\"\nbatch = {{ timeout = \"10ms\" }}\n\
              [[routes]]\nmatch = [\"**\"]\noutputs = [\"relay\"]\n"

@@ -155,7 +155,7 @@ async fn a_full_log_answers_503_and_recovers_when_the_output_drains() {
         dir.path(),
         &format!(
             "[log]\nsegment_size = \"4KiB\"\nmax_size = \"16KiB\"\npersistence = \"always\"\n\
-             [sources.web]\ntype = \"http\"\naddress = \"127.0.0.1:0\"\n\
+             [sources.web]\ntype = \"http\"\naddress = \"127.0.0.1:0\"\nmax_body_size = \"4KiB\"\n\
              [outputs.relay]\ntype = \"forward\"\nservers = [{{ address = \"{later_addr}\" }}]\n\
              require_ack = true\nrecover_wait = \"50ms\"\nconnect_timeout = \"200ms\"\n\
              batch = {{ timeout = \"10ms\" }}\n\

@@ -130,6 +130,19 @@ impl WalConfig {
         Ok(())
     }
 
+    /// The largest record the log can ever take. A record waits for room beside the active
+    /// segment, which outputs cannot free: that segment holds up to `segment_size` — or one
+    /// record larger than that, so two such records must fit together. Anything larger would
+    /// wait for room that never comes.
+    pub fn largest_record(&self) -> u64 {
+        let overhead = segment::HEADER_LEN + segment::RECORD_HEADER_LEN as u64;
+        self.max_size
+            .saturating_sub(self.segment_size)
+            .min(self.max_size / 2)
+            .saturating_sub(overhead)
+            .min(segment::MAX_RECORD_LEN as u64)
+    }
+
     /// Defaults for a log in `dir`: fsync every 100 ms, 64 MiB segments, 2 GiB in all.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
@@ -179,6 +192,17 @@ pub enum WalError {
     /// The record is larger than a record may be.
     #[error("record of {0} bytes is over the limit of {max}", max = segment::MAX_RECORD_LEN)]
     TooLarge(usize),
+    /// The record could never fit under the log's size cap, however far outputs catch up
+    /// ([`WalConfig::largest_record`]): it is refused rather than waited for.
+    #[error(
+        "record of {size} bytes can never fit in the log: it takes at most {largest} bytes with its max_size and segment_size"
+    )]
+    NeverFits {
+        /// The record's size.
+        size: usize,
+        /// The largest record the log can take.
+        largest: u64,
+    },
 }
 
 impl WalError {
@@ -584,7 +608,17 @@ impl Wal {
         if payload.len() > segment::MAX_RECORD_LEN {
             return Err(WalError::TooLarge(payload.len()));
         }
+        let largest = self.shared.config.largest_record();
+        if payload.len() as u64 > largest {
+            return Err(WalError::NeverFits {
+                size: payload.len(),
+                largest,
+            });
+        }
         self.shared.check_poisoned()?;
+        if self.shared.closing.load(Ordering::Relaxed) {
+            return Err(WalError::Closed);
+        }
         // The checksum is computed here, on the caller's core, not on the writer thread.
         let payload_crc = segment::payload_crc(&payload);
         let permits =
@@ -675,6 +709,15 @@ impl Wal {
             .expect("cursors lock")
             .retain(|name, _| keep.contains(&name.as_str()));
         self.shared.collect_garbage()
+    }
+
+    /// Refuses appends from now on: those waiting for room in the queue or under the size cap
+    /// fail with [`WalError::Closed`], and so do new ones. Appends already queued that fit are
+    /// still written, and [`Wal::shutdown`] makes them durable. A stop calls this when inputs
+    /// blocked on a full log would otherwise wait for ever.
+    pub fn close_appends(&self) {
+        self.shared.closing.store(true, Ordering::Relaxed);
+        self.in_flight.close();
     }
 
     /// Waits for every queued append to be written and synced, then stops the writer.

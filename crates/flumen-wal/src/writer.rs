@@ -456,6 +456,10 @@ impl Writer {
     /// Blocks while the log is at its cap, after making everything written so far readable so
     /// that outputs can move on and free segments. Fails if the log shuts down meanwhile.
     fn wait_for_space(&mut self, len: u64) -> Result<(), WalError> {
+        if self.shared.closing.load(Ordering::Relaxed) {
+            // Appends refused by a stop fail at once, without a sync and a warning each.
+            return Err(WalError::Closed);
+        }
         let cap = self.shared.config.max_size;
         self.flush_buf();
         self.sync();

@@ -220,3 +220,72 @@ fn ack_round_trip() {
     );
     assert_eq!(decode_ack(&buf[..3]).unwrap(), None);
 }
+
+/// A Forward-mode frame `[tag, [entries...], {"chunk": id}]` of `n` entries.
+fn forward_mode_frame(tag: &str, n: usize, chunk: &str) -> Vec<u8> {
+    let mut buf = vec![0x93];
+    rmp::encode::write_str(&mut buf, tag).unwrap();
+    rmp::encode::write_array_len(&mut buf, n as u32).unwrap();
+    buf.extend_from_slice(&entries(n));
+    rmp::encode::write_map_len(&mut buf, 1).unwrap();
+    rmp::encode::write_str(&mut buf, "chunk").unwrap();
+    rmp::encode::write_str(&mut buf, chunk).unwrap();
+    buf
+}
+
+#[test]
+fn frames_that_arrive_in_pieces_decode_as_when_whole() {
+    let mut stream = forward_mode_frame("fw", 20, "c1");
+    stream.push(0xc0);
+    write_message(
+        &mut stream,
+        "msg",
+        EventTime::new(7, 8),
+        &record("hi"),
+        Some("c2"),
+    );
+    encode_packed_forward(
+        &mut stream,
+        "pk",
+        &entries(5),
+        5,
+        Some("c3"),
+        Compression::Gzip,
+    );
+    let mut whole = Vec::new();
+    let mut rest = &stream[..];
+    while let Some((decoded, used)) = decode_frame(rest, &Limits::default()).unwrap() {
+        whole.push(decoded);
+        rest = &rest[used..];
+    }
+    assert_eq!(whole.len(), 4);
+    for piece in 1..=9 {
+        // As a connection does: read a piece, decode every whole frame, advance past it.
+        let mut decoder = FrameDecoder::new(Limits::default());
+        let (mut start, mut received, mut seen) = (0, 0, Vec::new());
+        while received < stream.len() {
+            received = (received + piece).min(stream.len());
+            while let Some((decoded, used)) = decoder.decode(&stream[start..received]).unwrap() {
+                seen.push(decoded);
+                start += used;
+            }
+        }
+        assert_eq!(seen, whole, "pieces of {piece} bytes");
+    }
+}
+
+#[test]
+fn a_partial_frame_is_not_scanned_again_from_the_start() {
+    let frame = forward_mode_frame("fw", 1000, "c1");
+    let half = frame.len() / 2;
+    let mut decoder = FrameDecoder::new(Limits::default());
+    assert_eq!(decoder.decode(&frame[..half]).unwrap(), None);
+    // Bytes already scanned (all but the last, partial entry) are not looked at again: were
+    // they, this buffer would read as a one-byte value (a zero) and be refused as a frame.
+    let mut blanked = frame.clone();
+    blanked[..half - 1000].fill(0);
+    assert_eq!(decoder.decode(&blanked[..frame.len() - 1]).unwrap(), None);
+    let (decoded, used) = decoder.decode(&frame).unwrap().unwrap();
+    assert_eq!(used, frame.len());
+    assert!(matches!(decoded, Decoded::Frame(f) if f.count == 1000));
+}

@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use flumen_codec::forward::{Decoded, Limits, UDP_HEARTBEAT_REPLY, decode_frame, encode_ack};
+use flumen_codec::forward::{Decoded, FrameDecoder, Limits, UDP_HEARTBEAT_REPLY, encode_ack};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
@@ -96,7 +96,7 @@ impl ForwardSource {
                         let connection = Connection {
                             source: self.name.clone(),
                             peer,
-                            limits: self.limits,
+                            decoder: FrameDecoder::new(self.limits),
                             max_age: self.max_connection_age,
                             idle_timeout: self.idle_timeout,
                             ingest,
@@ -130,7 +130,9 @@ impl ForwardSource {
 struct Connection {
     source: Arc<str>,
     peer: SocketAddr,
-    limits: Limits,
+    /// Remembers how far a partial frame was scanned, so a large frame sent in small pieces
+    /// is scanned once.
+    decoder: FrameDecoder,
     max_age: Option<Duration>,
     idle_timeout: Option<Duration>,
     ingest: Ingest,
@@ -166,7 +168,15 @@ impl Connection {
                     if was_full && let Some(timeout) = self.idle_timeout {
                         idle_at = Instant::now() + timeout;
                     }
-                    if !self.answer(&mut wr, &mut out, &chunk, durable).await {
+                    // A sender that does not read its acknowledgements blocks this write; the
+                    // stop must still be seen. An acknowledgement cut in the middle leaves the
+                    // stream unusable, so the connection then closes at once: its sender
+                    // resends what it has no acknowledgement for.
+                    let answered = tokio::select! {
+                        answered = self.answer(&mut wr, &mut out, &chunk, durable) => answered,
+                        _ = stopped(&mut shutdown) => false,
+                    };
+                    if !answered {
                         return;
                     }
                 }
@@ -269,7 +279,7 @@ impl Connection {
         pending: &mut PendingAcks,
     ) -> Result<(), String> {
         loop {
-            let (frame, used) = match decode_frame(buf, &self.limits) {
+            let (frame, used) = match self.decoder.decode(buf) {
                 Ok(Some((Decoded::Frame(frame), used))) => (frame, used),
                 Ok(Some((Decoded::Heartbeat, used))) => {
                     buf.advance(used);

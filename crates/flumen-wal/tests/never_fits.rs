@@ -1,0 +1,41 @@
+//! A record larger than the log could ever hold is refused at once: waiting for room would
+//! wait for ever, however far outputs catch up.
+
+use std::time::Duration;
+
+use flumen_wal::{Persistence, Wal, WalConfig, WalError};
+
+#[tokio::test]
+async fn a_record_that_could_never_fit_is_refused_instead_of_waiting_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        persistence: Persistence::Always,
+        segment_size: 4096,
+        max_size: 16384,
+        ..WalConfig::new(dir.path())
+    };
+    let largest = config.largest_record();
+    assert!(largest > 8000 && largest < 8192, "{largest}");
+    let wal = Wal::open(config).unwrap();
+    let appended = tokio::time::timeout(
+        Duration::from_secs(10),
+        wal.append(vec![1u8; largest as usize + 1]),
+    )
+    .await
+    .expect("refused at once, not waited for");
+    assert!(
+        matches!(appended, Err(WalError::NeverFits { size, largest: l }) if size == largest as usize + 1 && l == largest),
+        "{appended:?}"
+    );
+    // The largest record that can fit is stored, twice in a row (each beside the other's
+    // segment).
+    for _ in 0..2 {
+        let ticket = wal.append(vec![2u8; largest as usize]).await.unwrap();
+        let mut reader = wal.reader("out").unwrap();
+        tokio::time::timeout(Duration::from_secs(10), ticket.durable())
+            .await
+            .expect("stored")
+            .unwrap();
+        drop(reader.read(1, usize::MAX).unwrap());
+    }
+}
