@@ -1,8 +1,7 @@
 //! The log's size accounting with several outputs: each output commits its own cursor and
 //! removes the segments every output is past, often at the same moment as another.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -32,24 +31,8 @@ fn two_outputs_small_segments(dir: &Path) -> String {
 
 /// The value of the gauge `name` in the API's `/metrics` text.
 fn gauge(api: SocketAddr, name: &str) -> f64 {
-    let mut stream = TcpStream::connect(api).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    response
-        .lines()
-        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{response}"))
-        .trim()
-        .parse()
-        .unwrap()
+    let (_, page) = http_get(api, "/metrics");
+    metric_sum(&page, name, &[]).unwrap_or_else(|| panic!("no {name} in /metrics:\n{page}"))
 }
 
 /// The bytes of the log's segment files.

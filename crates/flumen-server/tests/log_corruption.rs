@@ -5,7 +5,6 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -13,22 +12,10 @@ use flumen_event::entry::write_entry;
 use flumen_event::{BatchBuilder, EventTime, TenantId};
 use flumen_server::{Config, Server};
 use flumen_wal::{Persistence, Wal, WalConfig};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 mod common;
 
-use common::{all_to_file, fields, wait_for_lines};
-
-/// The process-wide metrics recorder, installed before any server starts.
-fn metrics() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).expect("no other recorder");
-        handle
-    })
-}
+use common::{all_to_file, fields, http_get, metric_sum, metrics, wait_for_lines};
 
 /// Starts a server on `dir/data` with `body`, rendering `/metrics`.
 async fn start(dir: &Path, body: &str) -> Server {
@@ -90,32 +77,9 @@ fn corrupt_the_record_of(dir: &Path, first_seq: u64) -> u64 {
     bytes.len() as u64 - 16
 }
 
-/// GETs `path` from the API: the status and the body.
-fn get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let status = response.split(' ').nth(1).unwrap().parse().unwrap();
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    (status, body)
-}
-
 /// The value of the metric `name` (no labels) in a `/metrics` page.
 fn metric(page: &str, name: &str) -> Option<u64> {
-    page.lines()
-        .find_map(|line| line.strip_prefix(&format!("{name} ")))
-        .map(|value| value.trim().parse::<f64>().unwrap() as u64)
+    metric_sum(page, name, &[]).map(|value| value as u64)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,14 +103,14 @@ async fn a_restart_over_a_corrupt_record_in_a_sealed_segment_delivers_every_othe
         .collect();
     assert_eq!(delivered, expected);
 
-    let (status, page) = get(server.api_addr(), "/metrics");
+    let (status, page) = http_get(server.api_addr(), "/metrics");
     assert_eq!(status, 200);
     assert_eq!(metric(&page, "flumen_log_corrupt_records_total"), Some(1));
     assert_eq!(
         metric(&page, "flumen_log_corrupt_bytes_total"),
         Some(corrupt_bytes)
     );
-    assert_eq!(get(server.api_addr(), "/readyz").0, 200);
+    assert_eq!(http_get(server.api_addr(), "/readyz").0, 200);
     server.shutdown().await;
 }
 
@@ -232,14 +196,14 @@ async fn readyz_answers_503_naming_an_output_that_stopped() {
         .first_request
         .recv_timeout(Duration::from_secs(10))
         .expect("the output delivers the first record");
-    assert_eq!(get(server.api_addr(), "/readyz").0, 200);
+    assert_eq!(http_get(server.api_addr(), "/readyz").0, 200);
     // ...while the segment it reads next disappears: it cannot read on.
     std::fs::remove_file(segment(dir.path(), 1)).unwrap();
     destination.answer.send(()).unwrap();
 
     let deadline = Instant::now() + Duration::from_secs(10);
     let (status, body) = loop {
-        let (status, body) = get(server.api_addr(), "/readyz");
+        let (status, body) = http_get(server.api_addr(), "/readyz");
         if status != 200 || Instant::now() > deadline {
             break (status, body);
         }

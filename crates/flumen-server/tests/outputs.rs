@@ -3,34 +3,15 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 mod common;
 
 use common::*;
 
-/// The process-wide metrics recorder, installed before any server starts.
-fn metrics() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).expect("no other recorder");
-        handle
-    })
-}
-
 /// The value of output `output`'s counter `name`; 0 when it was never counted.
 fn output_counter(name: &str, output: &str) -> u64 {
-    let prefix = format!("{name}{{output=\"{output}\"}} ");
-    metrics()
-        .render()
-        .lines()
-        .filter_map(|line| line.strip_prefix(&prefix)?.parse::<f64>().ok())
-        .sum::<f64>() as u64
+    counter(name, &[("output", output)])
 }
 
 /// Writes `chunks` to `stream` in one go, then waits for the ack of each.

@@ -4,44 +4,17 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use flumen_server::Server;
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UdpSocket};
 
 mod common;
 
-use common::{all_to_file, start, wait_for_lines};
-
-/// The process-wide metrics recorder, installed before any server starts.
-fn metrics() -> &'static PrometheusHandle {
-    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-    HANDLE.get_or_init(|| {
-        let recorder = PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        metrics::set_global_recorder(recorder).expect("no other recorder");
-        handle
-    })
-}
-
-/// The value of counter `name` with (at least) `labels`; 0 when it was never counted.
-fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
-    metrics()
-        .render()
-        .lines()
-        .filter(|line| {
-            line.starts_with(&format!("{name}{{"))
-                && labels
-                    .iter()
-                    .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
-        })
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum::<f64>() as u64
-}
+use common::{all_to_file, counter, metrics, start, wait_for_lines};
 
 /// A server with one syslog source `name` (its `options` added) and every event to a file.
 async fn syslog_server(dir: &Path, name: &str, options: &str) -> (Server, PathBuf, SocketAddr) {

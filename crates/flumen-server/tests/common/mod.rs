@@ -1,15 +1,17 @@
 //! Helpers shared by the in-process end-to-end tests.
 #![allow(dead_code)]
 
-use std::io::{BufRead, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
 use flumen_event::EventTime;
 use flumen_event::entry::write_entry;
 use flumen_server::{Config, Server};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub fn record(i: u64) -> Vec<u8> {
     let mut out = Vec::new();
@@ -108,18 +110,17 @@ pub async fn start(dir: &Path, body: &str) -> Server {
     Server::start(&config, None).await.unwrap()
 }
 
-/// Reads the JSON lines of a file output, waiting until `count` lines are there.
+/// Reads the JSON lines of a file output, waiting until `count` lines are there. Only whole
+/// lines count: the output may be writing the next one while it is read.
 pub async fn wait_for_lines(path: &Path, count: usize) -> Vec<serde_json::Value> {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        let lines: Vec<serde_json::Value> = std::fs::File::open(path)
-            .map(|f| {
-                std::io::BufReader::new(f)
-                    .lines()
-                    .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
-                    .collect()
-            })
-            .unwrap_or_default();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let whole = text.rfind('\n').map_or("", |end| &text[..end]);
+        let lines: Vec<serde_json::Value> = whole
+            .lines()
+            .map(|line| serde_json::from_str(line).unwrap())
+            .collect();
         if lines.len() >= count || Instant::now() > deadline {
             return lines;
         }
@@ -156,21 +157,75 @@ pub fn forward_source() -> &'static str {
 
 /// POSTs a JSON body; returns the HTTP status (0 if there was no answer).
 pub fn post_json(addr: SocketAddr, path: &str, body: &str) -> u16 {
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    http_exchange(addr, &request).0
+}
+
+/// GETs `path`: the status (0 if there was no answer) and the body.
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Sends one whole HTTP/1.1 request on a new connection and reads the answer to its end.
+fn http_exchange(addr: SocketAddr, request: &str) -> (u16, String) {
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
-    write!(
-        stream,
-        "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
+    stream.write_all(request.as_bytes()).unwrap();
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
-    response
+    let status = response
         .split(' ')
         .nth(1)
         .and_then(|code| code.parse().ok())
-        .unwrap_or(0)
+        .unwrap_or(0);
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// The process-wide metrics recorder of this test binary, installed before its first server
+/// starts (servers started without it record nothing).
+pub fn metrics() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).expect("no other recorder");
+        handle
+    })
+}
+
+/// The sum of the series of metric `name` that carry (at least) `labels` in a Prometheus text
+/// page; `None` when no series matches.
+pub fn metric_sum(page: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    page.lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(name)?;
+            let (series, value) = rest.rsplit_once(' ')?;
+            let labelled = series.is_empty() || series.starts_with('{');
+            let matches = labels
+                .iter()
+                .all(|(key, wanted)| series.contains(&format!("{key}=\"{wanted}\"")));
+            if !(labelled && matches) {
+                return None;
+            }
+            value.parse::<f64>().ok()
+        })
+        .reduce(|sum, value| sum + value)
+}
+
+/// The value of counter `name` with (at least) `labels` in this binary's recorder; 0 when it
+/// was never counted.
+pub fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
+    metric_sum(&metrics().render(), name, labels).unwrap_or(0.0) as u64
 }
