@@ -42,8 +42,14 @@
 //! - **Recovery.** [`Wal::open`] checks every segment record by record. A corrupt record is
 //!   skipped and counted ([`WalStats::corrupt_records`]), never a reason to drop the good
 //!   records after it or to refuse to start; only a torn tail of the newest segment (no valid
-//!   record after it) is cut. Readers skip corrupt records the same way. See [`segment`] for
-//!   the record format that makes this possible.
+//!   record after it) is cut. Readers skip corrupt records the same way. A sealed segment with
+//!   a corrupt header is skipped whole. The newest segment's header is mended instead: if
+//!   records numbered from the first sequence number its file name gives follow it, the
+//!   header is written again (its 16 bytes counted as corrupt) and the records kept; if none
+//!   does, the segment is renamed `<name>.corrupt`, its bytes counted as corrupt, and a new
+//!   segment started at a sequence number no reader has seen (at least the old segment's first
+//!   and every persisted cursor). Both are logged as warnings. See [`segment`] for the record
+//!   format that makes this possible.
 //!
 //! The log knows nothing of events, protocols or the network: a record is opaque bytes.
 //!

@@ -33,6 +33,13 @@
 //! reports the bytes and records it skipped: one bad record never hides the good ones after it.
 //! Only corruption running to the end of the newest segment, with no valid record after it, is
 //! a torn tail, which recovery cuts off.
+//!
+//! A segment's header is checked against its name. Readers skip a segment whose header is
+//! corrupt. Recovery mends the newest segment's instead, as the file's name is enough to read
+//! its records ([`SegmentScanner::open_despite_header`]): valid records numbered from the
+//! name's sequence number confirm the segment, and the header is written again
+//! ([`rewrite_header`]); a segment with no valid record at all is renamed `<name>.corrupt`
+//! and left for inspection, and the log goes on in a new segment.
 
 use std::fs::File;
 use std::io::Read;
@@ -67,6 +74,22 @@ pub(crate) enum Format {
 }
 
 impl Format {
+    /// The format whose magic `magic` is, if it is one the log wrote.
+    fn of_magic(magic: &[u8]) -> Option<Self> {
+        match magic {
+            m if m == MAGIC => Some(Format::V2),
+            m if m == MAGIC_V1 => Some(Format::V1),
+            _ => None,
+        }
+    }
+
+    fn magic(self) -> &'static [u8; 8] {
+        match self {
+            Format::V1 => MAGIC_V1,
+            Format::V2 => MAGIC,
+        }
+    }
+
     fn record_header_len(self) -> usize {
         match self {
             Format::V1 => RECORD_HEADER_LEN_V1,
@@ -87,11 +110,30 @@ pub(crate) fn parse_segment_name(name: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The header of a new segment, in the current format.
 pub(crate) fn encode_header(first_seq: u64) -> [u8; HEADER_LEN as usize] {
+    header_in(Format::V2, first_seq)
+}
+
+fn header_in(format: Format, first_seq: u64) -> [u8; HEADER_LEN as usize] {
     let mut out = [0u8; HEADER_LEN as usize];
-    out[..8].copy_from_slice(MAGIC);
+    out[..8].copy_from_slice(format.magic());
     out[8..].copy_from_slice(&first_seq.to_le_bytes());
     out
+}
+
+/// Writes the header of the segment at `path` again, as `format` and `first_seq` say, and
+/// makes it durable: for a segment whose header was damaged but whose records are intact.
+pub(crate) fn rewrite_header(path: &Path, format: Format, first_seq: u64) -> Result<(), WalError> {
+    use std::os::unix::fs::FileExt;
+    // Not opened for appending: a positioned write to a file opened so lands at its end.
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|e| WalError::io(path, e))?;
+    file.write_all_at(&header_in(format, first_seq), 0)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| WalError::io(path, e))
 }
 
 /// The checksum of a payload alone: computed by the appending task, then finished by
@@ -226,15 +268,11 @@ pub(crate) fn read_header(
         },
         _ => WalError::io(path, e),
     })?;
-    let format = match &header[..8] {
-        m if m == MAGIC => Format::V2,
-        m if m == MAGIC_V1 => Format::V1,
-        _ => {
-            return Err(WalError::Corrupt {
-                path: path.to_owned(),
-                reason: "not a flumen log segment (bad magic)",
-            });
-        }
+    let Some(format) = Format::of_magic(&header[..8]) else {
+        return Err(WalError::Corrupt {
+            path: path.to_owned(),
+            reason: "not a flumen log segment (bad magic)",
+        });
     };
     if u64::from_le_bytes(header[8..].try_into().expect("8 bytes")) != first_seq {
         return Err(WalError::Corrupt {
@@ -304,7 +342,31 @@ impl SegmentScanner {
         let path = segment_path(dir, first_seq);
         let mut file = File::open(&path).map_err(|e| WalError::io(&path, e))?;
         let format = read_header(&mut file, &path, first_seq)?;
-        Ok(Self {
+        Ok(Self::after_header(path, file, first_seq, format))
+    }
+
+    /// Opens the segment starting at `first_seq` in `dir` whatever its header says, to look
+    /// for records behind a damaged one: they are read in the format its magic names if it
+    /// names one (only the sequence number it states is wrong), otherwise in the current
+    /// format, and numbered from `first_seq`, which the file's name gives.
+    pub fn open_despite_header(dir: &Path, first_seq: u64) -> Result<Self, WalError> {
+        let path = segment_path(dir, first_seq);
+        let mut file = File::open(&path).map_err(|e| WalError::io(&path, e))?;
+        let mut magic = [0u8; 8];
+        let format = match file.read_exact(&mut magic) {
+            Ok(()) => Format::of_magic(&magic).unwrap_or(Format::V2),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Format::V2,
+            Err(e) => return Err(WalError::io(&path, e)),
+        };
+        std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(HEADER_LEN))
+            .map_err(|e| WalError::io(&path, e))?;
+        Ok(Self::after_header(path, file, first_seq, format))
+    }
+
+    /// A scanner of `file`, whose first record is `first_seq`, read up to the end of its
+    /// header.
+    fn after_header(path: PathBuf, file: File, first_seq: u64, format: Format) -> Self {
+        Self {
             path,
             first_seq,
             format,
@@ -315,7 +377,7 @@ impl SegmentScanner {
             next_seq: first_seq,
             skipping_from: None,
             eof: None,
-        })
+        }
     }
 
     /// The segment's first sequence number.

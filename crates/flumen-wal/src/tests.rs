@@ -739,3 +739,85 @@ async fn a_segment_is_durable_before_the_next_one_is_created() {
         "no segment follows one whose records are not durable: {segments:?}"
     );
 }
+
+/// The first sequence number of the newest segment of a closed log, and that segment's path.
+fn newest_segment(dir: &Path, firsts: &[u64]) -> (u64, PathBuf) {
+    let newest = *firsts.last().expect("a segment");
+    (newest, segment::segment_path(dir, newest))
+}
+
+#[tokio::test]
+async fn a_corrupt_header_of_the_newest_segment_keeps_its_records_and_the_log_starts() {
+    // A flipped byte in the magic, then in the first sequence number the header states.
+    for damaged_byte in [3, 9] {
+        let dir = tempfile::tempdir().unwrap();
+        let firsts = write_closed_log(dir.path(), config(dir.path()), 200).await;
+        assert!(firsts.len() >= 3, "{firsts:?}");
+        let (newest, path) = newest_segment(dir.path(), &firsts);
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[damaged_byte] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+
+        let wal = Wal::open(config(dir.path())).expect("the log starts");
+        let stats = wal.stats();
+        assert_eq!(stats.next_seq, 200, "the newest segment's records are kept");
+        assert_eq!(
+            (stats.corrupt_records, stats.corrupt_bytes),
+            (0, segment::HEADER_LEN),
+            "the header is counted as corrupt, and nothing else"
+        );
+        assert_eq!(
+            fs::read(&path).unwrap()[..segment::HEADER_LEN as usize],
+            segment::encode_header(newest),
+            "the header is written again"
+        );
+        let mut reader = wal.reader("out").unwrap();
+        append_all(&wal, [b"after".to_vec()]).await;
+        let records = read_all(&mut reader);
+        assert_eq!(seqs(&records), (0..201).collect::<Vec<_>>());
+        for r in &records[..200] {
+            assert_eq!(r.payload, payload(r.seq));
+        }
+        assert_eq!(records[200].payload, &b"after"[..]);
+    }
+}
+
+#[tokio::test]
+async fn a_newest_segment_with_nothing_valid_is_set_aside_and_the_log_starts_after_every_cursor() {
+    let dir = tempfile::tempdir().unwrap();
+    let firsts = write_closed_log(dir.path(), config(dir.path()), 200).await;
+    let (newest, path) = newest_segment(dir.path(), &firsts);
+    // A reader that had been told of records past what the disk kept (persistence "os" and a
+    // machine crash): the new segment must not hand out the numbers it already saw.
+    let cursors = dir.path().join("cursors");
+    cursor::store(&cursors, "ahead", 250).unwrap();
+    let garbage = vec![0xA5u8; fs::metadata(&path).unwrap().len() as usize];
+    fs::write(&path, &garbage).unwrap();
+
+    let wal = Wal::open(config(dir.path())).expect("the log starts");
+    let kept = dir.path().join(format!("{newest:020}.wal.corrupt"));
+    assert_eq!(
+        fs::read(&kept).unwrap(),
+        garbage,
+        "the bytes are kept for inspection"
+    );
+    let stats = wal.stats();
+    assert_eq!(stats.next_seq, 250, "numbering resumes after every cursor");
+    assert_eq!(stats.corrupt_bytes, garbage.len() as u64);
+    assert_eq!(stats.corrupt_records, 250 - newest);
+    assert_eq!(stats.size_bytes, segment_bytes_on_disk(dir.path()));
+
+    let mut out = wal.reader("out").unwrap();
+    let mut ahead = wal.reader("ahead").unwrap();
+    append_all(&wal, [b"after".to_vec()]).await;
+    let records = read_all(&mut out);
+    let expected: Vec<u64> = (0..newest).chain([250]).collect();
+    assert_eq!(seqs(&records), expected);
+    assert_eq!(records.last().unwrap().payload, &b"after"[..]);
+    let records = read_all(&mut ahead);
+    assert_eq!(
+        seqs(&records),
+        vec![250],
+        "the reader ahead misses no new record"
+    );
+}

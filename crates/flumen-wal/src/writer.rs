@@ -24,11 +24,14 @@ pub(crate) struct Recovered {
     pub corrupt: Vec<(u64, CorruptSpan, u64)>,
 }
 
-/// Lists the segments, checks every record of every one, cuts a torn tail off the newest, and
-/// opens it (or, if it is in an earlier version's format, a new one) for appending.
+/// Lists the segments, mends the newest one's header if it is damaged, checks every record of
+/// every one, cuts a torn tail off the newest, and opens it (or, if it is in an earlier
+/// version's format, a new one) for appending.
 pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
     let mut segments = list_segments(dir)?;
     remove_torn_newest(dir, &mut segments)?;
+    let mut corrupt = Vec::new();
+    mend_newest_header(dir, &mut segments, &mut corrupt)?;
     let Some((&active_first, _)) = segments.last_key_value() else {
         let active = open_segment_for_append(dir, 0)?;
         segments.insert(0, HEADER_LEN);
@@ -38,10 +41,9 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, WalError> {
             active_first_seq: 0,
             active_len: HEADER_LEN,
             next_seq: 0,
-            corrupt: Vec::new(),
+            corrupt,
         });
     };
-    let mut corrupt = Vec::new();
     let firsts: Vec<u64> = segments.keys().copied().collect();
     for pair in firsts.windows(2) {
         check_sealed(dir, pair[0], segments[&pair[0]], pair[1], &mut corrupt)?;
@@ -114,6 +116,94 @@ fn remove_torn_newest(dir: &Path, segments: &mut BTreeMap<u64, u64>) -> Result<(
         segments.remove(&first);
     }
     Ok(())
+}
+
+/// A damaged header of the newest segment must not stop the log from starting. If valid
+/// records follow it, numbered from the first sequence number the file's name gives, the
+/// header is written again and only its bytes are lost. Otherwise the segment is set aside,
+/// its bytes kept for inspection, and a new one started: see [`start_after_set_aside`].
+fn mend_newest_header(
+    dir: &Path,
+    segments: &mut BTreeMap<u64, u64>,
+    corrupt: &mut Vec<(u64, CorruptSpan, u64)>,
+) -> Result<(), WalError> {
+    let Some((&first, &len)) = segments.last_key_value() else {
+        return Ok(());
+    };
+    match SegmentScanner::open(dir, first) {
+        Err(WalError::Corrupt { .. }) => {}
+        Ok(_) => return Ok(()),
+        Err(other) => return Err(other),
+    }
+    let path = segment::segment_path(dir, first);
+    let mut scanner = SegmentScanner::open_despite_header(dir, first)?;
+    // A corrupt span is reported only when a valid record follows it.
+    let holds_records = matches!(
+        scanner.next(u64::MAX)?,
+        Some(Scanned::Record { .. } | Scanned::Corrupt { .. })
+    );
+    if holds_records {
+        segment::rewrite_header(&path, scanner.format(), first)?;
+        tracing::warn!(
+            message = "The newest log segment's header was corrupt; valid records follow it, so the header was written again and they are kept.",
+            path = %path.display(),
+        );
+        let header = CorruptSpan {
+            offset: 0,
+            bytes: HEADER_LEN,
+        };
+        corrupt.push((first, header, 0));
+        return Ok(());
+    }
+    let next = start_after_set_aside(dir, first)?;
+    segments.remove(&first);
+    segments.insert(next, HEADER_LEN);
+    let whole = CorruptSpan {
+        offset: 0,
+        bytes: len,
+    };
+    // How many records it held is unknown; the numbers skipped are at least lost to readers.
+    corrupt.push((first, whole, next - first));
+    Ok(())
+}
+
+/// Sets the segment starting at `first` aside, as `<name>.corrupt`, and starts a new one at a
+/// sequence number never handed out before: at least `first` and every reader's cursor, so
+/// that no reader takes a new record for one it has seen. Returns that number.
+fn start_after_set_aside(dir: &Path, first: u64) -> Result<u64, WalError> {
+    let path = segment::segment_path(dir, first);
+    let kept = free_name_beside(&path, "corrupt");
+    fs::rename(&path, &kept).map_err(|e| WalError::io(&path, e))?;
+    segment::sync_dir(dir)?;
+    let cursors = crate::cursor::load_all(&dir.join("cursors"))?;
+    let next = cursors
+        .into_iter()
+        .map(|(_, seq)| seq)
+        .fold(first, u64::max);
+    drop(open_segment_for_append(dir, next)?);
+    tracing::warn!(
+        message = "The newest log segment's header was corrupt and no valid record follows it; it was set aside and a new segment started.",
+        path = %path.display(),
+        kept_as = %kept.display(),
+        next_seq = next,
+    );
+    Ok(next)
+}
+
+/// `<path>.<suffix>`, or `<path>.<suffix>.<n>` if that exists already: a set-aside file never
+/// replaces an earlier one.
+fn free_name_beside(path: &Path, suffix: &str) -> std::path::PathBuf {
+    (0u32..)
+        .map(|n| {
+            let mut name = path.as_os_str().to_owned();
+            name.push(format!(".{suffix}"));
+            if n > 0 {
+                name.push(format!(".{n}"));
+            }
+            std::path::PathBuf::from(name)
+        })
+        .find(|candidate| !candidate.exists())
+        .expect("a free name")
 }
 
 /// Checks every record of a sealed segment, which holds records `first` to `next_first - 1`,
