@@ -216,15 +216,18 @@ impl Server {
             }
         }
         self.api.wal.shutdown().await;
-        let _ = self.stop_outputs.send(Some(deadline));
-        if !join_all_until(&mut self.outputs, deadline + STOP_GRACE).await {
+        // Outputs give up a delivery a little before the deadline, so that saving their
+        // cursors fits in it too.
+        let grace = (self.shutdown_timeout / 8).min(STOP_GRACE);
+        let _ = self.stop_outputs.send(Some(deadline - grace));
+        if !join_all_until(&mut self.outputs, deadline).await {
             tracing::warn!(
                 message = "Stopping outputs still delivering at the shutdown timeout; the log keeps what they did not deliver."
             );
             abort_all(&mut self.outputs).await;
         }
         let _ = self.stop_api.send(true);
-        if tokio::time::timeout_at((deadline + STOP_GRACE).into(), &mut self.api_task)
+        if tokio::time::timeout_at(deadline.into(), &mut self.api_task)
             .await
             .is_err()
         {
@@ -234,8 +237,8 @@ impl Server {
     }
 }
 
-/// How long past the shutdown deadline outputs may take to give up a delivery and save their
-/// cursors (a file write in progress is not interrupted).
+/// At most how long before the shutdown deadline outputs give up a delivery, to save their
+/// cursors in time (a file write in progress is not interrupted).
 const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// Waits for every task in `tasks` to end, until `deadline`; true if they all did.

@@ -146,12 +146,17 @@ fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Res
         .enable_all()
         .thread_name("flumen-worker")
         .build()?;
-    runtime.block_on(async {
+    let served = runtime.block_on(async {
         let server = Server::start(&config, Some(handle)).await?;
         wait_for_signal().await?;
         server.shutdown().await;
         Ok(())
-    })
+    });
+    // Dropping the runtime would wait for every blocking call still running (a decode, a file
+    // read of an aborted task) without a limit; none holds anything left to save, and the
+    // process must end within its shutdown timeout.
+    runtime.shutdown_background();
+    served
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {
