@@ -3,7 +3,7 @@
 //! the wire format rather than against itself), stored through a file output.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
@@ -20,6 +20,10 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 };
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
+const SECOND_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 // ---------------------------------------------------------------------------------------------
 // Building requests
@@ -166,6 +170,11 @@ fn http(
     let _ = stream.write_all(body);
     let mut response = Vec::new();
     let _ = stream.read_to_end(&mut response);
+    parse_answer(&response)
+}
+
+/// An HTTP/1.1 response, read whole.
+fn parse_answer(response: &[u8]) -> HttpAnswer {
     let split = response
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
@@ -210,6 +219,36 @@ async fn post(
     .unwrap()
 }
 
+/// A TCP connection to `to` from the local address `from` (127.0.0.2 is a second client).
+async fn connect_from(from: IpAddr, to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
+/// POSTs `request` as protobuf from the local address `from`.
+async fn post_protobuf_from(
+    from: IpAddr,
+    to: SocketAddr,
+    request: &ExportLogsServiceRequest,
+) -> HttpAnswer {
+    let body = request.encode_to_vec();
+    let mut stream = connect_from(from, to).await;
+    let head = format!(
+        "POST /v1/logs HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let mut response = Vec::new();
+    tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut response))
+        .await
+        .expect("an answer")
+        .unwrap();
+    parse_answer(&response)
+}
+
 async fn post_protobuf(addr: SocketAddr, request: &ExportLogsServiceRequest) -> HttpAnswer {
     post(
         addr,
@@ -230,7 +269,18 @@ struct GrpcAnswer {
 
 /// One unary gRPC call over a fresh HTTP/2 connection (prior knowledge, as gRPC clients do).
 async fn grpc_call(addr: SocketAddr, path: &str, message: &[u8], gzip_it: bool) -> GrpcAnswer {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    grpc_call_from(LOCALHOST, addr, path, message, gzip_it).await
+}
+
+/// [`grpc_call`] from the local address `from`.
+async fn grpc_call_from(
+    from: IpAddr,
+    addr: SocketAddr,
+    path: &str,
+    message: &[u8],
+    gzip_it: bool,
+) -> GrpcAnswer {
+    let tcp = connect_from(from, addr).await;
     let (client, connection) = h2::client::handshake(tcp).await.unwrap();
     tokio::spawn(connection);
     let mut client = client.ready().await.unwrap();
@@ -870,4 +920,80 @@ async fn shutdown_does_not_wait_for_idle_clients() {
         .expect("shutdown waited for idle clients");
     drop(client);
     let _ = connection.await;
+}
+
+/// An OTLP source whose multiline filter joins Java stack traces in `message`.
+async fn start_otlp_joining_java_traces(dir: &Path) -> Otlp {
+    start_otlp(
+        dir,
+        "[[filters]]\ntype = \"multiline\"\nmode = \"java\"\nfield = \"message\"\n\
+         flush_timeout = \"1s\"",
+    )
+    .await
+}
+
+/// The messages stored in `out` once there are `count`, sorted.
+async fn stored_messages(out: &Path, count: usize) -> Vec<String> {
+    let mut messages: Vec<String> = wait_for_lines(out, count)
+        .await
+        .iter()
+        .map(|line| line["record"]["message"].as_str().unwrap().to_owned())
+        .collect();
+    messages.sort_unstable();
+    messages
+}
+
+const EXCEPTION_OF_A: &str = "java.lang.IllegalStateException: boom in A";
+const FRAME_OF_B: &str = "\tat com.example.b.Main.run(Main.java:7)";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_clients_stack_frame_is_never_joined_into_the_first_clients_exception_over_otlp() {
+    let dir = tempfile::tempdir().unwrap();
+    let otlp = start_otlp_joining_java_traces(dir.path()).await;
+
+    // Client A's exception is held until the flush timeout, waiting for its stack frames.
+    let http = otlp.http;
+    let exception =
+        tokio::spawn(
+            async move { post_protobuf_from(LOCALHOST, http, &simple(EXCEPTION_OF_A)).await },
+        );
+    // Give A's line time to be taken before B's arrives; were B's first, the test would prove
+    // less but still hold.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let frame = post_protobuf_from(SECOND_CLIENT, otlp.http, &simple(FRAME_OF_B)).await;
+    assert_eq!(frame.status, 200, "{}", frame.text());
+    let exception = exception.await.unwrap();
+    assert_eq!(exception.status, 200, "{}", exception.text());
+
+    assert_eq!(
+        stored_messages(&otlp.out, 2).await,
+        [FRAME_OF_B, EXCEPTION_OF_A],
+        "each client's lines are their own events"
+    );
+    otlp.server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_clients_stack_frame_is_never_joined_into_the_first_clients_exception_over_grpc() {
+    let dir = tempfile::tempdir().unwrap();
+    let otlp = start_otlp_joining_java_traces(dir.path()).await;
+
+    let grpc = otlp.grpc;
+    let exception = tokio::spawn(async move {
+        let message = simple(EXCEPTION_OF_A).encode_to_vec();
+        grpc_call_from(LOCALHOST, grpc, EXPORT, &message, false).await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let message = simple(FRAME_OF_B).encode_to_vec();
+    let frame = grpc_call_from(SECOND_CLIENT, otlp.grpc, EXPORT, &message, false).await;
+    assert_eq!(frame.code, 0, "{}", frame.message);
+    let exception = exception.await.unwrap();
+    assert_eq!(exception.code, 0, "{}", exception.message);
+
+    assert_eq!(
+        stored_messages(&otlp.out, 2).await,
+        [FRAME_OF_B, EXCEPTION_OF_A],
+        "each client's lines are their own events"
+    );
+    otlp.server.shutdown().await;
 }

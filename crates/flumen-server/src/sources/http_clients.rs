@@ -1,9 +1,10 @@
-//! The HTTP source's filter sessions, one per client address.
+//! The filter sessions of the sources that answer requests (HTTP, OTLP), one per client address.
 //!
 //! A joining filter (multiline, Docker partials) must see each sender's lines apart: on one
 //! shared session, client B's `\tat …` line joins client A's exception and is stored as A's.
-//! Forward and syslog get a session per connection; HTTP clients open and close connections
-//! at will, so theirs are kept by the client's IP address instead. At most
+//! Forward and syslog get a session per connection; HTTP and OTLP clients open and close
+//! connections at will (and OTLP ones may send over HTTP and gRPC both), so theirs are kept by
+//! the client's IP address instead. At most
 //! [`MAX_CLIENT_SESSIONS`] are kept; one unused for [`IDLE_AFTER`] is closed, and when a new
 //! client finds them all taken, the least recently used one not serving a request is closed
 //! for it. Closing a session stores the events it still holds.
@@ -38,7 +39,7 @@ type Closed = Option<(IpAddr, ClientIngest)>;
 #[error("{MAX_CLIENT_SESSIONS} other clients are sending at once; retry later")]
 pub(crate) struct TooManyClients;
 
-/// The sessions of one HTTP source's clients.
+/// The sessions of one HTTP or OTLP source's clients.
 #[derive(Debug)]
 pub(crate) struct ClientSessions {
     source: String,

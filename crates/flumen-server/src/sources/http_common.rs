@@ -2,7 +2,7 @@
 //! and, beside the listeners, a loop that releases the events their filters held back.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use flumen_wal::WalError;
 use tokio::sync::{Mutex, watch};
@@ -91,29 +91,6 @@ pub(crate) trait HeldEvents {
 
     /// Stores every held event (the source is stopping); failures are logged for `source`.
     async fn flush_all(&self, source: &str);
-}
-
-/// One [`Ingest`] for all of a source's requests.
-impl HeldEvents for Mutex<Ingest> {
-    async fn tick(&self) -> Option<Duration> {
-        // No filter joins events: nothing is ever due, so do not wake up for it.
-        self.lock().await.may_hold().then_some(FLUSH_TICK)
-    }
-
-    async fn flush_due(&self, source: &str) {
-        let mut ingest = self.lock().await;
-        if ingest.next_flush().is_some_and(|due| due <= Instant::now())
-            && let Err(error) = ingest.flush_due().await
-        {
-            tracing::error!(message = "Held events could not be stored.", source = %source, %error);
-        }
-    }
-
-    async fn flush_all(&self, source: &str) {
-        if let Err(error) = self.lock().await.flush_all().await {
-            tracing::error!(message = "Held events could not be stored at shutdown.", source = %source, %error);
-        }
-    }
 }
 
 /// Runs `serve` (the listeners, until `stop` turns true) beside the release of held events, then

@@ -343,11 +343,6 @@ impl Ingest {
         Ok(())
     }
 
-    /// True when a filter may hold events back (see [`Ingest::flush_due`]).
-    pub fn may_hold(&self) -> bool {
-        self.pipeline.may_hold()
-    }
-
     /// When held events are next due to be released ([`Ingest::flush_due`]).
     pub fn next_flush(&self) -> Option<Instant> {
         self.session.next_deadline()

@@ -15,6 +15,11 @@
 //! | the log is full (or failing) | 503 + `Retry-After: 1` | `UNAVAILABLE` |
 //! | not `POST /v1/logs`; another gRPC method | 404 / 405 | `UNIMPLEMENTED` |
 //!
+//! Each client (by IP address, over either listener) has its own filter session (see
+//! [`ClientSessions`]), so that a joining filter never joins one client's lines into another's
+//! events; when every one of the 1024 sessions is serving a request, a new client is answered
+//! 503 / `UNAVAILABLE`.
+//!
 //! OTLP clients retry 503 and `UNAVAILABLE`, not 400 and `INVALID_ARGUMENT`. HTTP error bodies
 //! are a `google.rpc.Status` in the request's encoding, as the OTLP specification asks (415 and
 //! 404 answer plain text). Requests with `Content-Encoding` / `grpc-encoding` gzip or deflate
@@ -57,14 +62,14 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::future::Future;
 use std::io::Read;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -82,11 +87,12 @@ use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 use serde::{Deserialize, Deserializer};
 use tokio::net::TcpListener;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 
+use super::http_clients::ClientSessions;
 use super::http_common::{StoreError, serve_and_flush, store_request};
-use super::{Ingest, SourceShared, listening_on, stopped};
+use super::{SourceShared, listening_on, stopped};
 
 /// `type = "otlp"`.
 #[derive(Debug, Clone, Deserialize)]
@@ -230,14 +236,17 @@ impl OtlpSource {
             max_attributes: config.max_attributes,
             max_request_size: usize::try_from(config.max_request_size.as_u64())
                 .unwrap_or(usize::MAX),
-            ingest: Mutex::new(Ingest::new(&name, &config.label, &shared)),
+            clients: ClientSessions::new(&name, &config.label, &shared),
         });
         let http = async {
             let Some(listener) = http else { return };
             let mut stop = stop.clone();
-            let served = axum::serve(listener, http_router(state.clone()))
-                .with_graceful_shutdown(async move { stopped(&mut stop).await })
-                .await;
+            let served = axum::serve(
+                listener,
+                http_router(state.clone()).into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(async move { stopped(&mut stop).await })
+            .await;
             if let Err(error) = served {
                 tracing::error!(message = "The OTLP/HTTP listener stopped.", source = %name, %error);
             }
@@ -262,7 +271,7 @@ impl OtlpSource {
         let serve = async {
             tokio::join!(http, grpc);
         };
-        serve_and_flush(&name, &state.ingest, stop.clone(), serve).await;
+        serve_and_flush(&name, &state.clients, stop.clone(), serve).await;
     }
 }
 
@@ -283,7 +292,7 @@ struct OtlpState {
     tag: String,
     max_attributes: usize,
     max_request_size: usize,
-    ingest: Mutex<Ingest>,
+    clients: ClientSessions,
 }
 
 /// Why a request was not taken.
@@ -300,17 +309,23 @@ impl OtlpState {
     /// a client hanging up cannot interrupt an append half-way.
     async fn export_detached(
         self: &Arc<Self>,
+        client: IpAddr,
         request: ExportLogsServiceRequest,
     ) -> Result<(), Refusal> {
         let state = self.clone();
-        tokio::spawn(async move { state.export(request).await })
+        tokio::spawn(async move { state.export(client, request).await })
             .await
             .unwrap_or_else(|error| {
                 Err(Refusal::Unavailable(format!("the request failed: {error}")))
             })
     }
 
-    async fn export(&self, request: ExportLogsServiceRequest) -> Result<(), Refusal> {
+    /// Stores `request`'s events through the filter session of `client`.
+    async fn export(
+        &self,
+        client: IpAddr,
+        request: ExportLogsServiceRequest,
+    ) -> Result<(), Refusal> {
         let max_events = self.max_request_size.saturating_mul(16).max(64 << 20);
         if let Err((label, reason)) = check_limits(&request, self.max_attributes, max_events) {
             self.rejected(label);
@@ -322,7 +337,12 @@ impl OtlpState {
         if count == 0 {
             return Ok(());
         }
-        store_request(&self.ingest, &self.tag, count, &entries)
+        let session = self
+            .clients
+            .session(client)
+            .await
+            .map_err(|error| Refusal::Unavailable(error.to_string()))?;
+        store_request(&session, &self.tag, count, &entries)
             .await
             .map_err(|error| match error {
                 StoreError::Full => Refusal::Unavailable("the log is full; retry later".to_owned()),
@@ -445,6 +465,7 @@ fn http_router(state: Arc<OtlpState>) -> Router {
 
 async fn http_export(
     State(state): State<Arc<OtlpState>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
@@ -518,7 +539,7 @@ async fn http_export(
         }
     };
     drop(body);
-    match state.export_detached(request).await {
+    match state.export_detached(client.ip(), request).await {
         Ok(()) => encoding.respond(StatusCode::OK, ExportOk {}),
         Err(Refusal::Invalid(reason)) => encoding.error(
             StatusCode::BAD_REQUEST,
@@ -652,6 +673,10 @@ impl tonic::codec::Decoder for ExportCodec {
 /// The `Export` call.
 struct GrpcExport(Arc<OtlpState>);
 
+/// The session of gRPC clients whose address tonic does not know. Its listener is always TCP,
+/// which tonic records, so this stays unused unless that changes.
+const UNKNOWN_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+
 type GrpcFuture = Pin<
     Box<
         dyn Future<Output = Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status>>
@@ -665,6 +690,9 @@ impl tonic::server::UnaryService<Bytes> for GrpcExport {
 
     fn call(&mut self, request: tonic::Request<Bytes>) -> Self::Future {
         let state = self.0.clone();
+        let client = request
+            .remote_addr()
+            .map_or(UNKNOWN_CLIENT, |address| address.ip());
         Box::pin(async move {
             let request = match ExportLogsServiceRequest::decode(request.into_inner()) {
                 Ok(request) => request,
@@ -675,7 +703,7 @@ impl tonic::server::UnaryService<Bytes> for GrpcExport {
                     )));
                 }
             };
-            match state.export_detached(request).await {
+            match state.export_detached(client, request).await {
                 Ok(()) => Ok(tonic::Response::new(ExportLogsServiceResponse {
                     partial_success: None,
                 })),
