@@ -275,3 +275,67 @@ async fn a_resent_chunk_is_acknowledged_but_stored_once_even_across_a_restart() 
     assert_eq!(numbers, (0..30).collect::<Vec<_>>());
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_acknowledges_every_chunk_it_stored() {
+    const CHUNKS: u64 = 200;
+    const EVENTS: u64 = 10;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.log");
+    let body = forward_to_file("", &out);
+    let server = start(dir.path(), &body).await;
+    let addr = server.source_addr("fwd").unwrap();
+    let mut stream = TcpStream::connect(addr).unwrap();
+    let frames: Vec<u8> = (0..CHUNKS)
+        .flat_map(|i| chunk("t", i * EVENTS..(i + 1) * EVENTS, Some(&format!("c{i}"))))
+        .collect();
+    stream.write_all(&frames).unwrap();
+    // Stop as soon as the first chunk is acknowledged, with the others' acks still to send.
+    let mut reader = stream.try_clone().unwrap();
+    tokio::task::spawn_blocking(move || {
+        assert!(read_ack(&mut reader, "c0", Duration::from_secs(10)))
+    })
+    .await
+    .unwrap();
+    let stopping = tokio::spawn(server.shutdown());
+    let acked = tokio::task::spawn_blocking(move || {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let mut answer = Vec::new();
+        let _ = stream.read_to_end(&mut answer);
+        let mut acked = 1; // c0
+        let mut rest = &answer[..];
+        while let Some((_, used)) = decode_ack(rest).unwrap() {
+            acked += 1;
+            rest = &rest[used..];
+        }
+        acked
+    })
+    .await
+    .unwrap();
+    stopping.await.unwrap();
+
+    // What the log kept reaches the file after a restart; a marker sent last shows it all has.
+    let server = start(dir.path(), &body).await;
+    let addr = server.source_addr("fwd").unwrap();
+    let marker = 1_000_000;
+    tokio::task::spawn_blocking(move || send_acked(addr, "t", marker..marker + 1))
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let stored = loop {
+        let lines = wait_for_lines(&out, 1).await;
+        if lines.iter().any(|l| l["record"]["n"] == marker) || std::time::Instant::now() > deadline
+        {
+            break lines.len() as u64 - 1;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    server.shutdown().await;
+    assert_eq!(
+        stored,
+        acked * EVENTS,
+        "every stored chunk is acknowledged before the connection closes ({acked} acks)"
+    );
+}

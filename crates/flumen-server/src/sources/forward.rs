@@ -168,15 +168,11 @@ impl Connection {
                     if was_full && let Some(timeout) = self.idle_timeout {
                         idle_at = Instant::now() + timeout;
                     }
-                    // A sender that does not read its acknowledgements blocks this write; the
-                    // stop must still be seen. An acknowledgement cut in the middle leaves the
-                    // stream unusable, so the connection then closes at once: its sender
-                    // resends what it has no acknowledgement for.
-                    let answered = tokio::select! {
-                        answered = self.answer(&mut wr, &mut out, &chunk, durable) => answered,
-                        _ = stopped(&mut shutdown) => false,
-                    };
-                    if !answered {
+                    // A sender that does not read its acknowledgements blocks this write, and
+                    // with it the stop; the server aborts such a connection at its shutdown
+                    // deadline. Racing the write against the stop instead would drop acks of
+                    // stored frames that could have gone out at once.
+                    if !self.answer(&mut wr, &mut out, &chunk, durable).await {
                         return;
                     }
                 }
