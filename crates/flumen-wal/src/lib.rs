@@ -655,12 +655,17 @@ impl Wal {
 
     /// True if a record of `len` bytes would fit under the size cap right now, counting what
     /// is queued for the writer: lets request/response inputs answer "retry later" instead of
-    /// waiting for room.
+    /// waiting for room. `len` may be the total of several records; past
+    /// [`WalConfig::largest_record`] only that much room is asked for, since more can never
+    /// come: the records then wait for room one by one (or one is refused as never fitting)
+    /// instead of being answered "retry later" for ever.
     pub fn has_room(&self, len: usize) -> bool {
         if self.shared.config.when_full != WhenFull::Block && !self.disk_full() {
             // Nothing waits under a drop policy.
             return true;
         }
+        let largest = usize::try_from(self.shared.config.largest_record()).unwrap_or(usize::MAX);
+        let len = len.min(largest);
         let queued = self.shared.config.max_in_flight - self.in_flight.available_permits();
         // Room for the record's header and for the header of a segment it may start.
         let needed = (queued + len + segment::RECORD_HEADER_LEN) as u64 + segment::HEADER_LEN;

@@ -39,3 +39,30 @@ async fn a_record_that_could_never_fit_is_refused_instead_of_waiting_for_ever() 
         drop(reader.read(1, usize::MAX).unwrap());
     }
 }
+
+#[tokio::test]
+async fn a_request_of_many_records_larger_than_the_log_is_not_told_to_retry_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WalConfig {
+        persistence: Persistence::Always,
+        segment_size: 4096,
+        max_size: 16384,
+        ..WalConfig::new(dir.path())
+    };
+    let largest = config.largest_record() as usize;
+    let wal = Wal::open(config).unwrap();
+    // An empty log: room for all it can ever take at once, so a request of many small records
+    // totalling more (an HTTP body split into batches) goes ahead and waits record by record.
+    assert!(wal.has_room(largest));
+    assert!(wal.has_room(4 * largest));
+    // A full one still says "retry later" (it holds two of the largest records).
+    for _ in 0..2 {
+        let ticket = wal.append(vec![3u8; largest]).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(10), ticket.durable())
+            .await
+            .expect("stored")
+            .unwrap();
+    }
+    assert!(!wal.has_room(largest));
+    assert!(!wal.has_room(4 * largest));
+}
