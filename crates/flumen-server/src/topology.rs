@@ -78,6 +78,17 @@ impl Server {
                 .map_err(|(_, message)| anyhow::Error::msg(message))?,
         );
 
+        // Read before any output runs: a running output may remove the segments being read.
+        let chunks = {
+            let wal = wal.clone();
+            tokio::task::spawn_blocking(move || ChunkLedger::rebuild(&wal, CHUNK_IDS_REMEMBERED))
+                .await?
+                .context("cannot read recent chunk ids back from the log")?
+        };
+        tracing::info!(
+            message = "Chunk ids remembered from the log.",
+            count = chunks.len()
+        );
         let (stop_outputs, outputs_stop) = watch::channel(None);
         let stopped_outputs = Arc::new(StoppedOutputs::default());
         let mut outputs = JoinSet::new();
@@ -107,16 +118,6 @@ impl Server {
             });
         }
 
-        let chunks = {
-            let wal = wal.clone();
-            tokio::task::spawn_blocking(move || ChunkLedger::rebuild(&wal, CHUNK_IDS_REMEMBERED))
-                .await?
-                .context("cannot read recent chunk ids back from the log")?
-        };
-        tracing::info!(
-            message = "Chunk ids remembered from the log.",
-            count = chunks.len()
-        );
         let shared = SourceShared {
             wal: wal.clone(),
             routes: routes.clone(),
