@@ -188,6 +188,11 @@ fn check_at(format: Format, buf: &[u8], limit: u64, expected: u64, skipped: u64)
     if len > MAX_RECORD_LEN || total as u64 > limit {
         return Candidate::Invalid;
     }
+    // In the first format zeros pass the checksum (CRC32C of nothing is 0); flumen never wrote
+    // an empty record, so an empty one there is zeroed bytes, not a record.
+    if len == 0 && matches!(format, Format::V1) {
+        return Candidate::Invalid;
+    }
     let seq = match format {
         Format::V1 => expected,
         Format::V2 => u64::from_le_bytes(header[8..16].try_into().expect("8 bytes")),

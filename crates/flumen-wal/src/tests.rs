@@ -309,6 +309,28 @@ async fn segments_written_by_earlier_versions_are_still_read() {
 }
 
 #[tokio::test]
+async fn a_zeroed_tail_of_a_segment_written_by_an_earlier_version_yields_no_fake_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = b"FLUMWAL1".to_vec();
+    bytes.extend_from_slice(&0u64.to_le_bytes());
+    for seq in 0..5 {
+        let p = payload(seq);
+        bytes.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(&p).to_le_bytes());
+        bytes.extend_from_slice(&p);
+    }
+    // A power loss zeroed the block after the last record.
+    bytes.extend_from_slice(&[0u8; 4096]);
+    fs::write(segment::segment_path(dir.path(), 0), bytes).unwrap();
+    fs::create_dir_all(dir.path().join("cursors")).unwrap();
+    cursor::store(&dir.path().join("cursors"), "out", 0).unwrap();
+    let wal = Wal::open(config(dir.path())).unwrap();
+    assert_eq!(wal.stats().next_seq, 5);
+    let mut reader = wal.reader("out").unwrap();
+    assert_eq!(seqs(&read_all(&mut reader)), (0..5).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn a_zero_filled_tail_is_cut_and_yields_no_fake_records() {
     let dir = tempfile::tempdir().unwrap();
     let big_segments = WalConfig {
