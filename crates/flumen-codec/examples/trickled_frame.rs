@@ -4,14 +4,17 @@
 //!
 //! ```sh
 //! cargo run --release -p flumen-codec --example trickled_frame -- 16 4096
+//! cargo run --release -p flumen-codec --example trickled_frame -- 16 4096 rescan
 //! ```
 //!
-//! Arguments: the frame's size in MiB (16) and the piece size in bytes (4096). Results are
-//! recorded in `docs/benchmarks.md`.
+//! Arguments: the frame's size in MiB (16), the piece size in bytes (4096), and `rescan` to
+//! decode as connections did before they kept a [`FrameDecoder`]: the one-shot
+//! [`decode_frame`] on the whole buffer after every piece. Results are recorded in
+//! `docs/benchmarks.md`.
 
 use std::time::Instant;
 
-use flumen_codec::forward::{Decoded, FrameDecoder, Limits};
+use flumen_codec::forward::{Decoded, FrameDecoder, Limits, decode_frame};
 
 /// `[tag, [[time, {"n": i}], ...], {"chunk": ...}]` of about `size` bytes.
 fn forward_frame(size: usize) -> Vec<u8> {
@@ -40,6 +43,7 @@ fn main() {
     let mut args = std::env::args().skip(1);
     let mib: usize = args.next().map_or(16, |a| a.parse().expect("size in MiB"));
     let piece: usize = args.next().map_or(4096, |a| a.parse().expect("piece size"));
+    let rescan = args.next().as_deref() == Some("rescan");
     let frame = forward_frame(mib * 1024 * 1024);
     let limits = Limits {
         max_frame_size: frame.len(),
@@ -49,7 +53,12 @@ fn main() {
     let mut received = 0;
     let count = loop {
         received = (received + piece).min(frame.len());
-        match decoder.decode(&frame[..received]).expect("a valid frame") {
+        let decoded = if rescan {
+            decode_frame(&frame[..received], &limits)
+        } else {
+            decoder.decode(&frame[..received])
+        };
+        match decoded.expect("a valid frame") {
             Some((Decoded::Frame(decoded), used)) => {
                 assert_eq!(used, frame.len());
                 break decoded.count;
