@@ -9,7 +9,6 @@ mod common;
 
 use common::*;
 use flumen_server::{Config, Server};
-use metrics_exporter_prometheus::PrometheusBuilder;
 
 /// Records sent, in chunks of `CHUNK`: enough for a few hundred 16 KiB segments to be removed.
 const RECORDS: u64 = 8_000;
@@ -49,8 +48,9 @@ fn segment_bytes_on_disk(wal_dir: &Path) -> u64 {
 async fn two_outputs_removing_segments_at_once_never_wedge_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::parse(&two_outputs_small_segments(dir.path()), "test.toml").unwrap();
-    let metrics = PrometheusBuilder::new().install_recorder().unwrap();
-    let server = Server::start(&config, Some(metrics)).await.unwrap();
+    let server = Server::start(&config, Some(metrics().clone()))
+        .await
+        .unwrap();
     let (source, api) = (server.source_addr("fwd").unwrap(), server.api_addr());
 
     // Every chunk must be acknowledged: a log that wrongly thinks itself full stops taking them.

@@ -1,19 +1,25 @@
 //! A record larger than the log could ever hold is refused at once: waiting for room would
 //! wait for ever, however far outputs catch up.
 
+use std::path::Path;
 use std::time::Duration;
 
 use flumen_wal::{Persistence, Wal, WalConfig, WalError};
 
-#[tokio::test]
-async fn a_record_that_could_never_fit_is_refused_instead_of_waiting_for_ever() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = WalConfig {
+/// A 16 KiB log of 4 KiB segments: the largest record it can take is just under 8 KiB.
+fn small_log(dir: &Path) -> WalConfig {
+    WalConfig {
         persistence: Persistence::Always,
         segment_size: 4096,
         max_size: 16384,
-        ..WalConfig::new(dir.path())
-    };
+        ..WalConfig::new(dir)
+    }
+}
+
+#[tokio::test]
+async fn a_record_that_could_never_fit_is_refused_instead_of_waiting_for_ever() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_log(dir.path());
     let largest = config.largest_record();
     assert!(largest > 8000 && largest < 8192, "{largest}");
     let wal = Wal::open(config).unwrap();
@@ -43,12 +49,7 @@ async fn a_record_that_could_never_fit_is_refused_instead_of_waiting_for_ever() 
 #[tokio::test]
 async fn a_request_of_many_records_larger_than_the_log_is_not_told_to_retry_for_ever() {
     let dir = tempfile::tempdir().unwrap();
-    let config = WalConfig {
-        persistence: Persistence::Always,
-        segment_size: 4096,
-        max_size: 16384,
-        ..WalConfig::new(dir.path())
-    };
+    let config = small_log(dir.path());
     let largest = config.largest_record() as usize;
     let wal = Wal::open(config).unwrap();
     // An empty log: room for all it can ever take at once, so a request of many small records

@@ -138,14 +138,11 @@ struct Connection {
     ingest: Ingest,
 }
 
-/// Frames appended to the log whose senders wait for an acknowledgement, oldest first.
-type PendingAcks = AckQueue;
-
 impl Connection {
     async fn serve(mut self, stream: TcpStream, mut shutdown: watch::Receiver<bool>) {
         let (mut rd, mut wr) = stream.into_split();
         let mut buf = BytesMut::with_capacity(256 * 1024);
-        let mut pending = PendingAcks::default();
+        let mut pending = AckQueue::default();
         let mut out = Vec::new();
         let far = far_future();
         let retire_at = self.max_age.map_or(far, |age| Instant::now() + age);
@@ -272,7 +269,7 @@ impl Connection {
     async fn take_frames(
         &mut self,
         buf: &mut BytesMut,
-        pending: &mut PendingAcks,
+        pending: &mut AckQueue,
     ) -> Result<(), String> {
         loop {
             let (frame, used) = match self.decoder.decode(buf) {
