@@ -14,6 +14,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
+pub use flumen_routing::RouteSpec;
+pub use flumen_sinks::config::{
+    BatchConfig, DeliveryOnlyConfig, FileCompression, OutputConfig, RetryConfig,
+};
+pub use flumen_sources::SourceConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -163,291 +168,6 @@ impl Default for ApiConfig {
     }
 }
 
-/// `[sources.NAME]`: an input.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SourceConfig {
-    /// The Fluentd Forward protocol, TCP (and the UDP heartbeat on the same port).
-    Forward(ForwardSourceConfig),
-    /// Fluentd's `in_http`.
-    Http(HttpSourceConfig),
-    /// Syslog (RFC 5424, RFC 3164) over UDP, TCP or TLS.
-    Syslog(crate::sources::syslog::SyslogConfig),
-    /// Files, tailed.
-    Tail(crate::sources::tail::TailConfig),
-    /// OpenTelemetry logs over OTLP (HTTP and gRPC).
-    Otlp(crate::sources::otlp::OtlpConfig),
-}
-
-impl SourceConfig {
-    /// The route label the source's events carry ("" for the default routes).
-    pub fn label(&self) -> &str {
-        match self {
-            SourceConfig::Forward(c) => &c.label,
-            SourceConfig::Http(c) => &c.label,
-            SourceConfig::Syslog(c) => &c.label,
-            SourceConfig::Tail(c) => &c.label,
-            SourceConfig::Otlp(c) => &c.label,
-        }
-    }
-
-    /// The setting that bounds the largest input the source stores in one log record, and its
-    /// value: a Forward frame, an HTTP or OTLP request, a syslog message, a tailed line.
-    pub fn largest_input(&self) -> (&'static str, ByteSize) {
-        match self {
-            SourceConfig::Forward(c) => ("max_frame_size", c.max_frame_size),
-            SourceConfig::Http(c) => ("max_body_size", c.max_body_size),
-            SourceConfig::Syslog(c) => ("max_message_size", c.max_message_size),
-            SourceConfig::Tail(c) => ("max_line_size", c.max_line_size),
-            SourceConfig::Otlp(c) => ("max_request_size", c.max_request_size),
-        }
-    }
-}
-
-/// `type = "forward"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardSourceConfig {
-    /// Listen address (TCP and UDP).
-    #[serde(default = "default_forward_address")]
-    pub address: SocketAddr,
-    /// Route label: only routes with this label apply (Fluentd's `@label`).
-    #[serde(default)]
-    pub label: String,
-    /// The largest frame accepted; a larger one closes the connection. Also the most a
-    /// compressed chunk may inflate to.
-    #[serde(default = "default_max_frame_size")]
-    pub max_frame_size: ByteSize,
-    /// Close a connection gracefully once it is this old (at a frame boundary, after acking),
-    /// so that senders reconnect through their load balancer.
-    #[serde(default, with = "humantime_serde")]
-    pub max_connection_age: Option<Duration>,
-    /// Close a connection that sent nothing for this long.
-    #[serde(default, with = "humantime_serde")]
-    pub idle_timeout: Option<Duration>,
-}
-
-fn default_forward_address() -> SocketAddr {
-    "0.0.0.0:24224".parse().expect("valid address")
-}
-
-fn default_max_frame_size() -> ByteSize {
-    ByteSize::mib(16)
-}
-
-/// `type = "http"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HttpSourceConfig {
-    /// Listen address.
-    #[serde(default = "default_http_address")]
-    pub address: SocketAddr,
-    /// Route label: only routes with this label apply.
-    #[serde(default)]
-    pub label: String,
-    /// The largest request body accepted (HTTP 413 past it).
-    #[serde(default = "default_max_body_size")]
-    pub max_body_size: ByteSize,
-}
-
-fn default_http_address() -> SocketAddr {
-    "0.0.0.0:9880".parse().expect("valid address")
-}
-
-fn default_max_body_size() -> ByteSize {
-    ByteSize::mib(32)
-}
-
-/// `[outputs.NAME]`: a destination.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum OutputConfig {
-    /// JSON lines on standard output.
-    Stdout(DeliveryOnlyConfig),
-    /// JSON lines in files.
-    File(FileOutputConfig),
-    /// The Forward protocol, to Fluentd, Fluent Bit or another flumen.
-    Forward(ForwardOutputConfig),
-    /// Discards events (Fluentd's `null`).
-    Null(DeliveryOnlyConfig),
-    /// HTTP webhooks: generic JSON, Slack, PagerDuty (alerts).
-    Webhook(crate::outputs::webhook::WebhookConfig),
-}
-
-impl OutputConfig {
-    /// The batching and retry settings every output has.
-    pub fn delivery(&self) -> (&BatchConfig, &RetryConfig) {
-        match self {
-            OutputConfig::Stdout(c) => (&c.batch, &c.retry),
-            OutputConfig::File(c) => (&c.batch, &c.retry),
-            OutputConfig::Forward(c) => (&c.batch, &c.retry),
-            OutputConfig::Null(c) => (&c.batch, &c.retry),
-            OutputConfig::Webhook(c) => (&c.batch, &c.retry),
-        }
-    }
-}
-
-/// How an output groups events into one delivery.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BatchConfig {
-    /// Deliver once this many events are gathered.
-    pub max_events: usize,
-    /// Deliver once this many bytes (msgpack) are gathered.
-    pub max_bytes: ByteSize,
-    /// When the output has caught up, wait this long for more events before delivering.
-    #[serde(with = "humantime_serde")]
-    pub timeout: Duration,
-}
-
-impl Default for BatchConfig {
-    fn default() -> Self {
-        Self {
-            max_events: 10_000,
-            max_bytes: ByteSize::mib(4),
-            timeout: Duration::from_millis(200),
-        }
-    }
-}
-
-/// How an output retries a failed delivery before giving up on it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// The first wait after a failure.
-    #[serde(with = "humantime_serde")]
-    pub initial_backoff: Duration,
-    /// The longest wait between attempts.
-    #[serde(with = "humantime_serde")]
-    pub max_backoff: Duration,
-    /// How long to keep retrying one batch; then it is written to the dead-letter file.
-    #[serde(with = "humantime_serde")]
-    pub max_duration: Duration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        Self {
-            initial_backoff: Duration::from_millis(100),
-            max_backoff: Duration::from_secs(30),
-            max_duration: Duration::from_secs(3600),
-        }
-    }
-}
-
-/// `type = "stdout"` and `type = "null"`: nothing to set but delivery.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeliveryOnlyConfig {
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-/// File compression.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum FileCompression {
-    /// Plain text.
-    #[default]
-    None,
-    /// gzip: each delivery is appended as one gzip member, so the file is readable (`zcat`) at
-    /// any time.
-    Gzip,
-}
-
-/// `type = "file"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FileOutputConfig {
-    /// Path template: `{{tag}}` is the event's tag, `{{tag[N]}}` its N-th dot-separated part,
-    /// and strftime specifiers (`%Y`, `%m`, `%d`, `%H`...) the event's time in UTC.
-    pub path: String,
-    /// `none` or `gzip` (which adds `.gz` to the path unless it ends with it).
-    #[serde(default)]
-    pub compression: FileCompression,
-    /// Rotate a file once it reaches this size.
-    #[serde(default)]
-    pub rotate_size: Option<ByteSize>,
-    /// Rotate a file once it has been open this long.
-    #[serde(default, with = "humantime_serde")]
-    pub rotate_interval: Option<Duration>,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-/// One destination server of a forward output.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardServerConfig {
-    /// `host:port`.
-    pub address: String,
-    /// Share of the traffic relative to the other servers.
-    #[serde(default = "default_weight")]
-    pub weight: u32,
-    /// Only used when no other server is available.
-    #[serde(default)]
-    pub standby: bool,
-}
-
-fn default_weight() -> u32 {
-    60
-}
-
-/// `type = "forward"`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ForwardOutputConfig {
-    /// Destinations, load-balanced by weight, with failover.
-    pub servers: Vec<ForwardServerConfig>,
-    /// Ask for an acknowledgement of every chunk and resend on timeout (at-least-once). On by
-    /// default: without it a chunk counts as delivered once written to the socket, and what
-    /// the receiver loses after that is gone.
-    #[serde(default = "default_require_ack")]
-    pub require_ack: bool,
-    /// How long to wait for an acknowledgement.
-    #[serde(default = "default_ack_timeout", with = "humantime_serde")]
-    pub ack_timeout: Duration,
-    /// How long to wait for a connection.
-    #[serde(default = "default_connect_timeout", with = "humantime_serde")]
-    pub connect_timeout: Duration,
-    /// How long a failed server is left alone before it is tried again.
-    #[serde(default = "default_recover_wait", with = "humantime_serde")]
-    pub recover_wait: Duration,
-    /// `none`, or `gzip` (CompressedPackedForward).
-    #[serde(default)]
-    pub compression: FileCompression,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-fn default_require_ack() -> bool {
-    true
-}
-
-fn default_ack_timeout() -> Duration {
-    Duration::from_secs(30)
-}
-
-fn default_connect_timeout() -> Duration {
-    Duration::from_secs(5)
-}
-
-fn default_recover_wait() -> Duration {
-    Duration::from_secs(10)
-}
-
 /// `[[routes]]`: where events go.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -510,49 +230,15 @@ impl Config {
         let span_of = |s: &Spanned<String>| Some(s.span());
         for (name, source) in &self.sources {
             check_name("source", name).map_err(|m| (Some(source.span()), m))?;
-            let checked = match source.get_ref() {
-                SourceConfig::Tail(tail) => tail.validate(),
-                SourceConfig::Syslog(syslog) => syslog.validate(),
-                SourceConfig::Otlp(otlp) => otlp.validate(),
-                SourceConfig::Forward(_) | SourceConfig::Http(_) => Ok(()),
-            };
+            let checked = source.get_ref().validate();
             checked.map_err(|m| (Some(source.span()), format!("sources.{name}: {m}")))?;
         }
         for (name, output) in &self.outputs {
             check_name("output", name).map_err(|m| (Some(output.span()), m))?;
-            match output.get_ref() {
-                OutputConfig::File(file) => {
-                    crate::outputs::file::PathTemplate::parse(&file.path)
-                        .map_err(|m| (Some(output.span()), format!("outputs.{name}.path: {m}")))?;
-                }
-                OutputConfig::Webhook(webhook) => {
-                    webhook
-                        .validate()
-                        .map_err(|m| (Some(output.span()), format!("outputs.{name}.{m}")))?;
-                }
-                OutputConfig::Forward(fwd) => {
-                    if fwd.servers.is_empty() {
-                        return Err((
-                            Some(output.span()),
-                            format!("outputs.{name}.servers: at least one server is needed"),
-                        ));
-                    }
-                    if fwd.servers.iter().all(|s| s.weight == 0) {
-                        return Err((
-                            Some(output.span()),
-                            format!("outputs.{name}.servers: every weight is 0"),
-                        ));
-                    }
-                }
-                _ => {}
-            }
-            let (batch, _) = output.get_ref().delivery();
-            if batch.max_events == 0 {
-                return Err((
-                    Some(output.span()),
-                    format!("outputs.{name}.batch.max_events must be at least 1"),
-                ));
-            }
+            output
+                .get_ref()
+                .validate()
+                .map_err(|m| (Some(output.span()), format!("outputs.{name}.{m}")))?;
         }
         let labels: Vec<&str> = self.sources.values().map(|s| s.get_ref().label()).collect();
         for (i, route) in self.routes.iter().enumerate() {
@@ -631,6 +317,23 @@ impl Config {
                 format!("filters[{}] ({}): {}", e.index, e.name, e.message),
             )
         })
+    }
+
+    /// The routes, as the route table takes them.
+    pub fn route_specs(&self) -> Vec<RouteSpec> {
+        self.routes
+            .iter()
+            .map(|route| RouteSpec {
+                label: route
+                    .label
+                    .as_ref()
+                    .map(|label| label.get_ref().clone())
+                    .unwrap_or_default(),
+                patterns: route.patterns.iter().map(|p| p.get_ref().clone()).collect(),
+                select: route.select.as_ref().map(|s| s.get_ref().clone()),
+                outputs: route.outputs.iter().map(|o| o.get_ref().clone()).collect(),
+            })
+            .collect()
     }
 
     /// The log's settings in the form the log takes.

@@ -21,10 +21,11 @@
 
 pub mod api;
 pub mod config;
-pub mod outputs;
-pub mod routing;
-pub mod sources;
 pub mod topology;
+
+pub use flumen_routing as routing;
+pub use flumen_sinks as outputs;
+pub use flumen_sources as sources;
 
 pub use config::Config;
 pub use topology::Server;

@@ -21,15 +21,14 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{self, ApiState, StoppedOutputs};
-use crate::config::{Config, OutputConfig};
-use crate::outputs::dead_letter::DeadLetter;
-use crate::outputs::driver::OutputTask;
-use crate::outputs::{
-    Sink, file::FileSink, forward::ForwardSink, stdout::StdoutSink, webhook::WebhookSink,
-};
-use crate::routing::RouteTable;
-use crate::sources::chunks::ChunkLedger;
-use crate::sources::{BoundSource, SourceShared};
+use flumen_routing::RouteTable;
+use flumen_sinks::Sink;
+use flumen_sinks::dead_letter::DeadLetter;
+use flumen_sinks::driver::OutputTask;
+use flumen_sources::ingest::chunks::ChunkLedger;
+use flumen_sources::{BoundSource, SourceShared};
+
+use crate::config::Config;
 
 /// How many recent Forward chunk ids are remembered to recognise resends.
 const CHUNK_IDS_REMEMBERED: usize = 65_536;
@@ -70,8 +69,9 @@ impl Server {
         let node_id = node_id(&config.data_dir)?;
         let output_names: Vec<String> = config.outputs.keys().cloned().collect();
         wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let routes =
-            Arc::new(RouteTable::new(&config.routes, &output_names).map_err(anyhow::Error::msg)?);
+        let routes = Arc::new(
+            RouteTable::new(&config.route_specs(), &output_names).map_err(anyhow::Error::msg)?,
+        );
         let pipeline = Arc::new(
             config
                 .pipeline()
@@ -101,7 +101,7 @@ impl Server {
             let task = OutputTask::new(
                 name,
                 index,
-                build_sink(name, output, &node_id)
+                Sink::build(name, output, &node_id)
                     .map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
                 reader,
                 routes.clone(),
@@ -255,18 +255,6 @@ async fn join_all_until(tasks: &mut JoinSet<()>, deadline: Instant) -> bool {
 async fn abort_all(tasks: &mut JoinSet<()>) {
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
-}
-
-fn build_sink(name: &str, output: &OutputConfig, node_id: &str) -> Result<Sink, String> {
-    Ok(match output {
-        OutputConfig::Stdout(_) => Sink::Stdout(StdoutSink::default()),
-        OutputConfig::File(c) => Sink::File(FileSink::new(c)?),
-        OutputConfig::Forward(c) => {
-            Sink::Forward(ForwardSink::new(c, &format!("{node_id}/{name}")))
-        }
-        OutputConfig::Webhook(c) => Sink::Webhook(Box::new(WebhookSink::new(name, c)?)),
-        OutputConfig::Null(_) => Sink::Null,
-    })
 }
 
 /// This node's identity: random at first start, kept in `<data_dir>/node-id` after.

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::Duration;
 
 mod common;
-#[path = "../src/sources/otlp_fixtures.rs"]
+#[path = "../../flumen-sources/src/otlp/fixtures.rs"]
 mod fixtures;
 
 use common::*;

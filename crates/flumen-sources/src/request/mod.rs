@@ -1,13 +1,14 @@
 //! What the sources that answer requests (HTTP, OTLP) share: a request stored whole or refused,
 //! and, beside the listeners, a loop that releases the events their filters held back.
 
+pub(crate) mod clients;
 use std::future::Future;
 use std::time::Duration;
 
 use flumen_wal::WalError;
 use tokio::sync::{Mutex, watch};
 
-use super::{Ingest, IngestError, stopped};
+use crate::{Ingest, IngestError, stopped};
 
 /// Why a request's events were not stored.
 #[derive(Debug)]

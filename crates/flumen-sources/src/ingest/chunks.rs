@@ -203,7 +203,7 @@ impl ChunkLedger {
         let durable = watch::channel(ChunkState::Durable).1;
         {
             let mut ids = ledger.ids.lock().expect("ledger lock");
-            super::each_recent_batch(wal, segments, |_, batch| {
+            crate::each_recent_batch(wal, segments, |_, batch| {
                 if batch.chunk_id.is_empty() {
                     return;
                 }

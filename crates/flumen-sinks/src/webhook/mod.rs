@@ -52,6 +52,9 @@
 //! neither charged twice nor decided again. Errors name the endpoint by scheme and host only,
 //! since webhook URLs often carry their secret in the path.
 
+mod config;
+pub use config::{WebhookConfig, WebhookFormat};
+
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
@@ -105,124 +108,6 @@ const LEVEL_FIELDS: &[&str] = &["level", "severity", "log.level"];
 const SERVICE_FIELDS: &[&str] = &["service.name", "service", "app"];
 const HOST_FIELDS: &[&str] = &["host.name", "host", "hostname"];
 const MESSAGE_FIELDS: &[&str] = &["message", "msg", "log"];
-
-/// What a webhook sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum WebhookFormat {
-    /// A JSON array of events per delivery.
-    #[default]
-    Json,
-    /// A Slack incoming-webhook message per delivery.
-    Slack,
-    /// A PagerDuty Events API v2 event per alert.
-    Pagerduty,
-}
-
-impl WebhookFormat {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Json => "json",
-            Self::Slack => "slack",
-            Self::Pagerduty => "pagerduty",
-        }
-    }
-}
-
-/// `type = "webhook"`: alerts over HTTP.
-#[derive(Clone, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    /// Where to `POST`: an `http://` or `https://` URL. Required, except for `pagerduty`, where
-    /// it defaults to [`PAGERDUTY_EVENTS_URL`].
-    #[serde(default)]
-    pub url: String,
-    /// `json` (default), `slack` or `pagerduty`.
-    #[serde(default)]
-    pub format: WebhookFormat,
-    /// The message template (see the module documentation). `json`: adds a `"message"` key to
-    /// each event when set; `slack` and `pagerduty`: defaults to [`DEFAULT_TEMPLATE`].
-    #[serde(default)]
-    pub template: Option<String>,
-    /// Extra request headers, such as `Authorization`; they override the defaults
-    /// (`Content-Type: application/json`).
-    #[serde(default)]
-    pub headers: BTreeMap<String, String>,
-    /// The PagerDuty integration key (`pagerduty` only, and required there).
-    #[serde(default)]
-    pub routing_key: Option<String>,
-    /// A template for the PagerDuty `dedup_key` (`pagerduty` only); by default a hash of the
-    /// tag, the service and the first line of the message, so that repeats of one error from
-    /// any host are one incident.
-    #[serde(default)]
-    pub dedup_key: Option<String>,
-    /// The most alerts sent in any 60 seconds; `0` lifts the limit. Default: unlimited for
-    /// `json`, [`DEFAULT_ALERTS_PER_MINUTE`] for `slack` and `pagerduty`.
-    #[serde(default)]
-    pub max_alerts_per_minute: Option<u32>,
-    /// How long one request may take, from connecting to the end of the answer.
-    #[serde(default = "default_timeout", with = "humantime_serde")]
-    pub timeout: Duration,
-    /// Batching.
-    #[serde(default)]
-    pub batch: BatchConfig,
-    /// Retries.
-    #[serde(default)]
-    pub retry: RetryConfig,
-}
-
-fn default_timeout() -> Duration {
-    Duration::from_secs(10)
-}
-
-/// Headers and the routing key are credentials, and so is the path of many webhook URLs: none
-/// of them is printed.
-impl fmt::Debug for WebhookConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookConfig")
-            .field("url", &redact_url(&self.url))
-            .field("format", &self.format)
-            .field("template", &self.template)
-            .field("headers", &self.headers.keys().collect::<Vec<_>>())
-            .field(
-                "routing_key",
-                &self.routing_key.as_ref().map(|_| "<redacted>"),
-            )
-            .field("dedup_key", &self.dedup_key)
-            .field("max_alerts_per_minute", &self.max_alerts_per_minute)
-            .field("timeout", &self.timeout)
-            .field("batch", &self.batch)
-            .field("retry", &self.retry)
-            .finish()
-    }
-}
-
-impl WebhookConfig {
-    /// Checks what the types cannot; the error names the key.
-    pub fn validate(&self) -> Result<(), String> {
-        Checked::new(self).map(|_| ())
-    }
-
-    /// The URL requests go to.
-    pub fn endpoint(&self) -> &str {
-        match (self.url.trim(), self.format) {
-            ("", WebhookFormat::Pagerduty) => PAGERDUTY_EVENTS_URL,
-            (url, _) => url,
-        }
-    }
-
-    /// The limit on alerts per minute, `None` for none.
-    pub fn alert_limit(&self) -> Option<u32> {
-        match (self.max_alerts_per_minute, self.format) {
-            (Some(0), _) => None,
-            (Some(limit), _) => Some(limit),
-            (None, WebhookFormat::Json) => None,
-            (None, WebhookFormat::Slack | WebhookFormat::Pagerduty) => {
-                Some(DEFAULT_ALERTS_PER_MINUTE)
-            }
-        }
-    }
-}
 
 /// A validated configuration, in the forms the sink uses.
 struct Checked {
@@ -407,7 +292,7 @@ impl WebhookSink {
             ),
         };
         let https = checked.url.scheme() == "https";
-        let client = build_client(config.timeout, https, checked.headers)?;
+        let client = crate::http_client::build(config.timeout, https, checked.headers)?;
         Ok(Self {
             name: name.to_owned(),
             format: config.format,
@@ -725,7 +610,7 @@ impl WebhookSink {
         let status = response.status();
         if status.is_success() {
             // Read (a bounded part of) the answer, so that the connection can be reused.
-            let _ = read_body(response, SUCCESS_BODY_BYTES).await;
+            let _ = crate::http_client::read_body(response, SUCCESS_BODY_BYTES).await;
             return Ok(());
         }
         let retry_after = response
@@ -735,7 +620,7 @@ impl WebhookSink {
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(Duration::from_secs)
             .filter(|_| matches!(status.as_u16(), 429 | 503));
-        let body = read_body(response, ERROR_BODY_BYTES).await;
+        let body = crate::http_client::read_body(response, ERROR_BODY_BYTES).await;
         let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
             .split_whitespace()
             .collect::<Vec<_>>()
@@ -776,54 +661,6 @@ impl WebhookSink {
         }
         message
     }
-}
-
-/// The HTTP client, sending `headers` with every request. Trust roots are loaded only for
-/// `https` URLs, so that a plain `http` endpoint (a local relay, a test server) works on a
-/// machine without CA certificates.
-fn build_client(
-    timeout: Duration,
-    https: bool,
-    headers: HeaderMap,
-) -> Result<reqwest::Client, String> {
-    // ring rather than the process-wide default provider: this crate installs no global state.
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("cannot set up TLS: {e}"))?;
-    let tls = if https {
-        let verifier = rustls_platform_verifier::Verifier::new(provider)
-            .map_err(|e| format!("cannot load the TLS trust roots: {e}"))?;
-        builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth()
-    } else {
-        builder
-            .with_root_certificates(rustls::RootCertStore::empty())
-            .with_no_client_auth()
-    };
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(tls)
-        .timeout(timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("flumen/", env!("CARGO_PKG_VERSION")))
-        // After the user agent, so that a configured `User-Agent` wins.
-        .default_headers(headers)
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
-}
-
-/// Reads up to `limit` bytes of an answer's body; a failure ends it early.
-async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
-    let mut body = Vec::new();
-    while body.len() < limit {
-        match response.chunk().await {
-            Ok(Some(chunk)) => body.extend_from_slice(&chunk),
-            Ok(None) | Err(_) => break,
-        }
-    }
-    body
 }
 
 /// `scheme://host[:port]/…`: a URL without what may be secret in it.

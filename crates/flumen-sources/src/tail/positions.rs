@@ -418,7 +418,7 @@ pub(super) fn scan_log(
         None => 2,
     };
     let mut ends = HashMap::new();
-    crate::sources::each_recent_batch(wal, segments, |seq, batch| {
+    crate::each_recent_batch(wal, segments, |seq, batch| {
         if from_seq.is_some_and(|from| seq < from) {
             return;
         }

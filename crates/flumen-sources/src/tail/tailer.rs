@@ -21,7 +21,7 @@ use tokio::sync::{mpsc, watch};
 use super::lines::{EntryFormat, Splitter, looks_binary};
 use super::positions::{self, ContentCheck, FINGERPRINT_MAX, FileKey, Positions, Saved};
 use super::{ReadFrom, Settings};
-use crate::sources::{Ingest, IngestError, SourceShared, far_future, stopped};
+use crate::{Ingest, IngestError, SourceShared, far_future, stopped};
 
 /// The most bytes read from a file at once.
 const BLOCK: usize = 256 * 1024;

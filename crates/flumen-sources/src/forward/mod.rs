@@ -14,6 +14,9 @@
 //!
 //! The UDP socket on the same port answers Fluentd's heartbeat datagrams.
 
+mod config;
+pub use config::ForwardSourceConfig;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,9 +28,8 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use super::chunks::AckQueue;
 use super::{Ingest, IngestError, SourceShared, far_future, stopped};
-use crate::config::ForwardSourceConfig;
+use crate::ingest::chunks::AckQueue;
 
 /// A bound Forward source, ready to run.
 #[derive(Debug)]

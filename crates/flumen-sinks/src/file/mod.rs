@@ -6,6 +6,9 @@
 //! name, so tools can keep following the current name. With gzip, every delivery is appended as
 //! its own gzip member: the file is valid (and `zcat`-able) after every write.
 
+mod config;
+pub use config::FileOutputConfig;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -16,9 +19,9 @@ use std::time::{Duration, Instant};
 use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
 
-use super::template::{Token, split_placeholders};
-use super::{Delivery, DeliveryError, Undelivered, render_event};
-use crate::config::{FileCompression, FileOutputConfig};
+use crate::config::FileCompression;
+use crate::template::{Token, split_placeholders};
+use crate::{Delivery, DeliveryError, Undelivered, render_event};
 
 /// A path template: literal text with strftime specifiers, `{{tag}}` and `{{tag[N]}}`.
 #[derive(Debug, Clone)]

@@ -10,6 +10,9 @@
 //! fails is left alone for `recover_wait` and the delivery moves on to the next (failover);
 //! `standby` servers are used only when no other is up.
 
+mod config;
+pub use config::{ForwardOutputConfig, ForwardServerConfig};
+
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -18,8 +21,8 @@ use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::{Delivery, DeliveryError, Undelivered, fnv1a};
-use crate::config::{FileCompression, ForwardOutputConfig};
+use crate::config::FileCompression;
+use crate::{Delivery, DeliveryError, Undelivered, fnv1a};
 
 /// The most entry bytes merged into one chunk.
 const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;

@@ -8,16 +8,26 @@
 //! ([`Undelivered`]); the rest is never sent again. A sink only knows how to deliver once; everything about *when* and
 //! *again* lives in the driver.
 //!
-//! Adding an output means a module here with a sink type, a variant of [`Sink`] and of
-//! `config::OutputConfig`.
+//! Every output has a folder with the same files: `mod.rs` (the sink) and `config.rs` (its
+//! `[outputs.NAME]` settings). Adding an output means a folder here, a variant of [`Sink`] and
+//! of [`OutputConfig`] (`config.rs`). An output that brings a heavy dependency sits behind a
+//! cargo feature of its name (on by default).
 
+#![deny(missing_docs)]
+
+pub mod config;
 pub mod dead_letter;
 pub mod driver;
 pub mod file;
 pub mod forward;
+#[cfg(feature = "http-client")]
+mod http_client;
 pub mod stdout;
 mod template;
+#[cfg(feature = "webhook")]
 pub mod webhook;
+
+pub use config::OutputConfig;
 
 use bytes::Bytes;
 use flumen_event::json::write_event_line;
@@ -237,12 +247,30 @@ pub enum Sink {
     /// The Forward protocol.
     Forward(forward::ForwardSink),
     /// HTTP webhooks (alerts).
+    #[cfg(feature = "webhook")]
     Webhook(Box<webhook::WebhookSink>),
     /// Discards everything.
     Null,
 }
 
 impl Sink {
+    /// The sink output `name` configures; `node_id` is this flumen's identity (chunk ids of the
+    /// forward output start with it).
+    pub fn build(name: &str, output: &OutputConfig, node_id: &str) -> Result<Self, String> {
+        Ok(match output {
+            OutputConfig::Stdout(_) => Sink::Stdout(stdout::StdoutSink::default()),
+            OutputConfig::File(c) => Sink::File(file::FileSink::new(c)?),
+            OutputConfig::Forward(c) => {
+                Sink::Forward(forward::ForwardSink::new(c, &format!("{node_id}/{name}")))
+            }
+            #[cfg(feature = "webhook")]
+            OutputConfig::Webhook(c) => {
+                Sink::Webhook(Box::new(webhook::WebhookSink::new(name, c)?))
+            }
+            OutputConfig::Null(_) => Sink::Null,
+        })
+    }
+
     /// Delivers every event of `delivery`, or says which were not delivered.
     pub async fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
         match self {
@@ -252,6 +280,7 @@ impl Sink {
             Sink::File(sink) => tokio::task::block_in_place(|| sink.deliver(delivery)),
             // Chunks are acknowledged one by one: a delivery can succeed in part.
             Sink::Forward(sink) => sink.deliver(delivery).await,
+            #[cfg(feature = "webhook")]
             Sink::Webhook(sink) => Ok(sink.deliver(delivery).await?),
             Sink::Null => Ok(()),
         }

@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
 
-use super::http_common::{FLUSH_TICK, HeldEvents};
-use super::{Ingest, SourceShared};
+use super::{FLUSH_TICK, HeldEvents};
+use crate::{Ingest, SourceShared};
 
 /// The most client sessions a source keeps.
 pub(crate) const MAX_CLIENT_SESSIONS: usize = 1024;
@@ -207,8 +207,8 @@ mod tests {
     use flumen_wal::{Wal, WalConfig};
 
     use super::*;
-    use crate::routing::RouteTable;
-    use crate::sources::chunks::ChunkLedger;
+    use crate::ingest::chunks::ChunkLedger;
+    use flumen_routing::RouteTable;
 
     fn shared(dir: &std::path::Path) -> SourceShared {
         SourceShared {

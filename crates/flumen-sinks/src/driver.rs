@@ -18,7 +18,7 @@ use tokio::sync::watch;
 use super::dead_letter::DeadLetter;
 use super::{Delivery, DeliveryError, Sink, Undelivered, entries_of_batch};
 use crate::config::{BatchConfig, RetryConfig};
-use crate::routing::{Decision, RouteCache, RouteTable};
+use flumen_routing::{Decision, RouteCache, RouteTable};
 
 /// When outputs should stop: `None` while running; `Some(deadline)` once flumen is shutting
 /// down — deliver what the log holds, and give up on a batch still failing at the deadline.

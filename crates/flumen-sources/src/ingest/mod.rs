@@ -1,151 +1,24 @@
-//! Sources: the ways events enter flumen.
-//!
-//! Each source owns its listeners and turns what senders send into batches (see
-//! `flumen_event::batch`) appended to the durable log through an [`Ingest`]. A source never
-//! talks to an output: the log is the only way through. Adding a source means a module here, a
-//! variant of `config::SourceConfig` and one of [`BoundSource`].
+//! The ingest path every source appends through: filters, the batch format, the durable log,
+//! and acknowledgements tied to durability ([`Ingest`]); the ledger of recent Forward chunk ids
+//! that recognises resends ([`chunks`]).
 
 pub mod chunks;
-pub mod forward;
-pub mod http;
-mod http_clients;
-mod http_common;
-pub mod otlp;
-#[cfg(test)]
-mod otlp_fixtures;
-pub mod syslog;
-pub mod tail;
 
 use std::ops::Range;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use flumen_event::batch::{FINGERPRINT_LEN, MAX_TAG_LEN};
 use flumen_event::record::Event;
-use flumen_event::{BatchBuilder, BatchError, BatchRef, EntryIter, TenantId};
+use flumen_event::{BatchBuilder, BatchError, EntryIter, TenantId};
 use flumen_process::{Pipeline, Released, Session};
+use flumen_routing::RouteCache;
 use flumen_wal::{AppendTicket, Wal, WalError};
 use metrics::Counter;
 use tokio::sync::watch;
 
+use crate::SourceShared;
 use chunks::{ChunkAck, ChunkIdentity, ChunkState, MAX_CHUNK_ID_LEN};
-
-use crate::config::SourceConfig;
-use crate::routing::{RouteCache, RouteTable};
-
-/// A source whose listeners are bound: binding happens at start-up, so that a port in use stops
-/// flumen before it reports ready.
-#[derive(Debug)]
-pub enum BoundSource {
-    /// The Forward protocol.
-    Forward(forward::ForwardSource),
-    /// Fluentd's `in_http`.
-    Http(http::HttpSource),
-    /// Syslog.
-    Syslog(syslog::SyslogSource),
-    /// Files, tailed.
-    Tail(tail::TailSource),
-    /// OpenTelemetry logs.
-    Otlp(otlp::OtlpSource),
-}
-
-impl BoundSource {
-    /// Binds the listeners `config` asks for (or, for files, checks what it names).
-    pub async fn bind(name: &str, config: &SourceConfig) -> std::io::Result<Self> {
-        Ok(match config {
-            SourceConfig::Forward(c) => Self::Forward(
-                forward::ForwardSource::bind(name, c)
-                    .await
-                    .map_err(listening_on(c.address))?,
-            ),
-            SourceConfig::Http(c) => Self::Http(
-                http::HttpSource::bind(name, c)
-                    .await
-                    .map_err(listening_on(c.address))?,
-            ),
-            SourceConfig::Syslog(c) => Self::Syslog(syslog::SyslogSource::bind(name, c).await?),
-            SourceConfig::Tail(c) => Self::Tail(tail::TailSource::bind(name, c).await?),
-            SourceConfig::Otlp(c) => Self::Otlp(otlp::OtlpSource::bind(name, c).await?),
-        })
-    }
-
-    /// The bound address (for port 0 in the configuration); none for sources that do not
-    /// listen.
-    pub fn local_addr(&self) -> Option<std::net::SocketAddr> {
-        match self {
-            Self::Forward(source) => source.local_addr().ok(),
-            Self::Http(source) => source.local_addr().ok(),
-            Self::Syslog(source) => source.local_addr(),
-            Self::Tail(source) => source.local_addr(),
-            Self::Otlp(source) => source.local_addr(),
-        }
-    }
-
-    /// Takes events until `stop` turns true, then finishes what it read.
-    pub async fn run(self, shared: SourceShared, stop: watch::Receiver<bool>) {
-        match self {
-            Self::Forward(source) => source.run(shared, stop).await,
-            Self::Http(source) => source.run(shared, stop).await,
-            Self::Syslog(source) => source.run(shared, stop).await,
-            Self::Tail(source) => source.run(shared, stop).await,
-            Self::Otlp(source) => source.run(shared, stop).await,
-        }
-    }
-}
-
-/// Names the address in a bind error.
-pub(crate) fn listening_on(
-    address: std::net::SocketAddr,
-) -> impl FnOnce(std::io::Error) -> std::io::Error {
-    move |error| std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
-}
-
-/// Resolves once `stop` turns true (or its sender is gone).
-pub(crate) async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
-}
-
-/// A time far enough away to stand for "never" (a timer that is not armed).
-pub(crate) fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
-
-/// Calls `each` with the sequence number and header of every batch in the log's `segments`
-/// newest segments, oldest first: what sources rebuild their memory of stored chunks from at
-/// start.
-pub(crate) fn each_recent_batch(
-    wal: &Wal,
-    segments: usize,
-    mut each: impl FnMut(u64, BatchRef<'_>),
-) -> Result<(), WalError> {
-    let mut reader = wal.recent(segments)?;
-    loop {
-        let records = reader.read(4096, 64 * 1024 * 1024)?;
-        if records.is_empty() {
-            return Ok(());
-        }
-        for record in records {
-            if let Ok(batch) = BatchRef::parse(&record.payload) {
-                each(record.seq, batch);
-            }
-        }
-    }
-}
-
-/// What every source shares: the log, the routes, the filters, the chunk ledger.
-#[derive(Debug, Clone)]
-pub struct SourceShared {
-    /// The durable log.
-    pub wal: Arc<Wal>,
-    /// The compiled routes.
-    pub routes: Arc<RouteTable>,
-    /// The compiled filters.
-    pub pipeline: Arc<Pipeline>,
-    /// Recent Forward chunk ids.
-    pub chunks: Arc<chunks::ChunkLedger>,
-    /// Where sources keep their own state (file positions).
-    pub data_dir: std::path::PathBuf,
-}
 
 /// Runs a source's events through the filters and appends them to the log, counting them.
 ///
@@ -503,23 +376,30 @@ impl From<BatchError> for IngestError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use flumen_event::EventTime;
     use flumen_event::entry::write_entry;
+    use flumen_process::FilterConfig;
+    use flumen_routing::{RouteSpec, RouteTable};
     use flumen_wal::WalConfig;
 
-    /// What sources share for a configuration `body` (routes, filters) over a log in `dir`.
-    fn shared(dir: &std::path::Path, body: &str) -> SourceShared {
-        let config = Config::parse(
-            &format!("data_dir = {:?}\n[outputs.out]\ntype = \"null\"\n[[routes]]\nmatch = [\"**\"]\noutputs = [\"out\"]\n{body}", dir),
-            "test.toml",
-        )
-        .unwrap();
-        let names: Vec<String> = config.outputs.keys().cloned().collect();
+    /// What sources share for `filters` (a TOML `[[filters]]` list) over a log in `dir`, with
+    /// one route taking every tag to one output.
+    fn shared(dir: &std::path::Path, filters: &str) -> SourceShared {
+        #[derive(serde::Deserialize)]
+        struct Filters {
+            #[serde(default)]
+            filters: Vec<FilterConfig>,
+        }
+        let filters: Filters = toml::from_str(filters).unwrap();
+        let route = RouteSpec {
+            patterns: vec!["**".into()],
+            outputs: vec!["out".into()],
+            ..RouteSpec::default()
+        };
         SourceShared {
             wal: Arc::new(Wal::open(WalConfig::new(dir.join("log"))).unwrap()),
-            routes: Arc::new(RouteTable::new(&config.routes, &names).unwrap()),
-            pipeline: Arc::new(config.pipeline().unwrap()),
+            routes: Arc::new(RouteTable::new(&[route], &["out".to_owned()]).unwrap()),
+            pipeline: Arc::new(Pipeline::new(&filters.filters).unwrap()),
             chunks: Arc::new(chunks::ChunkLedger::new(1000)),
             data_dir: dir.to_owned(),
         }

@@ -8,6 +8,8 @@
 //! go on to the next route. Routes without selectors cost one lookup per batch; records are
 //! decoded only for (label, tag) pairs that a selector route matches.
 
+#![deny(missing_docs)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -15,7 +17,18 @@ use flumen_event::record::Record;
 pub use flumen_event::tag::{PatternError, TagPattern};
 use flumen_select::Selector;
 
-use crate::config::RouteConfig;
+/// One route as configured and validated: no TOML in it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Applies only to sources with this label ("" for sources without one).
+    pub label: String,
+    /// Fluentd tag patterns.
+    pub patterns: Vec<String>,
+    /// Only events this selector matches take the route.
+    pub select: Option<String>,
+    /// The outputs that each get a copy, by name.
+    pub outputs: Vec<String>,
+}
 
 #[derive(Debug)]
 struct Route {
@@ -71,33 +84,29 @@ pub struct RouteTable {
 
 impl RouteTable {
     /// Compiles validated routes; `output_names` fixes each output's index.
-    pub fn new(routes: &[RouteConfig], output_names: &[String]) -> Result<Self, String> {
+    pub fn new(routes: &[RouteSpec], output_names: &[String]) -> Result<Self, String> {
         let compiled = routes
             .iter()
             .map(|r| {
                 let patterns = r
                     .patterns
                     .iter()
-                    .map(|p| TagPattern::parse(p.get_ref()))
+                    .map(|p| TagPattern::parse(p))
                     .collect::<Result<_, _>>()
                     .map_err(|e| e.to_string())?;
                 let select = r
                     .select
                     .as_ref()
-                    .map(|s| Selector::parse(s.get_ref()))
+                    .map(|s| Selector::parse(s))
                     .transpose()
                     .map_err(|e| e.to_string())?;
                 let outputs = r
                     .outputs
                     .iter()
-                    .filter_map(|o| output_names.iter().position(|n| n == o.get_ref()))
+                    .filter_map(|o| output_names.iter().position(|n| n == o))
                     .collect();
                 Ok(Route {
-                    label: r
-                        .label
-                        .as_ref()
-                        .map(|l| l.get_ref().clone())
-                        .unwrap_or_default(),
+                    label: r.label.clone(),
                     patterns,
                     select,
                     outputs,
@@ -190,43 +199,32 @@ impl RouteCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
 
-    /// The route table of a configuration, and the names of its outputs by index.
-    fn table(config: &str) -> (RouteTable, Vec<String>) {
-        let config = Config::parse(config, "t").unwrap();
-        let names: Vec<String> = config.outputs.keys().cloned().collect();
-        (RouteTable::new(&config.routes, &names).unwrap(), names)
+    /// The route table of `routes`, and the names of its outputs by index (sorted, as the
+    /// configuration orders them).
+    fn table(routes: &[RouteSpec]) -> (RouteTable, Vec<String>) {
+        let mut names: Vec<String> = routes.iter().flat_map(|r| r.outputs.clone()).collect();
+        names.sort();
+        names.dedup();
+        (RouteTable::new(routes, &names).unwrap(), names)
+    }
+
+    fn route(label: &str, patterns: &[&str], select: Option<&str>, outputs: &[&str]) -> RouteSpec {
+        RouteSpec {
+            label: label.to_owned(),
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            select: select.map(str::to_owned),
+            outputs: outputs.iter().map(|o| o.to_string()).collect(),
+        }
     }
 
     #[test]
     fn first_route_wins_and_labels_separate_routes() {
-        let (table, names) = table(
-            r#"
-            [sources.fwd]
-            type = "forward"
-            label = "mainstream"
-            [sources.web]
-            type = "http"
-            [outputs.discard]
-            type = "null"
-            [outputs.front]
-            type = "stdout"
-            [outputs.back]
-            type = "stdout"
-            [[routes]]
-            match = ["health*"]
-            outputs = ["discard"]
-            [[routes]]
-            label = "mainstream"
-            match = ["frontend*"]
-            outputs = ["front", "back"]
-            [[routes]]
-            label = "mainstream"
-            match = ["**"]
-            outputs = ["back"]
-            "#,
-        );
+        let (table, names) = table(&[
+            route("", &["health*"], None, &["discard"]),
+            route("mainstream", &["frontend*"], None, &["front", "back"]),
+            route("mainstream", &["**"], None, &["back"]),
+        ]);
         let named = |label: &str, tag: &str| -> Vec<&str> {
             table
                 .decide(label, tag)
@@ -249,29 +247,16 @@ mod tests {
 
     #[test]
     fn selector_routes_take_the_events_they_match_and_pass_the_rest_on() {
-        let (table, names) = table(
-            r#"
-            [sources.fwd]
-            type = "forward"
-            [outputs.alerts]
-            type = "null"
-            [outputs.store]
-            type = "null"
-            [outputs.audit]
-            type = "null"
-            [[routes]]
-            match = ["app.**"]
-            select = '{level=~"ERROR|FATAL"}'
-            outputs = ["alerts", "store"]
-            [[routes]]
-            match = ["app.**"]
-            select = '{service="auth"}'
-            outputs = ["audit"]
-            [[routes]]
-            match = ["**"]
-            outputs = ["store"]
-            "#,
-        );
+        let (table, names) = table(&[
+            route(
+                "",
+                &["app.**"],
+                Some(r#"{level=~"ERROR|FATAL"}"#),
+                &["alerts", "store"],
+            ),
+            route("", &["app.**"], Some(r#"{service="auth"}"#), &["audit"]),
+            route("", &["**"], None, &["store"]),
+        ]);
         let index = |name: &str| names.iter().position(|n| n == name).unwrap();
         let decision = table.decide("", "app.web");
         assert!(decision.by_content());
@@ -300,15 +285,7 @@ mod tests {
 
     #[test]
     fn the_decision_memo_holds_at_most_256_kib_of_tags() {
-        let (table, _) = table(
-            r#"
-            [outputs.store]
-            type = "null"
-            [[routes]]
-            match = ["**"]
-            outputs = ["store"]
-            "#,
-        );
+        let (table, _) = table(&[route("", &["**"], None, &["store"])]);
         let mut cache = RouteCache::new(Arc::new(table));
         for n in 0..100 {
             let tag = format!("{n}.{}", "t".repeat(60_000));

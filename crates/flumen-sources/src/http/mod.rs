@@ -8,6 +8,9 @@
 //! record of its own in the log, and run through the filters in its client's own session (see
 //! [`ClientSessions`]).
 
+mod config;
+pub use config::HttpSourceConfig;
+
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
@@ -23,10 +26,9 @@ use flumen_wal::Wal;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use super::http_clients::ClientSessions;
-use super::http_common::{StoreError, serve_and_flush, store_batches};
 use super::{SourceShared, stopped};
-use crate::config::HttpSourceConfig;
+use crate::request::clients::ClientSessions;
+use crate::request::{StoreError, serve_and_flush, store_batches};
 
 /// A bound HTTP source, ready to run.
 #[derive(Debug)]

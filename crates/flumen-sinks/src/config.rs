@@ -1,0 +1,137 @@
+//! `[outputs.NAME]`: every kind of output, one variant each, and the delivery settings they
+//! all have.
+
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
+
+use crate::file::FileOutputConfig;
+use crate::forward::ForwardOutputConfig;
+
+/// `[outputs.NAME]`: a destination.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum OutputConfig {
+    /// JSON lines on standard output.
+    Stdout(DeliveryOnlyConfig),
+    /// JSON lines in files.
+    File(FileOutputConfig),
+    /// The Forward protocol, to Fluentd, Fluent Bit or another flumen.
+    Forward(ForwardOutputConfig),
+    /// Discards events (Fluentd's `null`).
+    Null(DeliveryOnlyConfig),
+    /// HTTP webhooks: generic JSON, Slack, PagerDuty (alerts).
+    #[cfg(feature = "webhook")]
+    Webhook(crate::webhook::WebhookConfig),
+}
+
+impl OutputConfig {
+    /// Checks what the types alone cannot; the error starts with the key (`path: ...`).
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            OutputConfig::File(file) => {
+                crate::file::PathTemplate::parse(&file.path).map_err(|m| format!("path: {m}"))?;
+            }
+            #[cfg(feature = "webhook")]
+            OutputConfig::Webhook(webhook) => webhook.validate()?,
+            OutputConfig::Forward(forward) => {
+                if forward.servers.is_empty() {
+                    return Err("servers: at least one server is needed".into());
+                }
+                if forward.servers.iter().all(|s| s.weight == 0) {
+                    return Err("servers: every weight is 0".into());
+                }
+            }
+            OutputConfig::Stdout(_) | OutputConfig::Null(_) => {}
+        }
+        if self.delivery().0.max_events == 0 {
+            return Err("batch.max_events must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The batching and retry settings every output has.
+    pub fn delivery(&self) -> (&BatchConfig, &RetryConfig) {
+        match self {
+            OutputConfig::Stdout(c) => (&c.batch, &c.retry),
+            OutputConfig::File(c) => (&c.batch, &c.retry),
+            OutputConfig::Forward(c) => (&c.batch, &c.retry),
+            OutputConfig::Null(c) => (&c.batch, &c.retry),
+            #[cfg(feature = "webhook")]
+            OutputConfig::Webhook(c) => (&c.batch, &c.retry),
+        }
+    }
+}
+
+/// How an output groups events into one delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Deliver once this many events are gathered.
+    pub max_events: usize,
+    /// Deliver once this many bytes (msgpack) are gathered.
+    pub max_bytes: ByteSize,
+    /// When the output has caught up, wait this long for more events before delivering.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_events: 10_000,
+            max_bytes: ByteSize::mib(4),
+            timeout: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How an output retries a failed delivery before giving up on it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// The first wait after a failure.
+    #[serde(with = "humantime_serde")]
+    pub initial_backoff: Duration,
+    /// The longest wait between attempts.
+    #[serde(with = "humantime_serde")]
+    pub max_backoff: Duration,
+    /// How long to keep retrying one batch; then it is written to the dead-letter file.
+    #[serde(with = "humantime_serde")]
+    pub max_duration: Duration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        Self {
+            initial_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(30),
+            max_duration: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// `type = "stdout"` and `type = "null"`: nothing to set but delivery.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveryOnlyConfig {
+    /// Batching.
+    #[serde(default)]
+    pub batch: BatchConfig,
+    /// Retries.
+    #[serde(default)]
+    pub retry: RetryConfig,
+}
+
+/// File compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FileCompression {
+    /// Plain text.
+    #[default]
+    None,
+    /// gzip: each delivery is appended as one gzip member, so the file is readable (`zcat`) at
+    /// any time.
+    Gzip,
+}
