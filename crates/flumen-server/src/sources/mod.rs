@@ -24,7 +24,7 @@ use flumen_event::batch::{FINGERPRINT_LEN, MAX_TAG_LEN};
 use flumen_event::record::Event;
 use flumen_event::{BatchBuilder, BatchError, BatchRef, EntryIter, TenantId};
 use flumen_process::{Pipeline, Released, Session};
-use flumen_wal::{AppendTicket, Wal, WalError};
+use flumen_wal::{AppendTicket, Read, Wal, WalError};
 use metrics::Counter;
 use tokio::sync::watch;
 
@@ -118,15 +118,18 @@ pub(crate) fn each_recent_batch(
     segments: usize,
     mut each: impl FnMut(u64, BatchRef<'_>),
 ) -> Result<(), WalError> {
-    let mut reader = wal.recent(segments)?;
+    let mut reader = wal.recent(segments);
     loop {
-        let records = reader.read(4096, 64 * 1024 * 1024)?;
+        // Records removed meanwhile are no longer recent: there is nothing to remember of them.
+        let Read::Records(records) = reader.read_blocking(4096, 64 * 1024 * 1024)? else {
+            continue;
+        };
         if records.is_empty() {
             return Ok(());
         }
         for record in records {
             if let Ok(batch) = BatchRef::parse(&record.payload) {
-                each(record.seq, batch);
+                each(record.position.get(), batch);
             }
         }
     }
@@ -600,7 +603,7 @@ mod tests {
         assert!(taken.durable().await, "a 128-byte chunk id is taken");
         assert_eq!(shared.chunks.len(), 1);
         assert_eq!(
-            shared.wal.stats().next_seq,
+            shared.wal.stats().durable_end.get(),
             1,
             "only the good frame is stored"
         );
