@@ -43,8 +43,10 @@
 //!   [`WalReader::commit`] do their file I/O (a read of up to about 1 MiB, mostly page-cache
 //!   hits; a cursor file written, segments unlinked) on tokio's blocking threads, the reader's
 //!   file state moved there behind a lock; a read whose future is dropped leaves what it read
-//!   for the next read. `read_blocking` and `commit_blocking` are for callers already on a
-//!   thread that may block.
+//!   for the next read, and a read that would find nothing is answered on the spot. The pool's
+//!   threads are shared: a thread per reader hands off faster but would be thousands of threads
+//!   for thousands of readers (figures in `docs/benchmarks.md`). `read_blocking` and
+//!   `commit_blocking` are for callers already on a thread that may block.
 //! - **Segments** (see [`segment`] for the format) are removed once every reader's committed
 //!   cursor is past them. The directory is fsynced after a segment is created or removed.
 //! - **A full disk is waited out, not a crash.** A write that fails with `ENOSPC` is cut back

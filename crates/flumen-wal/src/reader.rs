@@ -138,6 +138,10 @@ impl WalReader {
     /// the next read returns.
     pub async fn read(&mut self, max_records: usize, max_bytes: usize) -> Result<Read, WalError> {
         let durable = *self.durable.borrow();
+        if self.lock_scan().caught_up(&durable) {
+            // Nothing to read: not worth a trip to another thread.
+            return Ok(Read::Records(Vec::new()));
+        }
         let scan = self.scan.clone();
         let reading = tokio::task::spawn_blocking(move || {
             let mut scan = scan.lock().expect("reader lock");
@@ -236,6 +240,11 @@ struct Scan {
 }
 
 impl Scan {
+    /// True if a read would find nothing: every durable record read, nothing left to report.
+    fn caught_up(&self, durable: &Durable) -> bool {
+        self.unclaimed.is_none() && self.removed.is_none() && self.next_seq >= durable.next_seq
+    }
+
     fn read_or_unclaimed(
         &mut self,
         durable: &Durable,
