@@ -723,7 +723,9 @@ impl Wal {
     }
 
     /// Opens the reader called `name`, at its persisted cursor; a reader the log has never
-    /// seen starts at the end. Readers must be opened before appends they should see.
+    /// seen starts at the end. Readers must be opened before appends they should see. A cursor
+    /// before the oldest record left is where the reader starts all the same: its first read
+    /// reports the records it missed as [`Read::Removed`].
     pub fn reader(&self, name: &str) -> Result<WalReader, WalError> {
         WalReader::open(self.shared.clone(), name)
     }
