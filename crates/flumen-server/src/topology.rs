@@ -64,7 +64,7 @@ impl Server {
             .with_context(|| format!("cannot open the log in {}", wal_dir.display()))?;
         let wal = Arc::new(wal);
         let stats = wal.stats();
-        tracing::info!(message = "Log open.", dir = %wal_dir.display(), records = stats.next_seq - stats.first_seq, bytes = stats.size_bytes);
+        tracing::info!(message = "Log open.", dir = %wal_dir.display(), records = stats.durable_end.since(stats.first), bytes = stats.size_bytes);
 
         let node_id = node_id(&config.data_dir)?;
         let output_names: Vec<String> = config.outputs.keys().cloned().collect();

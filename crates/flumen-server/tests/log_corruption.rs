@@ -114,6 +114,28 @@ async fn a_restart_over_a_corrupt_record_in_a_sealed_segment_delivers_every_othe
     server.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_output_whose_records_were_removed_before_it_read_them_delivers_the_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    leave_a_log(dir.path(), "file", 6).await;
+    // The oldest segments are gone (removed under `when_full = "drop_oldest"` by an earlier
+    // run, say): the output's cursor is before the oldest record left.
+    for first in 0..3 {
+        std::fs::remove_file(segment(dir.path(), first)).unwrap();
+    }
+
+    let out = dir.path().join("out.log");
+    let server = start(dir.path(), &all_to_file(&out)).await;
+    let lines = wait_for_lines(&out, 3).await;
+    let delivered: Vec<&str> = lines
+        .iter()
+        .map(|l| l["record"]["log"].as_str().unwrap())
+        .collect();
+    assert_eq!(delivered, ["line 3", "line 4", "line 5"]);
+    assert_eq!(http_get(server.api_addr(), "/readyz").0, 200);
+    server.shutdown().await;
+}
+
 /// An HTTP server that holds its answer to the first request until told to answer, and
 /// answers every later request at once.
 struct HeldDestination {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use flumen_event::BatchRef;
 use flumen_event::record::Record;
-use flumen_wal::WalReader;
+use flumen_wal::{Position, Read, WalReader};
 use metrics::{Counter, Gauge};
 use tokio::sync::watch;
 
@@ -37,7 +37,7 @@ pub struct OutputTask {
     dead_letter: DeadLetter,
     metrics: OutputMetrics,
     /// The log position up to which everything is delivered (the persisted cursor).
-    committed: u64,
+    committed: Position,
 }
 
 #[derive(Debug)]
@@ -86,7 +86,7 @@ impl OutputTask {
         dead_letter: DeadLetter,
     ) -> Self {
         Self {
-            committed: reader.next_seq(),
+            committed: reader.position(),
             name: name.to_owned(),
             index,
             sink,
@@ -106,11 +106,16 @@ impl OutputTask {
         let mut delivery = Delivery::default();
         let mut linger_until: Option<Instant> = None;
         loop {
-            let records = match self.reader.read(
+            let read = self.reader.read(
                 READ_RECORDS,
                 max_bytes.saturating_sub(delivery.bytes as usize).max(1),
-            ) {
-                Ok(records) => records,
+            );
+            let records = match read.await {
+                Ok(Read::Records(records)) => records,
+                Ok(Read::Removed { from, to }) => {
+                    tracing::warn!(message = "Records were removed from the log before this output read them.", output = %self.name, skipped = to.since(from));
+                    continue;
+                }
                 Err(error) => {
                     tracing::error!(message = "Output stopped: its log cannot be read.", output = %self.name, %error);
                     return Err(error);
@@ -119,7 +124,7 @@ impl OutputTask {
             let caught_up = records.is_empty();
             for record in records {
                 let Ok(batch) = BatchRef::parse(&record.payload) else {
-                    tracing::error!(message = "Skipping an unreadable batch from the log.", output = %self.name, seq = record.seq);
+                    tracing::error!(message = "Skipping an unreadable batch from the log.", output = %self.name, seq = record.position.get());
                     continue;
                 };
                 let decision = self.routes.decide(batch.label, batch.tag);
@@ -131,15 +136,15 @@ impl OutputTask {
                     events_for_output(&record.payload, &batch, &decision, self.index)
                 };
                 if let Some((payload, events)) = chosen {
-                    delivery.push(record.seq, payload, events);
+                    delivery.push(record.position.get(), payload, events);
                 }
             }
             self.report_backlog();
             let stopping = stop.borrow().is_some();
             if delivery.is_empty() {
                 // Everything read was routed elsewhere: move the cursor past it.
-                if self.reader.next_seq() > self.committed {
-                    self.commit();
+                if self.reader.position() > self.committed {
+                    self.commit().await;
                 }
                 if caught_up {
                     if stopping {
@@ -173,15 +178,15 @@ impl OutputTask {
             if let Outcome::Abandoned = self.deliver_with_retries(ready, &mut stop).await {
                 return Ok(());
             }
-            self.commit();
+            self.commit().await;
             linger_until = None;
         }
     }
 
     /// Persists the cursor at the reader's position.
-    fn commit(&mut self) {
-        let next = self.reader.next_seq();
-        if let Err(error) = self.reader.commit(next) {
+    async fn commit(&mut self) {
+        let next = self.reader.position();
+        if let Err(error) = self.reader.commit(next).await {
             // Not fatal: the next commit retries, and a crash meanwhile only means redelivery.
             tracing::warn!(message = "Failed to persist an output's cursor.", output = %self.name, %error);
         }
@@ -190,7 +195,7 @@ impl OutputTask {
 
     /// Everything in the log not delivered yet, including what is read and being retried.
     fn report_backlog(&self) {
-        let backlog = self.reader.durable_end().saturating_sub(self.committed);
+        let backlog = self.reader.durable_end().since(self.committed);
         self.metrics.backlog.set(backlog as f64);
     }
 

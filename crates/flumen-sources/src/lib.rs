@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use flumen_event::BatchRef;
 use flumen_process::Pipeline;
 use flumen_routing::RouteTable;
-use flumen_wal::{Wal, WalError};
+use flumen_wal::{Read, Wal, WalError};
 use tokio::sync::watch;
 
 /// A source whose listeners are bound: binding happens at start-up, so that a port in use stops
@@ -117,15 +117,18 @@ pub(crate) fn each_recent_batch(
     segments: usize,
     mut each: impl FnMut(u64, BatchRef<'_>),
 ) -> Result<(), WalError> {
-    let mut reader = wal.recent(segments)?;
+    let mut reader = wal.recent(segments);
     loop {
-        let records = reader.read(4096, 64 * 1024 * 1024)?;
+        // Records removed meanwhile are no longer recent: there is nothing to remember of them.
+        let Read::Records(records) = reader.read_blocking(4096, 64 * 1024 * 1024)? else {
+            continue;
+        };
         if records.is_empty() {
             return Ok(());
         }
         for record in records {
             if let Ok(batch) = BatchRef::parse(&record.payload) {
-                each(record.seq, batch);
+                each(record.position.get(), batch);
             }
         }
     }

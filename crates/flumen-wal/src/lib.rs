@@ -3,7 +3,8 @@
 //! Every event flumen accepts is appended here before it is acknowledged, and every output
 //! reads it from here through its own [`WalReader`]. There is no other path from an input to an
 //! output: a slow or failing output only falls behind on its own cursor, and a restart resumes
-//! every output where its persisted cursor stopped.
+//! every output where its persisted cursor stopped. Readers that are not outputs (a store, live
+//! streams) read it through detached readers opened at a [`Position`].
 //!
 //! # Design
 //!
@@ -24,6 +25,28 @@
 //!   [`Wal::has_room`] lets request/response inputs answer "retry later" instead. An operator
 //!   may prefer losing data to pushing back: [`WhenFull::DropNewest`] refuses new records,
 //!   [`WhenFull::DropOldest`] removes the oldest segment; both are counted.
+//! - **Positions.** Every record has a [`Position`], its sequence number: consecutive, in
+//!   append order, written as a plain decimal so that it can be handed out as a cursor.
+//!   [`AppendTicket::durable`] resolves to the record's position, [`WalRecord::position`] is
+//!   where a record read back is, [`WalReader::position`] the next one a reader reads,
+//!   [`Wal::durable_end`] "now" (one past the newest durable record), and
+//!   [`WalReader::commit`] takes the position below which everything is delivered.
+//! - **Readers.** A named reader ([`Wal::reader`], one per output) starts at its persisted
+//!   cursor, and its committed cursor holds the segments after it on disk. A detached reader
+//!   ([`Wal::reader_at`], [`Wal::recent`]) starts at any position, has no cursor and holds
+//!   nothing: a position past the durable end is read from once the log gets there. Records
+//!   removed before a reader read them — a position or cursor before the oldest record, a
+//!   segment removed under a detached reader, [`WhenFull::DropOldest`] — are never skipped
+//!   silently: the read returns [`Read::Removed`] with the range lost, and the next read goes
+//!   on after it. A segment file deleted by anything but the log is an error instead.
+//! - **Reads and commits off the async threads.** [`WalReader::read`] and
+//!   [`WalReader::commit`] do their file I/O (a read of up to about 1 MiB, mostly page-cache
+//!   hits; a cursor file written, segments unlinked) on tokio's blocking threads, the reader's
+//!   file state moved there behind a lock; a read whose future is dropped leaves what it read
+//!   for the next read, and a read that would find nothing is answered on the spot. The pool's
+//!   threads are shared: a thread per reader hands off faster but would be thousands of threads
+//!   for thousands of readers (figures in `docs/benchmarks.md`). `read_blocking` and
+//!   `commit_blocking` are for callers already on a thread that may block.
 //! - **Segments** (see [`segment`] for the format) are removed once every reader's committed
 //!   cursor is past them. The directory is fsynced after a segment is created or removed.
 //! - **A full disk is waited out, not a crash.** A write that fails with `ENOSPC` is cut back
@@ -61,6 +84,7 @@
 #![deny(missing_docs)]
 
 mod cursor;
+mod position;
 mod reader;
 pub mod segment;
 mod writer;
@@ -75,7 +99,8 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, oneshot, watch};
 
-pub use reader::{WalReader, WalRecord};
+pub use position::{BadPosition, Position};
+pub use reader::{Read, WalReader, WalRecord};
 
 /// How durable an appended record is before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -236,9 +261,9 @@ pub(crate) struct Durable {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WalStats {
     /// The oldest record still on disk.
-    pub first_seq: u64,
+    pub first: Position,
     /// One past the newest durable record.
-    pub next_seq: u64,
+    pub durable_end: Position,
     /// Bytes on disk.
     pub size_bytes: u64,
     /// Segment files on disk.
@@ -524,8 +549,8 @@ impl AppendTicket {
         Self(ticket)
     }
 
-    /// Waits until the record is durable; returns its sequence number.
-    pub async fn durable(self) -> Result<u64, WalError> {
+    /// Waits until the record is durable; returns its position.
+    pub async fn durable(self) -> Result<Position, WalError> {
         self.await
     }
 }
@@ -533,7 +558,7 @@ impl AppendTicket {
 /// Polling the ticket is waiting for durability, so that a connection can wait for its oldest
 /// acknowledgement and for its socket at once.
 impl std::future::Future for AppendTicket {
-    type Output = Result<u64, WalError>;
+    type Output = Result<Position, WalError>;
 
     fn poll(
         mut self: std::pin::Pin<&mut Self>,
@@ -541,7 +566,7 @@ impl std::future::Future for AppendTicket {
     ) -> std::task::Poll<Self::Output> {
         std::pin::Pin::new(&mut self.0)
             .poll(cx)
-            .map(|r| r.unwrap_or(Err(WalError::Closed)))
+            .map(|r| r.unwrap_or(Err(WalError::Closed)).map(Position::new))
     }
 }
 
@@ -686,8 +711,8 @@ impl Wal {
     pub fn stats(&self) -> WalStats {
         let segments = self.shared.segments.lock().expect("segments lock");
         WalStats {
-            first_seq: segments.keys().next().copied().unwrap_or(0),
-            next_seq: self.shared.durable.borrow().next_seq,
+            first: Position::new(segments.keys().next().copied().unwrap_or(0)),
+            durable_end: self.durable_end(),
             size_bytes: segments.total_bytes(),
             segments: segments.len(),
             full: self.is_full(),
@@ -698,16 +723,40 @@ impl Wal {
     }
 
     /// Opens the reader called `name`, at its persisted cursor; a reader the log has never
-    /// seen starts at the end. Readers must be opened before appends they should see.
+    /// seen starts at the end. Readers must be opened before appends they should see. A cursor
+    /// before the oldest record left is where the reader starts all the same: its first read
+    /// reports the records it missed as [`Read::Removed`].
     pub fn reader(&self, name: &str) -> Result<WalReader, WalError> {
         WalReader::open(self.shared.clone(), name)
     }
 
-    /// A reader over the records of the `segments` newest segments that holds no cursor: for
-    /// rebuilding state from recent records at start-up. Segments may be removed under it; a
-    /// reader that finds its next segment gone stops with an error.
-    pub fn recent(&self, segments: usize) -> Result<WalReader, WalError> {
-        WalReader::detached(self.shared.clone(), segments)
+    /// A detached reader at the first record of the `segments` newest segments: for rebuilding
+    /// state from recent records at start-up.
+    pub fn recent(&self, segments: usize) -> WalReader {
+        let start = {
+            let all = self.shared.segments.lock().expect("segments lock");
+            all.keys()
+                .rev()
+                .nth(segments.max(1) - 1)
+                .or(all.keys().next())
+                .copied()
+                .unwrap_or(0)
+        };
+        self.reader_at(Position::new(start))
+    }
+
+    /// A detached reader whose first read is at `position`: it has no cursor, holds no
+    /// segment on disk, and cannot commit. Records removed before it reads them (a position
+    /// before the oldest record, segments removed under it) are reported as
+    /// [`Read::Removed`]. A position past the durable end is where it reads from once the log
+    /// gets there: [`Wal::durable_end`] reads from now on.
+    pub fn reader_at(&self, position: Position) -> WalReader {
+        WalReader::detached(self.shared.clone(), position)
+    }
+
+    /// One past the newest durable record: the position of the next record readers will see.
+    pub fn durable_end(&self) -> Position {
+        Position::new(self.shared.durable.borrow().next_seq)
     }
 
     /// Deletes the persisted cursors of readers not in `keep` (outputs removed from the

@@ -40,7 +40,7 @@ async fn append_all(wal: &Wal, payloads: impl IntoIterator<Item = Vec<u8>>) -> V
     }
     let mut seqs = Vec::new();
     for t in tickets {
-        seqs.push(t.durable().await.unwrap());
+        seqs.push(t.durable().await.unwrap().get());
     }
     seqs
 }
@@ -51,15 +51,32 @@ fn payload(i: u64) -> Vec<u8> {
         .into_bytes()
 }
 
-fn read_all(reader: &mut WalReader) -> Vec<WalRecord> {
-    let mut out = Vec::new();
-    loop {
-        let batch = reader.read(17, 1 << 20).unwrap();
-        if batch.is_empty() {
-            return out;
-        }
-        out.extend(batch);
+/// The records of `read`, which must not report removed records.
+fn records(read: Read) -> Vec<WalRecord> {
+    match read {
+        Read::Records(records) => records,
+        Read::Removed { from, to } => panic!("records {from}..{to} reported removed"),
     }
+}
+
+/// Reads `reader` to the durable end: what it reads, and the removals it reports.
+fn read_to_end(reader: &mut WalReader) -> (Vec<WalRecord>, Vec<(u64, u64)>) {
+    let mut out = Vec::new();
+    let mut removed = Vec::new();
+    loop {
+        match reader.read_blocking(17, 1 << 20).unwrap() {
+            Read::Records(batch) if batch.is_empty() => return (out, removed),
+            Read::Records(batch) => out.extend(batch),
+            Read::Removed { from, to } => removed.push((from.get(), to.get())),
+        }
+    }
+}
+
+/// Reads `reader` to the durable end; nothing may have been removed under it.
+fn read_all(reader: &mut WalReader) -> Vec<WalRecord> {
+    let (records, removed) = read_to_end(reader);
+    assert_eq!(removed, [], "no records are removed under this reader");
+    records
 }
 
 #[tokio::test]
@@ -73,7 +90,7 @@ async fn appends_are_read_back_in_order_across_segments() {
     let records = read_all(&mut reader);
     assert_eq!(records.len(), 200);
     for (i, r) in records.iter().enumerate() {
-        assert_eq!(r.seq, i as u64);
+        assert_eq!(r.position.get(), i as u64);
         assert_eq!(r.payload, payload(i as u64));
     }
 }
@@ -86,16 +103,17 @@ async fn reopen_resumes_each_reader_at_its_cursor() {
         let mut fast = wal.reader("fast").unwrap();
         let _slow = wal.reader("slow").unwrap();
         append_all(&wal, (0..50).map(payload)).await;
-        let read = fast.read(30, usize::MAX).unwrap();
-        fast.commit(read.last().unwrap().seq + 1).unwrap();
+        let read = records(fast.read_blocking(30, usize::MAX).unwrap());
+        fast.commit_blocking(Position::new(read.last().unwrap().position.get() + 1))
+            .unwrap();
         wal.shutdown().await;
     }
     let wal = Wal::open(config(dir.path())).unwrap();
-    assert_eq!(wal.stats().next_seq, 50);
+    assert_eq!(wal.stats().durable_end.get(), 50);
     let mut fast = wal.reader("fast").unwrap();
     let mut slow = wal.reader("slow").unwrap();
-    assert_eq!(read_all(&mut fast).first().unwrap().seq, 30);
-    assert_eq!(read_all(&mut slow).first().unwrap().seq, 0);
+    assert_eq!(read_all(&mut fast).first().unwrap().position.get(), 30);
+    assert_eq!(read_all(&mut slow).first().unwrap().position.get(), 0);
     append_all(&wal, [b"after".to_vec()]).await;
     assert_eq!(read_all(&mut fast).last().unwrap().payload, &b"after"[..]);
 }
@@ -108,11 +126,11 @@ async fn segments_go_once_every_reader_is_past_them() {
     let mut b = wal.reader("b").unwrap();
     append_all(&wal, (0..200).map(payload)).await;
     let before = wal.stats();
-    let end = read_all(&mut a).last().unwrap().seq + 1;
-    a.commit(end).unwrap();
+    let end = read_all(&mut a).last().unwrap().position.get() + 1;
+    a.commit_blocking(Position::new(end)).unwrap();
     assert_eq!(wal.stats().segments, before.segments, "b still needs them");
     read_all(&mut b);
-    b.commit(end).unwrap();
+    b.commit_blocking(Position::new(end)).unwrap();
     let after = wal.stats();
     assert_eq!(after.segments, 1, "{after:?}");
     assert!(after.size_bytes < before.size_bytes);
@@ -144,7 +162,7 @@ async fn a_torn_tail_is_cut_on_open() {
     drop(f);
     let len_with_garbage = fs::metadata(&seg).unwrap().len();
     let wal = Wal::open(config(dir.path())).unwrap();
-    assert_eq!(wal.stats().next_seq, 10);
+    assert_eq!(wal.stats().durable_end.get(), 10);
     assert_eq!(fs::metadata(&seg).unwrap().len(), len_with_garbage - 9);
     let mut r = wal.reader("out").unwrap();
     append_all(&wal, [b"new".to_vec()]).await;
@@ -186,7 +204,7 @@ fn record_size(seq: u64) -> u64 {
 }
 
 fn seqs(records: &[WalRecord]) -> Vec<u64> {
-    records.iter().map(|r| r.seq).collect()
+    records.iter().map(|r| r.position.get()).collect()
 }
 
 #[tokio::test]
@@ -202,14 +220,14 @@ async fn one_flipped_byte_in_the_first_record_of_the_newest_segment_keeps_the_re
     flip_a_payload_byte(dir.path(), 0, 0);
     let wal = Wal::open(big_segments).unwrap();
     let stats = wal.stats();
-    assert_eq!(stats.next_seq, 14);
+    assert_eq!(stats.durable_end.get(), 14);
     assert_eq!(stats.corrupt_records, 1);
     assert_eq!(stats.corrupt_bytes, record_size(0));
     let mut reader = wal.reader("out").unwrap();
     let records = read_all(&mut reader);
     assert_eq!(seqs(&records), (1..14).collect::<Vec<_>>());
     for r in &records {
-        assert_eq!(r.payload, payload(r.seq));
+        assert_eq!(r.payload, payload(r.position.get()));
     }
     append_all(&wal, [b"after".to_vec()]).await;
     let after = read_all(&mut reader);
@@ -227,7 +245,7 @@ async fn a_bad_record_in_a_sealed_segment_is_skipped_and_the_rest_read() {
     let lost = second_newest + 2;
     let wal = Wal::open(config(dir.path())).unwrap();
     let stats = wal.stats();
-    assert_eq!(stats.next_seq, 200);
+    assert_eq!(stats.durable_end.get(), 200);
     assert_eq!(stats.corrupt_records, 1);
     assert_eq!(stats.corrupt_bytes, record_size(lost));
     let expected: Vec<u64> = (0..200).filter(|&s| s != lost).collect();
@@ -235,13 +253,13 @@ async fn a_bad_record_in_a_sealed_segment_is_skipped_and_the_rest_read() {
     let records = read_all(&mut reader);
     assert_eq!(seqs(&records), expected);
     for r in &records {
-        assert_eq!(r.payload, payload(r.seq));
+        assert_eq!(r.payload, payload(r.position.get()));
     }
     // Looking back at recent records (the chunk ledger's rebuild) reads past it too.
-    let mut recent = wal.recent(2).unwrap();
+    let mut recent = wal.recent(2);
     let recent = read_all(&mut recent);
     assert!(!recent.is_empty() && !seqs(&recent).contains(&lost));
-    assert_eq!(recent.last().unwrap().seq, 199);
+    assert_eq!(recent.last().unwrap().position.get(), 199);
     assert_eq!(
         wal.stats().corrupt_records,
         1,
@@ -295,13 +313,13 @@ async fn segments_written_by_earlier_versions_are_still_read() {
     fs::create_dir_all(dir.path().join("cursors")).unwrap();
     cursor::store(&dir.path().join("cursors"), "out", 0).unwrap();
     let wal = Wal::open(config(dir.path())).unwrap();
-    assert_eq!(wal.stats().next_seq, 10);
+    assert_eq!(wal.stats().durable_end.get(), 10);
     let mut reader = wal.reader("out").unwrap();
     append_all(&wal, (10..12).map(payload)).await;
     let records = read_all(&mut reader);
     assert_eq!(seqs(&records), (0..12).collect::<Vec<_>>());
     for r in &records {
-        assert_eq!(r.payload, payload(r.seq));
+        assert_eq!(r.payload, payload(r.position.get()));
     }
     // New records went to a new segment in the current format.
     let newest = fs::read(segment::segment_path(dir.path(), 10)).unwrap();
@@ -325,7 +343,7 @@ async fn a_zeroed_tail_of_a_segment_written_by_an_earlier_version_yields_no_fake
     fs::create_dir_all(dir.path().join("cursors")).unwrap();
     cursor::store(&dir.path().join("cursors"), "out", 0).unwrap();
     let wal = Wal::open(config(dir.path())).unwrap();
-    assert_eq!(wal.stats().next_seq, 5);
+    assert_eq!(wal.stats().durable_end.get(), 5);
     let mut reader = wal.reader("out").unwrap();
     assert_eq!(seqs(&read_all(&mut reader)), (0..5).collect::<Vec<_>>());
 }
@@ -346,7 +364,7 @@ async fn a_zero_filled_tail_is_cut_and_yields_no_fake_records() {
     f.write_all(&[0u8; 8192]).unwrap();
     drop(f);
     let wal = Wal::open(big_segments).unwrap();
-    assert_eq!(wal.stats().next_seq, 10);
+    assert_eq!(wal.stats().durable_end.get(), 10);
     assert_eq!(fs::metadata(&seg).unwrap().len(), len_before);
     assert_eq!(
         wal.stats().corrupt_records,
@@ -369,7 +387,7 @@ async fn a_log_that_starts_with_zeros_yields_no_fake_records() {
     f.write_all(&[0u8; 4096]).unwrap();
     drop(f);
     let wal = Wal::open(config(dir.path())).unwrap();
-    assert_eq!(wal.stats().next_seq, 0);
+    assert_eq!(wal.stats().durable_end.get(), 0);
     assert_eq!(fs::metadata(&seg).unwrap().len(), segment::HEADER_LEN);
 }
 
@@ -405,10 +423,12 @@ async fn a_full_log_holds_appends_until_readers_move_on() {
     let mut seen = 0;
     tokio::time::timeout(Duration::from_secs(10), async {
         while seen < 100 {
-            let batch = reader.read(100, usize::MAX).unwrap();
+            let batch = records(reader.read_blocking(100, usize::MAX).unwrap());
             if let Some(last) = batch.last() {
                 seen += batch.len();
-                reader.commit(last.seq + 1).unwrap();
+                reader
+                    .commit_blocking(Position::new(last.position.get() + 1))
+                    .unwrap();
             } else {
                 reader.wait().await.unwrap();
             }
@@ -596,22 +616,28 @@ async fn drop_oldest_removes_unread_segments_and_readers_skip_them() {
     })
     .unwrap();
     let mut reader = wal.reader("out").unwrap();
-    let seqs = append_all(&wal, (0..100u64).map(|i| vec![i as u8; 500])).await;
-    assert_eq!(seqs.len(), 100, "no append waits");
+    let appended = append_all(&wal, (0..100u64).map(|i| vec![i as u8; 500])).await;
+    assert_eq!(appended.len(), 100, "no append waits");
     let stats = wal.stats();
     assert!(stats.size_bytes <= 8192, "{stats:?}");
     assert!(stats.dropped_records > 0);
-    let records = read_all(&mut reader);
-    assert_eq!(records.last().unwrap().seq, 99, "the newest are kept");
-    // Every record that was not removed is read, in order; a reader that had the oldest
+    let (records, removed) = read_to_end(&mut reader);
+    assert_eq!(
+        records.last().unwrap().position.get(),
+        99,
+        "the newest are kept"
+    );
+    // Every record is either read or reported removed, in order; a reader that had the oldest
     // segment open when it was removed may still read it, which is no loss.
-    let kept = 100 - stats.dropped_records as usize;
-    let tail: Vec<u64> = records[records.len() - kept..]
-        .iter()
-        .map(|r| r.seq)
-        .collect();
-    assert_eq!(tail, (100 - kept as u64..100).collect::<Vec<_>>());
-    assert!(records.windows(2).all(|p| p[0].seq < p[1].seq));
+    let mut accounted: Vec<u64> = seqs(&records);
+    for (from, to) in &removed {
+        accounted.extend(*from..*to);
+    }
+    accounted.sort_unstable();
+    assert_eq!(accounted, (0..100).collect::<Vec<_>>());
+    let removed_records: u64 = removed.iter().map(|(from, to)| to - from).sum();
+    assert!(removed_records > 0 && removed_records <= stats.dropped_records);
+    assert!(records.windows(2).all(|p| p[0].position < p[1].position));
 }
 
 /// The bytes of the log's segment files in `dir`.
@@ -656,7 +682,7 @@ async fn readers_committing_at_once_never_make_the_log_look_full() {
                 threads.spawn(move || {
                     barrier.wait();
                     for step in (first + 5..=first + 40).step_by(5) {
-                        reader.commit(step).unwrap();
+                        reader.commit_blocking(Position::new(step)).unwrap();
                     }
                 });
             }
@@ -782,7 +808,11 @@ async fn a_corrupt_header_of_the_newest_segment_keeps_its_records_and_the_log_st
 
         let wal = Wal::open(config(dir.path())).expect("the log starts");
         let stats = wal.stats();
-        assert_eq!(stats.next_seq, 200, "the newest segment's records are kept");
+        assert_eq!(
+            stats.durable_end.get(),
+            200,
+            "the newest segment's records are kept"
+        );
         assert_eq!(
             (stats.corrupt_records, stats.corrupt_bytes),
             (0, segment::HEADER_LEN),
@@ -798,7 +828,7 @@ async fn a_corrupt_header_of_the_newest_segment_keeps_its_records_and_the_log_st
         let records = read_all(&mut reader);
         assert_eq!(seqs(&records), (0..201).collect::<Vec<_>>());
         for r in &records[..200] {
-            assert_eq!(r.payload, payload(r.seq));
+            assert_eq!(r.payload, payload(r.position.get()));
         }
         assert_eq!(records[200].payload, &b"after"[..]);
     }
@@ -824,7 +854,11 @@ async fn a_newest_segment_with_nothing_valid_is_set_aside_and_the_log_starts_aft
         "the bytes are kept for inspection"
     );
     let stats = wal.stats();
-    assert_eq!(stats.next_seq, 250, "numbering resumes after every cursor");
+    assert_eq!(
+        stats.durable_end.get(),
+        250,
+        "numbering resumes after every cursor"
+    );
     assert_eq!(stats.corrupt_bytes, garbage.len() as u64);
     assert_eq!(stats.corrupt_records, 250 - newest);
     assert_eq!(stats.size_bytes, segment_bytes_on_disk(dir.path()));
@@ -832,9 +866,14 @@ async fn a_newest_segment_with_nothing_valid_is_set_aside_and_the_log_starts_aft
     let mut out = wal.reader("out").unwrap();
     let mut ahead = wal.reader("ahead").unwrap();
     append_all(&wal, [b"after".to_vec()]).await;
-    let records = read_all(&mut out);
+    let (records, removed) = read_to_end(&mut out);
     let expected: Vec<u64> = (0..newest).chain([250]).collect();
     assert_eq!(seqs(&records), expected);
+    assert_eq!(
+        removed,
+        [(newest, 250)],
+        "the reader is told what it cannot read"
+    );
     assert_eq!(records.last().unwrap().payload, &b"after"[..]);
     let records = read_all(&mut ahead);
     assert_eq!(

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use flumen_wal::{Persistence, Wal, WalConfig, WalError};
+use flumen_wal::{Persistence, Read, Wal, WalConfig, WalError};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_append_waiting_on_a_full_log_fails_once_appends_are_closed() {
@@ -60,7 +60,9 @@ async fn an_append_waiting_on_a_full_log_fails_once_appends_are_closed() {
     // What was acknowledged before the close is all there.
     let mut read = 0;
     loop {
-        let records = reader.read(100, usize::MAX).unwrap();
+        let Read::Records(records) = reader.read(100, usize::MAX).await.unwrap() else {
+            panic!("nothing is removed from this log");
+        };
         if records.is_empty() {
             break;
         }

@@ -28,7 +28,7 @@
 //! default, 300 with `FLUMEN_SLOW_TESTS=1` (CI sets it).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read as _, Write};
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
-use flumen_wal::{AppendTicket, Persistence, Wal, WalConfig};
+use flumen_wal::{AppendTicket, Persistence, Position, Read, Wal, WalConfig, WalRecord};
 
 /// Set in the child's environment to the log directory.
 const CHILD_DIR_ENV: &str = "FLUMEN_WAL_CRASH_CHILD";
@@ -110,7 +110,7 @@ fn crash_child() {
         let wal = Arc::new(Wal::open(config(dir.as_ref(), persistence)).expect("child: open"));
         let _check = wal.reader("check").expect("child: open the reader");
         let follower = wal.reader("follower").expect("child: open the follower");
-        let base = wal.stats().next_seq;
+        let base = wal.stats().durable_end.get();
         let mut stdout = std::io::stdout();
         // The test harness may have printed half a line already.
         writeln!(stdout, "\nready {base}").unwrap();
@@ -131,7 +131,7 @@ fn crash_child() {
         let started = Instant::now();
         while let Some((seq, ticket)) = acks.recv().await {
             let acked = ticket.durable().await.expect("child: durable");
-            assert_eq!(acked, seq, "child: the ticket's sequence number");
+            assert_eq!(acked.get(), seq, "child: the ticket's sequence number");
             // A failed write means the parent is gone: stop.
             writeln!(stdout, "ack {seq}").unwrap();
             stdout.flush().unwrap();
@@ -146,26 +146,30 @@ fn crash_child() {
 /// process on a wrong record (a panic would only end the task).
 async fn follow(mut follower: flumen_wal::WalReader) {
     loop {
-        let batch = match follower.read(256, 1 << 20) {
-            Ok(batch) => batch,
+        let batch = match follower.read(256, 1 << 20).await {
+            Ok(Read::Records(batch)) => batch,
+            Ok(removed) => {
+                eprintln!("child: the follower found records removed: {removed:?}");
+                std::process::exit(3);
+            }
             Err(e) => {
                 eprintln!("child: the follower failed to read: {e}");
                 std::process::exit(3);
             }
         };
-        let Some(last) = batch.last().map(|r| r.seq) else {
+        let Some(last) = batch.last().map(|r| r.position) else {
             if follower.wait().await.is_err() {
                 return;
             }
             continue;
         };
         for r in &batch {
-            if r.payload[..] != record(r.seq)[..] {
-                eprintln!("child: the follower read a wrong record {}", r.seq);
+            if r.payload[..] != record(r.position.get())[..] {
+                eprintln!("child: the follower read a wrong record {}", r.position);
                 std::process::exit(3);
             }
         }
-        if let Err(e) = follower.commit(last + 1) {
+        if let Err(e) = follower.commit(last.next()).await {
             eprintln!("child: the follower failed to commit: {e}");
             std::process::exit(3);
         }
@@ -272,28 +276,31 @@ async fn verify(
     let cut = on_disk.saturating_sub(stats.size_bytes);
     assert_eq!(
         stats.corrupt_records,
-        lost.range(stats.first_seq..).count() as u64,
+        lost.range(stats.first.get()..).count() as u64,
         "round {round}: corrupt records counted on reopen, of {lost:?} ({stats:?})"
     );
     let mut check = wal.reader("check").unwrap();
     // Opened before anything is committed, so that its cursor holds its segments.
     let mut follower = wal.reader("follower").unwrap();
     assert_eq!(
-        check.next_seq(),
+        check.position().get(),
         verified_from,
         "round {round}: the reader `check` did not resume at its committed cursor ({stats:?})"
     );
     let mut seq = verified_from;
     loop {
-        let batch = check
-            .read(1024, 4 << 20)
+        let batch = records(check.read(1024, 4 << 20).await)
             .unwrap_or_else(|e| panic!("round {round}: reading record {seq} after the crash: {e}"));
         if batch.is_empty() {
             break;
         }
         for r in batch {
             seq = skip_lost(lost, seq);
-            assert_eq!(r.seq, seq, "round {round}: sequence numbers skip");
+            assert_eq!(
+                r.position.get(),
+                seq,
+                "round {round}: sequence numbers skip"
+            );
             let expected = record(seq);
             if r.payload[..] != expected[..] {
                 let claims = r
@@ -310,15 +317,16 @@ async fn verify(
             seq += 1;
         }
     }
-    let end = wal.stats().next_seq;
+    let end = wal.stats().durable_end.get();
     let seq = skip_lost(lost, seq);
     assert_eq!(
         seq, end,
         "round {round}: the reader stopped at {seq} but the log ends at {end}"
     );
     assert_eq!(
-        stats.next_seq, end,
-        "round {round}: next_seq moved while reading"
+        stats.durable_end.get(),
+        end,
+        "round {round}: the durable end moved while reading"
     );
     // Every acknowledged record is there: the acknowledgements are consecutive, from where
     // the child found the log, and all below the recovered end.
@@ -339,13 +347,13 @@ async fn verify(
         );
     }
     // The follower's committed cursor is within the log, and it reads on from it to the end.
-    let mut at = follower.next_seq();
+    let mut at = follower.position().get();
     assert!(
         at <= end,
         "round {round}: the follower resumes at {at}, past the end {end}"
     );
     loop {
-        let batch = follower.read(1024, 4 << 20).unwrap_or_else(|e| {
+        let batch = records(follower.read(1024, 4 << 20).await).unwrap_or_else(|e| {
             panic!("round {round}: the follower reading record {at} after the crash: {e}")
         });
         if batch.is_empty() {
@@ -353,7 +361,7 @@ async fn verify(
         }
         for r in batch {
             at = skip_lost(lost, at);
-            assert_eq!(r.seq, at, "round {round}: the follower skips");
+            assert_eq!(r.position.get(), at, "round {round}: the follower skips");
             assert!(
                 r.payload[..] == record(at)[..],
                 "round {round}: the follower read a wrong record {at}"
@@ -366,7 +374,7 @@ async fn verify(
         end,
         "round {round}: the follower stopped early"
     );
-    check.commit(commit_at).unwrap();
+    check.commit(Position::new(commit_at)).await.unwrap();
     wal.shutdown().await;
     Verified { end, cut }
 }
@@ -535,4 +543,14 @@ fn crash_persistence_interval() {
         return;
     }
     crash_loop("interval");
+}
+
+/// The records of a read; a read that reports removed records is an error here, where
+/// nothing is removed before every reader is past it.
+fn records(read: Result<Read, flumen_wal::WalError>) -> Result<Vec<WalRecord>, String> {
+    match read {
+        Ok(Read::Records(records)) => Ok(records),
+        Ok(Read::Removed { from, to }) => Err(format!("records {from}..{to} reported removed")),
+        Err(e) => Err(e.to_string()),
+    }
 }

@@ -31,7 +31,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use flumen_wal::{AppendTicket, Persistence, Wal, WalConfig, WalReader};
+use flumen_wal::{AppendTicket, Persistence, Position, Read, Wal, WalConfig, WalReader};
 use proptest::prelude::*;
 use proptest::test_runner::{FileFailurePersistence, TestCaseError};
 
@@ -286,10 +286,16 @@ impl Harness {
                 max_bytes,
             } => {
                 let from = self.read_pos[reader];
-                let records = self
+                let read = self
                     .reader(reader)?
                     .read(max, max_bytes)
+                    .await
                     .map_err(|e| TestCaseError::fail(format!("read: {e}")))?;
+                let Read::Records(records) = read else {
+                    return Err(TestCaseError::fail(format!(
+                        "reader {reader} at {from}: nothing is removed from a blocking log, yet {read:?}"
+                    )));
+                };
                 let count = self.model.len() as u64;
                 let at_least = expected_read(&self.model, from, self.known_durable, max, max_bytes);
                 let at_most = expected_read(&self.model, from, count, max, max_bytes);
@@ -306,7 +312,7 @@ impl Harness {
                 );
                 for (i, record) in records.iter().enumerate() {
                     let seq = from + i as u64;
-                    prop_assert_eq!(record.seq, seq, "reader {} record {}", reader, i);
+                    prop_assert_eq!(record.position.get(), seq, "reader {} record {}", reader, i);
                     prop_assert!(
                         record.payload[..] == self.model[seq as usize][..],
                         "reader {} record {} payload differs ({} bytes, expected {})",
@@ -317,12 +323,13 @@ impl Harness {
                     );
                 }
                 self.read_pos[reader] = from + records.len() as u64;
-                prop_assert_eq!(self.reader(reader)?.next_seq(), self.read_pos[reader]);
+                prop_assert_eq!(self.reader(reader)?.position().get(), self.read_pos[reader]);
             }
             Op::Commit { reader, lag } => {
                 let at = self.commit_target(reader, lag);
                 self.reader(reader)?
-                    .commit(at)
+                    .commit(Position::new(at))
+                    .await
                     .map_err(|e| TestCaseError::fail(format!("commit: {e}")))?;
                 self.committed[reader] = at;
                 committed = true;
@@ -365,7 +372,7 @@ impl Harness {
                     let start = &start;
                     threads.spawn(move || {
                         start.wait();
-                        reader.commit(at)
+                        reader.commit_blocking(Position::new(at))
                     })
                 })
                 .collect();
@@ -384,12 +391,12 @@ impl Harness {
     async fn wait_durable(&mut self) -> Result<(), TestCaseError> {
         for (seq, ticket) in self.pending.drain(..) {
             match ticket.durable().await {
-                Ok(got) => prop_assert_eq!(got, seq, "ticket sequence number"),
+                Ok(got) => prop_assert_eq!(got.get(), seq, "ticket sequence number"),
                 Err(e) => return Err(TestCaseError::fail(format!("ticket {seq}: {e}"))),
             }
         }
         self.known_durable = self.model.len() as u64;
-        prop_assert_eq!(self.wal().stats().next_seq, self.known_durable);
+        prop_assert_eq!(self.wal().stats().durable_end.get(), self.known_durable);
         Ok(())
     }
 
@@ -403,7 +410,7 @@ impl Harness {
         // Closing the log writes and syncs everything queued: every ticket resolves.
         for (seq, ticket) in self.pending.drain(..) {
             match ticket.durable().await {
-                Ok(got) => prop_assert_eq!(got, seq, "ticket sequence number"),
+                Ok(got) => prop_assert_eq!(got.get(), seq, "ticket sequence number"),
                 Err(e) => {
                     return Err(TestCaseError::fail(format!(
                         "ticket {seq} after close (graceful: {graceful}): {e}"
@@ -415,7 +422,11 @@ impl Harness {
         self.known_durable = count;
         let wal = Wal::open(self.config.clone())
             .map_err(|e| TestCaseError::fail(format!("reopen: {e}")))?;
-        prop_assert_eq!(wal.stats().next_seq, count, "next_seq after reopen");
+        prop_assert_eq!(
+            wal.stats().durable_end.get(),
+            count,
+            "durable_end after reopen"
+        );
         self.wal = Some(wal);
         self.readers = (0..READERS).map(|_| None).collect();
         self.read_pos.clone_from(&self.committed);
@@ -436,7 +447,7 @@ impl Harness {
                 .reader(&reader_name(r))
                 .map_err(|e| TestCaseError::fail(format!("reopening reader {r}: {e}")))?;
             prop_assert_eq!(
-                reader.next_seq(),
+                reader.position().get(),
                 self.committed[r],
                 "reader {} resumes at its committed cursor",
                 r
@@ -450,7 +461,7 @@ impl Harness {
     fn check_quiescent(&self, after_commit: bool) -> Result<(), TestCaseError> {
         let count = self.model.len() as u64;
         let stats = self.wal().stats();
-        prop_assert_eq!(stats.next_seq, count, "stats().next_seq");
+        prop_assert_eq!(stats.durable_end.get(), count, "stats().durable_end");
         prop_assert!(!stats.full, "the log reports itself full: {:?}", stats);
         let disk = read_disk(self.dir.path())?;
         let disk_bytes: u64 = disk.iter().map(|s| s.size).sum();
@@ -464,7 +475,7 @@ impl Harness {
         );
         prop_assert_eq!(stats.segments, disk.len(), "stats().segments");
         prop_assert!(!disk.is_empty(), "no segment on disk");
-        prop_assert_eq!(stats.first_seq, disk[0].first_seq, "stats().first_seq");
+        prop_assert_eq!(stats.first.get(), disk[0].first_seq, "stats().first");
         // Consecutive segments, ending with the last record appended.
         let mut seq = disk[0].first_seq;
         for segment in &disk {
@@ -592,8 +603,10 @@ async fn segments_stay_for_readers_not_opened_again_yet() {
                 .unwrap();
         }
         assert_eq!(wal.stats().segments, 2);
-        assert_eq!(fast.read(10, usize::MAX).unwrap().len(), 2);
-        fast.commit(2).unwrap();
+        assert!(
+            matches!(fast.read(10, usize::MAX).await.unwrap(), Read::Records(r) if r.len() == 2)
+        );
+        fast.commit(Position::new(2)).await.unwrap();
         // `slow` has committed nothing: both segments stay.
         assert_eq!(wal.stats().segments, 2);
         wal.shutdown().await;
@@ -601,14 +614,14 @@ async fn segments_stay_for_readers_not_opened_again_yet() {
     let wal = Wal::open(config).unwrap();
     let mut fast = wal.reader("fast").unwrap();
     // The output behind `fast` delivers nothing new and commits where it is.
-    fast.commit(2).unwrap();
+    fast.commit(Position::new(2)).await.unwrap();
     let mut slow = wal.reader("slow").unwrap();
     assert_eq!(
-        slow.next_seq(),
-        0,
+        slow.position(),
+        Position::START,
         "`slow` committed nothing, yet it resumes at {} ({:?})",
-        slow.next_seq(),
+        slow.position(),
         wal.stats()
     );
-    assert_eq!(slow.read(10, usize::MAX).unwrap().len(), 2);
+    assert!(matches!(slow.read(10, usize::MAX).await.unwrap(), Read::Records(r) if r.len() == 2));
 }

@@ -42,7 +42,7 @@ async fn a_record_that_could_never_fit_is_refused_instead_of_waiting_for_ever() 
             .await
             .expect("stored")
             .unwrap();
-        drop(reader.read(1, usize::MAX).unwrap());
+        drop(reader.read(1, usize::MAX).await.unwrap());
     }
 }
 

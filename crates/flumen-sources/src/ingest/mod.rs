@@ -480,7 +480,7 @@ mod tests {
         assert!(taken.durable().await, "a 128-byte chunk id is taken");
         assert_eq!(shared.chunks.len(), 1);
         assert_eq!(
-            shared.wal.stats().next_seq,
+            shared.wal.stats().durable_end.get(),
             1,
             "only the good frame is stored"
         );

@@ -419,7 +419,7 @@ impl Tailer {
         // Positions of files not seen for long are kept from now on, not from when flumen
         // stopped.
         self.positions.all_seen(now);
-        if !had_file && (self.shared.wal.stats().next_seq > 0 || !ends.is_empty()) {
+        if !had_file && (self.shared.wal.stats().durable_end.get() > 0 || !ends.is_empty()) {
             tracing::warn!(
                 message = "No position file: first start of this source, or the file was deleted. Files found now are read per read_from, except where the log shows what was stored.",
                 source = %self.name, path = %path.display(), read_from = ?self.settings.read_from, files_in_log = ends.len()
@@ -1005,7 +1005,7 @@ impl Tailer {
         count: u32,
         entries: &[u8],
     ) -> Result<(), Stop> {
-        let low_seq = self.shared.wal.stats().next_seq;
+        let low_seq = self.shared.wal.stats().durable_end.get();
         let t = self.files.get_mut(&id).expect("tracked");
         let key = t.key.expect("a file with bytes has a key");
         let n = t.first_n + t.in_flight.len() as u64;
@@ -1302,7 +1302,7 @@ impl Tailer {
             .files
             .values()
             .flat_map(|t| t.in_flight.iter().map(|p| p.low_seq))
-            .fold(self.shared.wal.stats().next_seq, u64::min);
+            .fold(self.shared.wal.stats().durable_end.get(), u64::min);
         self.positions.changed = false;
         let path = self.position_path.clone();
         let positions = &self.positions;
