@@ -120,8 +120,9 @@ pub struct BenchArgs {
     /// Forward-protocol mode.
     #[arg(long, value_enum, default_value = "packed", help_heading = "Sender")]
     mode: Mode,
-    /// Ask for an acknowledgement of every chunk and wait for it before sending the next; on a
-    /// timeout or a connection error, reconnect and resend the same chunk with the same id.
+    /// Ask for an acknowledgement of every chunk and wait for it before sending the next (see
+    /// --in-flight for a window); on a timeout or a connection error, reconnect and resend the
+    /// same chunk with the same id.
     #[arg(long, help_heading = "Sender")]
     ack: bool,
     /// With --ack, how many chunks a connection writes before it waits for the oldest one's
