@@ -13,8 +13,12 @@
 #   echo "... $(spent "$cpu0" "$n" event)"     # cpu=…s cpu/event=…us peak_rss=…MB
 #   report_profile; stop_serve
 
-cargo build --release --bin flumen -q
-bin=target/release/flumen
+# FLUMEN_BIN: a flumen binary to use instead of building target/release/flumen; SERVER_BIN: a
+# different binary for `flumen serve` only (an older build, to compare against, driven by the
+# same load generator).
+if [ -z "${FLUMEN_BIN:-}" ]; then cargo build --release --bin flumen -q; fi
+bin=${FLUMEN_BIN:-target/release/flumen}
+server_bin=${SERVER_BIN:-$bin}
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -23,7 +27,7 @@ background_process() { pids+=("$1"); }
 
 # Starts `flumen serve --config $1`, whose API listens on port $2; returns once it is ready.
 serve() {
-  "$bin" serve --config "$1" 2>"$work/serve.log" &
+  "$server_bin" serve --config "$1" 2>"$work/serve.log" &
   pid=$!
   background_process "$pid"
   for _ in $(seq 100); do

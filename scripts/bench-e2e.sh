@@ -10,6 +10,12 @@
 #   EVENTS=10000000 PERSISTENCE=interval OUTPUT=forward bash scripts/bench-e2e.sh
 #   PROFILE=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # also: where flumen's CPU goes (perf,
 #                                                         # from Debian's linux-perf)
+#   ACK=1 IN_FLIGHT=4 CONNECTIONS=1 bash scripts/bench-e2e.sh   # a sender that waits for acks
+#                                   # with 4 chunks in flight (Fluent Bit, Fluentd)
+#   ACK=1 MODE=message CONNECTIONS=1 EVENTS=20000 bash scripts/bench-e2e.sh
+#                                   # one event per chunk, each acknowledged before the next
+#                                   # (the Docker driver with fluentd-request-ack): lines/s
+#   SERVER_BIN=/path/to/old/flumen bash scripts/bench-e2e.sh   # serve with another build
 #   LOG_LINES=tests/data/nginx/common.log FILTERS=scripts/bench-filters/apache-regex.toml \
 #     bash scripts/bench-e2e.sh     # records carry those lines in `log`, parsed by the filters;
 #                                   # also reports MiB/s of log lines (the figure Vector and
@@ -23,6 +29,8 @@ CONNECTIONS=${CONNECTIONS:-2}
 RECORD_SIZE=${RECORD_SIZE:-200}
 BATCH=${BATCH:-1000}
 ACK=${ACK:-}                           # set to 1 for --ack
+IN_FLIGHT=${IN_FLIGHT:-1}              # with ACK=1: chunks written before waiting for an ack
+MODE=${MODE:-packed}                   # packed | compressed | message | forward
 OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end)
 FORWARD_PORT=${FORWARD_PORT:-24299}
 API_PORT=${API_PORT:-18299}
@@ -69,7 +77,8 @@ start_profile 0.3
 cpu0=$(cpu_ticks)
 t0=$(date +%s.%N)
 "$bin" bench --to "127.0.0.1:$FORWARD_PORT" --events "$EVENTS" --batch "$BATCH" \
-  --record-size "$RECORD_SIZE" --connections "$CONNECTIONS" ${ACK:+--ack} \
+  --record-size "$RECORD_SIZE" --connections "$CONNECTIONS" --mode "$MODE" \
+  ${ACK:+--ack --in-flight "$IN_FLIGHT"} \
   ${LOG_LINES:+--log-lines "$LOG_LINES"}
 # Done when the output has delivered every event out of the durable log.
 wait_delivered "$EVENTS" 1200
@@ -83,11 +92,16 @@ if [ -n "$LOG_LINES" ]; then
   line_bytes=$(awk 'length($0) > 0 { n++; b += length($0) + 1 } END { print b / n }' "$LOG_LINES")
 fi
 
+# How the sender waits: "none", or the chunks it keeps in flight (in message mode with acks,
+# every event is a chunk of its own, acknowledged before the next: lines/s).
+acked=none
+if [ -n "$ACK" ]; then acked="$IN_FLIGHT"; fi
 awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v p="$PERSISTENCE" -v o="$OUTPUT" \
+    -v m="$MODE" -v a="$acked" \
     -v lb="$line_bytes" -v spent="$(spent "$cpu0" "$events" event)" 'BEGIN {
   s = t1 - t0
-  printf "output=%s persistence=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f %s",
-    o, p, e, s, e / s, b / 1e6 / s, spent
+  printf "output=%s persistence=%s mode=%s acks_in_flight=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f %s",
+    o, p, m, a, e, s, e / s, b / 1e6 / s, spent
   if (lb > 0) printf " log_lines_MiB/s=%.1f", e * lb / 1048576 / s
   printf "\n"
 }'

@@ -102,7 +102,8 @@ fn default_shutdown_timeout() -> Duration {
 pub enum PersistenceMode {
     /// fsync before every acknowledgement (appends waiting together share one fsync).
     Always,
-    /// fsync every `fsync_interval`; acknowledgements wait for it.
+    /// fsync every `fsync_interval`, and at once when an append is waited on before it is
+    /// synced; acknowledgements wait for an fsync covering their events, not for the interval.
     #[default]
     Interval,
     /// Leave it to the operating system: survives a crash of flumen, not of the machine.

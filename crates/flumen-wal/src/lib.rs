@@ -13,11 +13,17 @@
 //!   writes: it takes every append waiting in its queue at once and writes them with one
 //!   vectored `write`. Syncing is the sync thread's job: the writer hands it "make the log
 //!   durable up to here" and goes on writing while the `fdatasync` runs; requests that pile up
-//!   meanwhile are served by one sync (group commit). The [`Persistence`] policy says how often
-//!   the writer asks.
+//!   meanwhile are served by one sync (group commit). The [`Persistence`] policy says when
+//!   the writer asks: with `Always`, after every group it writes; with `Interval`, once the
+//!   interval is up, or at once when someone awaits a ticket whose record is not durable yet
+//!   (the ticket's first poll raises a flag and wakes the writer) — so a sender waiting for its
+//!   acknowledgement waits for one or two `fdatasync`s, not for the interval, while records
+//!   whose tickets nobody awaits are synced at the interval.
 //! - **Acknowledged means durable.** [`AppendTicket::durable`] resolves once the record is as
-//!   durable as the policy promises; inputs acknowledge senders only then. Readers see a
-//!   record only once it is durable too, so an output never ships what a crash could take back.
+//!   durable as the policy promises — with `Always` and `Interval`, after an `fdatasync` that
+//!   started after the record was written; with `Os`, once it is written — and inputs
+//!   acknowledge senders only then. Readers see a record only once it is durable too, so an
+//!   output never ships what a crash could take back.
 //! - **Bounded.** Appends in flight are bounded in bytes (the queue), and the log in size
 //!   ([`WalConfig::max_size`]). When the log is full the writer, by default
 //!   ([`WhenFull::Block`]), stops taking appends until outputs move on and whole segments can be
@@ -105,11 +111,15 @@ pub use reader::{Read, WalReader, WalRecord};
 /// How durable an appended record is before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Persistence {
-    /// `fdatasync` before every acknowledgement; appends waiting together share one sync.
+    /// `fdatasync` after every write; appends written together share one sync, and so do
+    /// writes made while a sync runs. A ticket resolves after the sync that covers its record.
     /// Survives power loss.
     Always,
-    /// `fdatasync` at most once per interval; acknowledgements wait for the next sync, so an
-    /// acknowledged record survives power loss, at the cost of up to one interval of latency.
+    /// `fdatasync` once per interval, and at once when a ticket whose record is not durable
+    /// yet is awaited: a ticket resolves after an `fdatasync` that covers its record, so an
+    /// acknowledged record survives power loss, and a sender waiting for its acknowledgement
+    /// waits for a sync, not for the interval. Records whose tickets nobody awaits are synced
+    /// at the interval.
     Interval(Duration),
     /// Acknowledge once the record is written to the operating system. Survives a crash of
     /// flumen (`kill -9`), not of the machine.
@@ -534,19 +544,50 @@ enum Command {
         _permit: tokio::sync::OwnedSemaphorePermit,
     },
     Shutdown(oneshot::Sender<()>),
+    /// Somebody waits on a ticket: sync what is written now instead of at the interval.
+    /// Carries nothing: [`SyncRequest`]'s flag says it, the command only wakes the writer.
+    Sync,
+}
+
+/// How a ticket asks the writer for a sync before the interval is up (with
+/// [`Persistence::Interval`]), the first time it is awaited and not yet durable.
+#[derive(Debug, Clone)]
+struct SyncRequest {
+    /// Set by tickets, taken by the writer after each group it writes.
+    wanted: Arc<AtomicBool>,
+    /// Wakes a writer that sleeps until the interval; weak, so that tickets kept after the
+    /// log is gone do not keep its writer running.
+    wake: flume::WeakSender<Command>,
+}
+
+impl SyncRequest {
+    fn ask(&self) {
+        self.wanted.store(true, Ordering::Release);
+        if let Some(commands) = self.wake.upgrade() {
+            // A full queue means a busy writer: it sees the flag after the group it is on.
+            let _ = commands.try_send(Command::Sync);
+        }
+    }
 }
 
 /// Resolves once an appended record is durable under the log's [`Persistence`] policy.
 #[derive(Debug)]
-pub struct AppendTicket(oneshot::Receiver<Result<u64, WalError>>);
+pub struct AppendTicket {
+    durable: oneshot::Receiver<Result<u64, WalError>>,
+    /// Taken on the first poll that finds the record not durable yet.
+    sync_request: Option<SyncRequest>,
+}
 
 impl AppendTicket {
     /// A ticket that is already resolved: for callers that acknowledge something the log was
     /// never asked to keep.
     pub fn ready() -> Self {
-        let (done, ticket) = oneshot::channel();
+        let (done, durable) = oneshot::channel();
         let _ = done.send(Ok(u64::MAX));
-        Self(ticket)
+        Self {
+            durable,
+            sync_request: None,
+        }
     }
 
     /// Waits until the record is durable; returns its position.
@@ -564,9 +605,17 @@ impl std::future::Future for AppendTicket {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Self::Output> {
-        std::pin::Pin::new(&mut self.0)
+        let polled = std::pin::Pin::new(&mut self.durable)
             .poll(cx)
-            .map(|r| r.unwrap_or(Err(WalError::Closed)).map(Position::new))
+            .map(|r| r.unwrap_or(Err(WalError::Closed)).map(Position::new));
+        if polled.is_pending()
+            && let Some(request) = self.sync_request.take()
+        {
+            // Someone waits for this record (a sender for its acknowledgement): waiting for
+            // the interval would hold them up to a whole interval per round trip.
+            request.ask();
+        }
+        polled
     }
 }
 
@@ -577,6 +626,8 @@ pub struct Wal {
     commands: flume::Sender<Command>,
     in_flight: Arc<Semaphore>,
     writer: Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// What tickets use to ask for an early sync; `None` unless the policy is an interval.
+    sync_request: Option<SyncRequest>,
 }
 
 impl Wal {
@@ -620,15 +671,22 @@ impl Wal {
         let in_flight = Arc::new(Semaphore::new(shared.config.max_in_flight));
         let writer_shared = shared.clone();
         let file = recovered.active;
+        let sync_wanted = Arc::new(AtomicBool::new(false));
+        let sync_request =
+            matches!(shared.config.persistence, Persistence::Interval(_)).then(|| SyncRequest {
+                wanted: sync_wanted.clone(),
+                wake: commands.downgrade(),
+            });
         let writer = std::thread::Builder::new()
             .name("flumen-wal-writer".into())
-            .spawn(move || writer::run(writer_shared, file, queue))
+            .spawn(move || writer::run(writer_shared, file, queue, sync_wanted))
             .map_err(|e| WalError::io(&shared.config.dir, e))?;
         Ok(Self {
             shared,
             commands,
             in_flight,
             writer: Mutex::new(Some(writer)),
+            sync_request,
         })
     }
 
@@ -660,7 +718,7 @@ impl Wal {
             .acquire_many_owned(permits as u32)
             .await
             .map_err(|_| WalError::Closed)?;
-        let (done, ticket) = oneshot::channel();
+        let (done, durable) = oneshot::channel();
         self.commands
             .send_async(Command::Append {
                 payload_crc,
@@ -670,7 +728,10 @@ impl Wal {
             })
             .await
             .map_err(|_| WalError::Closed)?;
-        Ok(AppendTicket(ticket))
+        Ok(AppendTicket {
+            durable,
+            sync_request: self.sync_request.clone(),
+        })
     }
 
     /// True while the log is at its size cap and appends wait for outputs to catch up.

@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{IoSlice, Write};
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
@@ -323,11 +323,18 @@ struct Writer {
     /// Records written since the last sync was requested.
     unsynced: bool,
     last_sync: Instant,
+    /// Set when a ticket is awaited before its record is durable (interval policy only).
+    sync_wanted: Arc<AtomicBool>,
     /// The sync thread's queue; `None` with `Persistence::Os`, which never syncs.
     syncer: Option<std::sync::mpsc::Sender<SyncJob>>,
 }
 
-pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Command>) {
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    active: File,
+    queue: flume::Receiver<Command>,
+    sync_wanted: Arc<AtomicBool>,
+) {
     let durable = *shared.durable.borrow();
     // fdatasync runs on its own thread so that appends keep being written while a sync is in
     // flight; syncs requested meanwhile are coalesced into the next one (group commit).
@@ -354,6 +361,7 @@ pub(crate) fn run(shared: Arc<Shared>, active: File, queue: flume::Receiver<Comm
         waiting: Vec::new(),
         unsynced: false,
         last_sync: Instant::now(),
+        sync_wanted,
         syncer,
     };
     let stopped = w.write_until_shutdown(&queue);
@@ -445,16 +453,33 @@ impl Writer {
                         shutdown = Some(done);
                         break;
                     }
+                    // The flag, read below, says it; the command only woke the writer.
+                    Command::Sync => {}
                 }
             }
             self.flush_buf();
             if shutdown.is_some() {
                 return shutdown;
             }
-            match self.shared.config.persistence {
-                Persistence::Interval(every) if self.last_sync.elapsed() < every => {}
-                _ => self.sync(),
+            if self.sync_due() {
+                self.sync();
             }
+        }
+    }
+
+    /// Whether what was just written is to be synced now. With an interval, that is when the
+    /// interval is up, or when someone awaits a ticket whose record is written and not synced
+    /// yet. The sync thread runs one `fdatasync` at a time and each covers everything written
+    /// before it started, so syncs asked for while one runs are served together by the next:
+    /// the disk's sync latency, not the interval, bounds how long an awaited ticket waits.
+    fn sync_due(&mut self) -> bool {
+        match self.shared.config.persistence {
+            Persistence::Interval(every) => {
+                let awaited = self.sync_wanted.swap(false, Ordering::AcqRel)
+                    && (self.unsynced || !self.waiting.is_empty());
+                awaited || self.last_sync.elapsed() >= every
+            }
+            Persistence::Always | Persistence::Os => true,
         }
     }
 
@@ -788,5 +813,57 @@ impl Shared {
         #[cfg(test)]
         crate::tests::Faults::check(&self.faults.cuts, std::io::ErrorKind::StorageFull)?;
         file.set_len(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Persistence, Wal, WalConfig};
+
+    /// A log whose interval never comes during a test: any sync is an early one.
+    fn hourly(dir: &std::path::Path) -> WalConfig {
+        WalConfig {
+            persistence: Persistence::Interval(Duration::from_secs(3600)),
+            ..WalConfig::new(dir)
+        }
+    }
+
+    #[tokio::test]
+    async fn an_awaited_ticket_is_synced_without_waiting_for_the_interval() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(hourly(dir.path())).unwrap();
+        let mut reader = wal.reader("out").unwrap();
+        // One record at a time, each awaited before the next is appended: the round trips of
+        // a sender that waits for every acknowledgement.
+        for expected in 0..20 {
+            let ticket = wal.append(vec![7; 100]).await.unwrap();
+            let seq = tokio::time::timeout(Duration::from_secs(10), ticket.durable())
+                .await
+                .expect("an awaited ticket waits for the hourly sync")
+                .unwrap();
+            assert_eq!(seq, expected);
+        }
+        assert_eq!(reader.read(100, 1 << 20).unwrap().len(), 20);
+    }
+
+    #[tokio::test]
+    async fn an_early_sync_that_fails_refuses_the_ticket() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::open(hourly(dir.path())).unwrap();
+        wal.shared
+            .faults
+            .syncs
+            .store(1, std::sync::atomic::Ordering::Relaxed);
+        let ticket = wal.append(vec![7; 100]).await.unwrap();
+        let outcome = tokio::time::timeout(Duration::from_secs(10), ticket.durable())
+            .await
+            .expect("the early sync runs");
+        assert!(
+            outcome.is_err(),
+            "acknowledged without an fsync: {outcome:?}"
+        );
+        assert!(wal.poisoned().is_some());
     }
 }

@@ -7,8 +7,9 @@
 //!   connections. Every record carries `run` (a random id per invocation), `conn` (the
 //!   connection number), `seq` (a per-connection sequence number, contiguous from 0) and
 //!   `sent_ns` (when it was first sent, Unix nanoseconds). With `--ack` it behaves like the
-//!   fluent-logger libraries: one chunk in flight per connection, and on an ack timeout or a
-//!   connection error it reconnects and resends the same chunk under the same chunk id.
+//!   fluent-logger libraries: one chunk in flight per connection (`--in-flight N` for a window
+//!   of N, as Fluent Bit and Fluentd keep), and on an ack timeout or a connection error it
+//!   reconnects and resends every unacknowledged chunk under its chunk id.
 //! - The **receiver** (`flumen bench --listen ADDR`) is a Forward server that acknowledges every
 //!   chunk that asks, reads those four fields from each record, and reports per run how many
 //!   events arrived, how many were unique, duplicated or missing (gaps below the highest `seq`
@@ -45,7 +46,7 @@ pub struct BenchArgs {
         help_heading = "Receiver",
         conflicts_with_all = [
             "to", "events", "duration", "rate", "batch", "record_size", "log_lines", "connections",
-            "mode", "ack", "ack_timeout", "give_up_after", "run_id", "tag",
+            "mode", "ack", "in_flight", "ack_timeout", "give_up_after", "run_id", "tag",
         ],
     )]
     listen: Option<String>,
@@ -119,10 +120,25 @@ pub struct BenchArgs {
     /// Forward-protocol mode.
     #[arg(long, value_enum, default_value = "packed", help_heading = "Sender")]
     mode: Mode,
-    /// Ask for an acknowledgement of every chunk and wait for it before sending the next; on a
-    /// timeout or a connection error, reconnect and resend the same chunk with the same id.
+    /// Ask for an acknowledgement of every chunk and wait for it before sending the next (see
+    /// --in-flight for a window); on a timeout or a connection error, reconnect and resend the
+    /// same chunk with the same id.
     #[arg(long, help_heading = "Sender")]
     ack: bool,
+    /// With --ack, how many chunks a connection writes before it waits for the oldest one's
+    /// ack, as Fluent Bit's and Fluentd's `require_ack_response` do; 1 (the default) waits for
+    /// each ack before the next chunk, as the fluent-logger libraries and the Docker driver's
+    /// `fluentd-request-ack` do. On a timeout or a connection error every chunk not yet
+    /// acknowledged is resent, in order, with its id.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        requires = "ack",
+        value_parser = clap::value_parser!(u32).range(1..),
+        help_heading = "Sender"
+    )]
+    in_flight: u32,
     /// How long to wait for a chunk's ack (and for a write or a connect) before reconnecting
     /// and resending.
     #[arg(
@@ -326,8 +342,99 @@ mod tests {
     /// resend that chunk under the same id, and the receiver count it twice.
     #[test]
     fn a_lost_ack_means_a_resend_and_a_duplicate() {
+        let (summary, report) = through_a_proxy_that_loses_the_first_ack(&[]);
+        assert_eq!(
+            (
+                summary.totals.events,
+                summary.totals.acked,
+                summary.totals.resent_chunks
+            ),
+            (5000, 5000, 1)
+        );
+        assert_eq!(
+            (summary.totals.resent_events, summary.totals.reconnects),
+            (500, 1)
+        );
+        let run = &report.runs[0];
+        assert_eq!(
+            (run.received, run.unique, run.duplicated, run.missing),
+            (5500, 5000, 500, 0)
+        );
+    }
+
+    /// With a window, every chunk the first connection wrote and had no ack for is resent on
+    /// the next, in order, and nothing is missing.
+    #[test]
+    fn a_lost_ack_with_chunks_in_flight_resends_the_window() {
+        let (summary, report) = through_a_proxy_that_loses_the_first_ack(&["--in-flight", "4"]);
+        let resent = summary.totals.resent_chunks;
+        assert!((1..=4).contains(&resent), "resent {resent} chunks");
+        assert_eq!((summary.totals.events, summary.totals.acked), (5000, 5000));
+        assert_eq!(
+            (summary.totals.resent_events, summary.totals.reconnects),
+            (500 * resent, 1)
+        );
+        let run = &report.runs[0];
+        assert_eq!((run.unique, run.missing), (5000, 0));
+        // The proxy may cut the connection before passing on all the chunks it read.
+        assert!(
+            (500..=500 * resent).contains(&run.duplicated),
+            "{} duplicates of {resent} resent chunks",
+            run.duplicated
+        );
+    }
+
+    #[test]
+    fn chunks_in_flight_arrive_whole_and_acknowledged() {
+        let (summary, report) = round_trip(
+            &[
+                "--events",
+                "20000",
+                "--connections",
+                "2",
+                "--ack",
+                "--in-flight",
+                "4",
+                "--batch",
+                "500",
+            ],
+            20_000,
+        );
+        assert_eq!(
+            (
+                summary.totals.events,
+                summary.totals.acked,
+                summary.totals.unacked,
+                summary.totals.resent_chunks
+            ),
+            (20_000, 20_000, 0, 0)
+        );
+        let run = &report.runs[0];
+        assert_eq!(
+            (run.received, run.unique, run.duplicated, run.missing),
+            (20_000, 20_000, 0, 0)
+        );
+    }
+
+    #[test]
+    fn in_flight_needs_ack_and_at_least_one() {
+        let parsed = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied()))
+                .map(|cli| cli.bench.in_flight)
+        };
+        assert_eq!(parsed(&["--to", "h:1", "--ack"]).unwrap(), 1);
+        assert!(parsed(&["--to", "h:1", "--in-flight", "4"]).is_err());
+        assert!(parsed(&["--to", "h:1", "--ack", "--in-flight", "0"]).is_err());
+    }
+
+    /// Sends 5,000 events in chunks of 500 on one connection with acks (and `extra` flags)
+    /// through a proxy that passes the first connection's chunks to the receiver, then cuts the
+    /// connection when the first ack comes back, instead of passing it on.
+    fn through_a_proxy_that_loses_the_first_ack(
+        extra: &[&str],
+    ) -> (send::Summary, receive::Report) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (summary, report) = runtime().block_on(async {
+        runtime().block_on(async {
             let (upstream, receiver) = start_receiver(5000).await;
             let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let addr = proxy.local_addr().unwrap().to_string();
@@ -360,7 +467,7 @@ mod tests {
                     }
                 }
             });
-            let bench = parse(&[
+            let mut args = vec![
                 "--to",
                 &addr,
                 "--events",
@@ -370,30 +477,15 @@ mod tests {
                 "--batch",
                 "500",
                 "--ack",
-            ]);
+            ];
+            args.extend_from_slice(extra);
+            let bench = parse(&args);
             let summary = tokio::task::spawn_blocking(move || send::send(&bench))
                 .await
                 .unwrap()
                 .unwrap();
             (summary, receiver.await.unwrap())
-        });
-        assert_eq!(
-            (
-                summary.totals.events,
-                summary.totals.acked,
-                summary.totals.resent_chunks
-            ),
-            (5000, 5000, 1)
-        );
-        assert_eq!(
-            (summary.totals.resent_events, summary.totals.reconnects),
-            (500, 1)
-        );
-        let run = &report.runs[0];
-        assert_eq!(
-            (run.received, run.unique, run.duplicated, run.missing),
-            (5500, 5000, 500, 0)
-        );
+        })
     }
 
     #[test]

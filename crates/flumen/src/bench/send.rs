@@ -1,11 +1,13 @@
 //! The sender: one thread and one blocking socket per connection.
 //!
 //! Each connection numbers its events from 0 and encodes every chunk when it is first sent,
-//! stamping `sent_ns`. With acks it keeps one chunk in flight, as the fluent-logger libraries
-//! do: write it, wait for `{"ack": id}`; on a timeout or a connection error, reconnect (with a
-//! backoff) and write the very same bytes again. Without acks a failed write loses the chunk
+//! stamping `sent_ns`. With acks it keeps `--in-flight` chunks in flight (one by default, as the
+//! fluent-logger libraries do): write them, wait for the oldest one's `{"ack": id}`, write the
+//! next; on a timeout or a connection error, reconnect (with a backoff) and write the very same
+//! bytes of every chunk not yet acknowledged again, in order. Without acks a failed write loses the chunk
 //! (the receiver will count the gap) and the next chunk goes out on a new connection.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -146,13 +148,14 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         log_lines,
     };
     eprintln!(
-        "flumen bench: run {} to {}: {} connections, {} mode, batch {}, ack {}",
+        "flumen bench: run {} to {}: {} connections, {} mode, batch {}, ack {}, in flight {}",
         plan.run,
         args.to,
         args.connections,
         args.mode.name(),
         plan.batch,
-        args.ack
+        args.ack,
+        args.in_flight
     );
     let per_connection: Vec<ConnSummary> = std::thread::scope(|scope| {
         let plan = &plan;
@@ -211,8 +214,8 @@ impl Summary {
         );
         if args.ack {
             line += &format!(
-                ", acked {}, unacked {}",
-                self.totals.acked, self.totals.unacked
+                ", in flight {}, acked {}, unacked {}",
+                args.in_flight, self.totals.acked, self.totals.unacked
             );
         } else if self.totals.failed_writes > 0 {
             line += &format!(", lost in failed writes {}", self.totals.failed_writes);
@@ -240,6 +243,7 @@ impl Summary {
             "mode": args.mode.name(),
             "batch": args.batch,
             "ack": args.ack,
+            "in_flight": args.in_flight,
             "per_connection": self.per_connection.iter().enumerate().map(|(c, s)| json!({
                 "conn": c,
                 "events": s.counts.events,
@@ -291,6 +295,20 @@ struct Link {
     stream: Option<TcpStream>,
     acks: Vec<u8>,
     ever_connected: bool,
+    /// How many chunks at the front of the window this socket has been sent: a new socket
+    /// has been sent none of them.
+    sent: usize,
+}
+
+/// A chunk on its way: encoded once, written until it is acknowledged (or, without acks, once).
+#[derive(Debug)]
+struct Chunk {
+    bytes: Vec<u8>,
+    events: u32,
+    /// Its chunk id, with acks.
+    id: Option<String>,
+    /// Written at least once: writing it again is a resend.
+    written: bool,
 }
 
 fn connect(to: &str, timeout: Duration) -> io::Result<TcpStream> {
@@ -344,9 +362,11 @@ fn wait_for_ack(
     }
 }
 
-/// How one chunk ended.
+/// How the chunks at the front of the window fared.
 enum Outcome {
-    /// Acknowledged, or written without acks.
+    /// Every chunk in the window is written; none is waited for yet.
+    Sent,
+    /// The oldest chunk is acknowledged, or written without acks.
     Delivered,
     /// Written at least once, the deadline came before an ack.
     Unacked,
@@ -368,45 +388,74 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
         stream: None,
         acks: Vec::new(),
         ever_connected: false,
+        sent: 0,
     };
-    let (mut bytes, mut scratch) = (Vec::new(), Vec::new());
+    let in_flight = if args.ack { args.in_flight as usize } else { 1 };
+    let mut window: VecDeque<Chunk> = VecDeque::with_capacity(in_flight);
+    let (mut spare, mut scratch) = (Vec::new(), Vec::new());
     let mut s = ConnSummary::default();
+    let mut next_seq = 0;
+    let mut all_made = false;
     let past = |deadline: Option<Instant>| deadline.is_some_and(|d| Instant::now() >= d);
-    while s.counts.events < quota && !past(plan.deadline) {
-        let n = (quota - s.counts.events).min(u64::from(plan.batch)) as u32;
-        if let Some(bucket) = &mut bucket
-            && !bucket.take(n, plan.deadline)
-        {
-            break;
+    while !(all_made && window.is_empty()) {
+        if !all_made && window.len() < in_flight {
+            all_made = next_seq >= quota || past(plan.deadline);
+            let n = (quota - next_seq).min(u64::from(plan.batch)) as u32;
+            if let Some(bucket) = &mut bucket
+                && !all_made
+                && !bucket.take(n, plan.deadline)
+            {
+                all_made = true;
+            }
+            if !all_made {
+                let id = args.ack.then(|| format!("{}-{conn}-{next_seq}", plan.run));
+                let mut bytes = std::mem::take(&mut spare);
+                encode_chunk(
+                    &mut bytes,
+                    &mut scratch,
+                    &template,
+                    args.mode,
+                    &args.tag,
+                    next_seq,
+                    n,
+                    unix_nanos(),
+                    id.as_deref(),
+                );
+                next_seq += u64::from(n);
+                window.push_back(Chunk {
+                    bytes,
+                    events: n,
+                    id,
+                    written: false,
+                });
+            }
+            if window.is_empty() {
+                break;
+            }
         }
-        let seq = s.counts.events;
-        let id = args.ack.then(|| format!("{}-{conn}-{seq}", plan.run));
-        encode_chunk(
-            &mut bytes,
-            &mut scratch,
-            &template,
-            args.mode,
-            &args.tag,
-            seq,
-            n,
-            unix_nanos(),
-            id.as_deref(),
-        );
-        match deliver(plan, &mut link, &bytes, n, id.as_deref(), &mut s) {
+        // Wait for the oldest ack only once the window is full or nothing more will join it.
+        let wait = all_made || window.len() == in_flight;
+        match deliver(plan, &mut link, &mut window, wait, &mut s) {
+            Ok(Outcome::Sent) => {}
             Ok(Outcome::Delivered) => {
-                s.counts.events += u64::from(n);
+                let chunk = window.pop_front().expect("a delivered chunk");
+                link.sent -= 1;
                 if args.ack {
-                    s.counts.acked += u64::from(n);
+                    s.counts.acked += u64::from(chunk.events);
                 }
+                spare = chunk.bytes;
             }
             Ok(Outcome::Unacked) => {
-                s.counts.events += u64::from(n);
-                s.counts.unacked += u64::from(n);
+                s.counts.unacked += window
+                    .iter()
+                    .filter(|c| c.written)
+                    .map(|c| u64::from(c.events))
+                    .sum::<u64>();
                 break;
             }
             Ok(Outcome::WriteFailed) => {
-                s.counts.events += u64::from(n);
-                s.counts.failed_writes += u64::from(n);
+                let chunk = window.pop_front().expect("a failed chunk");
+                s.counts.failed_writes += u64::from(chunk.events);
             }
             Ok(Outcome::NotSent) => break,
             Err(error) => {
@@ -427,24 +476,23 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
     s
 }
 
-/// Writes one chunk (and waits for its ack), reconnecting and resending as needed.
+/// Writes every chunk of the window the socket has not been sent yet, and, if `wait`, waits
+/// for the oldest one's ack; reconnects and resends the whole window as needed.
 fn deliver(
     plan: &Plan<'_>,
     link: &mut Link,
-    bytes: &[u8],
-    n: u32,
-    id: Option<&str>,
+    window: &mut VecDeque<Chunk>,
+    wait: bool,
     s: &mut ConnSummary,
 ) -> Result<Outcome, String> {
     let args = plan.args;
-    let mut written = false;
     let mut failing_since: Option<Instant> = None;
     let mut backoff = Duration::from_millis(50);
     let mut last_error = String::new();
-    loop {
+    'attempt: loop {
         if let Some(since) = failing_since {
             if plan.deadline.is_some_and(|d| Instant::now() >= d) {
-                return Ok(if written {
+                return Ok(if window.front().is_some_and(|c| c.written) {
                     Outcome::Unacked
                 } else {
                     Outcome::NotSent
@@ -472,6 +520,7 @@ fn deliver(
                     }
                     link.ever_connected = true;
                     link.acks.clear();
+                    link.sent = 0;
                     link.stream.insert(stream)
                 }
                 Err(error) => {
@@ -481,24 +530,32 @@ fn deliver(
                 }
             },
         };
-        if written {
-            s.counts.resent_chunks += 1;
-            s.counts.resent_events += u64::from(n);
-        }
-        written = true;
-        if let Err(error) = stream.write_all(bytes) {
-            link.stream = None;
-            if id.is_none() {
-                return Ok(Outcome::WriteFailed);
+        while let Some(chunk) = window.get_mut(link.sent) {
+            if chunk.written {
+                s.counts.resent_chunks += 1;
+                s.counts.resent_events += u64::from(chunk.events);
+            } else {
+                chunk.written = true;
+                s.counts.events += u64::from(chunk.events);
             }
-            last_error = format!("writing: {error}");
-            failing_since.get_or_insert_with(Instant::now);
-            continue;
+            if let Err(error) = stream.write_all(&chunk.bytes) {
+                link.stream = None;
+                if chunk.id.is_none() {
+                    return Ok(Outcome::WriteFailed);
+                }
+                last_error = format!("writing: {error}");
+                failing_since.get_or_insert_with(Instant::now);
+                continue 'attempt;
+            }
+            s.counts.bytes += chunk.bytes.len() as u64;
+            link.sent += 1;
         }
-        s.counts.bytes += bytes.len() as u64;
-        let Some(id) = id else {
+        let Some(id) = window.front().and_then(|c| c.id.as_deref()) else {
             return Ok(Outcome::Delivered);
         };
+        if !wait {
+            return Ok(Outcome::Sent);
+        }
         match wait_for_ack(stream, &mut link.acks, id.as_bytes(), args.ack_timeout) {
             Ok(()) => return Ok(Outcome::Delivered),
             Err(error) => {
