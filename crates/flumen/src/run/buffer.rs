@@ -347,6 +347,18 @@ mod tests {
             .server_spec("h\"ost:1", true)
             .unwrap();
         assert!(spec.sources().contains_key(LOOPBACK_SOURCE));
+        // The address reaches the output as given: there is no text format to escape it for.
+        let flumen_config::SinkSpec::Forward(output) = &spec.outputs()[AGGREGATOR_OUTPUT].sink
+        else {
+            panic!("a forward output");
+        };
+        assert_eq!(output.servers[0].address, "h\"ost:1");
+        assert!(output.require_ack);
+        let flush = Slot::acquire(&dir)
+            .unwrap()
+            .server_spec("h:1", false)
+            .unwrap();
+        assert!(flush.sources().is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 }
