@@ -7,12 +7,14 @@
 //!                                                       retry, dead-letter
 //! ```
 //!
-//! - [`config`]: the TOML configuration, parsed then validated, and the embedded default.
+//! - [`config`] (the `flumen-config` crate): the configuration, checked into a
+//!   [`ServerSpec`] that [`Server::start`] takes.
 //! - [`sources`]: listeners that decode what senders send and append it to the log.
 //! - [`routing`]: Fluentd tag patterns and the ordered route table.
 //! - [`outputs`]: the shared delivery driver and the sinks.
-//! - [`api`]: health, readiness and metrics over HTTP.
-//! - [`topology`]: starts it all from a configuration and stops it without losing anything.
+//! - [`api`]: health, readiness and metrics over HTTP, with one mapping from errors to status
+//!   codes.
+//! - [`topology`]: starts it all from a spec and stops it without losing anything.
 //!
 //! This crate does not parse command lines or install global state (loggers, the metrics
 //! recorder); the `flumen` binary does.
@@ -20,12 +22,15 @@
 #![deny(missing_docs)]
 
 pub mod api;
-pub mod config;
 pub mod topology;
 
+pub use flumen_config as config;
 pub use flumen_routing as routing;
 pub use flumen_sinks as outputs;
 pub use flumen_sources as sources;
 
-pub use config::Config;
+pub use flumen_config::ServerSpec;
+/// The checked configuration a server starts from, by the name callers used before the spec
+/// had its own crate.
+pub use flumen_config::ServerSpec as Config;
 pub use topology::Server;

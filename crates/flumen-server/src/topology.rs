@@ -1,4 +1,4 @@
-//! Wiring: turns a validated configuration into running sources, the log and outputs, and
+//! Wiring: turns a checked [`ServerSpec`] into running sources, the log and outputs, and
 //! takes them down in the order that loses nothing.
 //!
 //! Start: open the log (recovering it), open every output's cursor, start the outputs, bind
@@ -20,7 +20,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::api::{self, ApiState, StoppedOutputs};
+use crate::api::{Api, ApiState, StoppedOutputs};
 use flumen_routing::RouteTable;
 use flumen_sinks::Sink;
 use flumen_sinks::dead_letter::DeadLetter;
@@ -28,7 +28,7 @@ use flumen_sinks::driver::OutputTask;
 use flumen_sources::ingest::chunks::ChunkLedger;
 use flumen_sources::{BoundSource, SourceShared};
 
-use crate::config::Config;
+use flumen_config::ServerSpec;
 
 /// How many recent Forward chunk ids are remembered to recognise resends.
 const CHUNK_IDS_REMEMBERED: usize = 65_536;
@@ -36,28 +36,26 @@ const CHUNK_IDS_REMEMBERED: usize = 65_536;
 /// A running flumen.
 #[derive(Debug)]
 pub struct Server {
-    api: Arc<ApiState>,
-    api_addr: SocketAddr,
+    api_state: Arc<ApiState>,
+    api: Api,
     source_addrs: HashMap<String, SocketAddr>,
     stop_sources: watch::Sender<bool>,
     stop_outputs: watch::Sender<Option<Instant>>,
-    stop_api: watch::Sender<bool>,
     sources: JoinSet<()>,
     outputs: JoinSet<()>,
-    api_task: tokio::task::JoinHandle<()>,
     shutdown_timeout: Duration,
 }
 
 impl Server {
-    /// Starts everything the configuration describes. `metrics` renders `/metrics`.
-    pub async fn start(config: &Config, metrics: Option<PrometheusHandle>) -> anyhow::Result<Self> {
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!(
-                "cannot create the data directory {}",
-                config.data_dir.display()
-            )
-        })?;
-        let wal_config = config.wal_config();
+    /// Starts everything the spec describes. `metrics` renders `/metrics`.
+    pub async fn start(
+        spec: &ServerSpec,
+        metrics: Option<PrometheusHandle>,
+    ) -> anyhow::Result<Self> {
+        let data_dir = spec.data_dir();
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+        let wal_config = spec.wal().clone();
         let wal_dir = wal_config.dir.clone();
         let wal = tokio::task::spawn_blocking(move || Wal::open(wal_config))
             .await?
@@ -66,17 +64,11 @@ impl Server {
         let stats = wal.stats();
         tracing::info!(message = "Log open.", dir = %wal_dir.display(), records = stats.durable_end.since(stats.first), bytes = stats.size_bytes);
 
-        let node_id = node_id(&config.data_dir)?;
-        let output_names: Vec<String> = config.outputs.keys().cloned().collect();
+        let node_id = node_id(data_dir)?;
+        let output_names: Vec<String> = spec.outputs().keys().cloned().collect();
         wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let routes = Arc::new(
-            RouteTable::new(&config.route_specs(), &output_names).map_err(anyhow::Error::msg)?,
-        );
-        let pipeline = Arc::new(
-            config
-                .pipeline()
-                .map_err(|(_, message)| anyhow::Error::msg(message))?,
-        );
+        let routes =
+            Arc::new(RouteTable::new(spec.routes(), &output_names).map_err(anyhow::Error::msg)?);
 
         // Read before any output runs: a running output may remove the segments being read.
         let chunks = {
@@ -93,21 +85,20 @@ impl Server {
         let stopped_outputs = Arc::new(StoppedOutputs::default());
         let mut outputs = JoinSet::new();
         for (index, name) in output_names.iter().enumerate() {
-            let output = config.outputs[name].get_ref();
+            let output = &spec.outputs()[name];
             let reader = wal
                 .reader(name)
                 .with_context(|| format!("output {name}: cannot open its cursor"))?;
-            let (batch, retry) = output.delivery();
             let task = OutputTask::new(
                 name,
                 index,
-                Sink::build(name, output, &node_id)
+                Sink::build(name, &output.sink, &node_id)
                     .map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
                 reader,
                 routes.clone(),
-                batch.clone(),
-                retry.clone(),
-                DeadLetter::new(&config.data_dir, name),
+                output.batch.clone(),
+                output.retry.clone(),
+                DeadLetter::new(data_dir, name),
             );
             let (stop, stopped, name) =
                 (outputs_stop.clone(), stopped_outputs.clone(), name.clone());
@@ -121,16 +112,15 @@ impl Server {
         let shared = SourceShared {
             wal: wal.clone(),
             routes: routes.clone(),
-            pipeline,
+            pipeline: spec.pipeline().clone(),
             chunks: Arc::new(chunks),
-            data_dir: config.data_dir.clone(),
+            data_dir: data_dir.to_owned(),
         };
         let (stop_sources, sources_stop) = watch::channel(false);
         let mut sources = JoinSet::new();
         let mut source_addrs = HashMap::new();
-        for (name, source) in &config.sources {
-            let config = source.get_ref();
-            let bound = BoundSource::bind(name, config)
+        for (name, source) in spec.sources() {
+            let bound = BoundSource::bind(name, source)
                 .await
                 .with_context(|| format!("source {name}: cannot start"))?;
             if let Some(addr) = bound.local_addr() {
@@ -146,42 +136,24 @@ impl Server {
             metrics,
             stopped_outputs,
         });
-        let listener = tokio::net::TcpListener::bind(config.api.address)
-            .await
-            .with_context(|| format!("api: cannot listen on {}", config.api.address))?;
-        let api_addr = listener.local_addr()?;
-        let (stop_api, mut api_stop) = watch::channel(false);
-        let app = api::app(api_state.clone());
-        let api_task = tokio::spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = api_stop.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(error) = served {
-                tracing::error!(message = "The API server stopped.", %error);
-            }
-        });
-        tracing::info!(message = "API listening.", address = %api_addr);
+        let api = Api::serve(spec.api_address(), api_state.clone()).await?;
         api_state.ready.store(true, Ordering::Relaxed);
         tracing::info!(message = "flumen is ready.");
         Ok(Self {
-            api: api_state,
-            api_addr,
+            api_state,
+            api,
             source_addrs,
             stop_sources,
             stop_outputs,
-            stop_api,
             sources,
             outputs,
-            api_task,
-            shutdown_timeout: config.shutdown_timeout,
+            shutdown_timeout: spec.shutdown_timeout(),
         })
     }
 
     /// The address the API is bound to.
     pub fn api_addr(&self) -> SocketAddr {
-        self.api_addr
+        self.api.addr()
     }
 
     /// The address source `name` is bound to.
@@ -201,14 +173,14 @@ impl Server {
     pub async fn shutdown(mut self) {
         let started = Instant::now();
         let deadline = started + self.shutdown_timeout;
-        self.api.ready.store(false, Ordering::Relaxed);
+        self.api_state.ready.store(false, Ordering::Relaxed);
         tracing::info!(message = "Shutting down: no longer accepting events.", timeout = ?self.shutdown_timeout);
         let _ = self.stop_sources.send(true);
         if !join_all_until(&mut self.sources, started + self.shutdown_timeout / 2).await {
             tracing::warn!(
                 message = "Sources are still waiting for the log or for their senders; the log refuses new events."
             );
-            self.api.wal.close_appends();
+            self.api_state.wal.close_appends();
             if !join_all_until(&mut self.sources, started + self.shutdown_timeout * 3 / 4).await {
                 tracing::warn!(
                     message = "Stopping sources that did not finish; their senders resend what was not acknowledged."
@@ -216,7 +188,7 @@ impl Server {
                 abort_all(&mut self.sources).await;
             }
         }
-        self.api.wal.shutdown().await;
+        self.api_state.wal.shutdown().await;
         // Outputs give up a delivery a little before the deadline, so that saving their
         // cursors fits in it too.
         let grace = (self.shutdown_timeout / 8).min(STOP_GRACE);
@@ -227,13 +199,7 @@ impl Server {
             );
             abort_all(&mut self.outputs).await;
         }
-        let _ = self.stop_api.send(true);
-        if tokio::time::timeout_at(deadline.into(), &mut self.api_task)
-            .await
-            .is_err()
-        {
-            self.api_task.abort();
-        }
+        self.api.stop(deadline).await;
         tracing::info!(message = "Stopped.");
     }
 }

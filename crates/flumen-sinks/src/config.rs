@@ -27,28 +27,30 @@ pub enum OutputConfig {
 }
 
 impl OutputConfig {
-    /// Checks what the types alone cannot; the error starts with the key (`path: ...`).
-    pub fn validate(&self) -> Result<(), String> {
-        match self {
-            OutputConfig::File(file) => {
-                crate::file::PathTemplate::parse(&file.path).map_err(|m| format!("path: {m}"))?;
+    /// Checks what the types alone cannot, and compiles what the sink needs (a file path
+    /// template, a webhook's URL and templates) once; the error starts with the key
+    /// (`path: ...`).
+    pub fn check(&self) -> Result<OutputSpec, String> {
+        let sink = match self {
+            OutputConfig::Stdout(_) => SinkSpec::Stdout,
+            OutputConfig::Null(_) => SinkSpec::Null,
+            OutputConfig::File(file) => SinkSpec::File(file.check()?),
+            OutputConfig::Forward(forward) => {
+                forward.check()?;
+                SinkSpec::Forward(forward.clone())
             }
             #[cfg(feature = "webhook")]
-            OutputConfig::Webhook(webhook) => webhook.validate()?,
-            OutputConfig::Forward(forward) => {
-                if forward.servers.is_empty() {
-                    return Err("servers: at least one server is needed".into());
-                }
-                if forward.servers.iter().all(|s| s.weight == 0) {
-                    return Err("servers: every weight is 0".into());
-                }
-            }
-            OutputConfig::Stdout(_) | OutputConfig::Null(_) => {}
-        }
-        if self.delivery().0.max_events == 0 {
+            OutputConfig::Webhook(webhook) => SinkSpec::Webhook(Box::new(webhook.check()?)),
+        };
+        let (batch, retry) = self.delivery();
+        if batch.max_events == 0 {
             return Err("batch.max_events must be at least 1".into());
         }
-        Ok(())
+        Ok(OutputSpec {
+            sink,
+            batch: batch.clone(),
+            retry: retry.clone(),
+        })
     }
 
     /// The batching and retry settings every output has.
@@ -62,6 +64,34 @@ impl OutputConfig {
             OutputConfig::Webhook(c) => (&c.batch, &c.retry),
         }
     }
+}
+
+/// An output, checked: its sink's settings in the form the sink takes, and how the driver
+/// delivers to it.
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    /// What [`crate::Sink::build`] builds the sink from.
+    pub sink: SinkSpec,
+    /// Batching.
+    pub batch: BatchConfig,
+    /// Retries.
+    pub retry: RetryConfig,
+}
+
+/// A sink's checked settings, one variant per kind of output.
+#[derive(Debug, Clone)]
+pub enum SinkSpec {
+    /// JSON lines on standard output.
+    Stdout,
+    /// JSON lines in files.
+    File(crate::file::FileSinkSpec),
+    /// The Forward protocol.
+    Forward(ForwardOutputConfig),
+    /// Discards events.
+    Null,
+    /// HTTP webhooks.
+    #[cfg(feature = "webhook")]
+    Webhook(Box<crate::webhook::WebhookSpec>),
 }
 
 /// How an output groups events into one delivery.

@@ -27,7 +27,7 @@ mod template;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
-pub use config::OutputConfig;
+pub use config::{OutputConfig, OutputSpec, SinkSpec};
 
 use bytes::Bytes;
 use flumen_event::json::write_event_line;
@@ -256,18 +256,18 @@ pub enum Sink {
 impl Sink {
     /// The sink output `name` configures; `node_id` is this flumen's identity (chunk ids of the
     /// forward output start with it).
-    pub fn build(name: &str, output: &OutputConfig, node_id: &str) -> Result<Self, String> {
-        Ok(match output {
-            OutputConfig::Stdout(_) => Sink::Stdout(stdout::StdoutSink::default()),
-            OutputConfig::File(c) => Sink::File(file::FileSink::new(c)?),
-            OutputConfig::Forward(c) => {
+    pub fn build(name: &str, spec: &SinkSpec, node_id: &str) -> Result<Self, String> {
+        Ok(match spec {
+            SinkSpec::Stdout => Sink::Stdout(stdout::StdoutSink::default()),
+            SinkSpec::File(c) => Sink::File(file::FileSink::from_spec(c.clone())),
+            SinkSpec::Forward(c) => {
                 Sink::Forward(forward::ForwardSink::new(c, &format!("{node_id}/{name}")))
             }
             #[cfg(feature = "webhook")]
-            OutputConfig::Webhook(c) => {
-                Sink::Webhook(Box::new(webhook::WebhookSink::new(name, c)?))
+            SinkSpec::Webhook(c) => {
+                Sink::Webhook(Box::new(webhook::WebhookSink::from_spec(name, c)?))
             }
-            OutputConfig::Null(_) => Sink::Null,
+            SinkSpec::Null => Sink::Null,
         })
     }
 

@@ -16,7 +16,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use flumen_server::{Config, Server};
+use flumen_config::ServerSpec;
+use flumen_server::Server;
 
 /// flumen: a log aggregator and live log streamer.
 ///
@@ -88,7 +89,7 @@ fn main() -> ExitCode {
     );
     let result = match cli.command {
         Command::Serve { config, data_dir } => serve(config, data_dir),
-        Command::Validate { file } => match Config::load(&file) {
+        Command::Validate { file } => match ServerSpec::load(&file) {
             Ok(_) => {
                 println!("{}: valid", file.display());
                 Ok(())
@@ -99,7 +100,7 @@ fn main() -> ExitCode {
             }
         },
         Command::DefaultConfig => {
-            print!("{}", flumen_server::config::DEFAULT_CONFIG);
+            print!("{}", flumen_config::DEFAULT_CONFIG);
             Ok(())
         }
         Command::Bench(args) => bench::run(&args),
@@ -132,12 +133,12 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
-    let mut config = match &config_path {
-        Some(path) => Config::load(path)?,
-        None => Config::embedded_default(),
+    let mut spec = match &config_path {
+        Some(path) => ServerSpec::load(path)?,
+        None => ServerSpec::embedded_default(),
     };
     if let Some(dir) = data_dir {
-        config.data_dir = dir;
+        spec = spec.with_data_dir(dir);
     }
     let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
@@ -147,7 +148,7 @@ fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Res
         .thread_name("flumen-worker")
         .build()?;
     let served = runtime.block_on(async {
-        let server = Server::start(&config, Some(handle)).await?;
+        let server = Server::start(&spec, Some(handle)).await?;
         wait_for_signal().await?;
         server.shutdown().await;
         Ok(())

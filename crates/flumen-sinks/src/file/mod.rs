@@ -7,7 +7,7 @@
 //! its own gzip member: the file is valid (and `zcat`-able) after every write.
 
 mod config;
-pub use config::FileOutputConfig;
+pub use config::{FileOutputConfig, FileSinkSpec};
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
 
-use crate::config::FileCompression;
 use crate::template::{Token, split_placeholders};
 use crate::{Delivery, DeliveryError, Undelivered, render_event};
 
@@ -73,6 +72,13 @@ impl PathTemplate {
             }
         }
         Ok(Self { parts, uses_time })
+    }
+
+    /// This template with literal `text` after it (no placeholders or strftime specifiers in
+    /// it are expanded).
+    pub fn followed_by(mut self, text: &str) -> Self {
+        self.parts.push(Piece::Text(text.replace('%', "%%")));
+        self
     }
 
     /// The path for an event with `tag` at `time`.
@@ -199,21 +205,21 @@ impl std::fmt::Debug for FileSink {
 const MAX_OPEN_FILES: usize = 256;
 
 impl FileSink {
-    /// A sink for a validated configuration.
+    /// A sink for a configuration, checked here (servers build from a [`FileSinkSpec`]).
     pub fn new(config: &FileOutputConfig) -> Result<Self, String> {
-        let gzip = config.compression == FileCompression::Gzip;
-        let mut path = config.path.clone();
-        if gzip && !path.ends_with(".gz") {
-            path.push_str(".gz");
-        }
-        Ok(Self {
-            template: PathTemplate::parse(&path)?,
-            gzip,
-            rotate_size: config.rotate_size.map(|s| s.as_u64()),
-            rotate_interval: config.rotate_interval,
+        Ok(Self::from_spec(config.check()?))
+    }
+
+    /// A sink for checked settings.
+    pub fn from_spec(spec: FileSinkSpec) -> Self {
+        Self {
+            template: spec.template,
+            gzip: spec.gzip,
+            rotate_size: spec.rotate_size,
+            rotate_interval: spec.rotate_interval,
             open: HashMap::new(),
             paths: HashMap::new(),
-        })
+        }
     }
 
     fn path_for(&mut self, tag: &str, time: EventTime) -> &PathBuf {

@@ -55,6 +55,44 @@ pub struct ForwardOutputConfig {
     pub retry: RetryConfig,
 }
 
+impl ForwardServerConfig {
+    /// A server at `address` (`host:port`), with the default weight, not a standby.
+    pub fn new(address: impl Into<String>) -> Self {
+        Self {
+            address: address.into(),
+            weight: default_weight(),
+            standby: false,
+        }
+    }
+}
+
+impl ForwardOutputConfig {
+    /// An output to `servers` with every other setting at its default.
+    pub fn new(servers: Vec<ForwardServerConfig>) -> Self {
+        Self {
+            servers,
+            require_ack: default_require_ack(),
+            ack_timeout: default_ack_timeout(),
+            connect_timeout: default_connect_timeout(),
+            recover_wait: default_recover_wait(),
+            compression: FileCompression::default(),
+            batch: BatchConfig::default(),
+            retry: RetryConfig::default(),
+        }
+    }
+
+    /// Checks what the types alone cannot; the error starts with the key.
+    pub fn check(&self) -> Result<(), String> {
+        if self.servers.is_empty() {
+            return Err("servers: at least one server is needed".into());
+        }
+        if self.servers.iter().all(|s| s.weight == 0) {
+            return Err("servers: every weight is 0".into());
+        }
+        Ok(())
+    }
+}
+
 fn default_require_ack() -> bool {
     true
 }

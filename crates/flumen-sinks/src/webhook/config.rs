@@ -95,7 +95,16 @@ impl fmt::Debug for WebhookConfig {
 impl WebhookConfig {
     /// Checks what the types cannot; the error names the key.
     pub fn validate(&self) -> Result<(), String> {
-        Checked::new(self).map(|_| ())
+        self.check().map(|_| ())
+    }
+
+    /// Checks the settings and parses the URL, headers and templates, once; the error names
+    /// the key.
+    pub fn check(&self) -> Result<WebhookSpec, String> {
+        Ok(WebhookSpec {
+            checked: Checked::new(self)?,
+            config: self.clone(),
+        })
     }
 
     /// The URL requests go to.
@@ -116,5 +125,22 @@ impl WebhookConfig {
                 Some(DEFAULT_ALERTS_PER_MINUTE)
             }
         }
+    }
+}
+
+/// A webhook's checked settings, with its URL, headers and templates parsed: what the sink is
+/// built from.
+#[derive(Clone)]
+pub struct WebhookSpec {
+    pub(super) config: WebhookConfig,
+    pub(super) checked: Checked,
+}
+
+/// Only the configuration's redacted form: the parsed headers and URL hold credentials.
+impl fmt::Debug for WebhookSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSpec")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }

@@ -53,7 +53,7 @@
 //! since webhook URLs often carry their secret in the path.
 
 mod config;
-pub use config::{WebhookConfig, WebhookFormat};
+pub use config::{WebhookConfig, WebhookFormat, WebhookSpec};
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashSet, VecDeque};
@@ -110,6 +110,7 @@ const HOST_FIELDS: &[&str] = &["host.name", "host", "hostname"];
 const MESSAGE_FIELDS: &[&str] = &["message", "msg", "log"];
 
 /// A validated configuration, in the forms the sink uses.
+#[derive(Clone)]
 struct Checked {
     url: reqwest::Url,
     /// Every request's headers: `Content-Type: application/json`, then the configured ones.
@@ -282,7 +283,13 @@ struct Failure {
 impl WebhookSink {
     /// A sink for output `name` (which labels its metrics and logs).
     pub fn new(name: &str, config: &WebhookConfig) -> Result<Self, String> {
-        let checked = Checked::new(config)?;
+        Self::from_spec(name, &config.check()?)
+    }
+
+    /// A sink for output `name` from checked settings; fails only if the HTTP client cannot
+    /// be built.
+    pub fn from_spec(name: &str, spec: &WebhookSpec) -> Result<Self, String> {
+        let (config, checked) = (&spec.config, spec.checked.clone());
         let template = match config.format {
             WebhookFormat::Json => checked.template,
             WebhookFormat::Slack | WebhookFormat::Pagerduty => Some(

@@ -36,3 +36,16 @@ fn default_forward_address() -> SocketAddr {
 fn default_max_frame_size() -> ByteSize {
     ByteSize::mib(16)
 }
+
+impl ForwardSourceConfig {
+    /// A source listening on `address`, with every other setting at its default.
+    pub fn listening_on(address: SocketAddr) -> Self {
+        Self {
+            address,
+            label: String::new(),
+            max_frame_size: default_max_frame_size(),
+            max_connection_age: None,
+            idle_timeout: None,
+        }
+    }
+}

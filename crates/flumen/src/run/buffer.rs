@@ -3,7 +3,7 @@
 //! ```text
 //! <buffer-dir>/<target>/<slot>/lock      flock'ed by the flumen run using the slot
 //! <buffer-dir>/<target>/<slot>/pending   present while the slot may hold undelivered events
-//! <buffer-dir>/<target>/<slot>/wal/...   the log (data_dir of the in-process flumen)
+//! <buffer-dir>/<target>/<slot>/wal/...   the log (data_dir of the in-process flumen's spec)
 //! <buffer-dir>/<target>/<slot>/node-id   the slot's identity: prefixes the chunk ids it sends
 //! ```
 //!
@@ -16,11 +16,27 @@ use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use std::net::{Ipv4Addr, SocketAddr};
+use std::time::Duration;
+
 use anyhow::Context;
+use bytesize::ByteSize;
+use flumen_config::{
+    ApiConfig, BatchConfig, LogConfig, OutputConfig, PersistenceMode, RetryConfig, RouteConfig,
+    ServerConfig, ServerSpec, SourceConfig,
+};
+use flumen_server::outputs::forward::{ForwardOutputConfig, ForwardServerConfig};
+use flumen_server::sources::forward::ForwardSourceConfig;
 use nix::fcntl::{Flock, FlockArg};
 
 /// At most this many slots per target (as many `flumen run`s at once).
 const MAX_SLOTS: u32 = 64;
+
+/// The in-process flumen's Forward source on a loopback port, which the sender writes to.
+pub const LOOPBACK_SOURCE: &str = "run";
+
+/// The in-process flumen's output to `--to`.
+const AGGREGATOR_OUTPUT: &str = "aggregator";
 
 /// The name of the marker of a slot that may hold undelivered events.
 const PENDING: &str = "pending";
@@ -205,54 +221,71 @@ impl Slot {
         let _ = fs::remove_file(self.dir.join(PENDING));
     }
 
-    /// The in-process flumen's configuration: the log in this slot, a forward output to `to`
-    /// with acknowledgements, and (`with_source`) a Forward source on a loopback port.
-    pub fn config_text(&self, to: &str, with_source: bool) -> anyhow::Result<String> {
-        let dir = self
-            .dir
-            .to_str()
-            .with_context(|| format!("{} is not UTF-8", self.dir.display()))?;
-        let source = if with_source {
-            "[sources.run]\ntype = \"forward\"\naddress = \"127.0.0.1:0\"\n"
-        } else {
-            ""
+    /// The in-process flumen: the log in this slot, a forward output to `to` with
+    /// acknowledgements, and (`with_source`) a Forward source on a loopback port.
+    pub fn server_spec(&self, to: &str, with_source: bool) -> anyhow::Result<ServerSpec> {
+        // Far away: `flumen run` bounds the flush itself (and knows then that everything was
+        // delivered), and the output never dead-letters: what it cannot deliver stays in the
+        // log for the next run.
+        let never = Duration::from_secs(3650 * 24 * 60 * 60);
+        let sources = with_source
+            .then(|| {
+                let loopback = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+                let source = SourceConfig::Forward(ForwardSourceConfig::listening_on(loopback));
+                (LOOPBACK_SOURCE.to_owned(), source)
+            })
+            .into_iter()
+            .collect();
+        let aggregator = ForwardOutputConfig {
+            require_ack: true,
+            connect_timeout: Duration::from_secs(2),
+            ack_timeout: Duration::from_secs(10),
+            recover_wait: Duration::from_secs(1),
+            batch: BatchConfig {
+                max_events: 5000,
+                max_bytes: ByteSize::mib(4),
+                timeout: Duration::from_millis(50),
+            },
+            retry: RetryConfig {
+                initial_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(2),
+                max_duration: never,
+            },
+            ..ForwardOutputConfig::new(vec![ForwardServerConfig::new(to)])
         };
-        // Acknowledgements from the loopback source wait for the next fsync (at most 50 ms
-        // away; one per interval however many lines arrive), so what the command printed
-        // survives a power loss once it is acknowledged. The output never dead-letters: what it cannot deliver stays in the
-        // log for the next run. The outputs' shutdown deadline is far away because `flumen
-        // run` bounds the flush itself (and knows then that everything was delivered).
-        Ok(format!(
-            r#"data_dir = {dir}
-shutdown_timeout = "3650days"
-
-[log]
-persistence = "interval"
-fsync_interval = "50ms"
-max_size = "1GiB"
-segment_size = "16MiB"
-
-[api]
-address = "127.0.0.1:0"
-
-{source}
-[outputs.aggregator]
-type = "forward"
-servers = [{{ address = {to} }}]
-require_ack = true
-connect_timeout = "2s"
-ack_timeout = "10s"
-recover_wait = "1s"
-batch = {{ max_events = 5000, max_bytes = "4MiB", timeout = "50ms" }}
-retry = {{ initial_backoff = "100ms", max_backoff = "2s", max_duration = "3650days" }}
-
-[[routes]]
-match = ["**"]
-outputs = ["aggregator"]
-"#,
-            dir = toml_str(dir),
-            to = toml_str(to),
-        ))
+        let config = ServerConfig {
+            data_dir: self.dir.clone(),
+            // Acknowledgements from the loopback source wait for the next fsync (at most 50 ms
+            // away; one per interval however many lines arrive), so what the command printed
+            // survives a power loss once it is acknowledged.
+            log: LogConfig {
+                persistence: PersistenceMode::Interval,
+                fsync_interval: Duration::from_millis(50),
+                max_size: ByteSize::gib(1),
+                segment_size: ByteSize::mib(16),
+                ..LogConfig::default()
+            },
+            api: ApiConfig {
+                address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            },
+            sources,
+            outputs: [(
+                AGGREGATOR_OUTPUT.to_owned(),
+                OutputConfig::Forward(aggregator),
+            )]
+            .into(),
+            routes: vec![RouteConfig {
+                label: None,
+                patterns: vec!["**".to_owned()],
+                select: None,
+                outputs: vec![AGGREGATOR_OUTPUT.to_owned()],
+            }],
+            filters: Vec::new(),
+            shutdown_timeout: never,
+        };
+        config
+            .check()
+            .context("the buffer's in-process flumen is misconfigured")
     }
 }
 
@@ -274,22 +307,6 @@ fn slots(target: &Path) -> anyhow::Result<Vec<(u32, PathBuf)>> {
     }
     found.sort();
     Ok(found)
-}
-
-/// A TOML basic string.
-fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -325,11 +342,23 @@ mod tests {
         assert!(pending.is_empty(), "the pending slot is locked");
         drop(again);
         assert_eq!(Slot::acquire_pending(&dir).unwrap().len(), 1);
-        let config = Slot::acquire(&dir)
+        let spec = Slot::acquire(&dir)
             .unwrap()
-            .config_text("h\"ost:1", true)
+            .server_spec("h\"ost:1", true)
             .unwrap();
-        flumen_server::Config::parse(&config, "run").unwrap();
+        assert!(spec.sources().contains_key(LOOPBACK_SOURCE));
+        // The address reaches the output as given: there is no text format to escape it for.
+        let flumen_config::SinkSpec::Forward(output) = &spec.outputs()[AGGREGATOR_OUTPUT].sink
+        else {
+            panic!("a forward output");
+        };
+        assert_eq!(output.servers[0].address, "h\"ost:1");
+        assert!(output.require_ack);
+        let flush = Slot::acquire(&dir)
+            .unwrap()
+            .server_spec("h:1", false)
+            .unwrap();
+        assert!(flush.sources().is_empty());
         let _ = fs::remove_dir_all(&dir);
     }
 }

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
 use flumen_event::entry::write_entry;
-use flumen_server::{Config, Server};
+use flumen_server::Server;
 use tokio::sync::Notify;
 
 use super::buffer::{self, Slot};
@@ -145,13 +145,12 @@ fn ship(
         let target = buffer::target_dir(&plan.root, &plan.to)?;
         let slot = Slot::acquire(&target)?;
         slot.mark_pending()?;
-        let config = Config::parse(&slot.config_text(&plan.to, true)?, "flumen run")
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let spec = slot.server_spec(&plan.to, true)?;
         let server = runtime
-            .block_on(Server::start(&config, None))
+            .block_on(Server::start(&spec, None))
             .with_context(|| format!("cannot start the buffer in {}", slot.dir.display()))?;
         let addr = server
-            .source_addr("run")
+            .source_addr(buffer::LOOPBACK_SOURCE)
             .context("the buffer's source has no address")?;
         anyhow::Ok((runtime, slot, server, addr))
     })();
@@ -420,9 +419,8 @@ pub fn flush_buffered(root: PathBuf, to: &str, timeout: Duration) -> anyhow::Res
     let mut left = Vec::new();
     let mut held = Vec::new();
     for slot in slots {
-        let config = Config::parse(&slot.config_text(to, false)?, "flumen run --flush")
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let delivery = match runtime.block_on(Server::start(&config, None)) {
+        let spec = slot.server_spec(to, false)?;
+        let delivery = match runtime.block_on(Server::start(&spec, None)) {
             Ok(server) => runtime.block_on(flush(server, to, &shared)),
             Err(error) => {
                 tracing::warn!(message = "Cannot open a buffer slot.", dir = %slot.dir.display(), error = format!("{error:#}"));

@@ -1,0 +1,197 @@
+//! [`ServerConfig::check`]: everything the types alone cannot say, checked once, and what a
+//! check compiles kept in the [`ServerSpec`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use flumen_process::Pipeline;
+use flumen_sinks::OutputSpec;
+
+use crate::settings::{PersistenceMode, ServerConfig, WhenFull};
+use crate::spec::ServerSpec;
+
+/// One step of the path to a value in the configuration: a table's key or an array's index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    /// A key of a table (`sources`, then the source's name).
+    Name(String),
+    /// An element of an array (`routes`, then the route's index).
+    Index(usize),
+}
+
+/// A configuration that cannot run: what is wrong, and where.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct InvalidConfig {
+    /// The path to the value at fault (`["routes", 0, "outputs", 1]`); empty when no one
+    /// value is.
+    pub at: Vec<Key>,
+    /// What is wrong, naming the key.
+    pub message: String,
+}
+
+impl InvalidConfig {
+    fn new(at: Vec<Key>, message: String) -> Self {
+        Self { at, message }
+    }
+}
+
+/// `["sources", name]` and the like, shortly.
+fn path<const N: usize>(keys: [Key; N]) -> Vec<Key> {
+    keys.into()
+}
+
+fn name(key: &str) -> Key {
+    Key::Name(key.to_owned())
+}
+
+impl ServerConfig {
+    /// Checks the configuration and compiles it into what a server runs.
+    pub fn check(&self) -> Result<ServerSpec, InvalidConfig> {
+        for (source_name, source) in &self.sources {
+            let at = || path([name("sources"), name(source_name)]);
+            check_name("source", source_name).map_err(|m| InvalidConfig::new(at(), m))?;
+            source
+                .validate()
+                .map_err(|m| InvalidConfig::new(at(), format!("sources.{source_name}: {m}")))?;
+        }
+        let outputs = self.check_outputs()?;
+        self.check_routes()?;
+        let pipeline = self.pipeline()?;
+        let wal = self.wal_config();
+        wal.validate()
+            .map_err(|e| InvalidConfig::new(Vec::new(), e.to_string()))?;
+        self.check_inputs_fit_in_the_log(wal.largest_record())?;
+        Ok(ServerSpec {
+            data_dir: self.data_dir.clone(),
+            wal,
+            api_address: self.api.address,
+            sources: self.sources.clone(),
+            outputs,
+            routes: self.routes.iter().map(|route| route.to_spec()).collect(),
+            pipeline: Arc::new(pipeline),
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
+    fn check_outputs(&self) -> Result<BTreeMap<String, OutputSpec>, InvalidConfig> {
+        let mut outputs = BTreeMap::new();
+        for (output_name, output) in &self.outputs {
+            let at = || path([name("outputs"), name(output_name)]);
+            check_name("output", output_name).map_err(|m| InvalidConfig::new(at(), m))?;
+            let spec = output
+                .check()
+                .map_err(|m| InvalidConfig::new(at(), format!("outputs.{output_name}.{m}")))?;
+            outputs.insert(output_name.clone(), spec);
+        }
+        Ok(outputs)
+    }
+
+    fn check_routes(&self) -> Result<(), InvalidConfig> {
+        let labels: Vec<&str> = self.sources.values().map(|s| s.label()).collect();
+        for (i, route) in self.routes.iter().enumerate() {
+            let at = |key: &str| vec![name("routes"), Key::Index(i), name(key)];
+            let at_element = |key: &str, j: usize| {
+                let mut at = at(key);
+                at.push(Key::Index(j));
+                at
+            };
+            for (j, output) in route.outputs.iter().enumerate() {
+                if !self.outputs.contains_key(output) {
+                    return Err(InvalidConfig::new(
+                        at_element("outputs", j),
+                        format!("routes[{i}].outputs: no output is named {output:?}"),
+                    ));
+                }
+            }
+            for (j, pattern) in route.patterns.iter().enumerate() {
+                flumen_routing::TagPattern::parse(pattern).map_err(|e| {
+                    InvalidConfig::new(at_element("match", j), format!("routes[{i}].match: {e}"))
+                })?;
+            }
+            if route.patterns.is_empty() {
+                return Err(InvalidConfig::new(
+                    Vec::new(),
+                    format!("routes[{i}].match: at least one pattern is needed"),
+                ));
+            }
+            if let Some(select) = &route.select {
+                flumen_select::Selector::parse(select).map_err(|e| {
+                    InvalidConfig::new(at("select"), format!("routes[{i}].select: {e}"))
+                })?;
+            }
+            if let Some(label) = &route.label
+                && !labels.contains(&label.as_str())
+            {
+                return Err(InvalidConfig::new(
+                    at("label"),
+                    format!("routes[{i}].label: no source has the label {label:?}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Refuses a source whose largest input could never fit in the log: it would wait for
+    /// room that never comes, holding its sender (and a stop) for ever.
+    fn check_inputs_fit_in_the_log(&self, largest_record: u64) -> Result<(), InvalidConfig> {
+        for (source_name, source) in &self.sources {
+            let (key, limit) = source.largest_input();
+            if limit.as_u64() > largest_record {
+                return Err(InvalidConfig::new(
+                    path([name("sources"), name(source_name)]),
+                    format!(
+                        "sources.{source_name}.{key} ({limit}) is more than the log can ever hold in one record: {largest_record} bytes, from log.max_size ({}) less one log.segment_size ({}), and at most half of log.max_size; lower sources.{source_name}.{key} or raise log.max_size",
+                        self.log.max_size, self.log.segment_size,
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The compiled filters.
+    fn pipeline(&self) -> Result<Pipeline, InvalidConfig> {
+        Pipeline::new(&self.filters).map_err(|e| {
+            InvalidConfig::new(
+                path([name("filters"), Key::Index(e.index)]),
+                format!("filters[{}] ({}): {}", e.index, e.name, e.message),
+            )
+        })
+    }
+
+    /// The log's settings in the form the log takes.
+    fn wal_config(&self) -> flumen_wal::WalConfig {
+        let persistence = match self.log.persistence {
+            PersistenceMode::Always => flumen_wal::Persistence::Always,
+            PersistenceMode::Interval => flumen_wal::Persistence::Interval(self.log.fsync_interval),
+            PersistenceMode::Os => flumen_wal::Persistence::Os,
+        };
+        flumen_wal::WalConfig {
+            persistence,
+            segment_size: self.log.segment_size.as_u64(),
+            max_size: self.log.max_size.as_u64(),
+            when_full: match self.log.when_full {
+                WhenFull::Block => flumen_wal::WhenFull::Block,
+                WhenFull::DropNewest => flumen_wal::WhenFull::DropNewest,
+                WhenFull::DropOldest => flumen_wal::WhenFull::DropOldest,
+            },
+            ..flumen_wal::WalConfig::new(crate::spec::wal_dir(&self.data_dir))
+        }
+    }
+}
+
+fn check_name(kind: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{kind} name {name:?} must be letters, digits, '_', '-' or '.'"
+        ))
+    }
+}

@@ -1,0 +1,64 @@
+//! flumen's configuration: what to run, read from one TOML file or built in code, validated once
+//! into a [`ServerSpec`].
+//!
+//! ```text
+//!  TOML text ──serde──► ServerConfig ──check──► ServerSpec ──► flumen_server::Server::start
+//!  (file.rs: errors      (plain values,          (no TOML types; the filter pipeline, file
+//!   name file and line)   settings.rs)             path templates and webhook settings
+//!                                                  compiled once, check.rs)
+//! ```
+//!
+//! [`ServerSpec::parse`] deserializes the raw file (serde rejects unknown keys and wrong types
+//! with the line and the key), then [`ServerConfig::check`] checks what types cannot: that
+//! routes name outputs that exist, that patterns compile, that sizes fit together. Every error
+//! from a file names the file and the line. `flumen run` builds a [`ServerConfig`] in code and
+//! checks it the same way. The reference documentation is `docs/configuration.md`; the doc
+//! comments here say the same.
+//!
+//! With no file at all, flumen runs [`DEFAULT_CONFIG`].
+
+#![deny(missing_docs)]
+
+mod check;
+mod file;
+mod settings;
+mod spec;
+
+pub use check::{InvalidConfig, Key};
+pub use file::ConfigError;
+pub use settings::{ApiConfig, LogConfig, PersistenceMode, RouteConfig, ServerConfig, WhenFull};
+pub use spec::ServerSpec;
+
+pub use flumen_routing::RouteSpec;
+pub use flumen_sinks::config::{
+    BatchConfig, DeliveryOnlyConfig, FileCompression, OutputConfig, OutputSpec, RetryConfig,
+    SinkSpec,
+};
+pub use flumen_sources::SourceConfig;
+
+/// The configuration `flumen serve` runs when given no file.
+pub const DEFAULT_CONFIG: &str = r#"# flumen's embedded default: Forward on 24224, Fluentd-style HTTP on 9880, the API on
+# 8080, data in ./flumen-data, everything to stdout.
+data_dir = "./flumen-data"
+
+[api]
+address = "0.0.0.0:8080"
+
+[sources.forward]
+type = "forward"
+address = "0.0.0.0:24224"
+
+[sources.http]
+type = "http"
+address = "0.0.0.0:9880"
+
+[outputs.stdout]
+type = "stdout"
+
+[[routes]]
+match = ["**"]
+outputs = ["stdout"]
+"#;
+
+#[cfg(test)]
+mod tests;

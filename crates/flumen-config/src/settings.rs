@@ -1,0 +1,154 @@
+//! The configuration as written: plain values, deserialized from TOML or built in code, not yet
+//! checked.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use flumen_process::FilterConfig;
+use flumen_sinks::OutputConfig;
+use flumen_sources::SourceConfig;
+use serde::Deserialize;
+
+/// The whole configuration, before [`ServerConfig::check`](crate::ServerConfig::check).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where flumen keeps its durable log, cursors, dead letters and identity.
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    /// The durable log between inputs and outputs.
+    #[serde(default)]
+    pub log: LogConfig,
+    /// The operations API: health, readiness, metrics.
+    #[serde(default)]
+    pub api: ApiConfig,
+    /// Inputs, by name.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceConfig>,
+    /// Outputs, by name.
+    #[serde(default)]
+    pub outputs: BTreeMap<String, OutputConfig>,
+    /// Routes, tried in order: an event goes to the outputs of the first route that matches.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Processing steps, in order, between the sources and the log.
+    #[serde(default)]
+    pub filters: Vec<FilterConfig>,
+    /// How long a graceful shutdown may take to drain outputs.
+    #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./flumen-data")
+}
+
+fn default_shutdown_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+
+/// When appends to the log are durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PersistenceMode {
+    /// fsync before every acknowledgement (appends waiting together share one fsync).
+    Always,
+    /// fsync every `fsync_interval`, and at once when an append is waited on before it is
+    /// synced; acknowledgements wait for an fsync covering their events, not for the interval.
+    #[default]
+    Interval,
+    /// Leave it to the operating system: survives a crash of flumen, not of the machine.
+    Os,
+}
+
+/// What inputs do when the log is at `max_size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFull {
+    /// Stop reading sockets and answer HTTP 503 until outputs catch up. Nothing is dropped.
+    #[default]
+    Block,
+    /// Drop new events (acknowledged, counted) until there is room; what is stored stays.
+    DropNewest,
+    /// Remove the oldest segment of the log, even if outputs have not delivered it, to take
+    /// new events (counted).
+    DropOldest,
+}
+
+/// `[log]`: the durable log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `always`, `interval` or `os`.
+    pub persistence: PersistenceMode,
+    /// With `persistence = "interval"`: how often to fsync.
+    #[serde(with = "humantime_serde")]
+    pub fsync_interval: Duration,
+    /// The most disk the log may use.
+    pub max_size: ByteSize,
+    /// The size at which a segment file is closed and a new one started.
+    pub segment_size: ByteSize,
+    /// What happens when the log is full.
+    pub when_full: WhenFull,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            persistence: PersistenceMode::Interval,
+            fsync_interval: Duration::from_millis(100),
+            max_size: ByteSize::gib(2),
+            segment_size: ByteSize::mib(64),
+            when_full: WhenFull::Block,
+        }
+    }
+}
+
+/// `[api]`: the operations endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// Listen address for `/healthz`, `/readyz` and `/metrics`.
+    pub address: SocketAddr,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            address: "0.0.0.0:8080".parse().expect("valid address"),
+        }
+    }
+}
+
+/// `[[routes]]`: where events go.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Applies only to sources with this label (none: sources without a label).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Fluentd tag patterns: `*` one tag part, `**` zero or more parts, `{a,b}` either.
+    #[serde(rename = "match")]
+    pub patterns: Vec<String>,
+    /// Only events this selector matches take the route (`{level=~"ERROR|FATAL"}`, see
+    /// `flumen_select`); the others go on to the next route that matches their tag.
+    #[serde(default)]
+    pub select: Option<String>,
+    /// Every output here gets a copy.
+    pub outputs: Vec<String>,
+}
+
+impl RouteConfig {
+    /// The route as the route table takes it.
+    pub(crate) fn to_spec(&self) -> flumen_routing::RouteSpec {
+        flumen_routing::RouteSpec {
+            label: self.label.clone().unwrap_or_default(),
+            patterns: self.patterns.clone(),
+            select: self.select.clone(),
+            outputs: self.outputs.clone(),
+        }
+    }
+}

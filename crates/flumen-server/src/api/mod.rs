@@ -1,0 +1,128 @@
+//! The operations API: `GET /healthz`, `GET /readyz` and `GET /metrics` today.
+//!
+//! - `health.rs`: liveness and readiness.
+//! - `metrics.rs`: Prometheus text.
+//! - `error.rs`: [`ApiError`], the one mapping from errors to HTTP status codes; a handler that
+//!   can fail returns `Result<_, ApiError>`.
+//!
+//! Built as `fn app(state) -> Router` so tests can call it without a socket; [`Api::serve`]
+//! runs it on a listener. This is the only module that knows the operations endpoints' HTTP
+//! shapes. A new endpoint is a module here and a line in [`app`].
+
+mod error;
+mod health;
+mod metrics;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use anyhow::Context;
+use axum::Router;
+use axum::routing::get;
+use flumen_wal::Wal;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use error::ApiError;
+
+/// What the API reads.
+#[derive(Debug)]
+pub struct ApiState {
+    /// True once every listener is bound, false again when shutting down.
+    pub ready: AtomicBool,
+    /// The log, for readiness and gauges.
+    pub wal: Arc<Wal>,
+    /// The metrics recorder's handle; `None` when no recorder is installed (tests).
+    pub metrics: Option<PrometheusHandle>,
+    /// Outputs that stopped delivering.
+    pub stopped_outputs: Arc<StoppedOutputs>,
+}
+
+/// Outputs whose delivery loop ended with an error, and why: such an output delivers nothing
+/// until flumen restarts, so flumen is not ready.
+#[derive(Debug, Default)]
+pub struct StoppedOutputs(Mutex<BTreeMap<String, String>>);
+
+impl StoppedOutputs {
+    /// Records that `output` stopped because of `error`.
+    pub fn record(&self, output: &str, error: &dyn std::fmt::Display) {
+        self.0
+            .lock()
+            .expect("stopped outputs lock")
+            .insert(output.to_owned(), error.to_string());
+    }
+
+    /// "output `a` stopped: why; …", or `None` while every output runs.
+    fn describe(&self) -> Option<String> {
+        let stopped = self.0.lock().expect("stopped outputs lock");
+        if stopped.is_empty() {
+            return None;
+        }
+        let each: Vec<String> = stopped
+            .iter()
+            .map(|(output, error)| format!("output {output} stopped: {error}"))
+            .collect();
+        Some(each.join("; "))
+    }
+}
+
+/// The API's routes.
+pub fn app(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
+}
+
+/// The API, served.
+#[derive(Debug)]
+pub struct Api {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl Api {
+    /// Listens on `address` and serves [`app`] until [`Api::stop`].
+    pub async fn serve(address: SocketAddr, state: Arc<ApiState>) -> anyhow::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("api: cannot listen on {address}"))?;
+        let addr = listener.local_addr()?;
+        let (stop, mut stopped) = watch::channel(false);
+        let app = app(state);
+        let task = tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(error) = served {
+                tracing::error!(message = "The API server stopped.", %error);
+            }
+        });
+        tracing::info!(message = "API listening.", address = %addr);
+        Ok(Self { addr, stop, task })
+    }
+
+    /// The address the API is bound to.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops serving: requests under way may finish until `deadline`, then are cut.
+    pub async fn stop(mut self, deadline: Instant) {
+        let _ = self.stop.send(true);
+        if tokio::time::timeout_at(deadline.into(), &mut self.task)
+            .await
+            .is_err()
+        {
+            self.task.abort();
+        }
+    }
+}
