@@ -1,4 +1,4 @@
-# Sourced by the benchmark scripts: builds the release binary, gives them a work directory that
+# Sourced by the benchmark scripts: builds the release binary (or takes $FLUMEN_BIN), gives them a work directory that
 # is removed on exit along with every process they register, and starts `flumen serve`.
 #
 #   source scripts/bench-common.sh
@@ -13,8 +13,14 @@
 #   echo "... $(spent "$cpu0" "$n" event)"     # cpu=…s cpu/event=…us peak_rss=…MB
 #   report_profile; stop_serve
 
-cargo build --release --bin flumen -q
-bin=target/release/flumen
+# FLUMEN_BIN picks a binary already built (to compare two versions in one sitting); otherwise
+# the release binary of this tree is built and used.
+if [ -n "${FLUMEN_BIN:-}" ]; then
+  bin=$FLUMEN_BIN
+else
+  cargo build --release --bin flumen -q
+  bin=${CARGO_TARGET_DIR:-target}/release/flumen
+fi
 work=$(mktemp -d)
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -45,10 +45,44 @@ impl OutputConfig {
             }
             OutputConfig::Stdout(_) | OutputConfig::Null(_) => {}
         }
-        if self.delivery().0.max_events == 0 {
+        let batch = self.delivery().0;
+        if batch.max_events == 0 {
             return Err("batch.max_events must be at least 1".into());
         }
+        match batch.max_in_flight {
+            Some(0) => return Err("batch.max_in_flight must be at least 1".into()),
+            Some(2..) if !self.may_deliver_concurrently() => {
+                return Err(
+                    "batch.max_in_flight: this output delivers one batch at a time (1)".into(),
+                );
+            }
+            _ => {}
+        }
         Ok(())
+    }
+
+    /// False for outputs that several deliveries at once would break: a file's failed write is
+    /// cut back out of it, which another writer's lines would be caught in; a webhook's alert
+    /// limit counts what one sink sent.
+    fn may_deliver_concurrently(&self) -> bool {
+        match self {
+            OutputConfig::File(_) => false,
+            #[cfg(feature = "webhook")]
+            OutputConfig::Webhook(_) => false,
+            OutputConfig::Stdout(_) | OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
+        }
+    }
+
+    /// How many deliveries the output may have in flight at once: `batch.max_in_flight`, by
+    /// default 4 for forward (each delivery waits for the receiver's acknowledgements, and
+    /// chunk ids keep resends recognisable whatever the order) and 1 for the others, whose
+    /// readers see lines in the order they were delivered.
+    pub fn max_in_flight(&self) -> usize {
+        let default = match self {
+            OutputConfig::Forward(_) => 4,
+            _ => 1,
+        };
+        self.delivery().0.max_in_flight.unwrap_or(default)
     }
 
     /// The batching and retry settings every output has.
@@ -75,6 +109,9 @@ pub struct BatchConfig {
     /// When the output has caught up, wait this long for more events before delivering.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// How many deliveries may be on their way at once (see [`OutputConfig::max_in_flight`]
+    /// for the default).
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for BatchConfig {
@@ -83,6 +120,7 @@ impl Default for BatchConfig {
             max_events: 10_000,
             max_bytes: ByteSize::mib(4),
             timeout: Duration::from_millis(200),
+            max_in_flight: None,
         }
     }
 }
