@@ -24,32 +24,40 @@ use flumen_select::Selector;
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OutputId(u32);
 
-/// The names of all outputs ever named in this process, by id: outputs are few and their
+/// The names of all outputs ever named in this process, both ways: outputs are few and their
 /// names short, so the table never needs to forget one.
-fn output_names() -> &'static Mutex<(HashMap<Arc<str>, OutputId>, Vec<Arc<str>>)> {
-    static NAMES: OnceLock<Mutex<(HashMap<Arc<str>, OutputId>, Vec<Arc<str>>)>> = OnceLock::new();
-    NAMES.get_or_init(Mutex::default)
+#[derive(Default)]
+struct OutputNames {
+    ids: HashMap<Arc<str>, OutputId>,
+    names: Vec<Arc<str>>,
+}
+
+fn output_names() -> std::sync::MutexGuard<'static, OutputNames> {
+    static NAMES: OnceLock<Mutex<OutputNames>> = OnceLock::new();
+    // The table is only ever added to, whole: a panic elsewhere cannot leave it half-updated.
+    NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
 }
 
 impl OutputId {
     /// The id of the output called `name` (the same for the same name, every time).
     pub fn named(name: &str) -> Self {
-        let mut names = output_names().lock().unwrap_or_else(|e| e.into_inner());
-        let (by_name, by_id) = &mut *names;
-        if let Some(id) = by_name.get(name) {
+        let mut table = output_names();
+        if let Some(id) = table.ids.get(name) {
             return *id;
         }
-        let id = OutputId(u32::try_from(by_id.len()).expect("fewer than 4 billion outputs"));
+        let id = OutputId(u32::try_from(table.names.len()).expect("fewer than 4 billion outputs"));
         let name: Arc<str> = name.into();
-        by_id.push(name.clone());
-        by_name.insert(name, id);
+        table.names.push(name.clone());
+        table.ids.insert(name, id);
         id
     }
 
     /// The output's name.
     pub fn name(self) -> Arc<str> {
-        let names = output_names().lock().unwrap_or_else(|e| e.into_inner());
-        names.1[self.0 as usize].clone()
+        output_names().names[self.0 as usize].clone()
     }
 }
 
