@@ -73,16 +73,12 @@ impl OutputConfig {
         }
     }
 
-    /// How many deliveries the output may have in flight at once: `batch.max_in_flight`, by
-    /// default 4 for forward (each delivery waits for the receiver's acknowledgements, and
-    /// chunk ids keep resends recognisable whatever the order) and 1 for the others, whose
-    /// readers see lines in the order they were delivered.
+    /// How many deliveries the output may have in flight at once: `batch.max_in_flight`, 1 by
+    /// default. More than one trades order for throughput: each delivery has its own sink (for
+    /// forward, its own connection), so the receiver may store a later delivery first — and
+    /// users of every output today rely on events arriving in the order they were sent.
     pub fn max_in_flight(&self) -> usize {
-        let default = match self {
-            OutputConfig::Forward(_) => 4,
-            _ => 1,
-        };
-        self.delivery().0.max_in_flight.unwrap_or(default)
+        self.delivery().0.max_in_flight.unwrap_or(1)
     }
 
     /// The batching and retry settings every output has.
@@ -172,4 +168,33 @@ pub enum FileCompression {
     /// gzip: each delivery is appended as one gzip member, so the file is readable (`zcat`) at
     /// any time.
     Gzip,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(toml_text: &str) -> OutputConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn deliveries_in_flight_are_one_by_default_and_more_only_where_order_allows() {
+        let forward = "type = \"forward\"\nservers = [{ address = \"127.0.0.1:1\" }]\n";
+        assert_eq!(output(forward).max_in_flight(), 1);
+        let four = output(&format!("{forward}batch = {{ max_in_flight = 4 }}"));
+        assert_eq!((four.validate(), four.max_in_flight()), (Ok(()), 4));
+        let zero = output(&format!("{forward}batch = {{ max_in_flight = 0 }}"));
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            "batch.max_in_flight must be at least 1"
+        );
+        let file = output("type = \"file\"\npath = \"/tmp/x.log\"\nbatch = { max_in_flight = 2 }");
+        assert!(
+            file.validate()
+                .unwrap_err()
+                .starts_with("batch.max_in_flight: "),
+            "a file output delivers one at a time"
+        );
+    }
 }
