@@ -49,8 +49,8 @@
 //! the driver waits); other answers outside 2xx are permanent, with the status and the start of
 //! the body in the error. Redirects are not followed. A retry carries only the alerts not
 //! accepted yet (PagerDuty events from the one that failed on), so accepted alerts are not sent
-//! again and the limit is charged once; alerts the limit suppressed are not retried. Errors name the endpoint by scheme and host only,
-//! since webhook URLs often carry their secret in the path.
+//! again and the limit is charged once; alerts the limit suppressed are not retried. Errors name
+//! the endpoint by scheme and host only, since webhook URLs often carry their secret in the path.
 
 mod config;
 pub use config::{WebhookConfig, WebhookFormat};
