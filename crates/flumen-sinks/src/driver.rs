@@ -189,8 +189,11 @@ impl OutputTask {
                     return Ok(());
                 }
             }
+            // The next delivery is gathered only once a sink is free to take it: reading further
+            // ahead would hold batches in memory, and read the log, for no one.
+            let sink_free = !self.idle.is_empty();
             let mut caught_up = false;
-            if !self.is_full(&delivery) {
+            if sink_free && !self.is_full(&delivery) {
                 caught_up = self.read_into(&mut delivery)?;
             }
             if delivery.is_empty() && in_flight.is_empty() {
@@ -218,15 +221,15 @@ impl OutputTask {
                 linger_until = None;
                 continue;
             }
-            if !full && !caught_up {
+            if sink_free && !full && !caught_up {
                 continue;
             }
             if caught_up && stopping && delivery.is_empty() && in_flight.is_empty() {
                 return Ok(());
             }
-            let linger = linger_until.filter(|_| !self.idle.is_empty());
+            let linger = linger_until.filter(|_| sink_free);
             tokio::select! {
-                woke = self.reader.wait(), if caught_up && !full => if woke.is_err() { return Ok(()) },
+                woke = self.reader.wait(), if sink_free && caught_up && !full => if woke.is_err() { return Ok(()) },
                 _ = sleep_until_some(linger) => {}
                 Some(result) = in_flight.running.join_next() => {
                     if self.settle(joined(result), &mut in_flight) == Finish::Abandoned {
