@@ -1,4 +1,4 @@
-# Sourced by the benchmark scripts: builds the release binary, gives them a work directory that
+# Sourced by the benchmark scripts: builds the release binary (or takes $FLUMEN_BIN), gives them a work directory that
 # is removed on exit along with every process they register, and starts `flumen serve`.
 #
 #   source scripts/bench-common.sh
@@ -13,11 +13,11 @@
 #   echo "... $(spent "$cpu0" "$n" event)"     # cpu=…s cpu/event=…us peak_rss=…MB
 #   report_profile; stop_serve
 
-# FLUMEN_BIN: a flumen binary to use instead of building target/release/flumen; SERVER_BIN: a
-# different binary for `flumen serve` only (an older build, to compare against, driven by the
-# same load generator).
+# FLUMEN_BIN: a flumen binary to use instead of building this tree's release binary (in
+# ${CARGO_TARGET_DIR:-target}); SERVER_BIN: a different binary for `flumen serve` only (an older
+# build, to compare against, driven by the same load generator).
 if [ -z "${FLUMEN_BIN:-}" ]; then cargo build --release --bin flumen -q; fi
-bin=${FLUMEN_BIN:-target/release/flumen}
+bin=${FLUMEN_BIN:-${CARGO_TARGET_DIR:-target}/release/flumen}
 server_bin=${SERVER_BIN:-$bin}
 work=$(mktemp -d)
 pids=()

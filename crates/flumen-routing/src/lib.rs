@@ -11,11 +11,67 @@
 #![deny(missing_docs)]
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::fmt;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use flumen_event::record::Record;
 pub use flumen_event::tag::{PatternError, TagPattern};
 use flumen_select::Selector;
+
+/// An output, named once and then compared as a number. The id of a name never changes while
+/// the process runs, whatever outputs are added or removed around it (a reload keeps the ids
+/// of the outputs it keeps), unlike the output's place in the configuration.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct OutputId(u32);
+
+/// The names of all outputs ever named in this process, both ways: outputs are few and their
+/// names short, so the table never needs to forget one.
+#[derive(Default)]
+struct OutputNames {
+    ids: HashMap<Arc<str>, OutputId>,
+    names: Vec<Arc<str>>,
+}
+
+fn output_names() -> std::sync::MutexGuard<'static, OutputNames> {
+    static NAMES: OnceLock<Mutex<OutputNames>> = OnceLock::new();
+    // The table is only ever added to, whole: a panic elsewhere cannot leave it half-updated.
+    NAMES
+        .get_or_init(Mutex::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+}
+
+impl OutputId {
+    /// The id of the output called `name` (the same for the same name, every time).
+    pub fn named(name: &str) -> Self {
+        let mut table = output_names();
+        if let Some(id) = table.ids.get(name) {
+            return *id;
+        }
+        let id = OutputId(u32::try_from(table.names.len()).expect("fewer than 4 billion outputs"));
+        let name: Arc<str> = name.into();
+        table.names.push(name.clone());
+        table.ids.insert(name, id);
+        id
+    }
+
+    /// The output's name.
+    pub fn name(self) -> Arc<str> {
+        output_names().names[self.0 as usize].clone()
+    }
+}
+
+impl fmt::Display for OutputId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
+impl fmt::Debug for OutputId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "OutputId({:?})", &*self.name())
+    }
+}
 
 /// One route as configured and validated: no TOML in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -35,7 +91,7 @@ struct Route {
     label: String,
     patterns: Vec<TagPattern>,
     select: Option<Selector>,
-    outputs: Arc<[usize]>,
+    outputs: Arc<[OutputId]>,
 }
 
 /// Where the events of one (label, tag) go.
@@ -46,8 +102,8 @@ struct Route {
 /// without looking at records.
 #[derive(Debug, Default)]
 pub struct Decision {
-    candidates: Vec<(Selector, Arc<[usize]>)>,
-    fallback: Arc<[usize]>,
+    candidates: Vec<(Selector, Arc<[OutputId]>)>,
+    fallback: Arc<[OutputId]>,
 }
 
 impl Decision {
@@ -62,12 +118,12 @@ impl Decision {
     }
 
     /// True when some events of this (label, tag) may reach `output`.
-    pub fn may_reach(&self, output: usize) -> bool {
+    pub fn may_reach(&self, output: OutputId) -> bool {
         self.fallback.contains(&output) || self.candidates.iter().any(|(_, o)| o.contains(&output))
     }
 
     /// The outputs one event goes to.
-    pub fn outputs_for_event(&self, tag: &str, record: &Record) -> &[usize] {
+    pub fn outputs_for_event(&self, tag: &str, record: &Record) -> &[OutputId] {
         self.candidates
             .iter()
             .find(|(selector, _)| selector.matches(tag, record))
@@ -75,15 +131,15 @@ impl Decision {
     }
 }
 
-/// The compiled routes; outputs are referred to by their index in the `output_names` the table
-/// was made with.
+/// The compiled routes; outputs are referred to by their [`OutputId`].
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
 }
 
 impl RouteTable {
-    /// Compiles validated routes; `output_names` fixes each output's index.
+    /// Compiles validated routes to the outputs in `output_names` (a route's output missing
+    /// from it is left out).
     pub fn new(routes: &[RouteSpec], output_names: &[String]) -> Result<Self, String> {
         let compiled = routes
             .iter()
@@ -103,7 +159,8 @@ impl RouteTable {
                 let outputs = r
                     .outputs
                     .iter()
-                    .filter_map(|o| output_names.iter().position(|n| n == o))
+                    .filter(|o| output_names.contains(o))
+                    .map(|o| OutputId::named(o))
                     .collect();
                 Ok(Route {
                     label: r.label.clone(),
@@ -200,13 +257,14 @@ impl RouteCache {
 mod tests {
     use super::*;
 
-    /// The route table of `routes`, and the names of its outputs by index (sorted, as the
-    /// configuration orders them).
-    fn table(routes: &[RouteSpec]) -> (RouteTable, Vec<String>) {
-        let mut names: Vec<String> = routes.iter().flat_map(|r| r.outputs.clone()).collect();
-        names.sort();
-        names.dedup();
-        (RouteTable::new(routes, &names).unwrap(), names)
+    /// The route table of `routes`, to every output they name.
+    fn table(routes: &[RouteSpec]) -> RouteTable {
+        let names: Vec<String> = routes.iter().flat_map(|r| r.outputs.clone()).collect();
+        RouteTable::new(routes, &names).unwrap()
+    }
+
+    fn names(outputs: &[OutputId]) -> Vec<String> {
+        outputs.iter().map(|id| id.name().to_string()).collect()
     }
 
     fn route(label: &str, patterns: &[&str], select: Option<&str>, outputs: &[&str]) -> RouteSpec {
@@ -220,19 +278,12 @@ mod tests {
 
     #[test]
     fn first_route_wins_and_labels_separate_routes() {
-        let (table, names) = table(&[
+        let table = table(&[
             route("", &["health*"], None, &["discard"]),
             route("mainstream", &["frontend*"], None, &["front", "back"]),
             route("mainstream", &["**"], None, &["back"]),
         ]);
-        let named = |label: &str, tag: &str| -> Vec<&str> {
-            table
-                .decide(label, tag)
-                .fallback
-                .iter()
-                .map(|&i| names[i].as_str())
-                .collect()
-        };
+        let named = |label: &str, tag: &str| names(&table.decide(label, tag).fallback);
         assert_eq!(named("", "healthcheck"), ["discard"]);
         assert_eq!(named("mainstream", "healthcheck"), ["back"]);
         assert_eq!(named("mainstream", "frontend-web"), ["front", "back"]);
@@ -247,7 +298,7 @@ mod tests {
 
     #[test]
     fn selector_routes_take_the_events_they_match_and_pass_the_rest_on() {
-        let (table, names) = table(&[
+        let table = table(&[
             route(
                 "",
                 &["app.**"],
@@ -257,7 +308,6 @@ mod tests {
             route("", &["app.**"], Some(r#"{service="auth"}"#), &["audit"]),
             route("", &["**"], None, &["store"]),
         ]);
-        let index = |name: &str| names.iter().position(|n| n == name).unwrap();
         let decision = table.decide("", "app.web");
         assert!(decision.by_content());
         let record = |level: &str, service: &str| {
@@ -266,26 +316,33 @@ mod tests {
                 ("service".to_owned(), service.into()),
             ])
         };
-        let to = |level: &str, service: &str| -> Vec<&str> {
-            decision
-                .outputs_for_event("app.web", &record(level, service))
-                .iter()
-                .map(|&i| names[i].as_str())
-                .collect()
+        let to = |level: &str, service: &str| {
+            names(decision.outputs_for_event("app.web", &record(level, service)))
         };
         assert_eq!(to("ERROR", "auth"), ["alerts", "store"], "first match wins");
         assert_eq!(to("INFO", "auth"), ["audit"]);
         assert_eq!(to("INFO", "web"), ["store"]);
-        assert!(decision.may_reach(index("audit")));
+        assert!(decision.may_reach(OutputId::named("audit")));
         let other = table.decide("", "sys.kernel");
         assert!(!other.by_content());
-        assert!(!other.may_reach(index("alerts")));
+        assert!(!other.may_reach(OutputId::named("alerts")));
         assert!(table.decide("x", "app.web").is_empty());
     }
 
     #[test]
+    fn an_output_keeps_its_id_when_others_come_and_go() {
+        let before = table(&[route("", &["**"], None, &["kept", "removed"])]);
+        let after = table(&[route("", &["**"], None, &["added", "kept"])]);
+        let kept = |table: &RouteTable| table.decide("", "t").fallback.to_vec();
+        assert_eq!(kept(&before)[0], OutputId::named("kept"));
+        assert_eq!(kept(&after)[1], OutputId::named("kept"));
+        assert_ne!(OutputId::named("added"), OutputId::named("kept"));
+        assert_eq!(OutputId::named("kept").to_string(), "kept");
+    }
+
+    #[test]
     fn the_decision_memo_holds_at_most_256_kib_of_tags() {
-        let (table, _) = table(&[route("", &["**"], None, &["store"])]);
+        let table = table(&[route("", &["**"], None, &["store"])]);
         let mut cache = RouteCache::new(Arc::new(table));
         for n in 0..100 {
             let tag = format!("{n}.{}", "t".repeat(60_000));

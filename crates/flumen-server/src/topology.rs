@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{Api, ApiState, StoppedOutputs};
-use flumen_routing::RouteTable;
+use flumen_routing::{OutputId, RouteTable};
 use flumen_sinks::Sink;
 use flumen_sinks::dead_letter::DeadLetter;
 use flumen_sinks::driver::OutputTask;
@@ -84,16 +84,19 @@ impl Server {
         let (stop_outputs, outputs_stop) = watch::channel(None);
         let stopped_outputs = Arc::new(StoppedOutputs::default());
         let mut outputs = JoinSet::new();
-        for (index, name) in output_names.iter().enumerate() {
+        for name in &output_names {
             let output = &spec.outputs()[name];
             let reader = wal
                 .reader(name)
                 .with_context(|| format!("output {name}: cannot open its cursor"))?;
+            // One sink per delivery in flight.
+            let sinks = (0..output.max_in_flight)
+                .map(|_| Sink::build(name, &output.sink, &node_id))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("output {name}: {e}"))?;
             let task = OutputTask::new(
-                name,
-                index,
-                Sink::build(name, &output.sink, &node_id)
-                    .map_err(|e| anyhow::anyhow!("output {name}: {e}"))?,
+                OutputId::named(name),
+                sinks,
                 reader,
                 routes.clone(),
                 output.batch.clone(),

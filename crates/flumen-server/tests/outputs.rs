@@ -148,3 +148,40 @@ async fn the_forward_output_by_default_counts_nothing_delivered_that_was_not_ack
     assert!(output_counter("flumen_output_retries_total", "unacked") > 0);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forward_output_with_several_deliveries_in_flight_delivers_each_event_once() {
+    metrics();
+    let dir = tempfile::tempdir().unwrap();
+    // B: a flumen receiving Forward and writing a file.
+    let out = dir.path().join("b/out.log");
+    let b = start(&dir.path().join("b"), &forward_to_file("", &out)).await;
+    let b_addr = b.source_addr("fwd").unwrap();
+    // A: deliveries of 10 events, up to 4 on their way at once.
+    let a = start(
+        &dir.path().join("a"),
+        &format!(
+            "{}[outputs.relay]\ntype = \"forward\"\nservers = [{{ address = \"{b_addr}\" }}]\n\
+             batch = {{ max_events = 10, timeout = \"10ms\", max_in_flight = 4 }}\n\
+             [[routes]]\nmatch = [\"**\"]\noutputs = [\"relay\"]\n",
+            forward_source()
+        ),
+    )
+    .await;
+    let a_addr = a.source_addr("fwd").unwrap();
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(a_addr).unwrap();
+        let chunks: Vec<(&str, std::ops::Range<u64>)> =
+            (0..20).map(|c| ("t", c * 10..(c + 1) * 10)).collect();
+        send_chunks_at_once(&mut stream, &chunks);
+    })
+    .await
+    .unwrap();
+
+    let lines = wait_for_lines(&out, 200).await;
+    let mut received = numbers(&lines);
+    received.sort_unstable();
+    assert_eq!(received, (0..200).collect::<Vec<_>>(), "every event once");
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -228,7 +228,7 @@ async fn json_posts_one_array_of_events_per_delivery() {
             vec![rec(&[("n", Value::Int(-1)), ("ok", Value::Bool(false))])],
         ),
     ]);
-    sink.deliver(&delivery).await.unwrap();
+    sink.deliver(&delivery).await.into_result().unwrap();
 
     let received = server.received();
     assert_eq!(received.len(), 1);
@@ -277,6 +277,7 @@ async fn json_with_a_template_adds_the_rendered_message() {
         ])],
     )]))
     .await
+    .into_result()
     .unwrap();
     let received = server.received();
     assert_eq!(
@@ -320,6 +321,7 @@ async fn slack_sends_one_message_per_delivery_listing_its_alerts() {
     }
     sink.deliver(&delivery(&[("docker.worker", records)]))
         .await
+        .into_result()
         .unwrap();
 
     let received = server.received();
@@ -360,6 +362,7 @@ async fn slack_templates_render_nested_and_missing_fields() {
         ])],
     )]))
     .await
+    .into_result()
     .unwrap();
     assert_eq!(
         server.received()[0].json(),
@@ -401,7 +404,7 @@ async fn pagerduty_sends_one_event_per_alert() {
             ])],
         ),
     ]);
-    sink.deliver(&delivery1).await.unwrap();
+    sink.deliver(&delivery1).await.into_result().unwrap();
 
     let received = server.take();
     assert_eq!(received.len(), 2);
@@ -440,6 +443,7 @@ async fn pagerduty_sends_one_event_per_alert() {
     // The same error later, from another host, has the same dedup_key: one incident.
     sink.deliver(&delivery(&[("app.api", vec![db_down("web-3")])]))
         .await
+        .into_result()
         .unwrap();
     let received = server.take();
     assert_eq!(received[0].json()["dedup_key"], keys[0].as_str());
@@ -468,6 +472,7 @@ async fn pagerduty_summaries_are_capped_and_dedup_keys_can_be_templated() {
         ],
     )]))
     .await
+    .into_result()
     .unwrap();
     let received = server.received();
     assert_eq!(received.len(), 1);
@@ -509,6 +514,7 @@ async fn answers_are_classified_retryable_or_permanent() {
         let error = sink
             .deliver(&delivery(&[("app", vec![rec(&[("message", s("x"))])])]))
             .await
+            .into_result()
             .unwrap_err();
         assert_eq!(error.retryable, retryable, "{status}: {}", error.message);
         assert!(
@@ -547,6 +553,7 @@ async fn a_refused_connection_is_retryable() {
     let error = sink
         .deliver(&delivery(&[("app", vec![rec(&[("message", s("x"))])])]))
         .await
+        .into_result()
         .unwrap_err();
     assert!(error.retryable, "{}", error.message);
     assert!(
@@ -578,6 +585,7 @@ async fn a_server_that_never_answers_times_out_retryably() {
     let error = sink
         .deliver(&delivery(&[("app", vec![rec(&[("message", s("x"))])])]))
         .await
+        .into_result()
         .unwrap_err();
     assert!(error.retryable, "{}", error.message);
     assert_eq!(
@@ -609,10 +617,14 @@ async fn a_retried_delivery_resumes_where_it_failed() {
             .collect(),
     )]);
     server.answer_next([answer(202, "{}"), answer(500, "oops")]);
-    let error = sink.deliver(&alerts).await.unwrap_err();
+    let outcome = sink.deliver(&alerts).await;
+    let parts = outcome.undelivered(&alerts);
+    let [(rest, error)] = parts.as_slice() else {
+        panic!("one part to retry: {parts:?}");
+    };
     assert!(error.retryable);
-    // The driver retries the same delivery: the accepted first alert is not sent again.
-    sink.deliver(&alerts).await.unwrap();
+    // The driver retries what was not accepted: the accepted first alert is not sent again.
+    sink.deliver(rest).await.into_result().unwrap();
     let summaries: Vec<String> = server
         .take()
         .iter()
@@ -633,6 +645,7 @@ async fn a_retried_delivery_resumes_where_it_failed() {
         vec![rec(&[("message", s("error 3"))])],
     )]))
     .await
+    .into_result()
     .unwrap();
     assert!(server.received().is_empty());
     clock.advance(Duration::from_secs(60));
@@ -641,6 +654,7 @@ async fn a_retried_delivery_resumes_where_it_failed() {
         vec![rec(&[("message", s("error 4"))])],
     )]))
     .await
+    .into_result()
     .unwrap();
     assert_eq!(server.received().len(), 1);
 }
@@ -661,11 +675,21 @@ async fn a_retried_message_is_the_same_message() {
         vec![rec(&[("message", s("a"))]), rec(&[("message", s("b"))])],
     )]);
     server.answer_next([answer(503, ""), answer(502, "")]);
-    assert!(sink.deliver(&two).await.unwrap_err().retryable);
+    let outcome = sink.deliver(&two).await;
+    // The driver retries what was not taken: the alert sent, not the one suppressed.
+    let rest = Delivery::merged(outcome.undelivered(&two).into_iter().map(|(part, _)| part));
+    assert!(outcome.into_result().unwrap_err().retryable);
+    assert_eq!(rest.events, 1);
     // Retrying later does not decide the limit again.
     clock.advance(Duration::from_secs(120));
-    assert!(sink.deliver(&two).await.unwrap_err().retryable);
-    sink.deliver(&two).await.unwrap();
+    assert!(
+        sink.deliver(&rest)
+            .await
+            .into_result()
+            .unwrap_err()
+            .retryable
+    );
+    sink.deliver(&rest).await.into_result().unwrap();
     let received = server.take();
     assert_eq!(received.len(), 3);
     let expected = serde_json::json!({
@@ -677,43 +701,32 @@ async fn a_retried_message_is_the_same_message() {
 }
 
 #[tokio::test]
-async fn retry_after_delays_the_next_attempt_up_to_max_backoff() {
+async fn retry_after_is_handed_to_the_driver_to_wait_out() {
     let server = TestServer::start(answer(200, "ok")).await;
     let url = server.url("/");
     let one = || delivery(&[("app", vec![rec(&[("message", s("x"))])])]);
-    let mut limited = Answer {
-        headers: vec![("retry-after", "1".to_owned())],
-        ..answer(429, "rate_limited")
+    let limited = |status, seconds: &str| Answer {
+        headers: vec![("retry-after", seconds.to_owned())],
+        ..answer(status, "rate_limited")
     };
-
-    let mut sink1 = sink("slack", &format!("url = {url:?}\nformat = \"slack\"\n"));
-    server.answer_next([limited.clone()]);
-    let delivery1 = one();
-    assert!(sink1.deliver(&delivery1).await.unwrap_err().retryable);
-    let started = Instant::now();
-    sink1.deliver(&delivery1).await.unwrap();
-    assert!(
-        started.elapsed() >= Duration::from_millis(900),
-        "{:?}",
-        started.elapsed()
-    );
-
-    // A long Retry-After waits no longer than retry.max_backoff.
-    let mut sink2 = sink(
-        "slack",
-        &format!("url = {url:?}\nformat = \"slack\"\n[retry]\nmax_backoff = \"100ms\"\n"),
-    );
-    limited.headers = vec![("retry-after", "3600".to_owned())];
-    server.answer_next([limited]);
-    let delivery2 = one();
-    assert!(sink2.deliver(&delivery2).await.unwrap_err().retryable);
-    let started = Instant::now();
-    sink2.deliver(&delivery2).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    let mut sink = sink("slack", &format!("url = {url:?}\nformat = \"slack\"\n"));
+    // The sink does not wait itself (the driver does, capped by retry.max_backoff): it says how
+    // long, for a 429 or a 503 only.
+    let waits = [(429, "1"), (503, "3600"), (500, "5")];
+    server.answer_next(waits.map(|(status, seconds)| limited(status, seconds)));
+    let mut said = Vec::new();
+    for _ in waits {
+        let started = Instant::now();
+        let outcome = sink.deliver(&one()).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "the sink waited"
+        );
+        said.push(outcome.wait().map(|wait| wait.as_secs()));
+        assert!(outcome.into_result().unwrap_err().retryable);
+    }
+    assert_eq!(said, [Some(1), Some(3600), None]);
+    sink.deliver(&one()).await.into_result().unwrap();
     assert_eq!(server.received().len(), 4);
 }
 
@@ -742,19 +755,19 @@ async fn the_limit_suppresses_counts_and_reports_slack_alerts() {
     };
 
     // 8 alerts, 5 allowed: one message, with the 3 others reported.
-    sink.deliver(&alerts(0..8)).await.unwrap();
+    sink.deliver(&alerts(0..8)).await.into_result().unwrap();
     // Within the minute: nothing is sent, and that is not a failure.
     clock.advance(Duration::from_secs(30));
-    sink.deliver(&alerts(8..12)).await.unwrap();
+    sink.deliver(&alerts(8..12)).await.into_result().unwrap();
     clock.advance(Duration::from_secs(29));
-    sink.deliver(&alerts(12..13)).await.unwrap();
+    sink.deliver(&alerts(12..13)).await.into_result().unwrap();
     assert_eq!(server.received().len(), 1);
     // A minute after the first message, the window has room again.
     clock.advance(Duration::from_secs(1));
-    sink.deliver(&alerts(13..15)).await.unwrap();
+    sink.deliver(&alerts(13..15)).await.into_result().unwrap();
     // And the report is not repeated.
     clock.advance(Duration::from_secs(60));
-    sink.deliver(&alerts(15..16)).await.unwrap();
+    sink.deliver(&alerts(15..16)).await.into_result().unwrap();
 
     let texts: Vec<String> = server
         .received()
@@ -790,7 +803,7 @@ async fn the_limit_reports_in_a_last_json_element() {
             (0..n).map(|i| rec(&[("n", Value::Int(i))])).collect(),
         )])
     };
-    sink.deliver(&alerts(3)).await.unwrap();
+    sink.deliver(&alerts(3)).await.into_result().unwrap();
     let body = server.take()[0].json();
     let events = body.as_array().unwrap();
     assert_eq!(events.len(), 3);
@@ -806,10 +819,10 @@ async fn the_limit_reports_in_a_last_json_element() {
             "output": "json-limited",
         })
     );
-    sink.deliver(&alerts(4)).await.unwrap();
+    sink.deliver(&alerts(4)).await.into_result().unwrap();
     assert!(server.received().is_empty());
     clock.advance(Duration::from_secs(60));
-    sink.deliver(&alerts(1)).await.unwrap();
+    sink.deliver(&alerts(1)).await.into_result().unwrap();
     let body = server.take()[0].json();
     let events = body.as_array().unwrap();
     assert_eq!(events.len(), 2);

@@ -46,11 +46,41 @@ impl OutputConfig {
         if batch.max_events == 0 {
             return Err("batch.max_events must be at least 1".into());
         }
+        match batch.max_in_flight {
+            Some(0) => return Err("batch.max_in_flight must be at least 1".into()),
+            Some(2..) if !self.may_deliver_concurrently() => {
+                return Err(
+                    "batch.max_in_flight: this output delivers one batch at a time (1)".into(),
+                );
+            }
+            _ => {}
+        }
         Ok(OutputSpec {
             sink,
             batch: batch.clone(),
             retry: retry.clone(),
+            max_in_flight: self.max_in_flight(),
         })
+    }
+
+    /// False for outputs that several deliveries at once would break: a file's failed write is
+    /// cut back out of it, which another writer's lines would be caught in; a webhook's alert
+    /// limit counts what one sink sent.
+    fn may_deliver_concurrently(&self) -> bool {
+        match self {
+            OutputConfig::File(_) => false,
+            #[cfg(feature = "webhook")]
+            OutputConfig::Webhook(_) => false,
+            OutputConfig::Stdout(_) | OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
+        }
+    }
+
+    /// How many deliveries the output may have in flight at once: `batch.max_in_flight`, 1 by
+    /// default. More than one trades order for throughput: each delivery has its own sink (for
+    /// forward, its own connection), so the receiver may store a later delivery first — and
+    /// users of every output today rely on events arriving in the order they were sent.
+    fn max_in_flight(&self) -> usize {
+        self.delivery().0.max_in_flight.unwrap_or(1)
     }
 
     /// The batching and retry settings every output has.
@@ -76,6 +106,8 @@ pub struct OutputSpec {
     pub batch: BatchConfig,
     /// Retries.
     pub retry: RetryConfig,
+    /// How many deliveries may be on their way at once (see [`OutputConfig::max_in_flight`]).
+    pub max_in_flight: usize,
 }
 
 /// A sink's checked settings, one variant per kind of output.
@@ -105,6 +137,9 @@ pub struct BatchConfig {
     /// When the output has caught up, wait this long for more events before delivering.
     #[serde(with = "humantime_serde")]
     pub timeout: Duration,
+    /// How many deliveries may be on their way at once (see [`OutputConfig::max_in_flight`]
+    /// for the default).
+    pub max_in_flight: Option<usize>,
 }
 
 impl Default for BatchConfig {
@@ -113,6 +148,7 @@ impl Default for BatchConfig {
             max_events: 10_000,
             max_bytes: ByteSize::mib(4),
             timeout: Duration::from_millis(200),
+            max_in_flight: None,
         }
     }
 }
@@ -164,4 +200,33 @@ pub enum FileCompression {
     /// gzip: each delivery is appended as one gzip member, so the file is readable (`zcat`) at
     /// any time.
     Gzip,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn output(toml_text: &str) -> OutputConfig {
+        toml::from_str(toml_text).unwrap()
+    }
+
+    #[test]
+    fn deliveries_in_flight_are_one_by_default_and_more_only_where_order_allows() {
+        let forward = "type = \"forward\"\nservers = [{ address = \"127.0.0.1:1\" }]\n";
+        assert_eq!(output(forward).max_in_flight(), 1);
+        let four = output(&format!("{forward}batch = {{ max_in_flight = 4 }}"));
+        assert_eq!((four.validate(), four.max_in_flight()), (Ok(()), 4));
+        let zero = output(&format!("{forward}batch = {{ max_in_flight = 0 }}"));
+        assert_eq!(
+            zero.validate().unwrap_err(),
+            "batch.max_in_flight must be at least 1"
+        );
+        let file = output("type = \"file\"\npath = \"/tmp/x.log\"\nbatch = { max_in_flight = 2 }");
+        assert!(
+            file.validate()
+                .unwrap_err()
+                .starts_with("batch.max_in_flight: "),
+            "a file output delivers one at a time"
+        );
+    }
 }

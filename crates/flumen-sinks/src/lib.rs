@@ -4,9 +4,11 @@
 //! keeps the batches its routes give it, gathers them into a delivery ([`Delivery`]) by events,
 //! bytes and time, hands the delivery to its [`Sink`], retries what failed with exponential
 //! backoff and jitter, writes what still fails after the retry budget (or was refused for good)
-//! to a dead-letter file, and only then moves its cursor. A sink says what it did not deliver
-//! ([`Undelivered`]); the rest is never sent again. A sink only knows how to deliver once; everything about *when* and
-//! *again* lives in the driver.
+//! to a dead-letter file, and only then moves its cursor. A sink answers each attempt with an
+//! [`Outcome`]: which events ([`Items`]) failed and may be retried, which were refused for good,
+//! and how long the destination asked it to wait; the rest is never sent again. A sink only
+//! knows how to deliver once; everything about *when* and *again* lives in the driver, which
+//! may keep several deliveries in flight (`batch.max_in_flight`), each with a sink of its own.
 //!
 //! Every output has a folder with the same files: `mod.rs` (the sink) and `config.rs` (its
 //! `[outputs.NAME]` settings). Adding an output means a folder here, a variant of [`Sink`] and
@@ -22,6 +24,8 @@ pub mod file;
 pub mod forward;
 #[cfg(feature = "http-client")]
 mod http_client;
+#[cfg(test)]
+mod scripted;
 pub mod stdout;
 mod template;
 #[cfg(feature = "webhook")]
@@ -29,12 +33,16 @@ pub mod webhook;
 
 pub use config::{OutputConfig, OutputSpec, SinkSpec};
 
+use std::ops::Range;
+use std::time::Duration;
+
 use bytes::Bytes;
 use flumen_event::json::write_event_line;
 use flumen_event::{BatchRef, Entry};
 
-/// Events handed to a sink in one go: whole batches from the log, in log order.
-#[derive(Debug, Default)]
+/// Events handed to a sink in one go: whole batches from the log, in log order. Cloning shares
+/// the batches' bytes.
+#[derive(Debug, Default, Clone)]
 pub struct Delivery {
     /// `(log sequence number, batch bytes)`.
     pub batches: Vec<(u64, Bytes)>,
@@ -183,29 +191,135 @@ pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
     })
 }
 
-/// What a sink did not deliver. Everything else of the delivery was delivered, and is never
-/// sent again: a retry carries only what is named here.
-#[derive(Debug)]
-pub enum Undelivered {
-    /// Nothing was delivered.
-    All(DeliveryError),
-    /// Only these parts were not, each for its own reason (the rest was).
-    Some(Vec<(Delivery, DeliveryError)>),
+/// Which events of a delivery an [`Outcome`] speaks of: their positions in
+/// [`Delivery::events`] (the order every sink reads them in), as ranges. Positions are what any
+/// destination can name: a file's failed lines, a forward chunk not acknowledged, the items of a
+/// bulk request that failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Items {
+    /// Every event of the delivery.
+    All,
+    /// The events in these ranges of positions (sorted, not overlapping).
+    Ranges(Vec<Range<usize>>),
 }
 
-impl From<DeliveryError> for Undelivered {
-    fn from(error: DeliveryError) -> Self {
-        Undelivered::All(error)
+impl Items {
+    /// The events from `range.start` up to `range.end`.
+    pub fn range(range: Range<usize>) -> Self {
+        Items::Ranges(vec![range])
+    }
+
+    /// The events at `positions` (in any order, repeats allowed).
+    pub fn positions(positions: impl IntoIterator<Item = usize>) -> Self {
+        let mut sorted: Vec<usize> = positions.into_iter().collect();
+        sorted.sort_unstable();
+        let mut ranges: Vec<Range<usize>> = Vec::new();
+        for position in sorted {
+            match ranges.last_mut() {
+                Some(last) if position <= last.end => last.end = last.end.max(position + 1),
+                _ => ranges.push(position..position + 1),
+            }
+        }
+        Items::Ranges(ranges)
+    }
+
+    /// True when the event at `position` is one of these.
+    pub fn contains(&self, position: usize) -> bool {
+        match self {
+            Items::All => true,
+            Items::Ranges(ranges) => {
+                let after = ranges.partition_point(|range| range.end <= position);
+                ranges
+                    .get(after)
+                    .is_some_and(|range| range.start <= position)
+            }
+        }
     }
 }
 
-impl Undelivered {
-    /// The parts of `delivery` (the delivery the sink was given) not delivered, with why.
-    pub fn into_parts(self, delivery: Delivery) -> Vec<(Delivery, DeliveryError)> {
-        match self {
-            Undelivered::All(error) => vec![(delivery, error)],
-            Undelivered::Some(parts) => parts,
+/// What became of one delivery, as its sink saw it: every event not named here was taken by
+/// the destination. A sink only says *what* happened; the driver decides *when* and *again*:
+/// it retries only the items that failed for a reason retrying can fix, dead-letters at once
+/// those refused for good (with the reason), and waits at least `retry_after` before the next
+/// attempt. One outcome may say all of these at once (a bulk answer with some items rejected
+/// and others throttled).
+#[derive(Debug, Default)]
+pub struct Outcome {
+    failed: Vec<(Items, DeliveryError)>,
+    retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    /// Everything was taken.
+    pub fn delivered() -> Self {
+        Self::default()
+    }
+
+    /// These items were not taken, for `error` (retried when it is retryable, dead-lettered at
+    /// once when it is permanent). An event named twice goes with the first reason given.
+    pub fn fail(mut self, items: Items, error: DeliveryError) -> Self {
+        self.failed.push((items, error));
+        self
+    }
+
+    /// The destination asked not to be called again before `wait` (HTTP 429 or 503 with a
+    /// `Retry-After`); the longer of this and the driver's backoff is waited.
+    pub fn retry_after(mut self, wait: Duration) -> Self {
+        self.retry_after = Some(self.retry_after.map_or(wait, |other| other.max(wait)));
+        self
+    }
+
+    /// True when every event was taken.
+    pub fn is_delivered(&self) -> bool {
+        self.failed.is_empty()
+    }
+
+    /// `Ok` when every event was taken, otherwise the first reason given: for callers that only
+    /// need to know whether an attempt went through.
+    pub fn into_result(self) -> Result<(), DeliveryError> {
+        match self.failed.into_iter().next() {
+            None => Ok(()),
+            Some((_, error)) => Err(error),
         }
+    }
+
+    /// The wait the destination asked for, if any.
+    pub fn wait(&self) -> Option<Duration> {
+        self.retry_after
+    }
+
+    /// The failed items with why, as the sink said them.
+    pub fn failures(&self) -> &[(Items, DeliveryError)] {
+        &self.failed
+    }
+
+    /// The parts of `delivery` (the delivery the sink was given) not taken, each with its
+    /// reason, in the order the sink gave them; each event is in one part at most.
+    pub fn undelivered(&self, delivery: &Delivery) -> Vec<(Delivery, &DeliveryError)> {
+        if let [(Items::All, error)] = self.failed.as_slice() {
+            // The common failure: the whole delivery, without copying a batch.
+            return vec![(delivery.clone(), error)];
+        }
+        self.failed
+            .iter()
+            .enumerate()
+            .map(|(index, (items, error))| {
+                let earlier = &self.failed[..index];
+                let part = delivery.select(|position| {
+                    items.contains(position)
+                        && !earlier.iter().any(|(other, _)| other.contains(position))
+                });
+                (part, error)
+            })
+            .filter(|(part, _)| !part.is_empty())
+            .collect()
+    }
+}
+
+impl From<DeliveryError> for Outcome {
+    /// Nothing was taken, for `error`.
+    fn from(error: DeliveryError) -> Self {
+        Outcome::delivered().fail(Items::All, error)
     }
 }
 
@@ -251,6 +365,9 @@ pub enum Sink {
     Webhook(Box<webhook::WebhookSink>),
     /// Discards everything.
     Null,
+    /// Answers as a test script says.
+    #[cfg(test)]
+    Scripted(scripted::ScriptedSink),
 }
 
 impl Sink {
@@ -271,18 +388,20 @@ impl Sink {
         })
     }
 
-    /// Delivers every event of `delivery`, or says which were not delivered.
-    pub async fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
+    /// Tries once to deliver every event of `delivery`, and says what became of them.
+    pub async fn deliver(&mut self, delivery: &Delivery) -> Outcome {
         match self {
-            Sink::Stdout(sink) => Ok(sink.deliver(delivery).await?),
+            Sink::Stdout(sink) => sink.deliver(delivery).await,
             // File writes block; this runtime is multi-threaded, so other tasks move elsewhere.
             // Files are written one by one: a delivery can succeed in part.
             Sink::File(sink) => tokio::task::block_in_place(|| sink.deliver(delivery)),
             // Chunks are acknowledged one by one: a delivery can succeed in part.
             Sink::Forward(sink) => sink.deliver(delivery).await,
             #[cfg(feature = "webhook")]
-            Sink::Webhook(sink) => Ok(sink.deliver(delivery).await?),
-            Sink::Null => Ok(()),
+            Sink::Webhook(sink) => sink.deliver(delivery).await,
+            Sink::Null => Outcome::delivered(),
+            #[cfg(test)]
+            Sink::Scripted(sink) => sink.deliver(delivery).await,
         }
     }
 }
@@ -290,23 +409,7 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use flumen_event::{BatchBuilder, EventTime, TenantId};
-
-    /// A delivery of `batches` batches of `per_batch` events, numbered by their time in seconds.
-    fn numbered(batches: u64, per_batch: u64) -> Delivery {
-        let builder = BatchBuilder::new(TenantId::default_tenant(), "").unwrap();
-        let mut delivery = Delivery::default();
-        for seq in 0..batches {
-            let mut entries = Vec::new();
-            for n in seq * per_batch..(seq + 1) * per_batch {
-                flumen_event::entry::write_entry(&mut entries, EventTime::new(n, 0), &[0x80]);
-            }
-            let count = per_batch as u32;
-            let batch = builder.encode("t", b"", count, &entries).unwrap();
-            delivery.push(seq, batch.into(), count);
-        }
-        delivery
-    }
+    use crate::scripted::numbered;
 
     fn seconds(delivery: &Delivery) -> Vec<u64> {
         delivery
@@ -330,6 +433,33 @@ mod tests {
         // In log order, batch by batch.
         let seqs: Vec<u64> = merged.batches.iter().map(|(seq, _)| *seq).collect();
         assert_eq!(seqs, [0, 0, 1, 1, 2, 2]);
+    }
+
+    #[test]
+    fn items_name_positions_as_ranges() {
+        let items = Items::positions([7, 3, 4, 5, 9, 4]);
+        assert_eq!(items, Items::Ranges(vec![3..6, 7..8, 9..10]));
+        let inside: Vec<usize> = (0..12).filter(|&p| items.contains(p)).collect();
+        assert_eq!(inside, [3, 4, 5, 7, 9]);
+        assert!(Items::All.contains(1_000));
+    }
+
+    #[test]
+    fn an_outcome_splits_a_delivery_by_reason_each_event_once() {
+        let delivery = numbered(2, 5);
+        let outcome = Outcome::delivered()
+            .fail(Items::range(0..3), DeliveryError::permanent("mapping"))
+            .fail(Items::positions([2, 7]), DeliveryError::retryable("429"))
+            .retry_after(Duration::from_secs(3))
+            .retry_after(Duration::from_secs(1));
+        let parts = outcome.undelivered(&delivery);
+        let said: Vec<(Vec<u64>, &str)> = parts
+            .iter()
+            .map(|(part, error)| (seconds(part), error.message.as_str()))
+            .collect();
+        assert_eq!(said, [(vec![0, 1, 2], "mapping"), (vec![7], "429")]);
+        assert_eq!(outcome.wait(), Some(Duration::from_secs(3)));
+        assert!(Outcome::delivered().undelivered(&delivery).is_empty());
     }
 
     #[test]

@@ -20,7 +20,7 @@ use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
 
 use crate::template::{Token, split_placeholders};
-use crate::{Delivery, DeliveryError, Undelivered, render_event};
+use crate::{Delivery, DeliveryError, Items, Outcome, render_event};
 
 /// A path template: literal text with strftime specifiers, `{{tag}}` and `{{tag[N]}}`.
 #[derive(Debug, Clone)]
@@ -244,20 +244,15 @@ impl FileSink {
 
     /// Writes a delivery, file by file; blocking file I/O (the caller runs it where blocking
     /// is allowed). A file that fails takes only its own unwritten events with it.
-    pub(crate) fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
-        let mut unwritten = Vec::new();
+    pub(crate) fn deliver(&mut self, delivery: &Delivery) -> Outcome {
+        let mut outcome = Outcome::delivered();
         for (path, lines) in self.lines_by_file(delivery) {
             if let Err(failure) = self.write(&path, &lines.bytes) {
-                let events = lines.events_after(failure.written);
-                let part = delivery.select(|position| events.binary_search(&position).is_ok());
-                unwritten.push((part, delivery_error(&path, &failure.error)));
+                let unwritten = Items::positions(lines.events_after(failure.written));
+                outcome = outcome.fail(unwritten, delivery_error(&path, &failure.error));
             }
         }
-        if unwritten.is_empty() {
-            Ok(())
-        } else {
-            Err(Undelivered::Some(unwritten))
-        }
+        outcome
     }
 
     /// The delivery's events as JSON lines, gathered by the file they go to.
@@ -485,7 +480,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut sink = sink_in(dir.path(), false, "rotate_size = \"2KiB\"");
         let records = vec![padded(&"p".repeat(200)); 50];
-        sink.deliver(&delivery_of("big", &records)).unwrap();
+        assert!(sink.deliver(&delivery_of("big", &records)).is_delivered());
 
         let files: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
@@ -515,7 +510,7 @@ mod tests {
         let tag = "r".repeat(245);
         let records = vec![padded(&"p".repeat(200)); 10];
         for _ in 0..2 {
-            sink.deliver(&delivery_of(&tag, &records)).unwrap();
+            assert!(sink.deliver(&delivery_of(&tag, &records)).is_delivered());
         }
         let text = fs::read_to_string(dir.path().join(format!("{tag}.log"))).unwrap();
         assert_eq!(text.lines().count(), 20, "every line, in the one file");
@@ -567,10 +562,12 @@ mod tests {
         for round in 0..100 {
             let pads: Vec<String> = (0..20).map(|_| random_text(1000)).collect();
             let records: Vec<_> = pads.iter().map(|pad| padded(pad)).collect();
-            match sink.deliver(&delivery_of("limited", &records)) {
-                Ok(()) => delivered.extend(pads),
-                Err(undelivered) => {
-                    let parts = undelivered.into_parts(Delivery::default());
+            let delivery = delivery_of("limited", &records);
+            let outcome = sink.deliver(&delivery);
+            match outcome.is_delivered() {
+                true => delivered.extend(pads),
+                false => {
+                    let parts = outcome.undelivered(&delivery);
                     assert_eq!(parts.len(), 1, "round {round}");
                     let (part, error) = &parts[0];
                     assert_eq!(part.events, 20, "the whole delivery is undelivered");
@@ -582,8 +579,10 @@ mod tests {
         }
         assert!(failed, "the file size limit was never reached");
         // The failed write was cut back out, so a small delivery fits again.
-        sink.deliver(&delivery_of("limited", &[padded("after")]))
-            .unwrap();
+        assert!(
+            sink.deliver(&delivery_of("limited", &[padded("after")]))
+                .is_delivered()
+        );
         delivered.push("after".to_owned());
 
         let mut text = String::new();

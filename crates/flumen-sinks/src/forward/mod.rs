@@ -22,7 +22,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::FileCompression;
-use crate::{Delivery, DeliveryError, Undelivered, fnv1a};
+use crate::{Delivery, DeliveryError, Items, Outcome, fnv1a};
 
 /// The most entry bytes merged into one chunk.
 const MAX_CHUNK_BYTES: usize = 8 * 1024 * 1024;
@@ -64,7 +64,7 @@ struct OpenChunk {
 }
 
 /// Encoded chunks of one delivery: the bytes to send and the ack each chunk waits for, with
-/// the log position of the chunk's last batch.
+/// the number of the delivery's events up to the end of the chunk.
 struct Chunks {
     bytes: Vec<u8>,
     acks: Vec<(String, u64)>,
@@ -114,36 +114,34 @@ impl ForwardSink {
     /// it. Once a server acknowledged some chunks, only the others are handed back: sending
     /// the acknowledged ones again, perhaps to a server that does not know their ids, would
     /// store them twice.
-    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Result<(), Undelivered> {
+    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Outcome {
         let chunks = self.encode(delivery);
         let mut failures = Vec::new();
         for index in self.candidates() {
             let Err(failure) = self.send(index, &chunks).await else {
-                return Ok(());
+                return Outcome::delivered();
             };
             let server = &mut self.servers[index];
             tracing::warn!(message = "Forward server failed; trying the next.", server = %server.address, error = %failure.message);
             server.connection = None;
             server.down_until = Some(Instant::now() + self.recover_wait);
             let failed = format!("{}: {}", server.address, failure.message);
-            if let Some((_, last_acked)) = failure.acked.checked_sub(1).map(|i| &chunks.acks[i]) {
+            if let Some(acked_events) = failure.acked.checked_sub(1).map(|i| chunks.acks[i].1) {
                 let error = DeliveryError::retryable(format!(
                     "forward server {failed}, after acknowledging {} of {} chunks",
                     failure.acked,
                     chunks.acks.len()
                 ));
-                return Err(Undelivered::Some(vec![(
-                    delivery.after(*last_acked),
-                    error,
-                )]));
+                let unacknowledged = acked_events as usize..delivery.events as usize;
+                return Outcome::delivered().fail(Items::range(unacknowledged), error);
             }
             failures.push(failed);
         }
-        Err(DeliveryError::retryable(format!(
+        DeliveryError::retryable(format!(
             "no forward server took the chunk ({})",
             failures.join("; ")
         ))
-        .into())
+        .into()
     }
 
     /// Servers to try, in order: up primaries (picked by weight), up standbys, then — if none
@@ -191,6 +189,7 @@ impl ForwardSink {
         };
         let mut open: Option<OpenChunk> = None;
         let mut entries = Vec::new();
+        let mut events = 0u64;
         for (seq, batch) in delivery.iter() {
             // With acks, one chunk per log batch: a chunk resent after a restart then has the
             // same id and the same events as the first time, whatever the deliveries' sizes,
@@ -200,7 +199,7 @@ impl ForwardSink {
                 && open.as_ref().is_some_and(|c| c.tag == batch.tag)
                 && entries.len() + batch.entries.len() <= MAX_CHUNK_BYTES;
             if !joins && let Some(done) = open.take() {
-                self.close_chunk(done, &mut entries, &mut chunks);
+                self.close_chunk(done, &mut entries, events, &mut chunks);
             }
             let chunk = open.get_or_insert_with(|| OpenChunk {
                 tag: batch.tag.to_owned(),
@@ -210,15 +209,23 @@ impl ForwardSink {
             });
             chunk.last_seq = seq;
             chunk.count += batch.entry_count;
+            events += u64::from(batch.entry_count);
             entries.extend_from_slice(batch.entries);
         }
         if let Some(done) = open {
-            self.close_chunk(done, &mut entries, &mut chunks);
+            self.close_chunk(done, &mut entries, events, &mut chunks);
         }
         chunks
     }
 
-    fn close_chunk(&self, chunk: OpenChunk, entries: &mut Vec<u8>, chunks: &mut Chunks) {
+    /// Encodes `chunk` of `entries`, the last of the delivery's first `events_so_far` events.
+    fn close_chunk(
+        &self,
+        chunk: OpenChunk,
+        entries: &mut Vec<u8>,
+        events_so_far: u64,
+        chunks: &mut Chunks,
+    ) {
         let id = self.require_ack.then(|| self.chunk_id(&chunk));
         encode_packed_forward(
             &mut chunks.bytes,
@@ -228,7 +235,7 @@ impl ForwardSink {
             id.as_deref(),
             self.compression,
         );
-        chunks.acks.extend(id.map(|id| (id, chunk.last_seq)));
+        chunks.acks.extend(id.map(|id| (id, events_so_far)));
         entries.clear();
     }
 
@@ -354,9 +361,8 @@ mod tests {
         });
 
         let delivery = delivery_at(&[7, 8, 9]);
-        let Err(Undelivered::Some(parts)) = sink.deliver(&delivery).await else {
-            panic!("expected the unacknowledged chunks back");
-        };
+        let outcome = sink.deliver(&delivery).await;
+        let parts = outcome.undelivered(&delivery);
         assert_eq!(parts.len(), 1);
         let (rest, error) = &parts[0];
         let seqs: Vec<u64> = rest.batches.iter().map(|(seq, _)| *seq).collect();

@@ -3,7 +3,7 @@
 
 use tokio::io::AsyncWriteExt;
 
-use super::{Delivery, DeliveryError, render_event};
+use super::{Delivery, DeliveryError, Outcome, render_event};
 
 /// Writes events to standard output.
 #[derive(Debug, Default)]
@@ -12,15 +12,15 @@ pub struct StdoutSink {
 }
 
 impl StdoutSink {
-    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
+    pub(crate) async fn deliver(&mut self, delivery: &Delivery) -> Outcome {
         self.buf.clear();
         for (tag, entry) in delivery.events() {
             render_event(&mut self.buf, tag, &entry);
         }
         let mut out = tokio::io::stdout();
-        out.write_all(&self.buf)
-            .await
-            .and(out.flush().await)
-            .map_err(|e| DeliveryError::retryable(format!("writing to stdout: {e}")))
+        match out.write_all(&self.buf).await.and(out.flush().await) {
+            Ok(()) => Outcome::delivered(),
+            Err(e) => DeliveryError::retryable(format!("writing to stdout: {e}")).into(),
+        }
     }
 }

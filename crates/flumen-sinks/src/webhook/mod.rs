@@ -45,18 +45,18 @@
 //! # Failures and retries
 //!
 //! Connection errors, timeouts, HTTP 408, 429 and 5xx are retryable (a `Retry-After` in seconds
-//! on a 429 or 503 delays the next attempt, up to `retry.max_backoff`); other answers outside
-//! 2xx are permanent, with the status and the start of the body in the error. Redirects are not
-//! followed. A retried delivery is the same requests as the first attempt: the alerts already
-//! accepted (PagerDuty events before the one that failed) are not sent again, and the limit is
-//! neither charged twice nor decided again. Errors name the endpoint by scheme and host only,
-//! since webhook URLs often carry their secret in the path.
+//! on a 429 or 503 delays the next attempt, up to `retry.max_backoff`: the sink says how long,
+//! the driver waits); other answers outside 2xx are permanent, with the status and the start of
+//! the body in the error. Redirects are not followed. A retry carries only the alerts not
+//! accepted yet (PagerDuty events from the one that failed on), so accepted alerts are not sent
+//! again and the limit is charged once; alerts the limit suppressed are not retried. Errors name
+//! the endpoint by scheme and host only, since webhook URLs often carry their secret in the path.
 
 mod config;
 pub use config::{WebhookConfig, WebhookFormat, WebhookSpec};
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
@@ -72,7 +72,7 @@ use metrics::Counter;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
 use super::template::{Token, split_placeholders};
-use super::{Delivery, DeliveryError, fnv1a};
+use super::{Delivery, DeliveryError, Items, Outcome, fnv1a};
 use crate::config::{BatchConfig, RetryConfig};
 
 /// The PagerDuty Events API v2 endpoint, the `url` of a `pagerduty` webhook that sets none.
@@ -218,11 +218,6 @@ pub struct WebhookSink {
     unreported: u64,
     /// True while the limit holds alerts back (to log the start of it once).
     suppressing: bool,
-    /// The delivery being sent, kept across retries.
-    plan: Option<Plan>,
-    /// A `Retry-After` to wait out before the next request.
-    not_before: Option<tokio::time::Instant>,
-    max_retry_after: Duration,
     timeout: Duration,
     suppressed: Counter,
 }
@@ -239,35 +234,11 @@ impl fmt::Debug for WebhookSink {
     }
 }
 
-/// What identifies a delivery across the driver's retries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct DeliveryKey {
-    first: u64,
-    last: u64,
-    events: u64,
-    bytes: u64,
-}
-
-impl DeliveryKey {
-    fn of(delivery: &Delivery) -> Self {
-        Self {
-            first: delivery.batches.first().map_or(0, |(seq, _)| *seq),
-            last: delivery.batches.last().map_or(0, |(seq, _)| *seq),
-            events: delivery.events,
-            bytes: delivery.bytes,
-        }
-    }
-}
-
-/// The requests one delivery turned into, and how far sending them got.
-struct Plan {
-    key: DeliveryKey,
-    requests: Vec<Request>,
-    next: usize,
-}
-
+/// One request of a delivery.
 struct Request {
     body: Bytes,
+    /// The delivery's events it stands for (by position): not sent again once it succeeded.
+    positions: Vec<usize>,
     /// Alerts this request sends (charged to the limit once it succeeds).
     alerts: u32,
     /// Suppressed alerts it reports.
@@ -314,9 +285,6 @@ impl WebhookSink {
             clock: Arc::new(Instant::now),
             unreported: 0,
             suppressing: false,
-            plan: None,
-            not_before: None,
-            max_retry_after: config.retry.max_backoff,
             timeout: config.timeout,
             suppressed: metrics::counter!(
                 "flumen_output_alerts_suppressed_total",
@@ -331,41 +299,36 @@ impl WebhookSink {
         self
     }
 
-    /// Sends every alert of `delivery` (or suppresses it under the limit), or fails as a whole.
-    pub async fn deliver(&mut self, delivery: &Delivery) -> Result<(), DeliveryError> {
-        let key = DeliveryKey::of(delivery);
-        if self.plan.as_ref().is_none_or(|plan| plan.key != key) {
-            self.plan = Some(self.plan(delivery, key));
-        }
-        if let Some(until) = self.not_before.take() {
-            tokio::time::sleep_until(until).await;
-        }
-        loop {
-            let plan = self.plan.as_ref().expect("planned above");
-            let Some(request) = plan.requests.get(plan.next) else {
-                self.plan = None;
-                return Ok(());
-            };
-            let (body, alerts, reports) = (request.body.clone(), request.alerts, request.reports);
-            match self.post(body).await {
+    /// Sends every alert of `delivery` (or suppresses it under the limit), request by request;
+    /// the first request that fails ends the attempt, and the alerts of it and of the requests
+    /// after it are what is left to retry (or to dead-letter), with the destination's
+    /// `Retry-After`.
+    pub async fn deliver(&mut self, delivery: &Delivery) -> Outcome {
+        let requests = self.plan(delivery);
+        for (index, request) in requests.iter().enumerate() {
+            match self.post(request.body.clone()).await {
                 Ok(()) => {
-                    self.plan.as_mut().expect("planned above").next += 1;
-                    self.window.record((self.clock)(), alerts);
-                    self.unreported = self.unreported.saturating_sub(reports);
+                    self.window.record((self.clock)(), request.alerts);
+                    self.unreported = self.unreported.saturating_sub(request.reports);
                 }
                 Err(failure) => {
-                    if let Some(wait) = failure.retry_after {
-                        let wait = wait.min(self.max_retry_after);
-                        self.not_before = Some(tokio::time::Instant::now() + wait);
-                    }
-                    return Err(failure.error);
+                    let unsent = requests[index..]
+                        .iter()
+                        .flat_map(|r| r.positions.iter().copied());
+                    let outcome =
+                        Outcome::delivered().fail(Items::positions(unsent), failure.error);
+                    return match failure.retry_after {
+                        Some(wait) => outcome.retry_after(wait),
+                        None => outcome,
+                    };
                 }
             }
         }
+        Outcome::delivered()
     }
 
     /// Turns a delivery into requests, deciding which alerts the limit lets through.
-    fn plan(&mut self, delivery: &Delivery, key: DeliveryKey) -> Plan {
+    fn plan(&mut self, delivery: &Delivery) -> Vec<Request> {
         let budget = match self.limit {
             None => u64::MAX,
             Some(limit) => u64::from(limit).saturating_sub(self.window.used((self.clock)())),
@@ -389,22 +352,20 @@ impl WebhookSink {
         } else if !requests.is_empty() {
             self.suppressing = false;
         }
-        Plan {
-            key,
-            requests,
-            next: 0,
-        }
+        requests
     }
 
     fn plan_json(&mut self, delivery: &Delivery, budget: u64) -> (Vec<Request>, u64) {
         let mut body = Vec::with_capacity(delivery.bytes as usize * 2 + 64);
         body.push(b'[');
         let (mut sent, mut suppressed) = (0u64, 0u64);
-        for (tag, entry) in delivery.events() {
+        let mut positions = Vec::new();
+        for (position, (tag, entry)) in delivery.events().enumerate() {
             if sent >= budget {
                 suppressed += 1;
                 continue;
             }
+            positions.push(position);
             let message = self.template.as_ref().map(|template| {
                 let record = decode(tag, &entry);
                 template.render(tag, entry.time, &record, Style::Raw)
@@ -444,6 +405,7 @@ impl WebhookSink {
         body.push(b']');
         let request = Request {
             body: body.into(),
+            positions,
             alerts: sent as u32,
             reports,
         };
@@ -458,12 +420,14 @@ impl WebhookSink {
         };
         let mut lines = Vec::new();
         let (mut sent, mut suppressed) = (0u64, 0u64);
-        for (tag, entry) in delivery.events() {
+        let mut positions = Vec::new();
+        for (position, (tag, entry)) in delivery.events().enumerate() {
             if sent >= budget {
                 suppressed += 1;
                 continue;
             }
             sent += 1;
+            positions.push(position);
             if lines.len() < SLACK_MAX_LINES {
                 lines.push(template.render(tag, entry.time, &decode(tag, &entry), style));
             }
@@ -484,6 +448,7 @@ impl WebhookSink {
             .expect("a string serializes");
         let request = Request {
             body: body.into(),
+            positions,
             alerts: sent as u32,
             reports,
         };
@@ -497,9 +462,10 @@ impl WebhookSink {
             slack: false,
         };
         let mut requests = Vec::new();
-        let mut keys = HashSet::new();
+        // The request each dedup key went into.
+        let mut keys = HashMap::new();
         let (mut repeats, mut suppressed) = (0u64, 0u64);
-        for (tag, entry) in delivery.events() {
+        for (position, (tag, entry)) in delivery.events().enumerate() {
             let record = decode(tag, &entry);
             let dedup_key = match &self.dedup_key {
                 Some(custom) => truncate_chars(
@@ -508,8 +474,10 @@ impl WebhookSink {
                 ),
                 None => default_dedup_key(tag, &record),
             };
-            if keys.contains(&dedup_key) {
-                // PagerDuty would merge it into the alert just sent.
+            if let Some(&request) = keys.get(&dedup_key) {
+                // PagerDuty would merge it into the alert just sent: it goes with that one.
+                let request: &mut Request = &mut requests[request];
+                request.positions.push(position);
                 repeats += 1;
                 continue;
             }
@@ -522,9 +490,10 @@ impl WebhookSink {
             match self.write_pagerduty_event(&mut body, tag, &entry, &record, &dedup_key, &summary)
             {
                 Ok(()) => {
-                    keys.insert(dedup_key);
+                    keys.insert(dedup_key, requests.len());
                     requests.push(Request {
                         body: body.into(),
+                        positions: vec![position],
                         alerts: 1,
                         reports: 0,
                     });
