@@ -4,12 +4,19 @@ event must arrive at the file output once, intact, with its nanosecond time."""
 from __future__ import annotations
 
 import json
+import shutil
+import socket
 import subprocess
 
 from fluent import sender as fluent_sender
 
-from conftest import GO_CLIENT, NODE_DIR
-from helpers import check_delivered, event_times, rfc3339_ns, varied_record, wait_for_events
+import pytest
+
+from conftest import GO_CLIENT, NODE_DIR, file_output, forward_source, route
+from helpers import (check_delivered, event_times, rfc3339_ns, varied_record, wait_closed, wait_for,
+                     wait_for_events)
+
+OPENSSL = shutil.which("openssl")
 
 
 def test_python_fluent_logger_nanosecond_times(catch_all):
@@ -78,6 +85,33 @@ def test_node_fluent_logger_with_acks(catch_all):
         all_expected += expected
     got = wait_for_events(flumen.dir("out"), len(all_expected))
     check_delivered(all_expected, got)
+
+
+@pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
+def test_node_fluent_logger_over_tls(flumen_factory, tmp_path):
+    """npm fluent-logger with `tls: true` and the server's certificate as its CA, to a Forward
+    source with `tls`: every chunk is stored and acknowledged over TLS. A plaintext sender on
+    the same port is refused, with a log line that says why."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run([OPENSSL, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "2",
+                    "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"],
+                   check=True, capture_output=True, timeout=60)
+    tls = f'tls = {{ cert_file = "{cert}", key_file = "{key}" }}'
+    flumen = flumen_factory(forward_source(extra=tls) + file_output("all") + route(["**"], ["all"]))
+    port = flumen.ports["fwd"]
+    events, expected = _client_events(300, lambda i: f"node.tls.{i % 2}")
+    summary = _run_client(["node", str(NODE_DIR / "send.js"), "--port", str(port),
+                           "--mode", "PackedForward", "--ca", str(cert), "--timeout-ms", "60000"],
+                          events)
+    assert summary["acked"] == len(events), summary
+    check_delivered(expected, wait_for_events(flumen.dir("out"), len(expected)))
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as plain:
+        plain.sendall(b"\x93\xa5plain\xce\x00\x00\x00\x01\x81\xa1a\xa1b")
+        wait_closed(plain)
+    wait_for(lambda: "sends plaintext to a TLS listener" in flumen.stderr_text(), 10,
+             "the refused plaintext sender to be logged")
 
 
 def test_go_fluent_logger_docker_driver_shape(catch_all):

@@ -7,7 +7,9 @@
 //! Every source has a folder with the same files: `mod.rs` (the bound source: listeners and
 //! connections), `config.rs` (its `[sources.NAME]` settings), and what else it needs. Adding a
 //! source means a folder here and a variant in [`SourceConfig`] (`config.rs`) and in
-//! [`BoundSource`] (this file).
+//! [`BoundSource`] (this file). A source that listens binds, accepts and speaks TLS through
+//! [`net`]; a stream protocol (Forward, syslog over TCP) is a [`net::FrameProtocol`] driven by
+//! the one connection loop there.
 
 #![deny(missing_docs)]
 
@@ -15,6 +17,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod ingest;
+pub mod net;
 pub mod otlp;
 mod request;
 pub mod syslog;
@@ -52,16 +55,8 @@ impl BoundSource {
     /// Binds the listeners `config` asks for (or, for files, checks what it names).
     pub async fn bind(name: &str, config: &SourceConfig) -> std::io::Result<Self> {
         Ok(match config {
-            SourceConfig::Forward(c) => Self::Forward(
-                forward::ForwardSource::bind(name, c)
-                    .await
-                    .map_err(listening_on(c.address))?,
-            ),
-            SourceConfig::Http(c) => Self::Http(
-                http::HttpSource::bind(name, c)
-                    .await
-                    .map_err(listening_on(c.address))?,
-            ),
+            SourceConfig::Forward(c) => Self::Forward(forward::ForwardSource::bind(name, c).await?),
+            SourceConfig::Http(c) => Self::Http(http::HttpSource::bind(name, c).await?),
             SourceConfig::Syslog(c) => Self::Syslog(syslog::SyslogSource::bind(name, c).await?),
             SourceConfig::Tail(c) => Self::Tail(tail::TailSource::bind(name, c).await?),
             SourceConfig::Otlp(c) => Self::Otlp(otlp::OtlpSource::bind(name, c).await?),
@@ -90,13 +85,6 @@ impl BoundSource {
             Self::Otlp(source) => source.run(shared, stop).await,
         }
     }
-}
-
-/// Names the address in a bind error.
-pub(crate) fn listening_on(
-    address: std::net::SocketAddr,
-) -> impl FnOnce(std::io::Error) -> std::io::Error {
-    move |error| std::io::Error::new(error.kind(), format!("cannot listen on {address}: {error}"))
 }
 
 /// Resolves once `stop` turns true (or its sender is gone).

@@ -2,12 +2,15 @@
 // Sends events to a Fluentd-compatible server with the npm `fluent-logger` library.
 //
 //   node send.js --port 24224 [--host 127.0.0.1] [--mode Message|PackedForward|CompressedPackedForward]
+//                [--ca ca.pem]
 //
 // Reads one JSON object per line on stdin: {"tag": "...", "sec": N, "nsec": N, "record": {...}}
 // and emits each with an EventTime (nanosecond precision) and requireAckResponse: true, so
 // every callback fires only after the server acknowledged the chunk. Exits 0 once all events
-// are acknowledged, non-zero on the first error or if acks do not arrive in time.
+// are acknowledged, non-zero on the first error or if acks do not arrive in time. With --ca it
+// speaks TLS (`tls: true`), trusting the CA certificates of that PEM file, to the name localhost.
 
+const fs = require('fs');
 const readline = require('readline');
 const logger = require('fluent-logger');
 
@@ -20,6 +23,7 @@ function parseArgs(argv) {
     else if (key === 'host') args.host = value;
     else if (key === 'mode') args.mode = value;
     else if (key === 'timeout-ms') args.timeoutMs = Number(value);
+    else if (key === 'ca') args.ca = value;
     else throw new Error(`unknown argument --${key}`);
   }
   return args;
@@ -43,6 +47,8 @@ async function main() {
     ackResponseTimeout: args.timeoutMs,
     enableReconnect: false,
     internalLogger: { info() {}, error: (...a) => console.error(...a) },
+    tls: args.ca !== undefined,
+    tlsOptions: args.ca === undefined ? {} : { ca: fs.readFileSync(args.ca), servername: 'localhost' },
   });
 
   const fail = (msg) => {

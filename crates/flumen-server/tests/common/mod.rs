@@ -13,6 +13,8 @@ use flumen_event::entry::write_entry;
 use flumen_server::{Config, Server};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+pub mod tls;
+
 pub fn record(i: u64) -> Vec<u8> {
     let mut out = Vec::new();
     rmp::encode::write_map_len(&mut out, 2).unwrap();

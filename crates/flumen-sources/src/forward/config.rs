@@ -6,6 +6,8 @@ use std::time::Duration;
 use bytesize::ByteSize;
 use serde::Deserialize;
 
+use crate::net::TlsConfig;
+
 /// `type = "forward"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -27,6 +29,10 @@ pub struct ForwardSourceConfig {
     /// Close a connection that sent nothing for this long.
     #[serde(default, with = "humantime_serde")]
     pub idle_timeout: Option<Duration>,
+    /// TLS on the TCP listener (Fluentd's `<transport tls>`): the server certificate and key,
+    /// and the CAs of required client certificates.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
 }
 
 fn default_forward_address() -> SocketAddr {

@@ -50,7 +50,7 @@ impl HttpSource {
         Ok(Self {
             name: name.to_owned(),
             config: config.clone(),
-            listener: TcpListener::bind(config.address).await?,
+            listener: crate::net::bind_tcp(config.address).await?,
         })
     }
 

@@ -95,7 +95,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::codec::CompressionEncoding;
 
-use super::{SourceShared, listening_on, stopped};
+use super::{SourceShared, stopped};
 use crate::request::clients::ClientSessions;
 use crate::request::{StoreError, serve_and_flush, store_request};
 
@@ -196,10 +196,7 @@ impl OtlpSource {
 /// A listener on `address`, if there is one.
 async fn bind_optional(address: Option<SocketAddr>) -> std::io::Result<Option<TcpListener>> {
     match address {
-        Some(address) => TcpListener::bind(address)
-            .await
-            .map(Some)
-            .map_err(listening_on(address)),
+        Some(address) => crate::net::bind_tcp(address).await.map(Some),
         None => Ok(None),
     }
 }

@@ -42,7 +42,7 @@ pub struct SyslogConfig {
     /// With `mode = "tls"`: the server certificate and key, and the CAs of required client
     /// certificates.
     #[serde(default)]
-    pub tls: Option<SyslogTlsConfig>,
+    pub tls: Option<TlsConfig>,
 }
 
 impl SyslogConfig {
@@ -89,7 +89,7 @@ impl SyslogConfig {
             SyslogMode::Tcp => {}
             SyslogMode::Tls if self.tls.is_none() => {
                 return Err(
-                    "mode = \"tls\" needs tls = { cert = \"server.pem\", key = \"server.key\" }"
+                    "mode = \"tls\" needs tls = { cert_file = \"server.pem\", key_file = \"server.key\" }"
                         .to_owned(),
                 );
             }
@@ -131,20 +131,6 @@ pub enum Framing {
     OctetCounting,
     /// Newline-delimited only (RFC 6587 §3.4.2, "non-transparent framing").
     Newline,
-}
-
-/// `tls = { … }` of a syslog source.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SyslogTlsConfig {
-    /// PEM file with the server certificate, then its intermediates.
-    pub cert: PathBuf,
-    /// PEM file with the certificate's private key (PKCS #8, PKCS #1 or SEC1).
-    pub key: PathBuf,
-    /// PEM file with CA certificates: when set, clients must present a certificate they
-    /// signed.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
 }
 
 fn default_tag() -> String {

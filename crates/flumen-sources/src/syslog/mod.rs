@@ -28,13 +28,12 @@
 //! filter holds included) and returns; syslog has no acknowledgements to send.
 
 mod config;
-pub use config::{Framing, SyslogConfig, SyslogMode, SyslogTlsConfig};
+pub use config::{Framing, SyslogConfig, SyslogMode};
 
 use std::borrow::Cow;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use bytesize::ByteSize;
@@ -44,16 +43,14 @@ use flumen_parse::TimeParser;
 use flumen_parse::syslog::{FACILITY_NAMES, SEVERITY_NAMES, SyslogMessage, parse_line};
 use metrics::Counter;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::UdpSocket;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
-use tokio_rustls::TlsAcceptor;
 
-use super::{Ingest, IngestError, SourceShared, far_future, listening_on, stopped};
-
-/// How long a TLS client may take to finish its handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+use super::{Ingest, IngestError, SourceShared, far_future, stopped};
+use crate::net::{
+    Closing, ConnectionLimits, FrameProtocol, FramedConnection, Link, Listener as StreamListener,
+    Peer, StreamEnd, TlsConfig, bind_udp, count_rejected,
+};
 
 /// Datagrams taken into one append, at most (and bytes).
 const UDP_BATCH_MESSAGES: usize = 1024;
@@ -62,7 +59,8 @@ const UDP_BATCH_BYTES: usize = 1024 * 1024;
 /// What is bound to listen.
 enum Listener {
     Udp(UdpSocket),
-    Tcp(TcpListener, Option<TlsAcceptor>),
+    /// TCP, or TLS when the listener has a certificate.
+    Stream(StreamListener),
 }
 
 /// A bound syslog source.
@@ -82,8 +80,8 @@ impl std::fmt::Debug for SyslogSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mode = match &self.listener {
             Listener::Udp(_) => "udp",
-            Listener::Tcp(_, None) => "tcp",
-            Listener::Tcp(_, Some(_)) => "tls",
+            Listener::Stream(listener) if listener.is_tls() => "tls",
+            Listener::Stream(_) => "tcp",
         };
         f.debug_struct("SyslogSource")
             .field("name", &self.name)
@@ -103,11 +101,6 @@ impl SyslogSource {
     /// Checks the configuration, loads the TLS certificate and binds what `config` asks for.
     pub async fn bind(name: &str, config: &SyslogConfig) -> std::io::Result<Self> {
         let (tag, time) = config.compile().map_err(invalid)?;
-        // Only `mode = "tls"` has `tls` (checked above); its certificate is read before binding.
-        let acceptor = match &config.tls {
-            Some(tls) => Some(tls_acceptor(tls).map_err(invalid)?),
-            None => None,
-        };
         let default_port = if config.mode == SyslogMode::Tls {
             6514
         } else {
@@ -116,18 +109,12 @@ impl SyslogSource {
         let address = config
             .address
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], default_port)));
+        // Only `mode = "tls"` has `tls` (checked above); its certificate is read before binding.
         let listener = match config.mode {
-            SyslogMode::Udp => Listener::Udp(
-                UdpSocket::bind(address)
-                    .await
-                    .map_err(listening_on(address))?,
-            ),
-            SyslogMode::Tcp | SyslogMode::Tls => Listener::Tcp(
-                TcpListener::bind(address)
-                    .await
-                    .map_err(listening_on(address))?,
-                acceptor,
-            ),
+            SyslogMode::Udp => Listener::Udp(bind_udp(address).await?),
+            SyslogMode::Tcp | SyslogMode::Tls => {
+                Listener::Stream(StreamListener::bind(address, config.tls.as_ref()).await?)
+            }
         };
         Ok(Self {
             name: name.into(),
@@ -146,7 +133,7 @@ impl SyslogSource {
     pub fn local_addr(&self) -> Option<SocketAddr> {
         match &self.listener {
             Listener::Udp(socket) => socket.local_addr().ok(),
-            Listener::Tcp(listener, _) => listener.local_addr().ok(),
+            Listener::Stream(listener) => listener.local_addr().ok(),
         }
     }
 
@@ -164,83 +151,32 @@ impl SyslogSource {
                 let ingest = Ingest::new(&self.name, &self.label, &shared);
                 run_udp(socket, ingest, &decoder, self.max_message_size, stop).await;
             }
-            Listener::Tcp(listener, tls) => {
-                let settings = StreamSettings {
-                    label: self.label,
-                    framing: self.framing,
-                    max_message_size: self.max_message_size,
+            Listener::Stream(listener) => {
+                let limits = ConnectionLimits {
+                    max_age: None,
                     idle_timeout: self.idle_timeout,
                 };
-                run_tcp(
-                    listener,
-                    tls,
-                    shared,
-                    decoder,
-                    settings,
-                    self.max_connections,
-                    stop,
-                )
-                .await;
+                let (framing, max) = (self.framing, self.max_message_size);
+                let source = self.name.clone();
+                let connect = move |peer: &Peer| {
+                    let protocol = SyslogProtocol {
+                        peer_ip: peer_ip(peer.address),
+                        decoder: decoder.clone(),
+                        deframer: Deframer::new(framing, max),
+                    };
+                    let ingest = Ingest::new(&source, &self.label, &shared);
+                    FramedConnection::new(source.clone(), peer, protocol, ingest, limits)
+                };
+                listener
+                    .serve(&self.name, self.max_connections, stop, connect)
+                    .await;
             }
         }
     }
 }
 
-/// Builds the TLS acceptor of `tls = { … }`; errors name the file.
-fn tls_acceptor(tls: &SyslogTlsConfig) -> Result<TlsAcceptor, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-
-    let read_certs = |path: &Path, key: &str| -> Result<Vec<CertificateDer<'static>>, String> {
-        let certs = CertificateDer::pem_file_iter(path)
-            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-            .map_err(|e| format!("tls.{key} = {path:?}: {e}"))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "tls.{key} = {path:?}: no PEM CERTIFICATE in the file"
-            ));
-        }
-        Ok(certs)
-    };
-    let certs = read_certs(&tls.cert, "cert")?;
-    let key = PrivateKeyDer::from_pem_file(&tls.key)
-        .map_err(|e| format!("tls.key = {:?}: {e}", tls.key))?;
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("tls: {e}"))?;
-    let builder = match &tls.client_ca {
-        None => builder.with_no_client_auth(),
-        Some(path) => {
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in read_certs(path, "client_ca")? {
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("tls.client_ca = {path:?}: {e}"))?;
-            }
-            let verifier =
-                rustls::server::WebPkiClientVerifier::builder_with_provider(roots.into(), provider)
-                    .build()
-                    .map_err(|e| format!("tls.client_ca = {path:?}: {e}"))?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let config = builder.with_single_cert(certs, key).map_err(|e| {
-        format!(
-            "tls: the certificate {:?} and the key {:?} do not go together: {e}",
-            tls.cert, tls.key
-        )
-    })?;
-    Ok(TlsAcceptor::from(Arc::new(config)))
-}
-
 fn peer_ip(peer: SocketAddr) -> String {
     peer.ip().to_canonical().to_string()
-}
-
-fn count_rejected(source: &str, reason: &'static str) {
-    metrics::counter!("flumen_source_rejected_total", "source" => source.to_owned(), "reason" => reason)
-        .increment(1);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -322,153 +258,25 @@ fn not_stored(source: &str, error: &IngestError) {
 // ---------------------------------------------------------------------------------------------
 // TCP and TLS
 
-/// What every connection of a stream source needs.
-#[derive(Debug, Clone)]
-struct StreamSettings {
-    label: String,
-    framing: Framing,
-    max_message_size: usize,
-    idle_timeout: Option<Duration>,
-}
-
-async fn run_tcp(
-    listener: TcpListener,
-    tls: Option<TlsAcceptor>,
-    shared: SourceShared,
-    decoder: Arc<Decoder>,
-    settings: StreamSettings,
-    max_connections: Option<usize>,
-    mut stop: watch::Receiver<bool>,
-) {
-    let source = decoder.source.clone();
-    let open = metrics::gauge!("flumen_source_connections", "source" => source.to_string());
-    let mut connections = JoinSet::new();
-    loop {
-        let room = max_connections.is_none_or(|max| connections.len() < max);
-        tokio::select! {
-            _ = stopped(&mut stop) => break,
-            accepted = listener.accept(), if room => match accepted {
-                Ok((stream, peer)) => {
-                    let _ = stream.set_nodelay(true);
-                    let connection = Connection {
-                        peer,
-                        peer_ip: peer_ip(peer),
-                        decoder: decoder.clone(),
-                        settings: settings.clone(),
-                        ingest: Ingest::new(&source, &settings.label, &shared),
-                    };
-                    let tls = tls.clone();
-                    let open = open.clone();
-                    let mut stop = stop.clone();
-                    open.increment(1.0);
-                    connections.spawn(async move {
-                        match tls {
-                            None => connection.serve(stream, stop).await,
-                            Some(acceptor) => {
-                                let handshake = tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
-                                tokio::select! {
-                                    _ = stopped(&mut stop) => {}
-                                    done = handshake => match done {
-                                        Ok(Ok(stream)) => connection.serve(stream, stop).await,
-                                        Ok(Err(error)) => connection.reject("tls", &format!("TLS handshake failed: {error}")),
-                                        Err(_) => connection.reject("tls", &format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")),
-                                    },
-                                }
-                            }
-                        }
-                        open.decrement(1.0);
-                    });
-                }
-                Err(error) => {
-                    tracing::warn!(message = "Failed to accept a syslog connection.", source = %source, %error);
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-    drop(listener);
-    while connections.join_next().await.is_some() {}
-}
-
-struct Connection {
-    peer: SocketAddr,
+/// The syslog protocol of one TCP or TLS connection: RFC 6587 frames to events.
+struct SyslogProtocol {
+    /// The sender's IP address, as the events' `source_address`.
     peer_ip: String,
     decoder: Arc<Decoder>,
-    settings: StreamSettings,
-    ingest: Ingest,
+    deframer: Deframer,
 }
 
-impl Connection {
-    async fn serve<S: AsyncRead + Unpin>(mut self, mut stream: S, mut stop: watch::Receiver<bool>) {
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let mut deframer = Deframer::new(self.settings.framing, self.settings.max_message_size);
-        let far = far_future();
-        let mut idle_at = self
-            .settings
-            .idle_timeout
-            .map_or(far, |t| Instant::now() + t);
-        loop {
-            if buf.capacity() - buf.len() < 16 * 1024 {
-                buf.reserve(64 * 1024);
-            }
-            // Lines a multiline filter holds are stored when their flush timeout passes.
-            let flush_at = self.ingest.next_flush().unwrap_or(far);
-            tokio::select! {
-                biased;
-                _ = stopped(&mut stop) => break,
-                _ = tokio::time::sleep_until(flush_at.into()) => {
-                    if let Err(error) = self.ingest.flush_due().await {
-                        self.reject("not_stored", &error.to_string());
-                        break;
-                    }
-                }
-                _ = tokio::time::sleep_until(idle_at.into()) => {
-                    // A newline-delimited message the sender did not end is complete.
-                    if self.finish(&mut deframer, &mut buf, true).await {
-                        metrics::counter!("flumen_source_connections_retired_total", "source" => self.decoder.source.to_string(), "reason" => "idle")
-                            .increment(1);
-                        tracing::debug!(message = "Closing an idle syslog connection.", source = %self.decoder.source, peer = %self.peer);
-                    }
-                    break;
-                }
-                read = stream.read_buf(&mut buf) => match read {
-                    Ok(0) => {
-                        self.finish(&mut deframer, &mut buf, false).await;
-                        break;
-                    }
-                    Ok(_) => {
-                        if let Some(timeout) = self.settings.idle_timeout {
-                            idle_at = Instant::now() + timeout;
-                        }
-                        if !self.take_frames(&mut deframer, &mut buf).await {
-                            break;
-                        }
-                    }
-                    // A TLS peer that closes without close_notify.
-                    Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
-                        self.finish(&mut deframer, &mut buf, false).await;
-                        break;
-                    }
-                    Err(error) => {
-                        tracing::debug!(message = "Syslog connection read failed.", source = %self.decoder.source, peer = %self.peer, %error);
-                        break;
-                    }
-                },
-            }
-        }
-        if let Err(error) = self.ingest.flush_all().await {
-            self.reject("not_stored", &error.to_string());
-        }
-    }
+impl FrameProtocol for SyslogProtocol {
+    const NAME: &'static str = "syslog";
+    const READ_BUFFER: usize = 64 * 1024;
 
-    /// Appends every whole message at the front of `buf`; false when the connection must
-    /// close (after appending the messages before the bad frame).
-    async fn take_frames(&mut self, deframer: &mut Deframer, buf: &mut BytesMut) -> bool {
+    /// Appends every whole message at the front of `buf`; closes the connection after
+    /// appending the messages before a bad frame.
+    async fn take_frames(&mut self, buf: &mut BytesMut, link: &mut Link) -> Result<(), Closing> {
         let mut batch = Batch::default();
         let received = EventTime::now();
         let result = loop {
-            match deframer.next(buf) {
+            match self.deframer.next(buf) {
                 Ok(Some((message, truncated))) => {
                     self.decoder
                         .push(&mut batch, &message, truncated, &self.peer_ip, received);
@@ -477,24 +285,21 @@ impl Connection {
                 Err(error) => break Err(error),
             }
         };
-        if let Err(error) = batch.append(&mut self.ingest).await {
-            self.reject("not_stored", &error.to_string());
-            return false;
+        if let Err(error) = batch.append(&mut link.ingest).await {
+            link.reject("not_stored", &error.to_string());
+            return Err(Closing);
         }
-        match result {
-            Ok(()) => true,
-            Err(error) => {
-                self.reject(error.kind, &error.reason);
-                false
-            }
-        }
+        result.map_err(|error| {
+            link.reject(error.kind, &error.reason);
+            Closing
+        })
     }
 
-    /// The stream ended, or went silent for the idle timeout (`idle`), after every whole
-    /// frame was taken: takes a last unterminated line. False (counted and logged) if the
-    /// stream stopped inside an octet-counted frame.
-    async fn finish(&mut self, deframer: &mut Deframer, buf: &mut BytesMut, idle: bool) -> bool {
-        match deframer.finish(buf) {
+    /// Takes a last unterminated line (a newline-delimited message the sender did not end is
+    /// complete); false (counted and logged) if the stream stopped inside an octet-counted
+    /// frame.
+    async fn finish(&mut self, buf: &mut BytesMut, link: &mut Link, end: StreamEnd) -> bool {
+        match self.deframer.finish(buf) {
             Ok(None) => true,
             Ok(Some((message, truncated))) => {
                 let mut batch = Batch::default();
@@ -505,27 +310,21 @@ impl Connection {
                     &self.peer_ip,
                     EventTime::now(),
                 );
-                if let Err(error) = batch.append(&mut self.ingest).await {
-                    self.reject("not_stored", &error.to_string());
+                if let Err(error) = batch.append(&mut link.ingest).await {
+                    link.reject("not_stored", &error.to_string());
                 }
                 true
             }
-            Err(error) if idle => {
+            Err(error) if end == StreamEnd::Idle => {
                 let reason = format!("idle timeout inside a frame: {}", error.reason);
-                self.reject("idle", &reason);
+                link.reject("idle", &reason);
                 false
             }
             Err(error) => {
-                self.reject(error.kind, &error.reason);
+                link.reject(error.kind, &error.reason);
                 false
             }
         }
-    }
-
-    /// Counts and logs why the connection closes.
-    fn reject(&self, kind: &'static str, reason: &str) {
-        count_rejected(&self.decoder.source, kind);
-        tracing::warn!(message = "Closing a syslog connection.", source = %self.decoder.source, peer = %self.peer, kind, %reason);
     }
 }
 
