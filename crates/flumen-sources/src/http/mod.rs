@@ -163,11 +163,11 @@ fn refuse(source: &str, error: &HttpBodyError) -> Response {
 
 /// Stores `events` under `tag` through the session of `client`; answers once they are durable.
 async fn store(state: &HttpState, client: IpAddr, tag: &str, events: &HttpEvents) -> Response {
-    let session = match state.clients.session(client).await {
-        Ok(session) => session,
+    let mut ingest = match state.clients.ingest_for(client, tag).await {
+        Ok(ingest) => ingest,
         Err(error) => return retry_later(&format!("{error}\n")),
     };
-    match store_batches(&session, tag, events.entries.len(), events.batches()).await {
+    match store_batches(&mut ingest, tag, events.entries.len(), events.batches()).await {
         Ok(()) => StatusCode::OK.into_response(),
         Err(StoreError::Full) => retry_later("the log is full; retry later\n"),
         Err(StoreError::Rejected(reason)) => {

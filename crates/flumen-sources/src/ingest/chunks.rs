@@ -24,13 +24,23 @@
 //! origins are stored in every batch's header in the log, and [`ChunkLedger::rebuild`] reads
 //! them back (with the entries they are checked against) from as many of the newest segments as
 //! it takes to fill it, up to [`MAX_REBUILD_SEGMENTS`].
+//!
+//! Every chunk of every connection is claimed here, so a large ledger is split in up to
+//! [`SHARDS`] shards by key, each with its own lock and its own share of the capacity, oldest
+//! forgotten first within the shard: connections claiming chunks at once rarely wait for each
+//! other, and both copies of a chunk still meet in one shard under one lock.
 
 use std::collections::{HashMap, VecDeque};
+use std::future::Future;
 use std::hash::{BuildHasher, Hasher, RandomState};
+use std::pin::Pin;
 use std::sync::Mutex;
+use std::task::{Context, Poll};
 
 use flumen_event::batch::FINGERPRINT_LEN;
-use flumen_wal::{Wal, WalError};
+use flumen_wal::{AppendTicket, Wal, WalError};
+use futures_util::FutureExt;
+use futures_util::future::Shared;
 use tokio::sync::watch;
 
 /// The longest chunk id a sender may use. Fluentd's and Fluent Bit's ids are 16 random bytes
@@ -41,15 +51,69 @@ pub const MAX_CHUNK_ID_LEN: usize = 128;
 /// time of a log of many segments with few chunk ids.
 pub const MAX_REBUILD_SEGMENTS: usize = 64;
 
+/// The most shards a ledger is split in.
+pub const SHARDS: usize = 16;
+
+/// The fewest chunks a shard remembers: a small ledger is one shard, whose oldest chunk is the
+/// oldest of all.
+const MIN_SHARE: usize = 1024;
+
 /// What became of a chunk's first append.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ChunkState {
-    /// Appended, not durable yet.
+    /// Not in the log yet (or its events are held by a joining filter).
     Pending,
-    /// Durable: acknowledge.
+    /// In the log: durable once this append is.
+    Appended(AppendOutcome),
+    /// Durable (or nothing of it was to be stored): acknowledge.
     Durable,
     /// The append failed: do not acknowledge; a resend is appended anew.
     Failed,
+}
+
+/// The outcome of one append, shared by every input whose events it carries (and by their
+/// resends). Whoever waits for it first polls the log's ticket, the others are woken with its
+/// result: settling an acknowledgement needs no task of its own.
+#[derive(Clone)]
+pub struct AppendOutcome(Shared<Settled>);
+
+impl AppendOutcome {
+    /// The outcome of the append `ticket` stands for.
+    pub fn of(ticket: AppendTicket) -> Self {
+        Self(Settled(ticket).shared())
+    }
+
+    /// Waits until the append is durable; true if its inputs may be acknowledged.
+    pub async fn durable(self) -> bool {
+        self.0.await
+    }
+
+    /// True once the append is known to have failed (without waiting).
+    fn failed(&self) -> bool {
+        self.0.clone().now_or_never() == Some(false)
+    }
+}
+
+impl std::fmt::Debug for AppendOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("AppendOutcome").field(&self.0.peek()).finish()
+    }
+}
+
+/// An append's ticket, resolving to whether its inputs may be acknowledged.
+#[derive(Debug)]
+struct Settled(AppendTicket);
+
+impl Future for Settled {
+    type Output = bool;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        Pin::new(&mut self.0).poll(cx).map(|stored| match stored {
+            // Dropped by the operator's `when_full = "drop_newest"`: acknowledged, counted.
+            Ok(_) | Err(WalError::Dropped) => true,
+            Err(_) => false,
+        })
+    }
 }
 
 /// Waits for a chunk's outcome: resolves to true when it may be acknowledged.
@@ -64,10 +128,19 @@ impl ChunkAck {
 
     /// Waits for the first append's outcome; true if durable.
     pub async fn durable(&mut self) -> bool {
-        match self.0.wait_for(|state| *state != ChunkState::Pending).await {
-            Ok(state) => *state == ChunkState::Durable,
+        let state = match self
+            .0
+            .wait_for(|state| !matches!(state, ChunkState::Pending))
+            .await
+        {
+            Ok(state) => state.clone(),
             // The first append's watcher is gone without an outcome: do not acknowledge.
-            Err(_) => false,
+            Err(_) => return false,
+        };
+        match state {
+            ChunkState::Appended(append) => append.durable().await,
+            ChunkState::Durable => true,
+            ChunkState::Pending | ChunkState::Failed => false,
         }
     }
 }
@@ -149,8 +222,11 @@ pub struct Claimed {
     pub outcome: watch::Sender<ChunkState>,
     /// Its key, to [`ChunkLedger::forget`] it if it is refused.
     pub key: ChunkKey,
+    /// The fingerprint of its entries, computed for the key, for a batch header that keeps it.
+    pub fingerprint: [u8; FINGERPRINT_LEN],
 }
 
+/// One shard of the ledger: its chunks, oldest forgotten first past its capacity.
 #[derive(Debug, Default)]
 struct Ids {
     /// Each chunk's outcome and when it was remembered.
@@ -159,12 +235,15 @@ struct Ids {
     /// key's in `by_key` is stale (forgotten or remembered again since).
     order: VecDeque<(ChunkKey, u64)>,
     generation: u64,
+    /// The most chunks this shard remembers.
+    capacity: usize,
 }
 
 /// Recent chunks per tenant and sender, and what became of them.
 #[derive(Debug)]
 pub struct ChunkLedger {
-    ids: Mutex<Ids>,
+    /// The chunks, by key; each shard holds its share of the capacity.
+    shards: Box<[Mutex<Ids>]>,
     capacity: usize,
     /// Two independently keyed SipHash instances make a 128-bit digest that senders cannot
     /// steer into collisions (their keys are random per process).
@@ -172,13 +251,34 @@ pub struct ChunkLedger {
 }
 
 impl ChunkLedger {
-    /// A ledger remembering the `capacity` most recent chunks.
+    /// A ledger remembering up to `capacity` recent chunks: one shard of them all below
+    /// 2,048, otherwise up to [`SHARDS`] shards of an equal share, each remembering its most
+    /// recent chunks.
     pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.max(1);
+        let shards = (capacity / MIN_SHARE).clamp(1, SHARDS);
+        let shards = (0..shards)
+            .map(|shard| {
+                // The remainder goes to the first shards, so that the shares add up.
+                let share = capacity / shards + usize::from(shard < capacity % shards);
+                Mutex::new(Ids {
+                    capacity: share,
+                    ..Ids::default()
+                })
+            })
+            .collect();
         Self {
-            ids: Mutex::new(Ids::default()),
-            capacity: capacity.max(1),
+            shards,
+            capacity,
             digests: [RandomState::new(), RandomState::new()],
         }
+    }
+
+    /// The shard that holds `key`. Keys are keyed digests, so their low bits spread chunks
+    /// evenly over the shards.
+    fn shard(&self, key: ChunkKey) -> std::sync::MutexGuard<'_, Ids> {
+        let index = (key as u64 % self.shards.len() as u64) as usize;
+        self.shards[index].lock().expect("ledger lock")
     }
 
     /// A ledger holding the chunks of the log's newest segments: two, then twice as many
@@ -201,31 +301,31 @@ impl ChunkLedger {
         let ledger = Self::new(capacity);
         // Stored chunks are durable: one receiver serves them all.
         let durable = watch::channel(ChunkState::Durable).1;
-        {
-            let mut ids = ledger.ids.lock().expect("ledger lock");
-            crate::each_recent_batch(wal, segments, |_, batch| {
-                if batch.chunk_id.is_empty() {
-                    return;
-                }
-                let fingerprint = match batch.received_fingerprint {
-                    Some(stored) => stored.try_into().expect("the batch format's length"),
-                    None => fingerprint(batch.entries),
-                };
-                let identity = ChunkIdentity {
-                    tenant: batch.tenant,
-                    origin: batch.origin,
-                    id: batch.chunk_id,
-                };
-                let key = ledger.key(&identity, &fingerprint);
-                ids.insert(key, durable.clone(), ledger.capacity);
-            })?;
-        }
+        crate::each_recent_batch(wal, segments, |_, batch| {
+            if batch.chunk_id.is_empty() {
+                return;
+            }
+            let fingerprint = match batch.received_fingerprint {
+                Some(stored) => stored.try_into().expect("the batch format's length"),
+                None => fingerprint(batch.entries),
+            };
+            let identity = ChunkIdentity {
+                tenant: batch.tenant,
+                origin: batch.origin,
+                id: batch.chunk_id,
+            };
+            let key = ledger.key(&identity, &fingerprint);
+            ledger.shard(key).insert(key, durable.clone());
+        })?;
         Ok(ledger)
     }
 
     /// How many chunks the ledger holds.
     pub fn len(&self) -> usize {
-        self.ids.lock().expect("ledger lock").by_key.len()
+        self.shards
+            .iter()
+            .map(|shard| shard.lock().expect("ledger lock").by_key.len())
+            .sum()
     }
 
     /// True when no chunk is remembered.
@@ -235,31 +335,36 @@ impl ChunkLedger {
 
     /// Looks a chunk up by identity and contents, claiming it if it is new.
     pub fn claim(&self, chunk: &ChunkIdentity<'_>, entries: &[u8]) -> Claim {
-        let key = self.key(chunk, &fingerprint(entries));
+        let fingerprint = fingerprint(entries);
+        let key = self.key(chunk, &fingerprint);
         // One lock for the look-up and the claim, so that two copies of a chunk arriving at
-        // once on two connections are not both new.
-        let mut ids = self.ids.lock().expect("ledger lock");
+        // once on two connections are not both new (the same key is always in the same shard).
+        let mut ids = self.shard(key);
         if let Some((_, state)) = ids.by_key.get(&key)
             && usable(state)
         {
             return Claim::Seen(ChunkAck(state.clone()));
         }
         let (outcome, receiver) = watch::channel(ChunkState::Pending);
-        ids.insert(key, receiver, self.capacity);
-        Claim::New(Claimed { outcome, key })
+        ids.insert(key, receiver);
+        Claim::New(Claimed {
+            outcome,
+            key,
+            fingerprint,
+        })
     }
 
     /// Forgets the chunk `key` unless it is durable or on its way (a refused chunk's claim,
     /// whose outcome sender is gone): what a sender sent that was not taken does not stay.
     pub fn forget(&self, key: ChunkKey) {
-        let mut ids = self.ids.lock().expect("ledger lock");
+        let mut ids = self.shard(key);
         if ids
             .by_key
             .get(&key)
             .is_some_and(|(_, state)| !usable(state))
         {
             ids.by_key.remove(&key);
-            ids.drop_stale_order(self.capacity);
+            ids.drop_stale_order();
         }
     }
 
@@ -280,22 +385,25 @@ impl ChunkLedger {
 
 /// True when a remembered chunk's outcome can stand for a resend's.
 fn usable(state: &watch::Receiver<ChunkState>) -> bool {
-    match *state.borrow() {
+    match &*state.borrow() {
         ChunkState::Durable => true,
         // Still pending with nobody left to report its outcome: the append failed before it
         // reached the log.
         ChunkState::Pending => state.has_changed().is_ok(),
+        // An append nobody has waited for yet may have failed unseen: then the resend waits,
+        // is not acknowledged, and its next resend finds the failure and is appended anew.
+        ChunkState::Appended(append) => !append.failed(),
         ChunkState::Failed => false,
     }
 }
 
 impl Ids {
-    /// Remembers `key`, forgetting the oldest keys past `capacity`.
-    fn insert(&mut self, key: ChunkKey, state: watch::Receiver<ChunkState>, capacity: usize) {
+    /// Remembers `key`, forgetting the oldest keys past the shard's capacity.
+    fn insert(&mut self, key: ChunkKey, state: watch::Receiver<ChunkState>) {
         self.generation += 1;
         self.by_key.insert(key, (self.generation, state));
         self.order.push_back((key, self.generation));
-        while self.by_key.len() > capacity {
+        while self.by_key.len() > self.capacity {
             let Some((oldest, generation)) = self.order.pop_front() else {
                 break;
             };
@@ -307,13 +415,13 @@ impl Ids {
                 self.by_key.remove(&oldest);
             }
         }
-        self.drop_stale_order(capacity);
+        self.drop_stale_order();
     }
 
     /// Drops the order's stale entries once they are as many as the live ones, so that keys
     /// remembered again or forgotten do not grow it without bound.
-    fn drop_stale_order(&mut self, capacity: usize) {
-        if self.order.len() > 2 * capacity.max(self.by_key.len()) {
+    fn drop_stale_order(&mut self) {
+        if self.order.len() > 2 * self.capacity.max(self.by_key.len()) {
             let by_key = &self.by_key;
             self.order
                 .retain(|(key, generation)| by_key.get(key).is_some_and(|(g, _)| g == generation));
@@ -480,12 +588,12 @@ mod tests {
                 id: chunk_id.as_bytes(),
                 ..id(b"")
             };
-            let Claimed { outcome, key } = new_claim(&ledger, chunk, b"entries");
+            let Claimed { outcome, key, .. } = new_claim(&ledger, chunk, b"entries");
             drop(outcome);
             ledger.forget(key);
         }
         assert_eq!(ledger.len(), 1);
-        let ids = ledger.ids.lock().unwrap();
+        let ids = ledger.shards[0].lock().unwrap();
         assert!(
             ids.order.len() <= 2 * 100,
             "{} keys in order",
@@ -495,6 +603,63 @@ mod tests {
         // A chunk on its way is not forgotten.
         ledger.forget(kept.key);
         assert!(is_seen(&ledger, id(b"kept"), b"entries"));
+    }
+
+    /// Claims the chunk `c<n>` from 127.0.0.1.
+    fn claim_nth(ledger: &ChunkLedger, n: usize) -> Claim {
+        let chunk_id = format!("c{n}");
+        let identity = ChunkIdentity {
+            id: chunk_id.as_bytes(),
+            ..id(b"")
+        };
+        ledger.claim(&identity, b"entries")
+    }
+
+    #[test]
+    fn a_large_ledger_in_shards_holds_its_capacity_and_its_newest_chunks() {
+        let capacity = SHARDS * MIN_SHARE + 5;
+        let ledger = ChunkLedger::new(capacity);
+        assert_eq!(ledger.shards.len(), SHARDS);
+        let claims: Vec<_> = (0..3 * capacity).map(|n| claim_nth(&ledger, n)).collect();
+        for claim in &claims {
+            if let Claim::New(claimed) = claim {
+                claimed.outcome.send_replace(ChunkState::Durable);
+            }
+        }
+        assert_eq!(ledger.len(), capacity, "every shard holds its share");
+        // The newest half spread over the shards with room to spare: all remembered.
+        let newest = 3 * capacity - capacity / 2..3 * capacity;
+        assert!(newest.into_iter().all(|n| matches!(claim_nth(&ledger, n), Claim::Seen(_))));
+        assert!(matches!(claim_nth(&ledger, 0), Claim::New(_)), "the oldest are forgotten");
+    }
+
+    #[test]
+    fn copies_of_a_chunk_claimed_at_once_on_many_connections_are_stored_once() {
+        let ledger = ChunkLedger::new(64 * 1024);
+        assert_eq!(ledger.shards.len(), SHARDS);
+        let chunks = 2_000;
+        // Claims stay on their way until every connection is done, as appends would.
+        let new_claims: Vec<Vec<Claimed>> = std::thread::scope(|scope| {
+            let connections: Vec<_> = (0..8)
+                .map(|connection| {
+                    let ledger = &ledger;
+                    scope.spawn(move || {
+                        let mut claimed = Vec::new();
+                        // Each connection in its own order.
+                        for n in (0..chunks).map(|n| (n * 7 + connection * 251) % chunks) {
+                            if let Claim::New(claim) = claim_nth(ledger, n) {
+                                claimed.push(claim);
+                            }
+                        }
+                        claimed
+                    })
+                })
+                .collect();
+            connections.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let new_claims: usize = new_claims.iter().map(Vec::len).sum();
+        assert_eq!(new_claims, chunks, "each chunk is new on exactly one connection");
+        assert_eq!(ledger.len(), chunks);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use metrics::Counter;
 use tokio::sync::watch;
 
 use crate::SourceShared;
-use chunks::{ChunkAck, ChunkIdentity, ChunkState, MAX_CHUNK_ID_LEN};
+use chunks::{AppendOutcome, ChunkAck, ChunkIdentity, ChunkState, MAX_CHUNK_ID_LEN};
 
 /// Runs a source's events through the filters and appends them to the log, counting them.
 ///
@@ -40,17 +40,61 @@ pub struct Ingest {
     waiting: Vec<(Range<u64>, watch::Sender<ChunkState>)>,
     /// The outcome of the newest append. The log makes appends durable in order, so an input
     /// whose last events left in an earlier append is stored once this one is.
-    last_append: Option<watch::Receiver<ChunkState>>,
+    last_append: Option<AppendOutcome>,
+    counters: IngestCounters,
+}
+
+/// What a source counts of the events it takes.
+#[derive(Debug, Clone)]
+pub struct IngestCounters {
     events: Counter,
     bytes: Counter,
     unrouted: Counter,
     duplicates: Counter,
 }
 
+impl IngestCounters {
+    /// The counters of the source `name`.
+    pub fn new(name: &str) -> Self {
+        let source = name.to_owned();
+        Self {
+            events: metrics::counter!("flumen_source_events_total", "source" => source.clone()),
+            bytes: metrics::counter!("flumen_source_bytes_total", "source" => source.clone()),
+            unrouted: metrics::counter!("flumen_source_unrouted_events_total", "source" => source.clone()),
+            duplicates: metrics::counter!("flumen_source_duplicate_events_total", "source" => source),
+        }
+    }
+}
+
+/// One input as its sender sent it.
+#[derive(Debug, Clone, Copy)]
+struct Input<'a> {
+    tag: &'a str,
+    /// Its chunk id (empty without one).
+    chunk: &'a [u8],
+    count: u32,
+    entries: &'a [u8],
+    /// The fingerprint of `entries`, when the chunk ledger computed it already.
+    fingerprint: Option<[u8; FINGERPRINT_LEN]>,
+}
+
+impl Input<'_> {
+    /// The fingerprint of its entries, computed once.
+    fn fingerprint(&self) -> [u8; FINGERPRINT_LEN] {
+        self.fingerprint
+            .unwrap_or_else(|| chunks::fingerprint(self.entries))
+    }
+}
+
 impl Ingest {
     /// An ingest for the source `name`, whose events carry `label`.
     pub fn new(name: &str, label: &str, shared: &SourceShared) -> Self {
-        let source = name.to_owned();
+        Self::counted(IngestCounters::new(name), label, shared)
+    }
+
+    /// An ingest whose events carry `label`, counted in `counters` (shared by the streams of
+    /// one source).
+    pub fn counted(counters: IngestCounters, label: &str, shared: &SourceShared) -> Self {
         let tenant = TenantId::default_tenant();
         Self {
             wal: shared.wal.clone(),
@@ -63,10 +107,7 @@ impl Ingest {
             session: shared.pipeline.session(),
             waiting: Vec::new(),
             last_append: None,
-            events: metrics::counter!("flumen_source_events_total", "source" => source.clone()),
-            bytes: metrics::counter!("flumen_source_bytes_total", "source" => source.clone()),
-            unrouted: metrics::counter!("flumen_source_unrouted_events_total", "source" => source.clone()),
-            duplicates: metrics::counter!("flumen_source_duplicate_events_total", "source" => source),
+            counters,
         }
     }
 
@@ -98,9 +139,16 @@ impl Ingest {
         let chunk = chunk.unwrap_or_default();
         refuse_long_chunk_id(chunk)?;
         refuse_long_tag(tag)?;
+        let mut input = Input {
+            tag,
+            chunk,
+            count,
+            entries,
+            fingerprint: None,
+        };
         if chunk.is_empty() {
             let outcome = watch::channel(ChunkState::Pending).0;
-            return self.store(tag, chunk, count, entries, outcome).await;
+            return self.store(input, outcome).await;
         }
         let identity = ChunkIdentity {
             tenant: self.tenant.as_str(),
@@ -109,7 +157,7 @@ impl Ingest {
         };
         let claimed = match self.chunks.claim(&identity, entries) {
             chunks::Claim::Seen(ack) => {
-                self.duplicates.increment(u64::from(count));
+                self.counters.duplicates.increment(u64::from(count));
                 tracing::debug!(
                     message = "A resent chunk was already taken; not storing it again.",
                     tag,
@@ -119,9 +167,8 @@ impl Ingest {
             }
             chunks::Claim::New(claimed) => claimed,
         };
-        let stored = self
-            .store(tag, chunk, count, entries, claimed.outcome)
-            .await;
+        input.fingerprint = Some(claimed.fingerprint);
+        let stored = self.store(input, claimed.outcome).await;
         if stored.is_err() {
             self.chunks.forget(claimed.key);
         }
@@ -140,21 +187,32 @@ impl Ingest {
     ) -> Result<ChunkAck, IngestError> {
         refuse_long_tag(tag)?;
         let outcome = watch::channel(ChunkState::Pending).0;
-        self.store(tag, chunk, count, entries, outcome).await
+        let input = Input {
+            tag,
+            chunk,
+            count,
+            entries,
+            fingerprint: None,
+        };
+        self.store(input, outcome).await
     }
 
     /// Routes, filters and appends one input whose outcome `outcome` will publish.
     async fn store(
         &mut self,
-        tag: &str,
-        chunk: &[u8],
-        count: u32,
-        entries: &[u8],
+        input: Input<'_>,
         outcome: watch::Sender<ChunkState>,
     ) -> Result<ChunkAck, IngestError> {
+        let Input {
+            tag,
+            chunk,
+            count,
+            entries,
+            ..
+        } = input;
         let ack = ChunkAck::of(&outcome);
         if self.routes.decide(&self.label, tag).is_empty() {
-            self.unrouted.increment(u64::from(count));
+            self.counters.unrouted.increment(u64::from(count));
             tracing::debug!(
                 message = "No route matches the tag; dropping events.",
                 tag,
@@ -163,14 +221,14 @@ impl Ingest {
             outcome.send_replace(ChunkState::Durable);
             return Ok(ack);
         }
-        self.bytes.increment(entries.len() as u64);
-        self.events.increment(u64::from(count));
+        self.counters.bytes.increment(entries.len() as u64);
+        self.counters.events.increment(u64::from(count));
         if self.pipeline.applies_to(tag) {
-            self.process(tag, chunk, entries, outcome).await?;
+            self.process(input, outcome).await?;
         } else {
             let payload = self.builder.encode(tag, chunk, count, entries)?;
             let ticket = self.wal.append(payload).await?;
-            self.settle(Some(ticket), vec![outcome]);
+            self.settle(Some(ticket), Some(outcome));
         }
         Ok(ack)
     }
@@ -178,11 +236,15 @@ impl Ingest {
     /// Runs one input through the filters and appends what comes out now.
     async fn process(
         &mut self,
-        tag: &str,
-        chunk: &[u8],
-        entries: &[u8],
+        input: Input<'_>,
         outcome: watch::Sender<ChunkState>,
     ) -> Result<(), IngestError> {
+        let Input {
+            tag,
+            chunk,
+            entries,
+            ..
+        } = input;
         let events = EntryIter::new(entries)
             .map(|entry| {
                 let entry = entry.map_err(|e| IngestError::Rejected(e.to_string()))?;
@@ -204,7 +266,7 @@ impl Ingest {
             let fingerprint = if id.is_empty() {
                 [0; FINGERPRINT_LEN]
             } else {
-                chunks::fingerprint(entries)
+                input.fingerprint()
             };
             Some(
                 self.append_or_fail_waiting(tag, id, fingerprint, &released)
@@ -212,7 +274,7 @@ impl Ingest {
             )
         };
         self.waiting.push((seqs, outcome));
-        self.settle(ticket, Vec::new());
+        self.settle(ticket, None);
         Ok(())
     }
 
@@ -241,7 +303,7 @@ impl Ingest {
                     .await?,
             );
         }
-        self.settle(ticket, Vec::new());
+        self.settle(ticket, None);
         Ok(())
     }
 
@@ -260,8 +322,8 @@ impl Ingest {
         if appended.is_err() {
             let waiting = std::mem::take(&mut self.waiting);
             publish(
-                waiting.into_iter().map(|(_, outcome)| outcome).collect(),
-                ChunkState::Failed,
+                waiting.into_iter().map(|(_, outcome)| outcome),
+                &ChunkState::Failed,
             );
         }
         appended
@@ -288,42 +350,28 @@ impl Ingest {
         Ok(self.wal.append(payload).await?)
     }
 
-    /// Resolves the outcome of `done` and of every waiting input the session no longer holds
-    /// once `ticket` (or, without one, the newest append) is durable.
-    fn settle(&mut self, ticket: Option<AppendTicket>, mut done: Vec<watch::Sender<ChunkState>>) {
+    /// Ties the outcome of `done` and of every waiting input the session no longer holds to
+    /// `ticket` (or, without one, to the newest append): they resolve when whoever waits for
+    /// them finds it durable.
+    fn settle(&mut self, ticket: Option<AppendTicket>, done: Option<watch::Sender<ChunkState>>) {
+        if let Some(ticket) = ticket {
+            self.last_append = Some(AppendOutcome::of(ticket));
+        }
         let session = &self.session;
         let (held, stored): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|(seqs, _)| session.holds(seqs.clone()));
         self.waiting = held;
-        done.extend(stored.into_iter().map(|(_, outcome)| outcome));
-        if let Some(ticket) = ticket {
-            let (newest, outcome) = watch::channel(ChunkState::Pending);
-            self.last_append = Some(outcome);
-            done.push(newest);
-            tokio::spawn(async move {
-                let state = match ticket.await {
-                    // Dropped by the operator's `when_full = "drop_newest"`: acknowledged,
-                    // counted.
-                    Ok(_) | Err(WalError::Dropped) => ChunkState::Durable,
-                    Err(_) => ChunkState::Failed,
-                };
-                publish(done, state);
-            });
-        } else if !done.is_empty() {
-            match self.last_append.clone() {
-                Some(mut newest) => {
-                    tokio::spawn(async move {
-                        let state = newest
-                            .wait_for(|s| *s != ChunkState::Pending)
-                            .await
-                            .map_or(ChunkState::Failed, |s| *s);
-                        publish(done, state);
-                    });
-                }
-                None => publish(done, ChunkState::Durable),
-            }
-        }
+        let state = match &self.last_append {
+            Some(append) => ChunkState::Appended(append.clone()),
+            // Nothing appended yet: what is done was dropped whole by the filters.
+            None => ChunkState::Durable,
+        };
+        publish(
+            done.into_iter()
+                .chain(stored.into_iter().map(|(_, outcome)| outcome)),
+            &state,
+        );
     }
 }
 
@@ -350,9 +398,9 @@ fn refuse_long_tag(tag: &str) -> Result<(), IngestError> {
     Ok(())
 }
 
-fn publish(outcomes: Vec<watch::Sender<ChunkState>>, state: ChunkState) {
+fn publish(outcomes: impl IntoIterator<Item = watch::Sender<ChunkState>>, state: &ChunkState) {
     for outcome in outcomes {
-        outcome.send_replace(state);
+        outcome.send_replace(state.clone());
     }
 }
 
@@ -444,6 +492,64 @@ mod tests {
         // Whatever comes after must not publish X1 as stored.
         let _ = ingest.flush_all().await;
         assert!(!held.durable().await, "X1 acknowledged, never stored");
+    }
+
+    #[tokio::test]
+    async fn a_held_chunk_and_its_resend_are_acknowledged_once_the_append_releasing_it_is_durable()
+    {
+        use futures_util::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path(), JAVA_MULTILINE);
+        let mut ingest = Ingest::new("fwd", "", &shared).from_peer([127, 0, 0, 1].into());
+        let (count, exception) = lines(&["java.lang.IllegalStateException: boom"]);
+        let mut held = ingest
+            .append("app", Some(b"X1"), count, &exception)
+            .await
+            .unwrap();
+        // The sender missed the ack and resends on a new connection.
+        let mut reconnected = Ingest::new("fwd", "", &shared).from_peer([127, 0, 0, 1].into());
+        let mut resend = reconnected
+            .append("app", Some(b"X1"), count, &exception)
+            .await
+            .unwrap();
+        assert!(held.durable().now_or_never().is_none(), "X1 is held");
+        assert!(resend.durable().now_or_never().is_none(), "and so is its resend");
+        // The next line ends the exception: it is appended, and with it X1.
+        let (count, next) = lines(&["Worker stopped"]);
+        let mut after = ingest
+            .append("app", Some(b"X2"), count, &next)
+            .await
+            .unwrap();
+        assert!(resend.durable().await, "the resend shares the append's outcome");
+        assert!(held.durable().await);
+        ingest.flush_all().await.unwrap();
+        assert!(after.durable().await);
+        assert_eq!(shared.wal.stats().next_seq, 2, "X1 stored once, then X2");
+        shared.wal.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn acknowledgements_resolve_whichever_is_awaited_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared(dir.path(), "");
+        let mut ingest = Ingest::new("fwd", "", &shared).from_peer([127, 0, 0, 1].into());
+        let (count, entries) = lines(&["a line"]);
+        let mut acks = Vec::new();
+        for n in 0..20 {
+            let id = format!("c{n}");
+            acks.push(
+                ingest
+                    .append("app", Some(id.as_bytes()), count, &entries)
+                    .await
+                    .unwrap(),
+            );
+        }
+        // The newest first, then the others: each resolves from its own append.
+        for mut ack in acks.into_iter().rev() {
+            assert!(ack.durable().await);
+        }
+        assert_eq!(shared.wal.stats().next_seq, 20);
+        shared.wal.shutdown().await;
     }
 
     #[tokio::test]

@@ -252,12 +252,12 @@ impl OtlpState {
         if count == 0 {
             return Ok(());
         }
-        let session = self
+        let mut ingest = self
             .clients
-            .session(client)
+            .ingest_for(client, &self.tag)
             .await
             .map_err(|error| Refusal::Unavailable(error.to_string()))?;
-        store_request(&session, &self.tag, count, &entries)
+        store_request(&mut ingest, &self.tag, count, &entries)
             .await
             .map_err(|error| match error {
                 StoreError::Full => Refusal::Unavailable("the log is full; retry later".to_owned()),

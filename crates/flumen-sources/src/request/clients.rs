@@ -8,6 +8,10 @@
 //! [`MAX_CLIENT_SESSIONS`] are kept; one unused for [`IDLE_AFTER`] is closed, and when a new
 //! client finds them all taken, the least recently used one not serving a request is closed
 //! for it. Closing a session stores the events it still holds.
+//!
+//! A request whose tag no filter applies to needs no session: it gets an [`Ingest`] of its own
+//! ([`RequestIngest::Own`]), so that such requests, even from one client, never wait for each
+//! other.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -17,6 +21,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 use super::{FLUSH_TICK, HeldEvents};
+use crate::ingest::IngestCounters;
 use crate::{Ingest, SourceShared};
 
 /// The most client sessions a source keeps.
@@ -34,6 +39,15 @@ type ClientIngest = Arc<Mutex<Ingest>>;
 /// A session closed to make room for another, with its client's address.
 type Closed = Option<(IpAddr, ClientIngest)>;
 
+/// What one request's events go through.
+#[derive(Debug)]
+pub(crate) enum RequestIngest {
+    /// Its client's filter session, shared with the client's other requests.
+    Session(ClientIngest),
+    /// An ingest of its own: no filter applies to its tag.
+    Own(Ingest),
+}
+
 /// Every client was sending a request when a new client came (HTTP 503).
 #[derive(Debug, thiserror::Error)]
 #[error("{MAX_CLIENT_SESSIONS} other clients are sending at once; retry later")]
@@ -46,6 +60,7 @@ pub(crate) struct ClientSessions {
     label: String,
     shared: SourceShared,
     clients: std::sync::Mutex<HashMap<IpAddr, Client>>,
+    counters: IngestCounters,
     gauge: metrics::Gauge,
 }
 
@@ -70,8 +85,29 @@ impl ClientSessions {
             label: label.to_owned(),
             shared: shared.clone(),
             clients: std::sync::Mutex::new(HashMap::new()),
+            counters: IngestCounters::new(source),
             gauge: metrics::gauge!("flumen_source_client_sessions", "source" => source.to_owned()),
         }
+    }
+
+    /// What a request from `address` with events under `tag` goes through: its client's
+    /// session when a filter applies to the tag (the filters see each client's events in
+    /// order), otherwise an ingest of its own.
+    pub(crate) async fn ingest_for(
+        &self,
+        address: IpAddr,
+        tag: &str,
+    ) -> Result<RequestIngest, TooManyClients> {
+        if self.shared.pipeline.applies_to(tag) {
+            Ok(RequestIngest::Session(self.session(address).await?))
+        } else {
+            Ok(RequestIngest::Own(self.ingest()))
+        }
+    }
+
+    /// A new ingest of this source.
+    fn ingest(&self) -> Ingest {
+        Ingest::counted(self.counters.clone(), &self.label, &self.shared)
     }
 
     /// The session of the client at `address`, started if it has none.
@@ -104,11 +140,7 @@ impl ClientSessions {
         } else {
             None
         };
-        let ingest = Arc::new(Mutex::new(Ingest::new(
-            &self.source,
-            &self.label,
-            &self.shared,
-        )));
+        let ingest = Arc::new(Mutex::new(self.ingest()));
         clients.insert(
             address,
             Client {
@@ -203,12 +235,15 @@ mod tests {
     use std::collections::HashSet;
     use std::net::Ipv4Addr;
 
-    use flumen_process::Pipeline;
-    use flumen_wal::{Wal, WalConfig};
+    use flumen_event::EventTime;
+    use flumen_event::entry::write_entry;
+    use flumen_process::{FilterConfig, Pipeline};
+    use flumen_wal::{Persistence, Wal, WalConfig};
 
     use super::*;
     use crate::ingest::chunks::ChunkLedger;
-    use flumen_routing::RouteTable;
+    use crate::request::store_request;
+    use flumen_routing::{RouteSpec, RouteTable};
 
     fn shared(dir: &std::path::Path) -> SourceShared {
         SourceShared {
@@ -218,6 +253,74 @@ mod tests {
             chunks: Arc::new(ChunkLedger::new(16)),
             data_dir: dir.to_owned(),
         }
+    }
+
+    /// What sources share with a filter on the tag `filtered` and a route taking every tag,
+    /// over a log that acknowledges once written.
+    fn shared_with_a_filter(dir: &std::path::Path) -> SourceShared {
+        #[derive(serde::Deserialize)]
+        struct Filters {
+            filters: Vec<FilterConfig>,
+        }
+        let filters: Filters = toml::from_str(
+            "[[filters]]\ntype = \"multiline\"\nmatch = \"filtered\"\nmode = \"java\"\n",
+        )
+        .unwrap();
+        let route = RouteSpec {
+            patterns: vec!["**".into()],
+            outputs: vec!["out".into()],
+            ..RouteSpec::default()
+        };
+        SourceShared {
+            wal: Arc::new(
+                Wal::open(WalConfig {
+                    persistence: Persistence::Os,
+                    ..WalConfig::new(dir.join("wal"))
+                })
+                .unwrap(),
+            ),
+            routes: Arc::new(RouteTable::new(&[route], &["out".to_owned()]).unwrap()),
+            pipeline: Arc::new(Pipeline::new(&filters.filters).unwrap()),
+            chunks: Arc::new(ChunkLedger::new(16)),
+            data_dir: dir.to_owned(),
+        }
+    }
+
+    fn one_event() -> Vec<u8> {
+        let mut record = Vec::new();
+        rmp::encode::write_map_len(&mut record, 1).unwrap();
+        rmp::encode::write_str(&mut record, "log").unwrap();
+        rmp::encode::write_str(&mut record, "a line").unwrap();
+        let mut entries = Vec::new();
+        write_entry(&mut entries, EventTime::new(1_700_000_000, 0), &record);
+        entries
+    }
+
+    #[tokio::test]
+    async fn a_request_no_filter_applies_to_is_stored_while_its_clients_session_is_busy() {
+        let dir = tempfile::tempdir().unwrap();
+        let shared = shared_with_a_filter(dir.path());
+        let sessions = ClientSessions::new("web", "", &shared);
+        let Ok(RequestIngest::Session(session)) =
+            sessions.ingest_for(client(0), "filtered").await
+        else {
+            panic!("a filtered tag goes through the client's session")
+        };
+        // Another request of the same client is being filtered.
+        let busy = session.lock().await;
+        let mut ingest = sessions.ingest_for(client(0), "plain").await.unwrap();
+        assert!(matches!(ingest, RequestIngest::Own(_)));
+        let entries = one_event();
+        let stored = tokio::time::timeout(
+            Duration::from_secs(10),
+            store_request(&mut ingest, "plain", 1, &entries),
+        )
+        .await;
+        assert!(matches!(stored, Ok(Ok(()))), "{stored:?}");
+        assert_eq!(shared.wal.stats().next_seq, 1);
+        drop(busy);
+        assert_eq!(clients(&sessions).len(), 1, "no session for the plain tag");
+        shared.wal.shutdown().await;
     }
 
     /// The n-th client: 127.0.0.1, 127.0.0.2, …

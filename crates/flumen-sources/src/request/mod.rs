@@ -6,9 +6,11 @@ use std::future::Future;
 use std::time::Duration;
 
 use flumen_wal::WalError;
-use tokio::sync::{Mutex, watch};
+use tokio::sync::watch;
 
+use crate::ingest::chunks::ChunkAck;
 use crate::{Ingest, IngestError, stopped};
+use clients::RequestIngest;
 
 /// Why a request's events were not stored.
 #[derive(Debug)]
@@ -35,7 +37,7 @@ impl From<IngestError> for StoreError {
 /// Appends one request's `count` events (`entries`) under `tag` if the log has room for them,
 /// and waits until they are durable.
 pub(crate) async fn store_request(
-    ingest: &Mutex<Ingest>,
+    ingest: &mut RequestIngest,
     tag: &str,
     count: u32,
     entries: &[u8],
@@ -49,27 +51,21 @@ pub(crate) async fn store_request(
 /// Each batch is a record of its own in the log, so that no request makes one record larger
 /// than a batch. A batch that cannot be appended fails the request; the batches before it
 /// may be stored, and the sender's retry stores them again (duplicates, never loss).
+///
+/// A client's filter session is locked only while its batches go through the filters and into
+/// the log's queue, never while they become durable; a request no filter applies to locks
+/// nothing.
 pub(crate) async fn store_batches<'a>(
-    ingest: &Mutex<Ingest>,
+    ingest: &mut RequestIngest,
     tag: &str,
     size: usize,
     batches: impl IntoIterator<Item = (u32, &'a [u8]), IntoIter: ExactSizeIterator>,
 ) -> Result<(), StoreError> {
-    let batches = batches.into_iter();
-    let acks = {
-        let mut ingest = ingest.lock().await;
-        // A batch header and the tag on top of each batch's entries; a little over is harmless.
-        if !ingest
-            .wal()
-            .has_room(size + batches.len() * (tag.len() + 512))
-        {
-            return Err(StoreError::Full);
+    let acks = match ingest {
+        RequestIngest::Session(session) => {
+            append_batches(&mut *session.lock().await, tag, size, batches).await?
         }
-        let mut acks = Vec::with_capacity(batches.len());
-        for (count, entries) in batches {
-            acks.push(ingest.append(tag, None, count, entries).await?);
-        }
-        acks
+        RequestIngest::Own(ingest) => append_batches(ingest, tag, size, batches).await?,
     };
     for mut ack in acks {
         if !ack.durable().await {
@@ -77,6 +73,29 @@ pub(crate) async fn store_batches<'a>(
         }
     }
     Ok(())
+}
+
+/// Appends one request's batches (see [`store_batches`]) if the log has room for all of them;
+/// their acknowledgements, in order.
+async fn append_batches<'a>(
+    ingest: &mut Ingest,
+    tag: &str,
+    size: usize,
+    batches: impl IntoIterator<Item = (u32, &'a [u8]), IntoIter: ExactSizeIterator>,
+) -> Result<Vec<ChunkAck>, StoreError> {
+    let batches = batches.into_iter();
+    // A batch header and the tag on top of each batch's entries; a little over is harmless.
+    if !ingest
+        .wal()
+        .has_room(size + batches.len() * (tag.len() + 512))
+    {
+        return Err(StoreError::Full);
+    }
+    let mut acks = Vec::with_capacity(batches.len());
+    for (count, entries) in batches {
+        acks.push(ingest.append(tag, None, count, entries).await?);
+    }
+    Ok(acks)
 }
 
 /// How often a source looks for held events (multiline groups) whose timeout has passed.
