@@ -215,15 +215,15 @@ mod tests {
         let forward = "type = \"forward\"\nservers = [{ address = \"127.0.0.1:1\" }]\n";
         assert_eq!(output(forward).max_in_flight(), 1);
         let four = output(&format!("{forward}batch = {{ max_in_flight = 4 }}"));
-        assert_eq!((four.validate(), four.max_in_flight()), (Ok(()), 4));
+        assert_eq!(four.check().unwrap().max_in_flight, 4);
         let zero = output(&format!("{forward}batch = {{ max_in_flight = 0 }}"));
         assert_eq!(
-            zero.validate().unwrap_err(),
+            zero.check().unwrap_err(),
             "batch.max_in_flight must be at least 1"
         );
         let file = output("type = \"file\"\npath = \"/tmp/x.log\"\nbatch = { max_in_flight = 2 }");
         assert!(
-            file.validate()
+            file.check()
                 .unwrap_err()
                 .starts_with("batch.max_in_flight: "),
             "a file output delivers one at a time"

@@ -608,16 +608,17 @@ mod tests {
     #[test]
     fn the_cursor_waits_for_the_oldest_delivery_in_flight() {
         let mut in_flight = InFlight::default();
+        let at = Position::new;
         in_flight
             .order
-            .extend([(0, 10, false), (1, 20, false), (2, 30, false)]);
+            .extend([(0, at(10), false), (1, at(20), false), (2, at(30), false)]);
         assert_eq!(
             in_flight.finish(1),
             None,
             "the one before is still on its way"
         );
-        assert_eq!(in_flight.finish(0), Some(20));
-        assert_eq!(in_flight.finish(2), Some(30));
+        assert_eq!(in_flight.finish(0), Some(at(20)));
+        assert_eq!(in_flight.finish(2), Some(at(30)));
         assert!(in_flight.is_empty());
     }
 

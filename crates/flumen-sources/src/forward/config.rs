@@ -52,6 +52,7 @@ impl ForwardSourceConfig {
             max_frame_size: default_max_frame_size(),
             max_connection_age: None,
             idle_timeout: None,
+            tls: None,
         }
     }
 }

@@ -524,7 +524,7 @@ mod tests {
         assert!(held.durable().await);
         ingest.flush_all().await.unwrap();
         assert!(after.durable().await);
-        assert_eq!(shared.wal.stats().next_seq, 2, "X1 stored once, then X2");
+        assert_eq!(shared.wal.stats().durable_end.get(), 2, "X1 stored once, then X2");
         shared.wal.shutdown().await;
     }
 
@@ -548,7 +548,7 @@ mod tests {
         for mut ack in acks.into_iter().rev() {
             assert!(ack.durable().await);
         }
-        assert_eq!(shared.wal.stats().next_seq, 20);
+        assert_eq!(shared.wal.stats().durable_end.get(), 20);
         shared.wal.shutdown().await;
     }
 

@@ -317,7 +317,7 @@ mod tests {
         )
         .await;
         assert!(matches!(stored, Ok(Ok(()))), "{stored:?}");
-        assert_eq!(shared.wal.stats().next_seq, 1);
+        assert_eq!(shared.wal.stats().durable_end.get(), 1);
         drop(busy);
         assert_eq!(clients(&sessions).len(), 1, "no session for the plain tag");
         shared.wal.shutdown().await;

@@ -245,6 +245,8 @@ impl Slot {
                 max_events: 5000,
                 max_bytes: ByteSize::mib(4),
                 timeout: Duration::from_millis(50),
+                // A command's lines reach the aggregator in the order it printed them.
+                max_in_flight: Some(1),
             },
             retry: RetryConfig {
                 initial_backoff: Duration::from_millis(100),
