@@ -127,7 +127,9 @@ fn forward_chunks(c: &mut Criterion) {
                         for task in tasks {
                             task.await.unwrap();
                         }
-                        start.elapsed().mul_f64(chunks as f64 / (per_connection * connections) as f64)
+                        start
+                            .elapsed()
+                            .mul_f64(chunks as f64 / (per_connection * connections) as f64)
                     })
                 });
             },

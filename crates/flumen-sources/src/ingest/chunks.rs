@@ -96,7 +96,9 @@ impl AppendOutcome {
 
 impl std::fmt::Debug for AppendOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_tuple("AppendOutcome").field(&self.0.peek()).finish()
+        f.debug_tuple("AppendOutcome")
+            .field(&self.0.peek())
+            .finish()
     }
 }
 
@@ -629,8 +631,15 @@ mod tests {
         assert_eq!(ledger.len(), capacity, "every shard holds its share");
         // The newest half spread over the shards with room to spare: all remembered.
         let newest = 3 * capacity - capacity / 2..3 * capacity;
-        assert!(newest.into_iter().all(|n| matches!(claim_nth(&ledger, n), Claim::Seen(_))));
-        assert!(matches!(claim_nth(&ledger, 0), Claim::New(_)), "the oldest are forgotten");
+        assert!(
+            newest
+                .into_iter()
+                .all(|n| matches!(claim_nth(&ledger, n), Claim::Seen(_)))
+        );
+        assert!(
+            matches!(claim_nth(&ledger, 0), Claim::New(_)),
+            "the oldest are forgotten"
+        );
     }
 
     #[test]
@@ -658,7 +667,10 @@ mod tests {
             connections.into_iter().map(|c| c.join().unwrap()).collect()
         });
         let new_claims: usize = new_claims.iter().map(Vec::len).sum();
-        assert_eq!(new_claims, chunks, "each chunk is new on exactly one connection");
+        assert_eq!(
+            new_claims, chunks,
+            "each chunk is new on exactly one connection"
+        );
         assert_eq!(ledger.len(), chunks);
     }
 

@@ -513,18 +513,28 @@ mod tests {
             .await
             .unwrap();
         assert!(held.durable().now_or_never().is_none(), "X1 is held");
-        assert!(resend.durable().now_or_never().is_none(), "and so is its resend");
+        assert!(
+            resend.durable().now_or_never().is_none(),
+            "and so is its resend"
+        );
         // The next line ends the exception: it is appended, and with it X1.
         let (count, next) = lines(&["Worker stopped"]);
         let mut after = ingest
             .append("app", Some(b"X2"), count, &next)
             .await
             .unwrap();
-        assert!(resend.durable().await, "the resend shares the append's outcome");
+        assert!(
+            resend.durable().await,
+            "the resend shares the append's outcome"
+        );
         assert!(held.durable().await);
         ingest.flush_all().await.unwrap();
         assert!(after.durable().await);
-        assert_eq!(shared.wal.stats().durable_end.get(), 2, "X1 stored once, then X2");
+        assert_eq!(
+            shared.wal.stats().durable_end.get(),
+            2,
+            "X1 stored once, then X2"
+        );
         shared.wal.shutdown().await;
     }
 

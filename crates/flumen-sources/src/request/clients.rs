@@ -45,7 +45,7 @@ pub(crate) enum RequestIngest {
     /// Its client's filter session, shared with the client's other requests.
     Session(ClientIngest),
     /// An ingest of its own: no filter applies to its tag.
-    Own(Ingest),
+    Own(Box<Ingest>),
 }
 
 /// Every client was sending a request when a new client came (HTTP 503).
@@ -101,7 +101,7 @@ impl ClientSessions {
         if self.shared.pipeline.applies_to(tag) {
             Ok(RequestIngest::Session(self.session(address).await?))
         } else {
-            Ok(RequestIngest::Own(self.ingest()))
+            Ok(RequestIngest::Own(Box::new(self.ingest())))
         }
     }
 
@@ -301,8 +301,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shared = shared_with_a_filter(dir.path());
         let sessions = ClientSessions::new("web", "", &shared);
-        let Ok(RequestIngest::Session(session)) =
-            sessions.ingest_for(client(0), "filtered").await
+        let Ok(RequestIngest::Session(session)) = sessions.ingest_for(client(0), "filtered").await
         else {
             panic!("a filtered tag goes through the client's session")
         };
