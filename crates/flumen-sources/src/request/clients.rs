@@ -263,7 +263,7 @@ mod tests {
             filters: Vec<FilterConfig>,
         }
         let filters: Filters = toml::from_str(
-            "[[filters]]\ntype = \"multiline\"\nmatch = \"filtered\"\nmode = \"java\"\n",
+            "[[filters]]\ntype = \"multiline\"\nmatch = [\"filtered\"]\nmode = \"java\"\n",
         )
         .unwrap();
         let route = RouteSpec {
