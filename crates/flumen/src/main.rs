@@ -133,6 +133,11 @@ fn init_logging(format: LogFormat, filter: &str) {
 }
 
 fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
+    // Before the spec: checking it compiles the filters, which register their counters with
+    // whatever recorder is installed at that moment.
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
     let mut spec = match &config_path {
         Some(path) => ServerSpec::load(path)?,
         None => ServerSpec::embedded_default(),
@@ -140,9 +145,6 @@ fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Res
     if let Some(dir) = data_dir {
         spec = spec.with_data_dir(dir);
     }
-    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-    let handle = recorder.handle();
-    metrics::set_global_recorder(recorder).context("installing the metrics recorder")?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flumen-worker")
