@@ -8,7 +8,8 @@
 #
 #   EVENTS=10000000 PERSISTENCE=interval CONNECTIONS=2 OUTPUT=null bash scripts/bench-e2e.sh
 #   EVENTS=10000000 PERSISTENCE=interval OUTPUT=forward bash scripts/bench-e2e.sh
-#   EVENTS=10000000 OUTPUT=forward IN_FLIGHT=4 bash scripts/bench-e2e.sh  # 4 deliveries in flight
+#   EVENTS=10000000 OUTPUT=forward OUTPUT_IN_FLIGHT=4 bash scripts/bench-e2e.sh  # 4 deliveries
+#                                   # in flight in the forward output
 #   FLUMEN_BIN=/path/to/flumen ... bash scripts/bench-e2e.sh   # a binary built elsewhere
 #   PROFILE=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # also: where flumen's CPU goes (perf,
 #                                                         # from Debian's linux-perf)
@@ -34,7 +35,7 @@ ACK=${ACK:-}                           # set to 1 for --ack
 IN_FLIGHT=${IN_FLIGHT:-1}              # with ACK=1: chunks written before waiting for an ack
 MODE=${MODE:-packed}                   # packed | compressed | message | forward
 OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end)
-IN_FLIGHT=${IN_FLIGHT:-}               # forward: batch.max_in_flight (unset: the default)
+OUTPUT_IN_FLIGHT=${OUTPUT_IN_FLIGHT:-} # forward: batch.max_in_flight (unset: the default)
 FORWARD_PORT=${FORWARD_PORT:-24299}
 API_PORT=${API_PORT:-18299}
 RECEIVER_PORT=${RECEIVER_PORT:-24298}
@@ -50,7 +51,7 @@ if [ "$OUTPUT" = forward ]; then
   output_config="type = \"forward\"
 servers = [{ address = \"127.0.0.1:$RECEIVER_PORT\" }]
 require_ack = true
-batch = { max_events = 20000, max_bytes = \"8MiB\"${IN_FLIGHT:+, max_in_flight = $IN_FLIGHT} }"
+batch = { max_events = 20000, max_bytes = \"8MiB\"${OUTPUT_IN_FLIGHT:+, max_in_flight = $OUTPUT_IN_FLIGHT} }"
 else
   output_config='type = "null"'
 fi
