@@ -441,6 +441,7 @@ impl Writer {
                 }
             }
             let mut shutdown = None;
+            let mut sync_asked = false;
             for cmd in group {
                 match cmd {
                     Command::Append {
@@ -453,15 +454,16 @@ impl Writer {
                         shutdown = Some(done);
                         break;
                     }
-                    // The flag, read below, says it; the command only woke the writer.
-                    Command::Sync => {}
+                    // Queued after the append whose ticket asked, so that append is written
+                    // by now even if an earlier group took the flag.
+                    Command::Sync => sync_asked = true,
                 }
             }
             self.flush_buf();
             if shutdown.is_some() {
                 return shutdown;
             }
-            if self.sync_due() {
+            if self.sync_due(sync_asked) {
                 self.sync();
             }
         }
@@ -472,10 +474,11 @@ impl Writer {
     /// yet. The sync thread runs one `fdatasync` at a time and each covers everything written
     /// before it started, so syncs asked for while one runs are served together by the next:
     /// the disk's sync latency, not the interval, bounds how long an awaited ticket waits.
-    fn sync_due(&mut self) -> bool {
+    /// `asked` is a `Command::Sync` in the group just written.
+    fn sync_due(&mut self, asked: bool) -> bool {
         match self.shared.config.persistence {
             Persistence::Interval(every) => {
-                let awaited = self.sync_wanted.swap(false, Ordering::AcqRel)
+                let awaited = (self.sync_wanted.swap(false, Ordering::AcqRel) | asked)
                     && (self.unsynced || !self.waiting.is_empty());
                 awaited || self.last_sync.elapsed() >= every
             }

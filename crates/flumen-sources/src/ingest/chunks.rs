@@ -92,6 +92,12 @@ impl AppendOutcome {
     fn failed(&self) -> bool {
         self.0.clone().now_or_never() == Some(false)
     }
+
+    /// Polls the append once without waiting: a log with interval persistence takes a ticket
+    /// found not durable as someone waiting for it, and starts its sync now.
+    fn start_sync(&self) {
+        let _ = self.0.clone().now_or_never();
+    }
 }
 
 impl std::fmt::Debug for AppendOutcome {
@@ -126,6 +132,18 @@ impl ChunkAck {
     /// Follows the outcome `sender` will publish.
     pub fn of(sender: &watch::Sender<ChunkState>) -> Self {
         Self(sender.subscribe())
+    }
+
+    /// Asks the log to make the append that carries this chunk durable now rather than at its
+    /// next interval, because its sender waits for the acknowledgement: waiting only when the
+    /// connection comes to this acknowledgement would leave the disk idle meanwhile. A chunk
+    /// still held by a joining filter is in no append yet, and asks nothing.
+    pub fn start_sync(&self) {
+        let append = match &*self.0.borrow() {
+            ChunkState::Appended(append) => append.clone(),
+            _ => return,
+        };
+        append.start_sync();
     }
 
     /// Waits for the first append's outcome; true if durable.

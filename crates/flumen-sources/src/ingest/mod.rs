@@ -163,16 +163,23 @@ impl Ingest {
                     tag,
                     count
                 );
+                ack.start_sync();
                 return Ok(ack);
             }
             chunks::Claim::New(claimed) => claimed,
         };
         input.fingerprint = Some(claimed.fingerprint);
-        let stored = self.store(input, claimed.outcome).await;
-        if stored.is_err() {
-            self.chunks.forget(claimed.key);
+        match self.store(input, claimed.outcome).await {
+            // A chunk id is what a Forward sender sends when it waits for the acknowledgement.
+            Ok(ack) => {
+                ack.start_sync();
+                Ok(ack)
+            }
+            Err(error) => {
+                self.chunks.forget(claimed.key);
+                Err(error)
+            }
         }
-        stored
     }
 
     /// Like [`Ingest::append`], for sources that recognise their own resends (the tail source
@@ -428,7 +435,7 @@ mod tests {
     use flumen_event::entry::write_entry;
     use flumen_process::FilterConfig;
     use flumen_routing::{RouteSpec, RouteTable};
-    use flumen_wal::WalConfig;
+    use flumen_wal::{Persistence, WalConfig};
 
     /// What sources share for `filters` (a TOML `[[filters]]` list) over a log in `dir`, with
     /// one route taking every tag to one output.
@@ -535,6 +542,39 @@ mod tests {
             1,
             "X1 stored once, in the append with X2 that released it"
         );
+        shared.wal.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_chunk_whose_sender_waits_for_its_ack_is_synced_before_the_ack_is_awaited() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut shared = shared(dir.path(), "");
+        // A sync interval no test run reaches: only an early sync makes anything durable.
+        shared.wal = Arc::new(
+            Wal::open(WalConfig {
+                persistence: Persistence::Interval(std::time::Duration::from_secs(3600)),
+                ..WalConfig::new(dir.path().join("hourly"))
+            })
+            .unwrap(),
+        );
+        let mut ingest = Ingest::new("fwd", "", &shared).from_peer([127, 0, 0, 1].into());
+        let (count, entries) = lines(&["a line"]);
+        let ack = ingest
+            .append("app", Some(b"c1"), count, &entries)
+            .await
+            .unwrap();
+        // Nobody waits on `ack`: a connection would come to it only after the acks before it.
+        let synced = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            while shared.wal.durable_end().get() < 1 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert!(
+            synced.is_ok(),
+            "the append was not synced before its ack was awaited"
+        );
+        drop(ack);
         shared.wal.shutdown().await;
     }
 
