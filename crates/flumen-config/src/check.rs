@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use flumen_process::Pipeline;
+use flumen_routing::{RouteKey, RouteSpec, RouteTable};
 use flumen_sinks::OutputSpec;
 
 use crate::settings::{PersistenceMode, ServerConfig, WhenFull};
@@ -56,7 +57,7 @@ impl ServerConfig {
                 .map_err(|m| InvalidConfig::new(at(), format!("sources.{source_name}: {m}")))?;
         }
         let outputs = self.check_outputs()?;
-        self.check_routes()?;
+        let routes = self.check_routes()?;
         let pipeline = self.pipeline()?;
         let wal = self.wal_config();
         wal.validate()
@@ -68,7 +69,7 @@ impl ServerConfig {
             api_address: self.api.address,
             sources: self.sources.clone(),
             outputs,
-            routes: self.routes.iter().map(|route| route.to_spec()).collect(),
+            routes: Arc::new(routes),
             pipeline: Arc::new(pipeline),
             shutdown_timeout: self.shutdown_timeout,
         })
@@ -87,7 +88,9 @@ impl ServerConfig {
         Ok(outputs)
     }
 
-    fn check_routes(&self) -> Result<(), InvalidConfig> {
+    /// Checks that routes name outputs and labels that exist and have a pattern, and compiles
+    /// them into the route table the server runs.
+    fn check_routes(&self) -> Result<RouteTable, InvalidConfig> {
         let labels: Vec<&str> = self.sources.values().map(|s| s.label()).collect();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |key: &str| vec![name("routes"), Key::Index(i), name(key)];
@@ -104,21 +107,11 @@ impl ServerConfig {
                     ));
                 }
             }
-            for (j, pattern) in route.patterns.iter().enumerate() {
-                flumen_routing::TagPattern::parse(pattern).map_err(|e| {
-                    InvalidConfig::new(at_element("match", j), format!("routes[{i}].match: {e}"))
-                })?;
-            }
             if route.patterns.is_empty() {
                 return Err(InvalidConfig::new(
                     Vec::new(),
                     format!("routes[{i}].match: at least one pattern is needed"),
                 ));
-            }
-            if let Some(select) = &route.select {
-                flumen_select::Selector::parse(select).map_err(|e| {
-                    InvalidConfig::new(at("select"), format!("routes[{i}].select: {e}"))
-                })?;
             }
             if let Some(label) = &route.label
                 && !labels.contains(&label.as_str())
@@ -129,7 +122,16 @@ impl ServerConfig {
                 ));
             }
         }
-        Ok(())
+        let specs: Vec<RouteSpec> = self.routes.iter().map(|route| route.to_spec()).collect();
+        let output_names: Vec<String> = self.outputs.keys().cloned().collect();
+        RouteTable::new(&specs, &output_names).map_err(|error| {
+            let mut at = vec![name("routes"), Key::Index(error.route)];
+            match error.at {
+                RouteKey::Pattern(j) => at.extend([name("match"), Key::Index(j)]),
+                RouteKey::Select => at.push(name("select")),
+            }
+            InvalidConfig::new(at, error.to_string())
+        })
     }
 
     /// Refuses a source whose largest input could never fit in the log: it would wait for

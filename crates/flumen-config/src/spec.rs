@@ -7,15 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flumen_process::Pipeline;
-use flumen_routing::RouteSpec;
+use flumen_routing::RouteTable;
 use flumen_sinks::OutputSpec;
 use flumen_sources::SourceConfig;
 use flumen_wal::WalConfig;
 
 /// Everything a server runs, checked, with no TOML in it: made only by
 /// [`ServerConfig::check`](crate::ServerConfig::check) (or [`ServerSpec::parse`]), so a spec
-/// is always valid. What checking compiled (the filter pipeline, file path templates, webhook
-/// URLs, headers and templates) is kept here and not compiled again at start.
+/// is always valid. What checking compiled (the route table, the filter pipeline, file path
+/// templates, webhook URLs, headers and templates) is kept here and not compiled again at start.
 #[derive(Debug, Clone)]
 pub struct ServerSpec {
     pub(crate) data_dir: PathBuf,
@@ -23,7 +23,7 @@ pub struct ServerSpec {
     pub(crate) api_address: SocketAddr,
     pub(crate) sources: BTreeMap<String, SourceConfig>,
     pub(crate) outputs: BTreeMap<String, OutputSpec>,
-    pub(crate) routes: Vec<RouteSpec>,
+    pub(crate) routes: Arc<RouteTable>,
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) shutdown_timeout: Duration,
 }
@@ -66,8 +66,8 @@ impl ServerSpec {
         &self.outputs
     }
 
-    /// The routes, in order, as the route table takes them.
-    pub fn routes(&self) -> &[RouteSpec] {
+    /// The compiled routes, shared by every source and output.
+    pub fn routes(&self) -> &Arc<RouteTable> {
         &self.routes
     }
 

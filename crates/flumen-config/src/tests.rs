@@ -131,7 +131,9 @@ fn the_seed_aggregator_example_is_valid() {
 fn the_deployment_streamer_example_is_valid() {
     let text = include_str!("../../../examples/deployment-streamer.toml");
     let spec = ServerSpec::parse(text, "deployment-streamer.toml").unwrap();
-    assert!(spec.routes()[0].select.is_some());
+    // The first route picks events by content: deploy tags are decided per event.
+    assert!(spec.routes().decide("", "deploy.api").by_content());
+    assert!(!spec.routes().decide("", "app.api").by_content());
     let config: ServerConfig = toml::from_str(text).unwrap();
     assert_eq!(config.filters.len(), 6);
 }

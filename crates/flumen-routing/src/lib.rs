@@ -131,6 +131,38 @@ impl Decision {
     }
 }
 
+/// A route that does not compile: which one (its index), where in it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouteError {
+    /// The route's index in the list.
+    pub route: usize,
+    /// The setting at fault.
+    pub at: RouteKey,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Where in a route a [`RouteError`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteKey {
+    /// The pattern with this index in `match`.
+    Pattern(usize),
+    /// The `select`or.
+    Select,
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let key = match self.at {
+            RouteKey::Pattern(_) => "match",
+            RouteKey::Select => "select",
+        };
+        write!(f, "routes[{}].{key}: {}", self.route, self.message)
+    }
+}
+
+impl std::error::Error for RouteError {}
+
 /// The compiled routes; outputs are referred to by their [`OutputId`].
 #[derive(Debug)]
 pub struct RouteTable {
@@ -138,24 +170,35 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles validated routes to the outputs in `output_names` (a route's output missing
-    /// from it is left out).
-    pub fn new(routes: &[RouteSpec], output_names: &[String]) -> Result<Self, String> {
+    /// Compiles `routes` to the outputs in `output_names` (a route's output missing from it is
+    /// left out); the first pattern or selector that does not compile is the error.
+    pub fn new(routes: &[RouteSpec], output_names: &[String]) -> Result<Self, RouteError> {
         let compiled = routes
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(route, r)| {
                 let patterns = r
                     .patterns
                     .iter()
-                    .map(|p| TagPattern::parse(p))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| e.to_string())?;
+                    .enumerate()
+                    .map(|(pattern, p)| {
+                        TagPattern::parse(p).map_err(|e| RouteError {
+                            route,
+                            at: RouteKey::Pattern(pattern),
+                            message: e.to_string(),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
                 let select = r
                     .select
                     .as_ref()
                     .map(|s| Selector::parse(s))
                     .transpose()
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| RouteError {
+                        route,
+                        at: RouteKey::Select,
+                        message: e.to_string(),
+                    })?;
                 let outputs = r
                     .outputs
                     .iter()
@@ -169,8 +212,18 @@ impl RouteTable {
                     outputs,
                 })
             })
-            .collect::<Result<_, String>>()?;
+            .collect::<Result<_, RouteError>>()?;
         Ok(Self { routes: compiled })
+    }
+
+    /// How many routes there are.
+    pub fn len(&self) -> usize {
+        self.routes.len()
+    }
+
+    /// True without any route: nothing goes anywhere.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
     }
 
     /// Where events with this label and tag go.

@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::api::{Api, ApiState, StoppedOutputs};
-use flumen_routing::{OutputId, RouteTable};
+use flumen_routing::OutputId;
 use flumen_sinks::Sink;
 use flumen_sinks::dead_letter::DeadLetter;
 use flumen_sinks::driver::OutputTask;
@@ -67,8 +67,7 @@ impl Server {
         let node_id = node_id(data_dir)?;
         let output_names: Vec<String> = spec.outputs().keys().cloned().collect();
         wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
-        let routes =
-            Arc::new(RouteTable::new(spec.routes(), &output_names).map_err(anyhow::Error::msg)?);
+        let routes = spec.routes().clone();
 
         // Read before any output runs: a running output may remove the segments being read.
         let chunks = {
