@@ -80,7 +80,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_level = match cli.command {
-        Command::Run(_) => "warn,flumen_server::outputs=error",
+        Command::Run(_) => "warn,flumen_sinks=error",
         _ => "info",
     };
     init_logging(
