@@ -30,6 +30,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::{Ingest, IngestError, SourceShared, stopped};
+use crate::ingest::IngestCounters;
 use crate::net::{
     Closing, ConnectionLimits, FrameProtocol, FramedConnection, Link, Listener, StreamEnd,
 };
@@ -75,8 +76,10 @@ impl ForwardSource {
     pub async fn run(self, shared: SourceShared, shutdown: watch::Receiver<bool>) {
         let (name, label, limits) = (self.name.clone(), self.label, self.limits);
         let connection_limits = self.connection_limits;
+        let counters = IngestCounters::new(&name);
         let connect = move |peer: &crate::net::Peer| {
-            let ingest = Ingest::new(&name, &label, &shared).from_peer(peer.address.ip());
+            let ingest =
+                Ingest::counted(counters.clone(), &label, &shared).from_peer(peer.address.ip());
             let protocol = ForwardProtocol {
                 decoder: FrameDecoder::new(limits),
             };
@@ -141,8 +144,7 @@ impl FrameProtocol for ForwardProtocol {
                 // A frame that cannot be stored (a chunk id or tag too long) is refused on its
                 // own: it is not acknowledged, and the connection's other frames go on.
                 Err(IngestError::Rejected(reason)) => {
-                    metrics::counter!("flumen_source_rejected_total", "source" => link.source().to_owned(), "reason" => "refused")
-                        .increment(1);
+                    crate::net::count_rejected(link.source(), "refused");
                     tracing::warn!(message = "Refusing a forward frame.", source = %link.source(), peer = %link.peer(), %reason);
                 }
                 Err(error) => {

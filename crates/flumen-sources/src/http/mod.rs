@@ -156,8 +156,7 @@ fn refuse(source: &str, error: &HttpBodyError) -> Response {
         HttpBodyError::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         _ => (StatusCode::BAD_REQUEST, "bad_request"),
     };
-    metrics::counter!("flumen_source_rejected_total", "source" => source.to_owned(), "reason" => reason)
-        .increment(1);
+    crate::net::count_rejected(source, reason);
     (status, format!("{error}\n")).into_response()
 }
 

@@ -74,7 +74,7 @@ fn listening_on(address: SocketAddr) -> impl FnOnce(std::io::Error) -> std::io::
 }
 
 /// A configuration error (the caller names the source).
-fn invalid(message: impl std::fmt::Display) -> std::io::Error {
+pub(crate) fn invalid(message: impl std::fmt::Display) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string())
 }
 

@@ -270,8 +270,7 @@ impl OtlpState {
     }
 
     fn rejected(&self, reason: &'static str) {
-        metrics::counter!("flumen_source_rejected_total", "source" => self.source.clone(), "reason" => reason)
-            .increment(1);
+        crate::net::count_rejected(&self.source, reason);
     }
 }
 

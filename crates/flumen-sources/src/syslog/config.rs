@@ -1,5 +1,14 @@
 //! `type = "syslog"`: the syslog source's settings.
-use super::*;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use flumen_parse::TimeParser;
+use serde::Deserialize;
+
+use super::TagTemplate;
+use crate::net::TlsConfig;
 
 /// `type = "syslog"`.
 #[derive(Debug, Clone, Deserialize)]

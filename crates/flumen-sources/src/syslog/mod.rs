@@ -36,20 +36,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
-use bytesize::ByteSize;
 use flumen_event::EventTime;
 use flumen_event::record::{Event, Record, Value};
 use flumen_parse::TimeParser;
 use flumen_parse::syslog::{FACILITY_NAMES, SEVERITY_NAMES, SyslogMessage, parse_line};
 use metrics::Counter;
-use serde::Deserialize;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
 use super::{Ingest, IngestError, SourceShared, far_future, stopped};
+use crate::ingest::IngestCounters;
 use crate::net::{
     Closing, ConnectionLimits, FrameProtocol, FramedConnection, Link, Listener as StreamListener,
-    Peer, StreamEnd, TlsConfig, bind_udp, count_rejected,
+    Peer, StreamEnd, bind_udp, count_rejected, invalid,
 };
 
 /// Datagrams taken into one append, at most (and bytes).
@@ -93,10 +92,6 @@ impl std::fmt::Debug for SyslogSource {
 }
 
 /// A configuration error (the caller names the source).
-fn invalid(message: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::new(std::io::ErrorKind::InvalidInput, message.to_string())
-}
-
 impl SyslogSource {
     /// Checks the configuration, loads the TLS certificate and binds what `config` asks for.
     pub async fn bind(name: &str, config: &SyslogConfig) -> std::io::Result<Self> {
@@ -158,13 +153,14 @@ impl SyslogSource {
                 };
                 let (framing, max) = (self.framing, self.max_message_size);
                 let source = self.name.clone();
+                let counters = IngestCounters::new(&source);
                 let connect = move |peer: &Peer| {
                     let protocol = SyslogProtocol {
                         peer_ip: peer_ip(peer.address),
                         decoder: decoder.clone(),
                         deframer: Deframer::new(framing, max),
                     };
-                    let ingest = Ingest::new(&source, &self.label, &shared);
+                    let ingest = Ingest::counted(counters.clone(), &self.label, &shared);
                     FramedConnection::new(source.clone(), peer, protocol, ingest, limits)
                 };
                 listener
