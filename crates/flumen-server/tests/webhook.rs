@@ -680,7 +680,8 @@ async fn a_retried_message_is_the_same_message() {
     let rest = Delivery::merged(outcome.undelivered(&two).into_iter().map(|(part, _)| part));
     assert!(outcome.into_result().unwrap_err().retryable);
     assert_eq!(rest.events, 1);
-    // Retrying later does not decide the limit again.
+    // A retry in the next minute, when the limit has room again, sends the same text: the
+    // suppressed alert is still reported until a message carrying the note gets through.
     clock.advance(Duration::from_secs(120));
     assert!(
         sink.deliver(&rest)

@@ -89,41 +89,39 @@ impl Delivery {
     /// holds validated entries, so this means a bug) is logged and skipped, with the rest of
     /// its batch.
     pub fn events(&self) -> impl Iterator<Item = (&str, Entry<'_>)> {
-        self.iter().flat_map(|(seq, batch)| {
-            batch.iter().map_while(move |entry| match entry {
-                Ok(entry) => Some((batch.tag, entry)),
-                Err(error) => {
-                    tracing::error!(message = "Skipping the rest of an unreadable batch.", seq, %error);
-                    None
-                }
-            })
-        })
+        self.iter()
+            .flat_map(|(_, batch)| readable_entries(batch).map(move |entry| (batch.tag, entry)))
     }
 
     /// The events whose position in [`Delivery::events`] `keep` accepts, as a delivery of their
     /// own: what a sink hands back as not delivered.
     pub fn select(&self, mut keep: impl FnMut(usize) -> bool) -> Delivery {
-        let mut part = Delivery::default();
-        let mut position = 0;
-        for (index, seq, batch) in self.parsed() {
-            let kept = entries_of_batch(&self.batches[index].1, &batch, |_| {
-                position += 1;
-                keep(position - 1)
-            });
-            if let Some((bytes, events)) = kept {
-                part.push(seq, bytes, events);
-            }
-        }
-        part
+        let mut parts = self.split(1, |position| keep(position).then_some(0));
+        parts.pop().expect("one part")
     }
 
-    /// The batches after log position `seq`, as a delivery of their own.
-    pub fn after(&self, seq: u64) -> Delivery {
-        let mut rest = Delivery::default();
-        for (index, batch_seq, batch) in self.parsed().filter(|(_, s, _)| *s > seq) {
-            rest.push(batch_seq, self.batches[index].1.clone(), batch.entry_count);
+    /// The events shared out among `parts` deliveries in one pass: `owner` names the part of
+    /// the event at each position in [`Delivery::events`], or none. A batch a part has whole
+    /// is shared, not copied.
+    fn split(&self, parts: usize, mut owner: impl FnMut(usize) -> Option<usize>) -> Vec<Delivery> {
+        let mut split = vec![Delivery::default(); parts];
+        let mut kept: Vec<Vec<&[u8]>> = vec![Vec::new(); parts];
+        let mut position = 0;
+        for (index, seq, batch) in self.parsed() {
+            for entry in readable_entries(batch) {
+                if let Some(part) = owner(position) {
+                    kept[part].push(entry.raw);
+                }
+                position += 1;
+            }
+            for (part, entries) in split.iter_mut().zip(&mut kept) {
+                if let Some((bytes, events)) = batch_of(&self.batches[index].1, &batch, entries) {
+                    part.push(seq, bytes, events);
+                }
+                entries.clear();
+            }
         }
-        rest
+        split
     }
 
     /// The events of all `parts` in one delivery, in log order.
@@ -148,29 +146,36 @@ pub(crate) fn entries_of_batch(
     batch: &BatchRef<'_>,
     mut keep: impl FnMut(&Entry<'_>) -> bool,
 ) -> Option<(Bytes, u32)> {
-    let mut entries = Vec::new();
-    let mut count = 0u32;
-    for entry in batch.iter() {
-        let Ok(entry) = entry else {
-            tracing::error!(
-                message = "Skipping the rest of an unreadable batch.",
-                tag = batch.tag
-            );
-            break;
-        };
-        if keep(&entry) {
-            entries.extend_from_slice(entry.raw);
-            count += 1;
-        }
-    }
+    let kept: Vec<&[u8]> = readable_entries(*batch)
+        .filter(|entry| keep(entry))
+        .map(|entry| entry.raw)
+        .collect();
+    batch_of(payload, batch, &kept)
+}
+
+/// The stored batch `payload` cut down to `kept` (some of its entries, in order): the batch
+/// itself when all are kept, `None` when none are, otherwise a copy of only those.
+fn batch_of(payload: &Bytes, batch: &BatchRef<'_>, kept: &[&[u8]]) -> Option<(Bytes, u32)> {
+    let count = kept.len() as u32;
     if count == batch.entry_count {
         return Some((payload.clone(), count));
     }
     if count == 0 {
         return None;
     }
-    let part = flumen_event::batch::with_entries(payload, count, &entries).ok()?;
+    let part = flumen_event::batch::with_entries(payload, count, &kept.concat()).ok()?;
     Some((Bytes::from(part), count))
+}
+
+/// A batch's entries up to the first that cannot be read, which is logged.
+fn readable_entries(batch: BatchRef<'_>) -> impl Iterator<Item = Entry<'_>> {
+    batch.iter().map_while(move |entry| match entry {
+        Ok(entry) => Some(entry),
+        Err(error) => {
+            tracing::error!(message = "Skipping the rest of an unreadable batch.", tag = batch.tag, %error);
+            None
+        }
+    })
 }
 
 /// Appends an event as a JSON line; one that cannot be rendered is logged and leaves nothing
@@ -288,29 +293,18 @@ impl Outcome {
         self.retry_after
     }
 
-    /// The failed items with why, as the sink said them.
-    pub fn failures(&self) -> &[(Items, DeliveryError)] {
-        &self.failed
-    }
-
     /// The parts of `delivery` (the delivery the sink was given) not taken, each with its
     /// reason, in the order the sink gave them; each event is in one part at most.
     pub fn undelivered(&self, delivery: &Delivery) -> Vec<(Delivery, &DeliveryError)> {
-        if let [(Items::All, error)] = self.failed.as_slice() {
-            // The common failure: the whole delivery, without copying a batch.
-            return vec![(delivery.clone(), error)];
-        }
-        self.failed
-            .iter()
-            .enumerate()
-            .map(|(index, (items, error))| {
-                let earlier = &self.failed[..index];
-                let part = delivery.select(|position| {
-                    items.contains(position)
-                        && !earlier.iter().any(|(other, _)| other.contains(position))
-                });
-                (part, error)
-            })
+        // One pass over the delivery; an event named by several failures goes with the first.
+        let parts = delivery.split(self.failed.len(), |position| {
+            self.failed
+                .iter()
+                .position(|(items, _)| items.contains(position))
+        });
+        parts
+            .into_iter()
+            .zip(self.failed.iter().map(|(_, error)| error))
             .filter(|(part, _)| !part.is_empty())
             .collect()
     }
