@@ -64,14 +64,15 @@ impl OutputConfig {
     }
 
     /// False for outputs that several deliveries at once would break: a file's failed write is
-    /// cut back out of it, which another writer's lines would be caught in; a webhook's alert
-    /// limit counts what one sink sent.
+    /// cut back out of it, which another writer's lines would be caught in; stdout's large
+    /// writes may be split, so two deliveries' lines could interleave mid-line; a webhook's
+    /// alert limit counts what one sink sent.
     fn may_deliver_concurrently(&self) -> bool {
         match self {
-            OutputConfig::File(_) => false,
+            OutputConfig::File(_) | OutputConfig::Stdout(_) => false,
             #[cfg(feature = "webhook")]
             OutputConfig::Webhook(_) => false,
-            OutputConfig::Stdout(_) | OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
+            OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
         }
     }
 
