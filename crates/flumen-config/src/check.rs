@@ -88,25 +88,12 @@ impl ServerConfig {
         Ok(outputs)
     }
 
-    /// Checks that routes name outputs and labels that exist and have a pattern, and compiles
-    /// them into the route table the server runs.
+    /// Checks that routes have a pattern and name labels that exist, and compiles them into the
+    /// route table the server runs (which refuses outputs that do not exist).
     fn check_routes(&self) -> Result<RouteTable, InvalidConfig> {
         let labels: Vec<&str> = self.sources.values().map(|s| s.label()).collect();
         for (i, route) in self.routes.iter().enumerate() {
             let at = |key: &str| vec![name("routes"), Key::Index(i), name(key)];
-            let at_element = |key: &str, j: usize| {
-                let mut at = at(key);
-                at.push(Key::Index(j));
-                at
-            };
-            for (j, output) in route.outputs.iter().enumerate() {
-                if !self.outputs.contains_key(output) {
-                    return Err(InvalidConfig::new(
-                        at_element("outputs", j),
-                        format!("routes[{i}].outputs: no output is named {output:?}"),
-                    ));
-                }
-            }
             if route.patterns.is_empty() {
                 return Err(InvalidConfig::new(
                     Vec::new(),
@@ -127,6 +114,7 @@ impl ServerConfig {
         RouteTable::new(&specs, &output_names).map_err(|error| {
             let mut at = vec![name("routes"), Key::Index(error.route)];
             match error.at {
+                RouteKey::Output(j) => at.extend([name("outputs"), Key::Index(j)]),
                 RouteKey::Pattern(j) => at.extend([name("match"), Key::Index(j)]),
                 RouteKey::Select => at.push(name("select")),
             }

@@ -145,6 +145,8 @@ pub struct RouteError {
 /// Where in a route a [`RouteError`] is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteKey {
+    /// The output with this index in `outputs`.
+    Output(usize),
     /// The pattern with this index in `match`.
     Pattern(usize),
     /// The `select`or.
@@ -154,6 +156,7 @@ pub enum RouteKey {
 impl fmt::Display for RouteError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let key = match self.at {
+            RouteKey::Output(_) => "outputs",
             RouteKey::Pattern(_) => "match",
             RouteKey::Select => "select",
         };
@@ -170,13 +173,29 @@ pub struct RouteTable {
 }
 
 impl RouteTable {
-    /// Compiles `routes` to the outputs in `output_names` (a route's output missing from it is
-    /// left out); the first pattern or selector that does not compile is the error.
+    /// Compiles `routes` to the outputs in `output_names`; the first output not among them, or
+    /// pattern or selector that does not compile, is the error.
     pub fn new(routes: &[RouteSpec], output_names: &[String]) -> Result<Self, RouteError> {
         let compiled = routes
             .iter()
             .enumerate()
             .map(|(route, r)| {
+                let outputs = r
+                    .outputs
+                    .iter()
+                    .enumerate()
+                    .map(|(output, o)| {
+                        if output_names.contains(o) {
+                            Ok(OutputId::named(o))
+                        } else {
+                            Err(RouteError {
+                                route,
+                                at: RouteKey::Output(output),
+                                message: format!("no output is named {o:?}"),
+                            })
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
                 let patterns = r
                     .patterns
                     .iter()
@@ -199,12 +218,6 @@ impl RouteTable {
                         at: RouteKey::Select,
                         message: e.to_string(),
                     })?;
-                let outputs = r
-                    .outputs
-                    .iter()
-                    .filter(|o| output_names.contains(o))
-                    .map(|o| OutputId::named(o))
-                    .collect();
                 Ok(Route {
                     label: r.label.clone(),
                     patterns,
@@ -386,11 +399,26 @@ mod tests {
     fn an_output_keeps_its_id_when_others_come_and_go() {
         let before = table(&[route("", &["**"], None, &["kept", "removed"])]);
         let after = table(&[route("", &["**"], None, &["added", "kept"])]);
-        let kept = |table: &RouteTable| table.decide("", "t").fallback.to_vec();
-        assert_eq!(kept(&before)[0], OutputId::named("kept"));
-        assert_eq!(kept(&after)[1], OutputId::named("kept"));
-        assert_ne!(OutputId::named("added"), OutputId::named("kept"));
-        assert_eq!(OutputId::named("kept").to_string(), "kept");
+        // The output read through its id from the new table is the one the old table sent to.
+        let kept = before.decide("", "t").fallback[0];
+        assert!(after.decide("", "t").may_reach(kept));
+        assert_eq!(names(&after.decide("", "t").fallback), ["added", "kept"]);
+        assert!(
+            !after
+                .decide("", "t")
+                .may_reach(before.decide("", "t").fallback[1])
+        );
+    }
+
+    #[test]
+    fn a_route_to_an_output_that_does_not_exist_is_refused() {
+        let routes = [route("", &["**"], None, &["store", "gone"])];
+        let error = RouteTable::new(&routes, &["store".to_owned()]).unwrap_err();
+        assert_eq!((error.route, error.at), (0, RouteKey::Output(1)));
+        assert_eq!(
+            error.to_string(),
+            "routes[0].outputs: no output is named \"gone\""
+        );
     }
 
     #[test]
