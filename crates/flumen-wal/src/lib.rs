@@ -550,9 +550,10 @@ enum Command {
 }
 
 /// How a ticket asks the writer for a sync before the interval is up (with
-/// [`Persistence::Interval`]), the first time it is awaited and not yet durable.
+/// [`Persistence::Interval`]): the first time it is awaited and not yet durable, or when its
+/// holder knows someone will wait for it ([`AppendTicket::sync_request`]).
 #[derive(Debug, Clone)]
-struct SyncRequest {
+pub struct SyncRequest {
     /// Set by tickets, taken by the writer after each group it writes.
     wanted: Arc<AtomicBool>,
     /// Wakes a writer that sleeps until the interval; weak, so that tickets kept after the
@@ -561,7 +562,9 @@ struct SyncRequest {
 }
 
 impl SyncRequest {
-    fn ask(&self) {
+    /// Asks the writer to sync what it has written, and the record this came from with it, now
+    /// rather than at the interval.
+    pub fn ask(&self) {
         self.wanted.store(true, Ordering::Release);
         if let Some(commands) = self.wake.upgrade() {
             // A full queue means a busy writer: it sees the flag after the group it is on.
@@ -593,6 +596,13 @@ impl AppendTicket {
     /// Waits until the record is durable; returns its position.
     pub async fn durable(self) -> Result<Position, WalError> {
         self.await
+    }
+
+    /// What asks for this record's sync ahead of awaiting the ticket, for holders that know
+    /// someone will wait for it; none when the policy is not an interval, or the ticket was
+    /// awaited already.
+    pub fn sync_request(&self) -> Option<SyncRequest> {
+        self.sync_request.clone()
     }
 }
 

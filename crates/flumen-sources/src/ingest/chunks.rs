@@ -38,7 +38,7 @@ use std::sync::Mutex;
 use std::task::{Context, Poll};
 
 use flumen_event::batch::FINGERPRINT_LEN;
-use flumen_wal::{AppendTicket, Wal, WalError};
+use flumen_wal::{AppendTicket, SyncRequest, Wal, WalError};
 use futures_util::FutureExt;
 use futures_util::future::Shared;
 use tokio::sync::watch;
@@ -75,35 +75,43 @@ pub enum ChunkState {
 /// resends). Whoever waits for it first polls the log's ticket, the others are woken with its
 /// result: settling an acknowledgement needs no task of its own.
 #[derive(Clone)]
-pub struct AppendOutcome(Shared<Settled>);
+pub struct AppendOutcome {
+    settled: Shared<Settled>,
+    /// Asks the log for the append's sync before anyone awaits it.
+    sync: Option<SyncRequest>,
+}
 
 impl AppendOutcome {
     /// The outcome of the append `ticket` stands for.
     pub fn of(ticket: AppendTicket) -> Self {
-        Self(Settled(ticket).shared())
+        Self {
+            sync: ticket.sync_request(),
+            settled: Settled(ticket).shared(),
+        }
     }
 
     /// Waits until the append is durable; true if its inputs may be acknowledged.
     pub async fn durable(self) -> bool {
-        self.0.await
+        self.settled.await
     }
 
     /// True once the append is known to have failed (without waiting).
     fn failed(&self) -> bool {
-        self.0.clone().now_or_never() == Some(false)
+        self.settled.clone().now_or_never() == Some(false)
     }
 
-    /// Polls the append once without waiting: a log with interval persistence takes a ticket
-    /// found not durable as someone waiting for it, and starts its sync now.
+    /// Asks a log with interval persistence to sync the append now.
     fn start_sync(&self) {
-        let _ = self.0.clone().now_or_never();
+        if let Some(sync) = &self.sync {
+            sync.ask();
+        }
     }
 }
 
 impl std::fmt::Debug for AppendOutcome {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_tuple("AppendOutcome")
-            .field(&self.0.peek())
+            .field(&self.settled.peek())
             .finish()
     }
 }
