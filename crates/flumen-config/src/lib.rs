@@ -29,11 +29,7 @@ pub use file::ConfigError;
 pub use settings::{ApiConfig, LogConfig, PersistenceMode, RouteConfig, ServerConfig, WhenFull};
 pub use spec::ServerSpec;
 
-pub use flumen_routing::RouteSpec;
-pub use flumen_sinks::config::{
-    BatchConfig, DeliveryOnlyConfig, FileCompression, OutputConfig, OutputSpec, RetryConfig,
-    SinkSpec,
-};
+pub use flumen_sinks::config::{BatchConfig, OutputConfig, OutputSpec, RetryConfig, SinkSpec};
 pub use flumen_sources::SourceConfig;
 
 /// The configuration `flumen serve` runs when given no file.

@@ -7,11 +7,12 @@
 //!                                                       retry, dead-letter
 //! ```
 //!
-//! - [`config`] (the `flumen-config` crate): the configuration, checked into a
-//!   [`ServerSpec`] that [`Server::start`] takes.
-//! - [`sources`]: listeners that decode what senders send and append it to the log.
-//! - [`routing`]: Fluentd tag patterns and the ordered route table.
-//! - [`outputs`]: the shared delivery driver and the sinks.
+//! - `flumen-config`: the configuration, checked into a [`ServerSpec`] that [`Server::start`]
+//!   takes.
+//! - [`sources`] (the `flumen-sources` crate): listeners that decode what senders send and
+//!   append it to the log.
+//! - `flumen-routing`: Fluentd tag patterns and the ordered route table.
+//! - [`outputs`] (the `flumen-sinks` crate): the shared delivery driver and the sinks.
 //! - [`api`]: health, readiness and metrics over HTTP, with one mapping from errors to status
 //!   codes.
 //! - [`topology`]: starts it all from a spec and stops it without losing anything.
@@ -24,13 +25,8 @@
 pub mod api;
 pub mod topology;
 
-pub use flumen_config as config;
-pub use flumen_routing as routing;
 pub use flumen_sinks as outputs;
 pub use flumen_sources as sources;
 
 pub use flumen_config::ServerSpec;
-/// The checked configuration a server starts from, by the name callers used before the spec
-/// had its own crate.
-pub use flumen_config::ServerSpec as Config;
 pub use topology::Server;

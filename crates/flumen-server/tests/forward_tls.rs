@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flumen_codec::forward::decode_ack;
-use flumen_server::{Config, Server};
+use flumen_server::{Server, ServerSpec};
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -170,7 +170,7 @@ async fn a_bad_certificate_file_stops_the_start_naming_the_file() {
                 &dir.path().join("out.log")
             )
         );
-        let config = Config::parse(&text, "test.toml").unwrap();
+        let config = ServerSpec::parse(&text, "test.toml").unwrap();
         let Err(error) = Server::start(&config, None).await else {
             panic!("the server started with {cert:?} as its certificate");
         };

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::*;
-use flumen_server::{Config, Server};
+use flumen_server::{Server, ServerSpec};
 
 /// Records sent, in chunks of `CHUNK`: enough for a few hundred 16 KiB segments to be removed.
 const RECORDS: u64 = 8_000;
@@ -47,7 +47,7 @@ fn segment_bytes_on_disk(wal_dir: &Path) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_outputs_removing_segments_at_once_never_wedge_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let config = Config::parse(&two_outputs_small_segments(dir.path()), "test.toml").unwrap();
+    let config = ServerSpec::parse(&two_outputs_small_segments(dir.path()), "test.toml").unwrap();
     let server = Server::start(&config, Some(metrics().clone()))
         .await
         .unwrap();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use flumen_event::entry::write_entry;
 use flumen_event::{BatchBuilder, EventTime, TenantId};
-use flumen_server::{Config, Server};
+use flumen_server::{Server, ServerSpec};
 use flumen_wal::{Persistence, Wal, WalConfig};
 
 mod common;
@@ -23,7 +23,7 @@ async fn start(dir: &Path, body: &str) -> Server {
         "data_dir = {:?}\nshutdown_timeout = \"3s\"\n[api]\naddress = \"127.0.0.1:0\"\n{body}",
         dir.join("data")
     );
-    let config = Config::parse(&text, "test.toml").unwrap();
+    let config = ServerSpec::parse(&text, "test.toml").unwrap();
     Server::start(&config, Some(metrics().clone()))
         .await
         .unwrap()

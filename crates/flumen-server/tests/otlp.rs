@@ -892,7 +892,7 @@ async fn a_listener_can_be_turned_off() {
          [outputs.null]\ntype = \"null\"\n[[routes]]\nmatch = [\"**\"]\noutputs = [\"null\"]\n",
         dir.path().join("off")
     );
-    let error = flumen_server::Config::parse(&text, "test.toml").unwrap_err();
+    let error = flumen_server::ServerSpec::parse(&text, "test.toml").unwrap_err();
     assert!(error.to_string().contains("both off"), "{error}");
 }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use flumen_codec::forward::{Compression, decode_ack, encode_packed_forward};
 use flumen_event::EventTime;
 use flumen_event::entry::write_entry;
-use flumen_server::{Config, Server};
+use flumen_server::{Server, ServerSpec};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod tls;
@@ -108,7 +108,7 @@ pub async fn start(dir: &Path, body: &str) -> Server {
         "data_dir = {:?}\nshutdown_timeout = \"3s\"\n[api]\naddress = \"127.0.0.1:0\"\n{body}",
         dir.join("data")
     );
-    let config = Config::parse(&text, "test.toml").unwrap();
+    let config = ServerSpec::parse(&text, "test.toml").unwrap();
     Server::start(&config, None).await.unwrap()
 }
 
