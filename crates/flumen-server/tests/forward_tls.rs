@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use flumen_codec::forward::decode_ack;
-use flumen_server::{Server, ServerSpec};
+use flumen_server::Server;
 use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 mod common;
 
 use common::tls::{certificates, tls_connect};
-use common::{chunk, counter, forward_to_file, metrics, start, wait_for_lines};
+use common::{chunk, counter, forward_to_file, metrics, spec, start, wait_for_lines};
 
 /// A server with a Forward source `fwd` over TLS (asking clients for a certificate when
 /// `verify_clients`), every event to a file; what a client needs to connect.
@@ -162,16 +162,11 @@ async fn a_bad_certificate_file_stops_the_start_naming_the_file() {
     let empty = dir.path().join("empty.pem");
     std::fs::write(&empty, "").unwrap();
     for (cert, expected) in [(&missing, "missing.pem"), (&empty, "no PEM CERTIFICATE")] {
-        let text = format!(
-            "data_dir = {:?}\n[api]\naddress = \"127.0.0.1:0\"\n{}",
-            dir.path().join("data"),
-            forward_to_file(
-                &format!("tls = {{ cert_file = {cert:?}, key_file = {cert:?} }}"),
-                &dir.path().join("out.log")
-            )
+        let body = forward_to_file(
+            &format!("tls = {{ cert_file = {cert:?}, key_file = {cert:?} }}"),
+            &dir.path().join("out.log"),
         );
-        let config = ServerSpec::parse(&text, "test.toml").unwrap();
-        let Err(error) = Server::start(&config, None).await else {
+        let Err(error) = Server::start(&spec(dir.path(), &body), None).await else {
             panic!("the server started with {cert:?} as its certificate");
         };
         let message = format!("{error:#}");

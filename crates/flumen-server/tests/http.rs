@@ -11,7 +11,6 @@ use common::*;
 use flumen_event::BatchRef;
 use flumen_wal::{Read, Wal, WalConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpSocket;
 
 /// POSTs a JSON `body` to `path` from the local address `from`; returns the status and the
 /// response body.
@@ -28,9 +27,7 @@ async fn post_from(
     content_type: &str,
     body: &[u8],
 ) -> (u16, String) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    let mut stream = socket.connect(to).await.unwrap();
+    let mut stream = connect_from(from, to).await;
     let head = format!(
         "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
@@ -56,9 +53,6 @@ async fn post_from(
         .to_owned();
     (status, text)
 }
-
-const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
-const SECOND_CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
 
 /// Every batch in the log at `wal_dir` (the server stopped): (entry count, payload size).
 fn batches_in_log(wal_dir: &Path) -> Vec<(u32, usize)> {

@@ -3,7 +3,7 @@
 //! the wire format rather than against itself), stored through a file output.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::Duration;
 
@@ -21,9 +21,6 @@ use opentelemetry_proto::tonic::collector::logs::v1::{
 use opentelemetry_proto::tonic::logs::v1::LogRecord;
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1));
-const SECOND_CLIENT: IpAddr = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
 
 // ---------------------------------------------------------------------------------------------
 // Building requests
@@ -217,13 +214,6 @@ async fn post(
     })
     .await
     .unwrap()
-}
-
-/// A TCP connection to `to` from the local address `from` (127.0.0.2 is a second client).
-async fn connect_from(from: IpAddr, to: SocketAddr) -> tokio::net::TcpStream {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(from, 0)).unwrap();
-    socket.connect(to).await.unwrap()
 }
 
 /// POSTs `request` as protobuf from the local address `from`.

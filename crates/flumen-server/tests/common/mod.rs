@@ -15,6 +15,18 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 pub mod tls;
 
+/// The usual client address, and a second one (every 127.0.0.0/8 address is loopback).
+pub const LOCALHOST: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 1));
+pub const SECOND_CLIENT: std::net::IpAddr =
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, 2));
+
+/// A TCP connection to `to` from the local address `from`, so that a server sees two clients.
+pub async fn connect_from(from: std::net::IpAddr, to: SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    socket.connect(to).await.unwrap()
+}
+
 pub fn record(i: u64) -> Vec<u8> {
     let mut out = Vec::new();
     rmp::encode::write_map_len(&mut out, 2).unwrap();
@@ -103,13 +115,17 @@ pub fn send_acked(addr: SocketAddr, tag: &str, range: std::ops::Range<u64>) {
     );
 }
 
-pub async fn start(dir: &Path, body: &str) -> Server {
+/// The spec of a test server with its data in `dir`, its API on a free port, and `body`.
+pub fn spec(dir: &Path, body: &str) -> ServerSpec {
     let text = format!(
         "data_dir = {:?}\nshutdown_timeout = \"3s\"\n[api]\naddress = \"127.0.0.1:0\"\n{body}",
         dir.join("data")
     );
-    let config = ServerSpec::parse(&text, "test.toml").unwrap();
-    Server::start(&config, None).await.unwrap()
+    ServerSpec::parse(&text, "test.toml").unwrap()
+}
+
+pub async fn start(dir: &Path, body: &str) -> Server {
+    Server::start(&spec(dir, body), None).await.unwrap()
 }
 
 /// Reads the JSON lines of a file output, waiting until `count` lines are there. Only whole
