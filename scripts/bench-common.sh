@@ -6,7 +6,7 @@
 #   background_process "$some_pid"             # killed on exit
 #
 # and, for the throughput benchmarks, reads flumen's /metrics and what its process spent, and
-# profiles it with PROFILE=1:
+# profiles it with PROFILE=1 (or stat, strace):
 #
 #   start_profile; cpu0=$(cpu_ticks); t0=$(date +%s.%N)
 #   ...; wait_delivered "$n" 1200; stop_clock  # sets $t1, $cpu1, $hwm_kb
@@ -79,23 +79,40 @@ spent() {
   }'
 }
 
-# With PROFILE set: records where flumen's CPU goes (perf, from Debian's linux-perf) until
-# report_profile, after waiting $1 seconds (if given) for perf to attach.
+# With PROFILE set, watches the server from the kernel until report_profile, after waiting $1
+# seconds (if given) for the tool to attach:
+#   PROFILE=1 (or record): where flumen's CPU goes (perf record, from Debian's linux-perf);
+#   PROFILE=stat: its context switches, CPU and system calls (perf stat);
+#   PROFILE=strace: how many fdatasync calls it made and how long they took (strace; it slows
+#   the server down, so read the rates of such a run as a timeline, not as throughput).
 start_profile() {
-  if [ -n "${PROFILE:-}" ]; then
-    perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null &
-    profiler=$!
-    if [ -n "${1:-}" ]; then sleep "$1"; fi
-  fi
+  case "${PROFILE:-}" in
+    "") return ;;
+    stat) perf stat -e context-switches,cpu-migrations,task-clock,raw_syscalls:sys_enter             -p "$pid" -o "$work/profile.txt" & ;;
+    strace) strace -f -T -e trace=fdatasync -p "$pid" -o "$work/profile.txt" 2>/dev/null & ;;
+    *) perf record -F 2000 -g -p "$pid" -o "$work/perf.data" 2>/dev/null & ;;
+  esac
+  profiler=$!
+  if [ -n "${1:-}" ]; then sleep "$1"; fi
 }
 
-# With PROFILE set: stops recording and prints the 15 functions flumen spent most CPU in.
+# With PROFILE set: stops watching and prints what start_profile collected (for `record`, the
+# 15 functions flumen spent most CPU in).
 report_profile() {
-  if [ -n "${PROFILE:-}" ]; then
-    kill -INT "$profiler"
-    wait "$profiler" || true
-    perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null | grep -E '^ +[0-9]' | head -15
-  fi
+  [ -n "${PROFILE:-}" ] || return 0
+  kill -INT "$profiler"
+  wait "$profiler" || true
+  case "$PROFILE" in
+    stat) grep -E 'context-switches|cpu-migrations|task-clock|sys_enter' "$work/profile.txt" ;;
+    strace)
+      grep -o '<[0-9.]*>$' "$work/profile.txt" | tr -d '<>' | sort -n | awk '
+        { d[NR] = $1 }
+        END { if (NR == 0) { print "no fdatasync"; exit }
+              printf "fdatasync calls=%d median=%.2fms p90=%.2fms max=%.2fms\n",
+                NR, d[int((NR + 1) / 2)] * 1000, d[int(NR * 0.9 + 0.5)] * 1000, d[NR] * 1000 }' ;;
+    *) perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null |
+         grep -E '^ +[0-9]' | head -15 ;;
+  esac
 }
 
 # Stops flumen and waits for it to exit.

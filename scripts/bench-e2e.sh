@@ -13,6 +13,10 @@
 #   FLUMEN_BIN=/path/to/flumen ... bash scripts/bench-e2e.sh   # a binary built elsewhere
 #   PROFILE=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # also: where flumen's CPU goes (perf,
 #                                                         # from Debian's linux-perf)
+#   PROFILE=stat CONNECTIONS=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # context switches,
+#                                   # CPU, system calls (perf stat)
+#   PROFILE=strace CONNECTIONS=1 ACK=1 IN_FLIGHT=4 EVENTS=1000000 bash scripts/bench-e2e.sh
+#                                   # how many fdatasyncs, and how long (strace)
 #   ACK=1 IN_FLIGHT=4 CONNECTIONS=1 bash scripts/bench-e2e.sh   # a sender that waits for acks
 #                                   # with 4 chunks in flight (Fluent Bit, Fluentd)
 #   ACK=1 MODE=message CONNECTIONS=1 EVENTS=20000 bash scripts/bench-e2e.sh
