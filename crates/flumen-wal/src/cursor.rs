@@ -8,15 +8,19 @@ use std::path::{Path, PathBuf};
 
 use crate::WalError;
 
+/// A reader's name is an output's name (letters, digits, `_`, `-`, `.`, not starting with a
+/// dot), or such a name after `@` for flumen's own readers (the store's `@store`), which no
+/// output can be named.
 fn cursor_path(dir: &Path, name: &str) -> Result<PathBuf, WalError> {
-    let valid = !name.is_empty()
-        && name
+    let name_part = name.strip_prefix('@').unwrap_or(name);
+    let valid = !name_part.is_empty()
+        && name_part
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
-        && !name.starts_with('.');
+        && !name_part.starts_with('.');
     if !valid {
         return Err(WalError::Config(format!(
-            "reader name {name:?} must be letters, digits, '_', '-' or '.'"
+            "reader name {name:?} must be letters, digits, '_', '-' or '.', after an optional '@'"
         )));
     }
     Ok(dir.join(format!("{name}.cursor")))

@@ -1,0 +1,77 @@
+//! The checkpoint: how far the store has stored the log, and the next file number.
+//!
+//! A flush writes its chunk files first and the checkpoint last, so the checkpoint is the
+//! commit point: every event of the log records before `stored_up_to` is in a file numbered
+//! below `next_seq`, and none after it is. At start, files numbered `next_seq` or more are
+//! from a flush that did not finish and are removed; the store reads the log again from
+//! `stored_up_to`. So a crash at any point neither loses an event nor stores one twice.
+//!
+//! The file is JSON (`{"version":1,"stored_up_to":…,"next_seq":…}`), replaced atomically:
+//! written to `checkpoint.tmp`, synced, renamed, and the directory synced.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+const FILE: &str = "checkpoint";
+const VERSION: u32 = 1;
+
+/// The store's commit point.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub(crate) struct Checkpoint {
+    version: u32,
+    /// The first log record not yet stored.
+    pub stored_up_to: u64,
+    /// The sequence number the next chunk file gets.
+    pub next_seq: u64,
+}
+
+impl Checkpoint {
+    pub fn new(stored_up_to: u64, next_seq: u64) -> Self {
+        Self {
+            version: VERSION,
+            stored_up_to,
+            next_seq,
+        }
+    }
+
+    fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE)
+    }
+
+    /// The checkpoint in `dir`; `Ok(None)` when there is none yet (a new store).
+    pub fn load(dir: &Path) -> io::Result<Option<Self>> {
+        let text = match std::fs::read(Self::path(dir)) {
+            Ok(text) => text,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let checkpoint: Self = serde_json::from_slice(&text)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("checkpoint: {e}")))?;
+        if checkpoint.version != VERSION {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("checkpoint version {} is not known", checkpoint.version),
+            ));
+        }
+        Ok(Some(checkpoint))
+    }
+
+    /// Replaces the checkpoint in `dir`, durably.
+    pub fn save(&self, dir: &Path) -> io::Result<()> {
+        let path = Self::path(dir);
+        let tmp = crate::format::tmp_path(&path);
+        let text = serde_json::to_vec(self).expect("a checkpoint serializes");
+        let file = std::fs::File::create(&tmp)?;
+        io::Write::write_all(&mut &file, &text)?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    }
+}
+
+/// Makes the names in `dir` (files created, renamed or removed) durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

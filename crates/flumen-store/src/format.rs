@@ -1,0 +1,685 @@
+//! The store's files on disk, version 1.
+//!
+//! # Layout
+//!
+//! ```text
+//! <store dir>/
+//!   checkpoint                        how far the store has stored the log (see `checkpoint.rs`)
+//!   <tenant>/                         the tenant's name when it is [A-Za-z0-9_-]{1,64},
+//!                                     otherwise `x-` and its UTF-8 bytes in hex
+//!     <YYYY-MM-DDTHH>/                a partition: what arrived in that UTC hour
+//!       <seq, 20 digits>.chunks       a chunk file, written whole by one flush or compaction
+//! ```
+//!
+//! Partitions are by arrival hour (the log batch's `received_at`), not by event time, so a
+//! sender with a wrong clock cannot scatter a tenant over thousands of directories, and
+//! retention removes what arrived longest ago. Event times are in each chunk's metadata, which
+//! is what time ranges of queries are checked against.
+//!
+//! # Chunk file (`.chunks`)
+//!
+//! ```text
+//! "FLUMSTO1"                  8 bytes, magic and format version
+//! chunk 0 .. chunk n-1        each a zstd frame of one chunk block (below)
+//! footer                      postcard-encoded `FileFooter`
+//! u32 LE footer length
+//! u32 LE CRC32C of the footer
+//! "FLUMSTO1"                  8 bytes
+//! ```
+//!
+//! The footer says which tenant and partition the file belongs to, its sequence number, the
+//! files it replaces (when compaction wrote it), and for each chunk: the stream labels, the
+//! time range, the first and last event positions, the count, the block's offset, length,
+//! uncompressed size and CRC32C, and a binary fuse filter of the chunk's indexed field values
+//! (`name=value`, hashed with XXH3-64), so that a query for one `deployment_id` opens only
+//! the chunks that may hold it (a false positive costs a chunk read, about 0.4% of the time).
+//!
+//! A file is written under a `.tmp` name, synced, renamed and its directory synced, so a
+//! `.chunks` file is always whole; a file whose trailer, footer or a chunk does not check out
+//! was damaged afterwards, and is reported and skipped, never trusted.
+//!
+//! # Chunk block (before compression)
+//!
+//! One stream's events, in log order, column by column (integers are LEB128 varints):
+//!
+//! ```text
+//! count
+//! tag count, then each tag: length, UTF-8 bytes
+//! count × (record delta from the previous event's record, or from the chunk's first; index)
+//! count × zigzag(time_ns − previous time_ns), the first from 0
+//! count × tag number                        only when there is more than one tag
+//! count × metadata length + 1, or 0 for none
+//! count × record length
+//! every metadata map, then every record, msgpack exactly as received
+//! ```
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use xorf::{BinaryFuse8, Filter};
+
+use crate::position::EventPosition;
+use flumen_wal::Position;
+
+/// The magic bytes that open and close every chunk file, with the format version.
+pub(crate) const MAGIC: &[u8; 8] = b"FLUMSTO1";
+/// The trailer after the footer: its length, its CRC32C and the magic.
+const TRAILER_LEN: usize = 4 + 4 + MAGIC.len();
+/// The extension of a whole chunk file.
+pub(crate) const EXTENSION: &str = "chunks";
+/// The largest footer a reader accepts, so that a damaged length cannot ask for gigabytes.
+const MAX_FOOTER: usize = 256 << 20;
+/// The largest uncompressed chunk block a reader accepts.
+pub(crate) const MAX_BLOCK: usize = 1 << 30;
+
+/// A chunk file's footer: what the catalog keeps in memory for every file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FileFooter {
+    /// The tenant whose events the file holds.
+    pub tenant: String,
+    /// The partition: the UTC hour (Unix seconds / 3600) the events arrived in.
+    pub hour: u64,
+    /// The file's sequence number, unique in the store.
+    pub seq: u64,
+    /// The sequence numbers of the files this one replaces (compaction); they are removed once
+    /// it is durable, and a recovery removes any that a crash left behind.
+    pub replaces: Vec<u64>,
+    /// The chunks, in file order.
+    pub chunks: Vec<ChunkMeta>,
+}
+
+/// What is known about one chunk without reading it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ChunkMeta {
+    /// The stream's labels, sorted by name; labels an event lacks are absent.
+    pub labels: Vec<(String, String)>,
+    /// The earliest event time, Unix nanoseconds.
+    pub min_time: u64,
+    /// The latest event time, Unix nanoseconds.
+    pub max_time: u64,
+    /// The first event's position (events are in log order).
+    pub first: (u64, u32),
+    /// The last event's position.
+    pub last: (u64, u32),
+    /// How many events.
+    pub count: u32,
+    /// Where the compressed block starts in the file.
+    pub offset: u64,
+    /// The compressed block's length.
+    pub len: u32,
+    /// The uncompressed block's length.
+    pub raw_len: u32,
+    /// CRC32C of the compressed block.
+    pub crc: u32,
+    /// The indexed field values present (`name=value` hashes), when there are any.
+    pub filter: Option<IndexFilter>,
+}
+
+/// A chunk's filter of indexed field values: a binary fuse filter, stored as its bincode
+/// encoding (the filter's own serde form cannot be written by postcard).
+#[derive(Debug, Clone)]
+pub(crate) struct IndexFilter(BinaryFuse8);
+
+impl IndexFilter {
+    fn contains(&self, key: u64) -> bool {
+        self.0.contains(&key)
+    }
+}
+
+impl Serialize for IndexFilter {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let bytes = bincode::encode_to_vec(&self.0, bincode::config::standard())
+            .map_err(serde::ser::Error::custom)?;
+        serializer.serialize_bytes(&bytes)
+    }
+}
+
+impl<'de> Deserialize<'de> for IndexFilter {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let bytes: &[u8] = Deserialize::deserialize(deserializer)?;
+        let (filter, _) = bincode::decode_from_slice(bytes, bincode::config::standard())
+            .map_err(serde::de::Error::custom)?;
+        Ok(Self(filter))
+    }
+}
+
+impl ChunkMeta {
+    /// False when the chunk certainly holds no event with this indexed field value.
+    pub fn may_contain(&self, key: u64) -> bool {
+        self.filter.as_ref().is_some_and(|f| f.contains(key))
+    }
+
+    /// The label's value, or "" when the stream has no such label (as matchers see it).
+    pub fn label(&self, name: &str) -> &str {
+        self.labels
+            .binary_search_by(|(n, _)| n.as_str().cmp(name))
+            .map(|i| self.labels[i].1.as_str())
+            .unwrap_or("")
+    }
+}
+
+/// The hash an indexed field value is filed under.
+pub(crate) fn index_key(name: &str, value: &str) -> u64 {
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    hasher.update(name.as_bytes());
+    hasher.update(b"=");
+    hasher.update(value.as_bytes());
+    hasher.digest()
+}
+
+/// A filter over `keys` (sorted and deduplicated here); `None` for no keys.
+pub(crate) fn build_filter(mut keys: Vec<u64>) -> Option<IndexFilter> {
+    keys.sort_unstable();
+    keys.dedup();
+    if keys.is_empty() {
+        return None;
+    }
+    // Construction fails only on duplicate keys, which were removed; a failure would merely
+    // make every lookup a maybe, so fall back to no pruning rather than to an error.
+    BinaryFuse8::try_from(&keys)
+        .ok()
+        .map(IndexFilter)
+        .or_else(|| {
+            tracing::warn!(
+                message = "Could not build a chunk's index filter.",
+                keys = keys.len()
+            );
+            None
+        })
+}
+
+/// The name of the file with sequence number `seq`.
+pub(crate) fn file_name(seq: u64) -> String {
+    format!("{seq:020}.{EXTENSION}")
+}
+
+/// The sequence number in a chunk file's name, if it is one.
+pub(crate) fn parse_file_name(name: &str) -> Option<u64> {
+    let stem = name.strip_suffix(EXTENSION)?.strip_suffix('.')?;
+    (stem.len() == 20).then(|| stem.parse().ok()).flatten()
+}
+
+/// The directory name of a tenant.
+pub(crate) fn tenant_dir_name(tenant: &str) -> String {
+    let plain = !tenant.is_empty()
+        && tenant.len() <= 64
+        && tenant
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if plain {
+        tenant.to_owned()
+    } else {
+        let hex: String = tenant.bytes().map(|b| format!("{b:02x}")).collect();
+        format!("x-{hex}")
+    }
+}
+
+/// The directory name of the partition of UTC hour `hour` (Unix seconds / 3600).
+pub(crate) fn partition_dir_name(hour: u64) -> String {
+    let days = hour / 24;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!("{y:04}-{m:02}-{d:02}T{:02}", hour % 24)
+}
+
+/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Writes a chunk file: `blocks` (already compressed, with their metadata save the offsets),
+/// then the footer, under `<path>.tmp`, synced, then renamed to `path`. The directory is
+/// synced by the caller (once for all files of a flush).
+pub(crate) fn write_file(
+    path: &Path,
+    mut footer: FileFooter,
+    blocks: &[Vec<u8>],
+) -> io::Result<FileFooter> {
+    let tmp = tmp_path(path);
+    let written = (|| {
+        let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        out.write_all(MAGIC)?;
+        let mut offset = MAGIC.len() as u64;
+        for (meta, block) in footer.chunks.iter_mut().zip(blocks) {
+            meta.offset = offset;
+            meta.len = u32::try_from(block.len()).map_err(|_| invalid("chunk over 4 GiB"))?;
+            meta.crc = crc32c::crc32c(block);
+            out.write_all(block)?;
+            offset += block.len() as u64;
+        }
+        let encoded = postcard::to_stdvec(&footer).map_err(|e| invalid(&e.to_string()))?;
+        out.write_all(&encoded)?;
+        out.write_all(&(encoded.len() as u32).to_le_bytes())?;
+        out.write_all(&crc32c::crc32c(&encoded).to_le_bytes())?;
+        out.write_all(MAGIC)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
+        file.sync_data()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| footer)
+}
+
+/// `<path>.tmp`.
+pub(crate) fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_owned();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
+fn invalid(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Reads and checks a chunk file's footer.
+pub(crate) fn read_footer(file: &File) -> io::Result<FileFooter> {
+    let len = file.metadata()?.len();
+    if len < (MAGIC.len() + TRAILER_LEN) as u64 {
+        return Err(invalid("too short to be a chunk file"));
+    }
+    let mut head = [0u8; 8];
+    file.read_exact_at(&mut head, 0)?;
+    let mut trailer = [0u8; TRAILER_LEN];
+    file.read_exact_at(&mut trailer, len - TRAILER_LEN as u64)?;
+    if &head != MAGIC || &trailer[8..] != MAGIC {
+        return Err(invalid("not a chunk file of a known version (bad magic)"));
+    }
+    let footer_len = u32::from_le_bytes(trailer[..4].try_into().expect("4 bytes")) as usize;
+    let footer_crc = u32::from_le_bytes(trailer[4..8].try_into().expect("4 bytes"));
+    let footer_end = len - TRAILER_LEN as u64;
+    if footer_len > MAX_FOOTER || footer_len as u64 > footer_end - MAGIC.len() as u64 {
+        return Err(invalid("footer length out of range"));
+    }
+    let mut encoded = vec![0u8; footer_len];
+    file.read_exact_at(&mut encoded, footer_end - footer_len as u64)?;
+    if crc32c::crc32c(&encoded) != footer_crc {
+        return Err(invalid("footer checksum mismatch"));
+    }
+    postcard::from_bytes(&encoded).map_err(|e| invalid(&format!("footer: {e}")))
+}
+
+/// Reads, checks and decompresses one chunk's block.
+pub(crate) fn read_block(file: &File, meta: &ChunkMeta) -> io::Result<Vec<u8>> {
+    let mut compressed = vec![0u8; meta.len as usize];
+    file.read_exact_at(&mut compressed, meta.offset)?;
+    if crc32c::crc32c(&compressed) != meta.crc {
+        return Err(invalid("chunk checksum mismatch"));
+    }
+    if meta.raw_len as usize > MAX_BLOCK {
+        return Err(invalid("chunk larger than the format allows"));
+    }
+    let block = zstd::bulk::decompress(&compressed, meta.raw_len as usize)?;
+    if block.len() != meta.raw_len as usize {
+        return Err(invalid("chunk decompressed to an unexpected length"));
+    }
+    Ok(block)
+}
+
+/// One event as stored, borrowed from a decompressed block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventRef<'a> {
+    /// Its place in the log.
+    pub position: EventPosition,
+    /// Its time, Unix nanoseconds.
+    pub time_ns: u64,
+    /// Its tag.
+    pub tag: &'a str,
+    /// The Forward v1.5 metadata map, when the sender sent one.
+    pub metadata: Option<&'a [u8]>,
+    /// The record, msgpack, as received.
+    pub record: &'a [u8],
+}
+
+/// Collects one stream's events and encodes them as a chunk block.
+#[derive(Debug, Default)]
+pub(crate) struct BlockBuilder {
+    tags: Vec<String>,
+    positions: Vec<u8>,
+    times: Vec<u8>,
+    tag_numbers: Vec<u8>,
+    metadata_lens: Vec<u8>,
+    record_lens: Vec<u8>,
+    metadata: Vec<u8>,
+    records: Vec<u8>,
+    count: u32,
+    last_position: Option<EventPosition>,
+    last_time: u64,
+}
+
+impl BlockBuilder {
+    /// Adds an event; events must come in log order.
+    pub fn push(&mut self, event: &EventRef<'_>) {
+        let base = self
+            .last_position
+            .map_or(event.position.record.get(), |p| p.record.get());
+        write_varint(&mut self.positions, event.position.record.get() - base);
+        write_varint(&mut self.positions, u64::from(event.position.index));
+        write_varint(
+            &mut self.times,
+            zigzag(event.time_ns.wrapping_sub(self.last_time) as i64),
+        );
+        let tag = match self.tags.iter().position(|t| t == event.tag) {
+            Some(i) => i,
+            None => {
+                self.tags.push(event.tag.to_owned());
+                self.tags.len() - 1
+            }
+        };
+        write_varint(&mut self.tag_numbers, tag as u64);
+        match event.metadata {
+            Some(m) => {
+                write_varint(&mut self.metadata_lens, m.len() as u64 + 1);
+                self.metadata.extend_from_slice(m);
+            }
+            None => write_varint(&mut self.metadata_lens, 0),
+        }
+        write_varint(&mut self.record_lens, event.record.len() as u64);
+        self.records.extend_from_slice(event.record);
+        self.count += 1;
+        self.last_position = Some(event.position);
+        self.last_time = event.time_ns;
+    }
+
+    /// How many events it holds.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// About how many bytes the block will be before compression.
+    pub fn raw_len(&self) -> usize {
+        self.positions.len()
+            + self.times.len()
+            + self.tag_numbers.len()
+            + self.metadata_lens.len()
+            + self.record_lens.len()
+            + self.metadata.len()
+            + self.records.len()
+            + self.tags.iter().map(|t| t.len() + 2).sum::<usize>()
+            + 8
+    }
+
+    /// The block, uncompressed.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.raw_len());
+        write_varint(&mut out, u64::from(self.count));
+        write_varint(&mut out, self.tags.len() as u64);
+        for tag in &self.tags {
+            write_varint(&mut out, tag.len() as u64);
+            out.extend_from_slice(tag.as_bytes());
+        }
+        out.extend_from_slice(&self.positions);
+        out.extend_from_slice(&self.times);
+        if self.tags.len() > 1 {
+            out.extend_from_slice(&self.tag_numbers);
+        }
+        out.extend_from_slice(&self.metadata_lens);
+        out.extend_from_slice(&self.record_lens);
+        out.extend_from_slice(&self.metadata);
+        out.extend_from_slice(&self.records);
+        out
+    }
+}
+
+/// A decoded block: the events of one chunk, in log order.
+#[derive(Debug)]
+pub(crate) struct Block {
+    bytes: Vec<u8>,
+    tags: Vec<(usize, usize)>,
+    events: Vec<EventSlot>,
+}
+
+/// Where one event's parts are in a block.
+#[derive(Debug, Clone, Copy)]
+struct EventSlot {
+    position: EventPosition,
+    time_ns: u64,
+    tag: u32,
+    metadata: Option<(usize, usize)>,
+    record: (usize, usize),
+}
+
+impl Block {
+    /// Decodes a block, checking every length against its size.
+    pub fn decode(bytes: Vec<u8>, first_record: u64) -> io::Result<Self> {
+        let mut r = VarintReader {
+            bytes: &bytes,
+            pos: 0,
+        };
+        let count = r.usize()?;
+        if count > bytes.len() {
+            return Err(invalid("event count larger than the block"));
+        }
+        let tag_count = r.usize()?;
+        if tag_count > count.max(1) {
+            return Err(invalid("more tags than events"));
+        }
+        let mut tags = Vec::with_capacity(tag_count);
+        for _ in 0..tag_count {
+            let len = r.usize()?;
+            let start = r.pos;
+            r.skip(len)?;
+            std::str::from_utf8(&bytes[start..start + len])
+                .map_err(|_| invalid("a tag is not UTF-8"))?;
+            tags.push((start, len));
+        }
+        let mut events = Vec::with_capacity(count);
+        let mut record = first_record;
+        for _ in 0..count {
+            record = record
+                .checked_add(r.u64()?)
+                .ok_or_else(|| invalid("position overflow"))?;
+            let index = u32::try_from(r.u64()?).map_err(|_| invalid("index overflow"))?;
+            events.push(EventSlot {
+                position: EventPosition::new(Position::new(record), index),
+                time_ns: 0,
+                tag: 0,
+                metadata: None,
+                record: (0, 0),
+            });
+        }
+        let mut time = 0u64;
+        for slot in &mut events {
+            time = time.wrapping_add(unzigzag(r.u64()?) as u64);
+            slot.time_ns = time;
+        }
+        if tags.len() > 1 {
+            for slot in &mut events {
+                slot.tag = u32::try_from(r.u64()?)
+                    .ok()
+                    .filter(|&t| (t as usize) < tags.len())
+                    .ok_or_else(|| invalid("tag number out of range"))?;
+            }
+        } else if tags.is_empty() && count > 0 {
+            return Err(invalid("events without a tag table"));
+        }
+        let mut metadata_lens = Vec::with_capacity(count);
+        for _ in 0..count {
+            metadata_lens.push(r.usize()?);
+        }
+        let mut record_lens = Vec::with_capacity(count);
+        for _ in 0..count {
+            record_lens.push(r.usize()?);
+        }
+        for (slot, len) in events.iter_mut().zip(metadata_lens) {
+            if len > 0 {
+                let start = r.pos;
+                r.skip(len - 1)?;
+                slot.metadata = Some((start, len - 1));
+            }
+        }
+        for (slot, len) in events.iter_mut().zip(record_lens) {
+            let start = r.pos;
+            r.skip(len)?;
+            slot.record = (start, len);
+        }
+        Ok(Self {
+            bytes,
+            tags,
+            events,
+        })
+    }
+
+    /// How many events.
+    pub fn len(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Event `i`, in log order.
+    pub fn get(&self, i: usize) -> EventRef<'_> {
+        let slot = self.events[i];
+        let (tag_start, tag_len) = self.tags[slot.tag as usize];
+        let slice = |(start, len): (usize, usize)| &self.bytes[start..start + len];
+        EventRef {
+            position: slot.position,
+            time_ns: slot.time_ns,
+            tag: std::str::from_utf8(&self.bytes[tag_start..tag_start + tag_len])
+                .expect("checked in decode"),
+            metadata: slot.metadata.map(slice),
+            record: slice(slot.record),
+        }
+    }
+}
+
+struct VarintReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl VarintReader<'_> {
+    fn u64(&mut self) -> io::Result<u64> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = *self
+                .bytes
+                .get(self.pos)
+                .ok_or_else(|| invalid("block ends inside a number"))?;
+            self.pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(invalid("number longer than 64 bits"))
+    }
+
+    fn usize(&mut self) -> io::Result<usize> {
+        usize::try_from(self.u64()?).map_err(|_| invalid("length overflow"))
+    }
+
+    fn skip(&mut self, len: usize) -> io::Result<()> {
+        let end = self
+            .pos
+            .checked_add(len)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| invalid("length past the end of the block"))?;
+        self.pos = end;
+        Ok(())
+    }
+}
+
+fn write_varint(out: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn zigzag(value: i64) -> u64 {
+    ((value << 1) ^ (value >> 63)) as u64
+}
+
+fn unzigzag(value: u64) -> i64 {
+    ((value >> 1) as i64) ^ -((value & 1) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(record: u64, index: u32, time_ns: u64, tag: &'static str) -> EventRef<'static> {
+        EventRef {
+            position: EventPosition::new(Position::new(record), index),
+            time_ns,
+            tag,
+            metadata: (index % 2 == 1).then_some(&b"\x80"[..]),
+            record: b"\x81\xa1a\x01",
+        }
+    }
+
+    #[test]
+    fn a_block_gives_back_every_event_as_pushed() {
+        let events = [
+            event(10, 0, 5_000, "a"),
+            event(10, 1, 4_000, "b"),
+            event(12, 0, u64::MAX, "a"),
+            event(900, 7, 0, "c"),
+        ];
+        let mut builder = BlockBuilder::default();
+        for e in &events {
+            builder.push(e);
+        }
+        let bytes = builder.encode();
+        let block = Block::decode(bytes, 10).unwrap();
+        assert_eq!(block.len(), events.len());
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(block.get(i), *e);
+        }
+    }
+
+    #[test]
+    fn a_truncated_or_garbled_block_is_an_error_not_a_panic() {
+        let mut builder = BlockBuilder::default();
+        builder.push(&event(1, 0, 1, "t"));
+        builder.push(&event(2, 1, 2, "u"));
+        let bytes = builder.encode();
+        for cut in 0..bytes.len() {
+            let _ = Block::decode(bytes[..cut].to_vec(), 1);
+        }
+        for i in 0..bytes.len() {
+            let mut garbled = bytes.clone();
+            garbled[i] ^= 0xff;
+            if let Ok(block) = Block::decode(garbled, 1) {
+                for j in 0..block.len() {
+                    let _ = block.get(j);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn partition_names_are_utc_hours() {
+        assert_eq!(partition_dir_name(0), "1970-01-01T00");
+        // 2026-12-03T12:00:00Z = 1796299200.
+        assert_eq!(partition_dir_name(1_796_299_200 / 3600), "2026-12-03T12");
+        assert_eq!(partition_dir_name(11_016 * 24 + 23), "2000-02-29T23");
+    }
+
+    #[test]
+    fn tenant_directory_names_are_safe() {
+        assert_eq!(tenant_dir_name("default"), "default");
+        assert_eq!(tenant_dir_name("../x"), "x-2e2e2f78");
+        assert_eq!(tenant_dir_name(""), "x-");
+    }
+
+    #[test]
+    fn file_names_round_trip() {
+        assert_eq!(parse_file_name(&file_name(42)), Some(42));
+        assert_eq!(parse_file_name("42.chunks"), None);
+        assert_eq!(parse_file_name("00000000000000000042.chunks.tmp"), None);
+    }
+}

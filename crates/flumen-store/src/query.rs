@@ -1,0 +1,443 @@
+//! Searching the store: log queries newest or oldest first with a cursor to continue, label
+//! names and values.
+//!
+//! A search prunes before it reads: files and chunks outside the time range, chunks whose
+//! labels fail the selector's matchers on labels, and chunks whose index filter says they
+//! hold no event with the value an equality matcher on an indexed field asks for. It reads
+//! the chunks left in time order (newest last event first, or oldest first event first),
+//! keeps the best `limit` events in a heap, and stops as soon as no chunk left can hold a
+//! better one. Every event it returns passed the whole selector on its decoded record.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::fmt;
+use std::path::Path;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use flumen_event::record::Record;
+use flumen_select::{MatchOp, Selector};
+
+use crate::Store;
+use crate::catalog::FileEntry;
+use crate::format::{self, Block, ChunkMeta, index_key};
+use crate::position::EventPosition;
+
+/// Which end of the time range a search starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Direction {
+    /// Newest first (Loki's default, `backward`).
+    #[default]
+    Backward,
+    /// Oldest first.
+    Forward,
+}
+
+/// Where a search stopped: the last event it returned, by time and log position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct SearchCursor {
+    /// The event's time, Unix nanoseconds.
+    pub time_ns: u64,
+    /// The event's position.
+    pub position: EventPosition,
+}
+
+impl fmt::Display for SearchCursor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.time_ns, self.position)
+    }
+}
+
+/// A text that is not a search cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a search cursor (expected the `next` value of an earlier answer)")]
+pub struct BadSearchCursor;
+
+impl FromStr for SearchCursor {
+    type Err = BadSearchCursor;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (time, position) = text.split_once(':').ok_or(BadSearchCursor)?;
+        Ok(Self {
+            time_ns: time.parse().map_err(|_| BadSearchCursor)?,
+            position: position.parse().map_err(|_| BadSearchCursor)?,
+        })
+    }
+}
+
+/// One search.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    /// Whose events.
+    pub tenant: String,
+    /// Which events.
+    pub query: Selector,
+    /// From this time (Unix nanoseconds, inclusive)...
+    pub start_ns: u64,
+    /// ... to this one (exclusive).
+    pub end_ns: u64,
+    /// At most this many events (capped by the store's `max_limit`).
+    pub limit: usize,
+    /// Newest or oldest first.
+    pub direction: Direction,
+    /// Continue after this event (the previous answer's `next`).
+    pub after: Option<SearchCursor>,
+}
+
+/// One event found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FoundEvent {
+    /// Its log position.
+    pub position: EventPosition,
+    /// Its time, Unix nanoseconds.
+    pub time_ns: u64,
+    /// Its tag.
+    pub tag: String,
+    /// Its record, msgpack, as received.
+    pub record: Vec<u8>,
+    /// Its stream's labels.
+    pub labels: Arc<Vec<(String, String)>>,
+}
+
+impl FoundEvent {
+    fn cursor(&self) -> SearchCursor {
+        SearchCursor {
+            time_ns: self.time_ns,
+            position: self.position,
+        }
+    }
+}
+
+impl PartialOrd for FoundEvent {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for FoundEvent {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.cursor().cmp(&other.cursor())
+    }
+}
+
+/// Why a search returned less than it could have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Truncated {
+    /// It ran out of time (`query_timeout`).
+    Timeout,
+}
+
+/// What a search read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ScanStats {
+    /// Chunks in the tenant's files overlapping the time range.
+    pub chunks_in_range: u64,
+    /// Chunks read and decompressed.
+    pub chunks_read: u64,
+    /// Compressed bytes read.
+    pub bytes_read: u64,
+    /// Bytes after decompression.
+    pub bytes_decompressed: u64,
+    /// Events looked at.
+    pub events_scanned: u64,
+    /// Chunks skipped as damaged.
+    pub corrupt_chunks: u64,
+}
+
+/// A search's answer.
+#[derive(Debug, Clone, Default)]
+pub struct SearchResult {
+    /// The events, in the direction asked.
+    pub events: Vec<FoundEvent>,
+    /// Where to continue when the limit was reached.
+    pub next: Option<SearchCursor>,
+    /// What was read.
+    pub stats: ScanStats,
+    /// Set when the answer is incomplete.
+    pub truncated: Option<Truncated>,
+}
+
+/// A chunk to read.
+struct Candidate<'a> {
+    file: &'a Arc<FileEntry>,
+    chunk: &'a ChunkMeta,
+}
+
+impl Store {
+    /// Runs a search. Blocking: call it from a thread allowed to block.
+    pub fn search(&self, request: &SearchRequest) -> SearchResult {
+        let started = Instant::now();
+        let limit = request.limit.clamp(1, self.config.max_limit);
+        let catalog = self.catalog.snapshot();
+        let mut result = SearchResult::default();
+        let mut candidates = self.candidates(
+            catalog.files(&request.tenant),
+            &request.query,
+            request.start_ns,
+            request.end_ns,
+            &mut result.stats,
+        );
+        match request.direction {
+            Direction::Backward => candidates.sort_by_key(|c| Reverse(c.chunk.max_time)),
+            Direction::Forward => candidates.sort_by_key(|c| c.chunk.min_time),
+        }
+        // The best `limit` events so far; its top is the worst of them.
+        let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
+        let mut reader = ChunkReader::default();
+        for candidate in &candidates {
+            if best.len() == limit {
+                let worst = &best.peek().expect("full").0;
+                let hopeless = match request.direction {
+                    Direction::Backward => candidate.chunk.max_time < worst.time_ns,
+                    Direction::Forward => candidate.chunk.min_time > worst.time_ns,
+                };
+                if hopeless {
+                    break;
+                }
+            }
+            if started.elapsed() > self.config.query_timeout {
+                result.truncated = Some(Truncated::Timeout);
+                break;
+            }
+            let Some(block) = reader.read(candidate, &mut result.stats) else {
+                continue;
+            };
+            let labels = Arc::new(candidate.chunk.labels.clone());
+            for i in 0..block.len() {
+                let event = block.get(i);
+                result.stats.events_scanned += 1;
+                if event.time_ns < request.start_ns || event.time_ns >= request.end_ns {
+                    continue;
+                }
+                let key = SearchCursor {
+                    time_ns: event.time_ns,
+                    position: event.position,
+                };
+                let wanted = match (request.direction, request.after) {
+                    (_, None) => true,
+                    (Direction::Backward, Some(after)) => key < after,
+                    (Direction::Forward, Some(after)) => key > after,
+                };
+                if !wanted || !beats_worst(&best, limit, request.direction, key) {
+                    continue;
+                }
+                let Ok(record) = Record::decode(event.record) else {
+                    continue;
+                };
+                if !request.query.matches(event.tag, &record) {
+                    continue;
+                }
+                best.push(Ranked::new(
+                    FoundEvent {
+                        position: event.position,
+                        time_ns: event.time_ns,
+                        tag: event.tag.to_owned(),
+                        record: event.record.to_vec(),
+                        labels: labels.clone(),
+                    },
+                    request.direction,
+                ));
+                if best.len() > limit {
+                    best.pop();
+                }
+            }
+        }
+        let mut events: Vec<FoundEvent> = best.into_iter().map(|r| r.0).collect();
+        events.sort();
+        if request.direction == Direction::Backward {
+            events.reverse();
+        }
+        if events.len() == limit {
+            result.next = events.last().map(FoundEvent::cursor);
+        }
+        result.events = events;
+        result
+    }
+
+    /// The label names of the tenant's streams with events in `[start_ns, end_ns)`, sorted.
+    pub fn label_names(&self, tenant: &str, start_ns: u64, end_ns: u64) -> Vec<String> {
+        let catalog = self.catalog.snapshot();
+        let mut names = BTreeSet::new();
+        for chunk in chunks_in_range(catalog.files(tenant), start_ns, end_ns) {
+            names.extend(chunk.labels.iter().map(|(n, _)| n.clone()));
+        }
+        names.into_iter().collect()
+    }
+
+    /// The values of label `name` in the tenant's streams with events in
+    /// `[start_ns, end_ns)`, sorted.
+    pub fn label_values(
+        &self,
+        tenant: &str,
+        name: &str,
+        start_ns: u64,
+        end_ns: u64,
+    ) -> Vec<String> {
+        let catalog = self.catalog.snapshot();
+        let mut values = BTreeSet::new();
+        for chunk in chunks_in_range(catalog.files(tenant), start_ns, end_ns) {
+            let value = chunk.label(name);
+            if !value.is_empty() {
+                values.insert(value.to_owned());
+            }
+        }
+        values.into_iter().collect()
+    }
+
+    /// The chunks of `files` in the time range that the selector's matchers do not rule out.
+    fn candidates<'a>(
+        &self,
+        files: &'a [Arc<FileEntry>],
+        query: &Selector,
+        start_ns: u64,
+        end_ns: u64,
+        stats: &mut ScanStats,
+    ) -> Vec<Candidate<'a>> {
+        let labels = &self.config.labels;
+        let indexed = &self.config.indexed_fields;
+        // Equality matchers on indexed fields, as index keys; a match on "" means "absent",
+        // which a filter cannot rule out.
+        let wanted_keys: Vec<u64> = query
+            .stream_matchers()
+            .iter()
+            .filter(|m| m.op() == MatchOp::Eq && !m.value().is_empty())
+            .filter(|m| indexed.iter().any(|f| f == m.name()))
+            .map(|m| index_key(m.name(), m.value()))
+            .collect();
+        let label_matchers: Vec<_> = query
+            .stream_matchers()
+            .iter()
+            .filter(|m| labels.iter().any(|l| l == m.name()))
+            .collect();
+        let mut out = Vec::new();
+        for file in files.iter().filter(|f| f.overlaps(start_ns, end_ns)) {
+            for chunk in &file.footer.chunks {
+                if chunk.min_time >= end_ns || chunk.max_time < start_ns {
+                    continue;
+                }
+                stats.chunks_in_range += 1;
+                if !label_matchers
+                    .iter()
+                    .all(|m| m.matches_text(chunk.label(m.name())))
+                {
+                    continue;
+                }
+                if !wanted_keys.iter().all(|&k| chunk.may_contain(k)) {
+                    continue;
+                }
+                out.push(Candidate { file, chunk });
+            }
+        }
+        out
+    }
+}
+
+fn chunks_in_range(
+    files: &[Arc<FileEntry>],
+    start_ns: u64,
+    end_ns: u64,
+) -> impl Iterator<Item = &ChunkMeta> {
+    files
+        .iter()
+        .filter(move |f| f.overlaps(start_ns, end_ns))
+        .flat_map(|f| &f.footer.chunks)
+        .filter(move |c| c.min_time < end_ns && c.max_time >= start_ns)
+}
+
+/// A found event, ordered so that a `BinaryHeap`'s top is the worst one kept.
+struct Ranked(FoundEvent, Direction);
+
+impl Ranked {
+    fn new(event: FoundEvent, direction: Direction) -> Self {
+        Self(event, direction)
+    }
+
+    fn key(&self) -> SearchCursor {
+        self.0.cursor()
+    }
+}
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for Ranked {}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match self.1 {
+            // Newest first: the worst is the oldest, so older ranks higher.
+            Direction::Backward => other.key().cmp(&self.key()),
+            Direction::Forward => self.key().cmp(&other.key()),
+        }
+    }
+}
+
+/// True when an event with `key` would be kept.
+fn beats_worst(
+    best: &BinaryHeap<Ranked>,
+    limit: usize,
+    direction: Direction,
+    key: SearchCursor,
+) -> bool {
+    if best.len() < limit {
+        return true;
+    }
+    let worst = best.peek().expect("full").key();
+    match direction {
+        Direction::Backward => key > worst,
+        Direction::Forward => key < worst,
+    }
+}
+
+/// Reads chunks, keeping each file open for the search.
+#[derive(Default)]
+struct ChunkReader {
+    open: HashMap<u64, std::fs::File>,
+}
+
+impl ChunkReader {
+    fn read(&mut self, candidate: &Candidate<'_>, stats: &mut ScanStats) -> Option<Block> {
+        let file = candidate.file;
+        let handle = match self.open.entry(file.footer.seq) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => match file.open() {
+                Ok(handle) => e.insert(handle),
+                Err(error) => {
+                    report_corrupt_chunk(&file.path, &error);
+                    stats.corrupt_chunks += 1;
+                    return None;
+                }
+            },
+        };
+        let chunk = candidate.chunk;
+        match format::read_block(handle, chunk).and_then(|b| Block::decode(b, chunk.first.0)) {
+            Ok(block) => {
+                stats.chunks_read += 1;
+                stats.bytes_read += u64::from(chunk.len);
+                stats.bytes_decompressed += u64::from(chunk.raw_len);
+                Some(block)
+            }
+            Err(error) => {
+                report_corrupt_chunk(&file.path, &error);
+                stats.corrupt_chunks += 1;
+                None
+            }
+        }
+    }
+}
+
+/// Logs and counts a chunk that cannot be read.
+pub(crate) fn report_corrupt_chunk(path: &Path, error: &std::io::Error) {
+    tracing::error!(message = "A store chunk is damaged; skipped.", path = %path.display(), %error);
+    metrics::counter!("flumen_store_corrupt_chunks_total").increment(1);
+}

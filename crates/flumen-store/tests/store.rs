@@ -1,0 +1,288 @@
+//! The store end to end on a real log: what is appended is found, once, by the queries a user
+//! writes; restarts, damage and retention.
+
+mod common;
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::time::{Duration, SystemTime};
+
+use common::*;
+use flumen_store::{Direction, Retention};
+
+fn fill(harness: &Harness, events: u64, per_batch: u64) {
+    let mut n = 0;
+    while n < events {
+        let end = (n + per_batch).min(events);
+        harness.append(batch(n..end, "app.logs"));
+        n = end;
+    }
+}
+
+#[test]
+fn every_event_is_found_once_newest_first_and_oldest_first_page_by_page() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    fill(&harness, 2_000, 100);
+    harness.wait_stored();
+
+    let newest_first = search_all(&harness.store, "{}", 300, Direction::Backward);
+    assert_eq!(newest_first, (0..2_000).rev().collect::<Vec<_>>());
+    let oldest_first = search_all(&harness.store, "{}", 7, Direction::Forward);
+    assert_eq!(oldest_first, (0..2_000).collect::<Vec<_>>());
+    harness.close();
+}
+
+#[test]
+fn queries_find_what_they_say_and_carry_positions_and_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    fill(&harness, 1_000, 50);
+    harness.wait_stored();
+
+    let timeouts = search_all(
+        &harness.store,
+        r#"{service="api"} |= "timeout""#,
+        100,
+        Direction::Forward,
+    );
+    let expected: Vec<u64> = (0..1_000).filter(|n| n % 4 == 0 && n % 97 == 0).collect();
+    assert_eq!(timeouts, expected);
+
+    let result = harness.search(r#"{level="error", service="web"}"#, 1, Direction::Backward);
+    let event = &result.events[0];
+    // The newest error of `web`: n % 5 == 4 and n % 4 == 1.
+    assert_eq!(n_of(event), 989);
+    assert_eq!(event.tag, "app.logs");
+    assert_eq!(event.time_ns, (T0 + 989) * 1_000_000_000 + 989);
+    assert!(
+        event
+            .labels
+            .contains(&("service".to_owned(), "web".to_owned()))
+    );
+    assert!(
+        event
+            .labels
+            .contains(&("level".to_owned(), "error".to_owned()))
+    );
+    assert!(
+        event
+            .labels
+            .contains(&("tag".to_owned(), "app.logs".to_owned()))
+    );
+    // Batches of 50 events: event 989 is the 40th of the 20th record.
+    assert_eq!(event.position.to_string(), "19.39");
+
+    let numbers = search_all(&harness.store, r#"{} | n >= 990"#, 100, Direction::Forward);
+    assert_eq!(numbers, (990..1_000).collect::<Vec<_>>());
+    harness.close();
+}
+
+#[test]
+fn an_indexed_field_opens_only_the_chunks_that_hold_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    // One batch per flush-sized step keeps many chunks around.
+    for step in 0..40 {
+        harness.append(batch(
+            step * 100..(step + 1) * 100,
+            &format!("app.part{step}"),
+        ));
+    }
+    harness.wait_stored();
+
+    let all = harness.search("{}", 5_000, Direction::Forward);
+    assert_eq!(all.events.len(), 4_000);
+    let total_chunks = all.stats.chunks_read;
+
+    let result = harness.search(r#"{request_id="req-1234"}"#, 10, Direction::Forward);
+    assert_eq!(
+        result.events.iter().map(n_of).collect::<Vec<_>>(),
+        vec![1234]
+    );
+    assert!(
+        result.stats.chunks_read * 10 < total_chunks,
+        "read {} of {} chunks for one request id",
+        result.stats.chunks_read,
+        total_chunks
+    );
+    let deployment = search_all(
+        &harness.store,
+        r#"{deployment_id="d-7"}"#,
+        1000,
+        Direction::Forward,
+    );
+    assert_eq!(
+        deployment,
+        (0..4_000).filter(|n| n % 50 == 7).collect::<Vec<_>>()
+    );
+    harness.close();
+}
+
+#[test]
+fn a_restart_stores_what_came_after_and_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    fill(&harness, 500, 10);
+    harness.wait_stored();
+    harness.close();
+
+    let harness = Harness::open(dir.path());
+    harness.append(batch(500..600, "app.logs"));
+    harness.wait_stored();
+    assert_eq!(
+        search_all(&harness.store, "{}", 1000, Direction::Forward),
+        (0..600).collect::<Vec<_>>()
+    );
+    harness.close();
+}
+
+#[test]
+fn many_small_flushes_are_compacted_and_every_event_stays_findable_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    for n in 0..30u64 {
+        harness.append(batch(n * 10..(n + 1) * 10, "app.logs"));
+        harness.wait_stored();
+    }
+    let stats = harness.store.stats();
+    assert!(
+        stats.files < 8,
+        "{} files after 30 small flushes",
+        stats.files
+    );
+    assert_eq!(stats.events, 300);
+    assert_eq!(
+        search_all(&harness.store, "{}", 1000, Direction::Forward),
+        (0..300).collect::<Vec<_>>()
+    );
+    harness.close();
+
+    let harness = Harness::open(dir.path());
+    assert_eq!(harness.store.stats().events, 300);
+    harness.close();
+}
+
+#[test]
+fn a_damaged_chunk_is_skipped_and_counted_and_the_rest_is_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    harness.append(batch(0..100, "app.a"));
+    harness.append(batch(100..200, "app.b"));
+    harness.wait_stored();
+    harness.close();
+
+    // One file holds every stream's chunk; damage a byte of the first (just past the magic).
+    let file = chunk_files(&dir.path().join("store"))
+        .into_iter()
+        .next()
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&file)
+        .unwrap();
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(20)).unwrap();
+    f.read_exact(&mut byte).unwrap();
+    f.seek(SeekFrom::Start(20)).unwrap();
+    f.write_all(&[byte[0] ^ 0x55]).unwrap();
+    drop(f);
+
+    let harness = Harness::open(dir.path());
+    let result = harness.search("{}", 1000, Direction::Forward);
+    assert_eq!(result.stats.corrupt_chunks, 1);
+    // The damaged chunk's stream (one tag, service and level) is lost; every other event is
+    // found, once.
+    let found: Vec<u64> = result.events.iter().map(n_of).collect();
+    let lost: Vec<u64> = (0..200).filter(|n| !found.contains(n)).collect();
+    let stream = |n: u64| {
+        let record = record(n);
+        (
+            n < 100,
+            record.get("service").cloned(),
+            record.get("level").cloned(),
+        )
+    };
+    let first_stream = stream(lost[0]);
+    let whole_stream: Vec<u64> = (0..200).filter(|&n| stream(n) == first_stream).collect();
+    assert_eq!(lost, whole_stream);
+    let mut unique = found.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), found.len());
+    harness.close();
+}
+
+#[test]
+fn a_file_from_a_flush_that_did_not_finish_is_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    harness.append(batch(0..10, "app.logs"));
+    harness.wait_stored();
+    harness.close();
+
+    let file = chunk_files(&dir.path().join("store")).pop().unwrap();
+    // A copy numbered after the checkpoint, as a crash between a file and the checkpoint
+    // leaves it, and a temporary file.
+    let later = file.with_file_name("00000000000000009999.chunks");
+    std::fs::copy(&file, &later).unwrap();
+    std::fs::write(file.with_file_name("x.chunks.tmp"), b"partial").unwrap();
+
+    let harness = Harness::open(dir.path());
+    assert!(!later.exists());
+    assert_eq!(harness.store.stats().events, 10);
+    harness.close();
+}
+
+#[test]
+fn retention_removes_whole_old_partitions_by_age_and_by_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = store_config(dir.path());
+    config.retention = Retention {
+        max_age: Some(Duration::from_secs(3600)),
+        max_bytes: None,
+    };
+    let harness = Harness::open_with(dir.path(), config);
+    fill(&harness, 100, 10);
+    harness.wait_stored();
+    assert!(harness.store.stats().files > 0);
+
+    // An hour from now nothing is old yet; three hours from now everything is.
+    harness
+        .store
+        .apply_retention(SystemTime::now() + Duration::from_secs(1800));
+    assert_eq!(harness.store.stats().events, 100);
+    harness
+        .store
+        .apply_retention(SystemTime::now() + Duration::from_secs(3 * 3600));
+    assert_eq!(harness.store.stats().files, 0);
+    assert!(
+        harness
+            .search("{}", 10, Direction::Forward)
+            .events
+            .is_empty()
+    );
+    harness.close();
+    assert!(
+        chunk_files(&dir.path().join("store")).is_empty(),
+        "files are removed from disk"
+    );
+}
+
+fn chunk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for tenant in std::fs::read_dir(dir).unwrap().flatten() {
+        if !tenant.path().is_dir() {
+            continue;
+        }
+        for partition in std::fs::read_dir(tenant.path()).unwrap().flatten() {
+            for file in std::fs::read_dir(partition.path()).unwrap().flatten() {
+                if file.path().extension().is_some_and(|e| e == "chunks") {
+                    files.push(file.path());
+                }
+            }
+        }
+    }
+    files.sort();
+    files
+}
