@@ -63,7 +63,14 @@ impl ServerConfig {
         wal.validate()
             .map_err(|e| InvalidConfig::new(Vec::new(), e.to_string()))?;
         self.check_inputs_fit_in_the_log(wal.largest_record())?;
+        let store = self.store_config()?;
+        let routes = if store.is_some() {
+            routes.with_store()
+        } else {
+            routes
+        };
         Ok(ServerSpec {
+            store,
             data_dir: self.data_dir.clone(),
             wal,
             api_address: self.api.address,
@@ -148,6 +155,40 @@ impl ServerConfig {
                 format!("filters[{}] ({}): {}", e.index, e.name, e.message),
             )
         })
+    }
+
+    /// The store's settings in the form the store takes; `None` when it is off.
+    fn store_config(&self) -> Result<Option<flumen_store::StoreConfig>, InvalidConfig> {
+        let Some(settings) = self.store.as_ref().filter(|s| s.enabled) else {
+            return Ok(None);
+        };
+        let retention = |r: &crate::settings::RetentionSettings| flumen_store::Retention {
+            max_age: r.max_age,
+            max_bytes: r.max_size.map(|s| s.as_u64()),
+        };
+        let config = flumen_store::StoreConfig {
+            dir: settings
+                .dir
+                .clone()
+                .unwrap_or_else(|| crate::spec::store_dir(&self.data_dir)),
+            labels: settings.labels.clone(),
+            indexed_fields: settings.indexed_fields.clone(),
+            flush_interval: settings.flush_interval,
+            flush_size: usize::try_from(settings.flush_size.as_u64()).unwrap_or(usize::MAX),
+            compression_level: settings.compression_level,
+            retention: retention(&settings.retention),
+            tenant_retention: settings
+                .tenants
+                .iter()
+                .map(|(tenant, t)| (tenant.clone(), retention(&t.retention)))
+                .collect(),
+            max_limit: settings.max_limit,
+            query_timeout: settings.query_timeout,
+        };
+        config
+            .validate()
+            .map_err(|m| InvalidConfig::new(path([name("store")]), m))?;
+        Ok(Some(config))
     }
 
     /// The log's settings in the form the log takes.

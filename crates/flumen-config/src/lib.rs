@@ -34,8 +34,16 @@ pub use flumen_sources::SourceConfig;
 
 /// The configuration `flumen serve` runs when given no file.
 pub const DEFAULT_CONFIG: &str = r#"# flumen's embedded default: Forward on 24224, Fluentd-style HTTP on 9880, the API on
-# 8080, data in ./flumen-data, everything to stdout.
+# 8080, data in ./flumen-data, every event kept in the embedded store and searchable
+# (`flumen query`, GET /api/v1/query, Loki's query API).
 data_dir = "./flumen-data"
+
+[store]
+# labels = ["tag", "service", "environment", "level"]
+# indexed_fields = ["deployment_id", "request_id", "trace_id", "container_id"]
+
+[store.retention]
+max_age = "7d"
 
 [api]
 address = "0.0.0.0:8080"
@@ -47,13 +55,6 @@ address = "0.0.0.0:24224"
 [sources.http]
 type = "http"
 address = "0.0.0.0:9880"
-
-[outputs.stdout]
-type = "stdout"
-
-[[routes]]
-match = ["**"]
-outputs = ["stdout"]
 "#;
 
 #[cfg(test)]

@@ -40,6 +40,9 @@ pub struct ServerConfig {
     /// How long a graceful shutdown may take to drain outputs.
     #[serde(default = "default_shutdown_timeout", with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// The embedded store, when the section is present (the embedded default has it).
+    #[serde(default)]
+    pub store: Option<StoreSettings>,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -151,4 +154,75 @@ impl RouteConfig {
             outputs: self.outputs.clone(),
         }
     }
+}
+
+/// `[store]`: the embedded, searchable store of every event.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSettings {
+    /// `false` turns the store off while keeping the section.
+    pub enabled: bool,
+    /// Where its files are; default `<data_dir>/store`.
+    pub dir: Option<PathBuf>,
+    /// The fields whose values make a stream: few values each (not ids).
+    pub labels: Vec<String>,
+    /// Fields of any cardinality, indexed per chunk so that equality on them is fast.
+    pub indexed_fields: Vec<String>,
+    /// Events are searchable at most this long after they are durable in the log.
+    #[serde(with = "humantime_serde")]
+    pub flush_interval: Duration,
+    /// Events gathered before a flush at the latest (memory the store uses).
+    pub flush_size: ByteSize,
+    /// zstd level, 1 to 19.
+    pub compression_level: i32,
+    /// How long events are kept: `max_age` and `max_size`.
+    pub retention: RetentionSettings,
+    /// Retention by tenant, overriding `retention`.
+    pub tenants: BTreeMap<String, TenantStoreSettings>,
+    /// The most events one search returns.
+    pub max_limit: usize,
+    /// How long one search may run.
+    #[serde(with = "humantime_serde")]
+    pub query_timeout: Duration,
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        let store = flumen_store::StoreConfig::new("");
+        Self {
+            enabled: true,
+            dir: None,
+            labels: store.labels,
+            indexed_fields: store.indexed_fields,
+            flush_interval: store.flush_interval,
+            flush_size: ByteSize::b(store.flush_size as u64),
+            compression_level: store.compression_level,
+            retention: RetentionSettings {
+                max_age: store.retention.max_age,
+                max_size: None,
+            },
+            tenants: BTreeMap::new(),
+            max_limit: store.max_limit,
+            query_timeout: store.query_timeout,
+        }
+    }
+}
+
+/// `[store.retention]`, `[store.tenants.NAME.retention]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionSettings {
+    /// Partitions (hours) older than this are removed (`7d`, `12h`).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Option<Duration>,
+    /// The oldest partitions are removed while the tenant's files are bigger than this.
+    pub max_size: Option<ByteSize>,
+}
+
+/// `[store.tenants.NAME]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantStoreSettings {
+    /// The tenant's retention.
+    pub retention: RetentionSettings,
 }

@@ -10,6 +10,7 @@ use flumen_process::Pipeline;
 use flumen_routing::RouteTable;
 use flumen_sinks::OutputSpec;
 use flumen_sources::SourceConfig;
+use flumen_store::StoreConfig;
 use flumen_wal::WalConfig;
 
 /// Everything a server runs, checked, with no TOML in it: made only by
@@ -26,6 +27,12 @@ pub struct ServerSpec {
     pub(crate) routes: Arc<RouteTable>,
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) store: Option<StoreConfig>,
+}
+
+/// The store lives in `<data_dir>/store` unless configured elsewhere.
+pub(crate) fn store_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("store")
 }
 
 /// The log lives in `<data_dir>/wal`.
@@ -37,6 +44,11 @@ impl ServerSpec {
     /// The same spec with its data (the log with it) in `dir`: `flumen serve --data-dir`.
     pub fn with_data_dir(mut self, dir: PathBuf) -> Self {
         self.wal.dir = wal_dir(&dir);
+        if let Some(store) = &mut self.store
+            && store.dir == store_dir(&self.data_dir)
+        {
+            store.dir = store_dir(&dir);
+        }
         self.data_dir = dir;
         self
     }
@@ -74,6 +86,11 @@ impl ServerSpec {
     /// The compiled filters, shared by every source.
     pub fn pipeline(&self) -> &Arc<Pipeline> {
         &self.pipeline
+    }
+
+    /// The embedded store's settings, when it is on.
+    pub fn store(&self) -> Option<&StoreConfig> {
+        self.store.as_ref()
     }
 
     /// How long a graceful shutdown may take.

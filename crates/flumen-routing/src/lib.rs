@@ -170,6 +170,8 @@ impl std::error::Error for RouteError {}
 #[derive(Debug)]
 pub struct RouteTable {
     routes: Vec<Route>,
+    /// True when the embedded store keeps every event, whatever the routes say.
+    stored: bool,
 }
 
 impl RouteTable {
@@ -226,7 +228,22 @@ impl RouteTable {
                 })
             })
             .collect::<Result<_, RouteError>>()?;
-        Ok(Self { routes: compiled })
+        Ok(Self {
+            routes: compiled,
+            stored: false,
+        })
+    }
+
+    /// The same table for a server whose embedded store keeps every event: sources then take
+    /// every tag, routed or not.
+    pub fn with_store(mut self) -> Self {
+        self.stored = true;
+        self
+    }
+
+    /// True when the embedded store keeps every event.
+    pub fn stores_everything(&self) -> bool {
+        self.stored
     }
 
     /// How many routes there are.
@@ -294,6 +311,12 @@ impl RouteCache {
             remembered: 0,
             remembered_bytes: 0,
         }
+    }
+
+    /// True when events with this label and tag are kept by flumen: some route wants them, or
+    /// the store keeps everything. Sources drop (and count) the others.
+    pub fn keeps(&mut self, label: &str, tag: &str) -> bool {
+        self.table.stores_everything() || !self.decide(label, tag).is_empty()
     }
 
     /// Where events with `label` and `tag` go.

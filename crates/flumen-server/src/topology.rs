@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use flumen_store::Store;
 use flumen_wal::Wal;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
@@ -43,6 +44,8 @@ pub struct Server {
     stop_outputs: watch::Sender<Option<Instant>>,
     sources: JoinSet<()>,
     outputs: JoinSet<()>,
+    /// The store's writer thread, when the store is on.
+    store_writer: Option<std::thread::JoinHandle<()>>,
     shutdown_timeout: Duration,
 }
 
@@ -66,7 +69,11 @@ impl Server {
 
         let node_id = node_id(data_dir)?;
         let output_names: Vec<String> = spec.outputs().keys().cloned().collect();
-        wal.retain_readers(&output_names.iter().map(String::as_str).collect::<Vec<_>>())?;
+        let mut readers: Vec<&str> = output_names.iter().map(String::as_str).collect();
+        if spec.store().is_some() {
+            readers.push(flumen_store::LOG_READER);
+        }
+        wal.retain_readers(&readers)?;
         let routes = spec.routes().clone();
 
         // Read before any output runs: a running output may remove the segments being read.
@@ -111,6 +118,15 @@ impl Server {
             });
         }
 
+        let store = match spec.store() {
+            Some(config) => Some(
+                start_store(config.clone(), &wal, outputs_stop.clone())
+                    .await
+                    .context("cannot start the store")?,
+            ),
+            None => None,
+        };
+
         let shared = SourceShared {
             wal: wal.clone(),
             routes: routes.clone(),
@@ -137,6 +153,7 @@ impl Server {
             wal: wal.clone(),
             metrics,
             stopped_outputs,
+            store: store.as_ref().map(|(store, _)| store.clone()),
         });
         let api = Api::serve(spec.api_address(), api_state.clone()).await?;
         api_state.ready.store(true, Ordering::Relaxed);
@@ -149,6 +166,7 @@ impl Server {
             stop_outputs,
             sources,
             outputs,
+            store_writer: store.map(|(_, writer)| writer),
             shutdown_timeout: spec.shutdown_timeout(),
         })
     }
@@ -201,9 +219,36 @@ impl Server {
             );
             abort_all(&mut self.outputs).await;
         }
+        // The store's writer got the same stop as outputs: it flushes what it gathered.
+        if let Some(writer) = self.store_writer.take() {
+            let joined = tokio::task::spawn_blocking(move || writer.join());
+            if tokio::time::timeout_at(deadline.into(), joined)
+                .await
+                .is_err()
+            {
+                tracing::warn!(
+                    message = "The store is still flushing at the shutdown timeout; it reads those events from the log again at start."
+                );
+            }
+        }
         self.api.stop(deadline).await;
         tracing::info!(message = "Stopped.");
     }
+}
+
+/// Opens the store and starts its writer on the log; it stops when `stop` holds a deadline.
+async fn start_store(
+    config: flumen_store::StoreConfig,
+    wal: &Arc<Wal>,
+    stop: watch::Receiver<Option<Instant>>,
+) -> anyhow::Result<(Arc<Store>, std::thread::JoinHandle<()>)> {
+    let dir = config.dir.clone();
+    let store = tokio::task::spawn_blocking(move || Store::open(config))
+        .await?
+        .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    let reader = wal.reader(flumen_store::LOG_READER)?;
+    let writer = store.spawn_writer(reader, tokio::runtime::Handle::current(), stop)?;
+    Ok((store, writer))
 }
 
 /// At most how long before the shutdown deadline outputs give up a delivery, to save their

@@ -238,12 +238,9 @@ impl Writer {
         // Timers are made on this thread, outside `block_on`.
         let _context = runtime.enter();
         loop {
-            if let Some(deadline) = *stop.borrow() {
-                if Instant::now() < deadline && self.flush().is_err() {
-                    tracing::warn!(
-                        message = "The store could not flush before stopping; it reads those events from the log again at start."
-                    );
-                }
+            let stop_at = *stop.borrow();
+            if let Some(deadline) = stop_at {
+                self.finish(deadline);
                 return;
             }
             if self.paused.is_some() {
@@ -292,6 +289,30 @@ impl Writer {
                         runtime.block_on(tokio::time::timeout(RETRY_AFTER_FAILURE, stop.changed()));
                 }
             }
+        }
+    }
+
+    /// At a stop: stores what the log holds, as far as the deadline allows; what is left is
+    /// read from the log again at the next start.
+    fn finish(&mut self, deadline: Instant) {
+        while self.paused.is_none() && Instant::now() < deadline {
+            match self.reader.read_blocking(READ_RECORDS, READ_BYTES) {
+                Ok(Read::Records(records)) if !records.is_empty() => {
+                    for record in records {
+                        self.gather(record.position, &record.payload);
+                    }
+                    if self.flush_due() && self.flush().is_err() {
+                        break;
+                    }
+                }
+                Ok(Read::Removed { to, .. }) => self.next_record = self.next_record.max(to.get()),
+                _ => break,
+            }
+        }
+        if Instant::now() >= deadline || self.flush().is_err() {
+            tracing::warn!(
+                message = "The store stopped before storing all the log holds; it reads the rest from the log at start."
+            );
         }
     }
 

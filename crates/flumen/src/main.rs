@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod query;
 mod run;
 
 // glibc's allocator serves the log's ~100 KiB-1 MiB batch buffers with fresh mmaps, paying page
@@ -51,7 +52,8 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the aggregator. Without --config, runs the embedded default: Forward on 24224,
-    /// HTTP on 9880, the API on 8080, data in ./flumen-data, everything to stdout.
+    /// HTTP on 9880, the API on 8080, data in ./flumen-data, every event kept in the
+    /// embedded store (search it with `flumen query`).
     Serve {
         /// The TOML configuration file (see docs/configuration.md).
         #[arg(short, long, env = "FLUMEN_CONFIG")]
@@ -75,6 +77,9 @@ enum Command {
     /// stderr, to an aggregator as an event with the deployment's fields, passing the output
     /// through as usual and exiting with the command's status.
     Run(Box<run::RunArgs>),
+    /// Search a running flumen's store: `flumen query '{service="api"} |= "timeout"' --since
+    /// 1h`.
+    Query(Box<query::QueryArgs>),
 }
 
 fn main() -> ExitCode {
@@ -104,6 +109,7 @@ fn main() -> ExitCode {
             Ok(())
         }
         Command::Bench(args) => bench::run(&args),
+        Command::Query(args) => query::run(&args),
         Command::Run(args) => match run::run(&args) {
             Ok(code) => return code,
             Err(error) => Err(error),

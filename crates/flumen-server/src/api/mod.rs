@@ -1,7 +1,9 @@
-//! The operations API: `GET /healthz`, `GET /readyz` and `GET /metrics` today.
+//! The API: `GET /healthz`, `GET /readyz`, `GET /metrics`, and search over the store
+//! (`query.rs`: `GET /api/v1/query`, label names and values).
 //!
 //! - `health.rs`: liveness and readiness.
 //! - `metrics.rs`: Prometheus text.
+//! - `query.rs`: the store's search API.
 //! - `error.rs`: [`ApiError`], the one mapping from errors to HTTP status codes; a handler that
 //!   can fail returns `Result<_, ApiError>`.
 //!
@@ -12,6 +14,7 @@
 mod error;
 mod health;
 mod metrics;
+mod query;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -40,6 +43,8 @@ pub struct ApiState {
     pub metrics: Option<PrometheusHandle>,
     /// Outputs that stopped delivering.
     pub stopped_outputs: Arc<StoppedOutputs>,
+    /// The embedded store, when it is on.
+    pub store: Option<Arc<flumen_store::Store>>,
 }
 
 /// Outputs whose delivery loop ended with an error, and why: such an output delivers nothing
@@ -76,6 +81,9 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/v1/query", get(query::query))
+        .route("/api/v1/labels", get(query::labels))
+        .route("/api/v1/label/{name}/values", get(query::label_values))
         .with_state(state)
 }
 

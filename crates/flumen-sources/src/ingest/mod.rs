@@ -218,7 +218,7 @@ impl Ingest {
             ..
         } = input;
         let ack = ChunkAck::of(&outcome);
-        if self.routes.decide(&self.label, tag).is_empty() {
+        if !self.routes.keeps(&self.label, tag) {
             self.counters.unrouted.increment(u64::from(count));
             tracing::debug!(
                 message = "No route matches the tag; dropping events.",

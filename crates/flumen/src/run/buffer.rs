@@ -284,6 +284,8 @@ impl Slot {
             }],
             filters: Vec::new(),
             shutdown_timeout: never,
+            // The local buffer only forwards; the aggregator keeps and searches.
+            store: None,
         };
         config
             .check()
