@@ -36,7 +36,8 @@ use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use crate::batches::Batches;
 
 /// How much larger than its compressed form a body may be (and 64 KiB): logs compress well,
-/// but not a thousandfold.
+/// but not a thousandfold. It bounds gzip; snappy never compresses more than about 21 times,
+/// so for snappy [`Limits::max_decoded`] is the bound that counts.
 pub const MAX_COMPRESSION_RATIO: usize = 64;
 
 /// Field names the mapping writes itself; labels and metadata by these names go into the
