@@ -18,19 +18,12 @@
 //! request's size, and they come split into batches of at most [`MAX_BATCH_EVENTS`] events or
 //! about [`MAX_BATCH_BYTES`], which the caller stores as separate log records.
 
-use std::ops::Range;
-
+use crate::batches::Batches;
 use flumen_event::EventTime;
-use flumen_event::entry::write_entry;
 use flumen_event::msgpack::{MsgpackError, Reader, Value};
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
-/// The most events in one batch of a request.
-pub const MAX_BATCH_EVENTS: u32 = 4096;
-
-/// The size at which a batch of a request is closed; a batch is larger only when its one
-/// record is.
-pub const MAX_BATCH_BYTES: usize = 1 << 20;
+pub use crate::batches::{MAX_BATCH_BYTES, MAX_BATCH_EVENTS};
 
 /// The most bytes of entries a request of `request_size` bytes (body and query) may decode to:
 /// four times its size and 4 KiB. `[{},{},…]` (three bytes an event, twelve as an entry) just
@@ -57,25 +50,8 @@ impl HttpRequest<'_> {
     }
 }
 
-/// Entries decoded from a request.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct HttpEvents {
-    /// The entries, msgpack, laid end to end.
-    pub entries: Vec<u8>,
-    /// How many there are.
-    pub count: u32,
-    /// The batches the entries are split into: their event counts and byte ranges, in order.
-    batches: Vec<(u32, Range<usize>)>,
-}
-
-impl HttpEvents {
-    /// The batches to store, in order: (event count, entries).
-    pub fn batches(&self) -> impl ExactSizeIterator<Item = (u32, &[u8])> {
-        self.batches
-            .iter()
-            .map(|(count, range)| (*count, &self.entries[range.clone()]))
-    }
-}
+/// Entries decoded from a request, in batches.
+pub type HttpEvents = Batches;
 
 /// Why a request was refused (the message is the response body).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -189,10 +165,7 @@ pub fn decode_request(req: &HttpRequest<'_>, now: EventTime) -> Result<HttpEvent
 
 /// Collects a request's entries, split into batches, within the request's size budget.
 struct EventsBuilder {
-    events: HttpEvents,
-    /// Where the open batch starts, and how many events it has.
-    batch_start: usize,
-    batch_count: u32,
+    events: Batches,
     size: usize,
     limit: usize,
 }
@@ -200,9 +173,7 @@ struct EventsBuilder {
 impl EventsBuilder {
     fn new(request_size: usize) -> Self {
         Self {
-            events: HttpEvents::default(),
-            batch_start: 0,
-            batch_count: 0,
+            events: Batches::default(),
             size: request_size,
             limit: max_decoded_size(request_size),
         }
@@ -210,36 +181,18 @@ impl EventsBuilder {
 
     /// Adds the entry `[time, record]`; fails once the entries outgrow the request's budget.
     fn push(&mut self, time: EventTime, record: &[u8]) -> Result<(), HttpBodyError> {
-        write_entry(&mut self.events.entries, time, record);
+        self.events.push(time, record);
         if self.events.entries.len() > self.limit {
             return Err(HttpBodyError::TooLarge {
                 size: self.size,
                 limit: self.limit,
             });
         }
-        self.events.count += 1;
-        self.batch_count += 1;
-        if self.batch_count == MAX_BATCH_EVENTS
-            || self.events.entries.len() - self.batch_start >= MAX_BATCH_BYTES
-        {
-            self.close_batch();
-        }
         Ok(())
     }
 
-    fn close_batch(&mut self) {
-        if self.batch_count > 0 {
-            let end = self.events.entries.len();
-            self.events
-                .batches
-                .push((self.batch_count, self.batch_start..end));
-            self.batch_start = end;
-            self.batch_count = 0;
-        }
-    }
-
     fn finish(mut self) -> Result<HttpEvents, HttpBodyError> {
-        self.close_batch();
+        self.events.close();
         if self.events.count == 0 {
             return Err(HttpBodyError::Empty);
         }

@@ -5,6 +5,10 @@
 //!   logging driver, Fluent Bit, Fluentd and the fluent-logger libraries speak it.
 //! - [`http`]: request bodies of Fluentd's `in_http` input (JSON, JSON arrays, NDJSON, msgpack,
 //!   `json=`/`msgpack=` form and query parameters).
+//! - [`loki`]: Grafana Loki push bodies (protobuf with snappy, JSON, gzip) and their streams as
+//!   events.
+//! - [`batches`]: a request's entries split into the batches a source stores one log record
+//!   each.
 //!
 //! Every decoder takes bytes and returns validated entries (see `flumen_event::entry`) or an
 //! error that says what was wrong; none touches a socket, so each is fuzzed on its own
@@ -13,5 +17,7 @@
 
 #![deny(missing_docs)]
 
+pub mod batches;
 pub mod forward;
 pub mod http;
+pub mod loki;

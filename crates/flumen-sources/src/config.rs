@@ -5,6 +5,7 @@ use serde::Deserialize;
 
 use crate::forward::ForwardSourceConfig;
 use crate::http::HttpSourceConfig;
+use crate::loki::LokiConfig;
 use crate::otlp::OtlpConfig;
 use crate::syslog::SyslogConfig;
 use crate::tail::TailConfig;
@@ -23,6 +24,8 @@ pub enum SourceConfig {
     Tail(TailConfig),
     /// OpenTelemetry logs over OTLP (HTTP and gRPC).
     Otlp(OtlpConfig),
+    /// Grafana Loki's push API (`POST /loki/api/v1/push`).
+    Loki(LokiConfig),
 }
 
 impl SourceConfig {
@@ -34,6 +37,7 @@ impl SourceConfig {
             SourceConfig::Syslog(c) => &c.label,
             SourceConfig::Tail(c) => &c.label,
             SourceConfig::Otlp(c) => &c.label,
+            SourceConfig::Loki(c) => &c.label,
         }
     }
 
@@ -43,6 +47,7 @@ impl SourceConfig {
             SourceConfig::Tail(tail) => tail.validate(),
             SourceConfig::Syslog(syslog) => syslog.validate(),
             SourceConfig::Otlp(otlp) => otlp.validate(),
+            SourceConfig::Loki(loki) => loki.validate(),
             SourceConfig::Forward(_) | SourceConfig::Http(_) => Ok(()),
         }
     }
@@ -56,6 +61,7 @@ impl SourceConfig {
             SourceConfig::Syslog(c) => ("max_message_size", c.max_message_size),
             SourceConfig::Tail(c) => ("max_line_size", c.max_line_size),
             SourceConfig::Otlp(c) => ("max_request_size", c.max_request_size),
+            SourceConfig::Loki(c) => ("max_body_size", c.max_body_size),
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod config;
 pub mod forward;
 pub mod http;
 pub mod ingest;
+pub mod loki;
 pub mod net;
 pub mod otlp;
 mod request;
@@ -49,6 +50,8 @@ pub enum BoundSource {
     Tail(tail::TailSource),
     /// OpenTelemetry logs.
     Otlp(otlp::OtlpSource),
+    /// Grafana Loki's push API.
+    Loki(loki::LokiSource),
 }
 
 impl BoundSource {
@@ -60,6 +63,7 @@ impl BoundSource {
             SourceConfig::Syslog(c) => Self::Syslog(syslog::SyslogSource::bind(name, c).await?),
             SourceConfig::Tail(c) => Self::Tail(tail::TailSource::bind(name, c).await?),
             SourceConfig::Otlp(c) => Self::Otlp(otlp::OtlpSource::bind(name, c).await?),
+            SourceConfig::Loki(c) => Self::Loki(loki::LokiSource::bind(name, c).await?),
         })
     }
 
@@ -72,6 +76,7 @@ impl BoundSource {
             Self::Syslog(source) => source.local_addr(),
             Self::Tail(source) => source.local_addr(),
             Self::Otlp(source) => source.local_addr(),
+            Self::Loki(source) => source.local_addr(),
         }
     }
 
@@ -83,6 +88,7 @@ impl BoundSource {
             Self::Syslog(source) => source.run(shared, stop).await,
             Self::Tail(source) => source.run(shared, stop).await,
             Self::Otlp(source) => source.run(shared, stop).await,
+            Self::Loki(source) => source.run(shared, stop).await,
         }
     }
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use flumen_codec::http::{HttpBodyError, HttpEvents, HttpRequest, decode_request};
@@ -28,7 +28,7 @@ use tokio::sync::watch;
 
 use super::{SourceShared, stopped};
 use crate::request::clients::ClientSessions;
-use crate::request::{StoreError, serve_and_flush, store_batches};
+use crate::request::{retry_later, serve_and_flush, store_batches};
 
 /// A bound HTTP source, ready to run.
 #[derive(Debug)]
@@ -168,19 +168,6 @@ async fn store(state: &HttpState, client: IpAddr, tag: &str, events: &HttpEvents
     };
     match store_batches(&mut ingest, tag, events.entries.len(), events.batches()).await {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(StoreError::Full) => retry_later("the log is full; retry later\n"),
-        Err(StoreError::Rejected(reason)) => {
-            (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
-        }
-        Err(StoreError::Log(error)) => retry_later(&format!("{error}\n")),
-        Err(StoreError::NotDurable) => retry_later("the events could not be stored; retry later\n"),
+        Err(error) => error.into_response(),
     }
-}
-
-fn retry_later(message: &str) -> Response {
-    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message.to_owned()).into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-    response
 }

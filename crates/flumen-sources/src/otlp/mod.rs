@@ -261,6 +261,7 @@ impl OtlpState {
             .await
             .map_err(|error| match error {
                 StoreError::Full => Refusal::Unavailable("the log is full; retry later".to_owned()),
+                StoreError::Busy(error) => Refusal::Unavailable(error.to_string()),
                 StoreError::Rejected(reason) => Refusal::Invalid(reason),
                 StoreError::Log(error) => Refusal::Unavailable(format!("{error}; retry later")),
                 StoreError::NotDurable => {

@@ -53,6 +53,29 @@ pub(crate) enum RequestIngest {
 #[error("{MAX_CLIENT_SESSIONS} other clients are sending at once; retry later")]
 pub(crate) struct TooManyClients;
 
+/// The address of the client of an HTTP request, as the listener recorded it
+/// (`into_make_service_with_connect_info::<SocketAddr>`); `0.0.0.0` for a router served
+/// without it, whose clients then share one session.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) IpAddr);
+
+impl<S: Sync> axum::extract::FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let address = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), |info| {
+                info.0.ip()
+            });
+        Ok(Self(address))
+    }
+}
+
 /// The sessions of one HTTP or OTLP source's clients.
 #[derive(Debug)]
 pub(crate) struct ClientSessions {
@@ -103,6 +126,11 @@ impl ClientSessions {
         } else {
             Ok(RequestIngest::Own(Box::new(self.ingest())))
         }
+    }
+
+    /// Whether the log has room for `size` more bytes now.
+    pub(crate) fn has_room(&self, size: usize) -> bool {
+        self.shared.wal.has_room(size)
     }
 
     /// A new ingest of this source.

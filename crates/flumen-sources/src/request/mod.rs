@@ -3,14 +3,18 @@
 
 pub(crate) mod clients;
 use std::future::Future;
+use std::net::IpAddr;
 use std::time::Duration;
 
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use flumen_codec::batches::Batches;
 use flumen_wal::WalError;
 use tokio::sync::watch;
 
 use crate::ingest::chunks::ChunkAck;
 use crate::{Ingest, IngestError, stopped};
-use clients::RequestIngest;
+use clients::{ClientSessions, RequestIngest, TooManyClients};
 
 /// Why a request's events were not stored.
 #[derive(Debug)]
@@ -23,6 +27,38 @@ pub(crate) enum StoreError {
     Log(WalError),
     /// They were taken but did not become durable: to be retried.
     NotDurable,
+    /// Every client session is serving a request: to be retried.
+    Busy(TooManyClients),
+}
+
+impl StoreError {
+    /// The HTTP answer: 400 for events that cannot be stored, otherwise 503 with `Retry-After`.
+    pub(crate) fn into_response(self) -> Response {
+        match self {
+            Self::Rejected(reason) => {
+                (StatusCode::BAD_REQUEST, format!("{reason}\n")).into_response()
+            }
+            Self::Full => retry_later("the log is full; retry later\n"),
+            Self::Log(error) => retry_later(&format!("{error}\n")),
+            Self::NotDurable => retry_later("the events could not be stored; retry later\n"),
+            Self::Busy(error) => retry_later(&format!("{error}\n")),
+        }
+    }
+}
+
+/// A 503 with `Retry-After: 1` and `message`: the request may succeed if sent again.
+pub(crate) fn retry_later(message: &str) -> Response {
+    let mut response = (StatusCode::SERVICE_UNAVAILABLE, message.to_owned()).into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
+impl From<TooManyClients> for StoreError {
+    fn from(error: TooManyClients) -> Self {
+        Self::Busy(error)
+    }
 }
 
 impl From<IngestError> for StoreError {
@@ -61,12 +97,52 @@ pub(crate) async fn store_batches<'a>(
     size: usize,
     batches: impl IntoIterator<Item = (u32, &'a [u8]), IntoIter: ExactSizeIterator>,
 ) -> Result<(), StoreError> {
-    let acks = match ingest {
+    let acks = append_through(ingest, tag, size, batches).await?;
+    all_durable(acks).await
+}
+
+/// Appends the events of one request from `client` that come under several tags, each tag's
+/// [`Batches`] through what [`ClientSessions::ingest_for`] gives it, if the log has room for
+/// all of them; waits until all are durable (see [`store_batches`]).
+pub(crate) async fn store_tagged(
+    clients: &ClientSessions,
+    client: IpAddr,
+    groups: &[(&str, &Batches)],
+) -> Result<(), StoreError> {
+    let size: usize = groups.iter().map(|(_, b)| b.entries.len()).sum();
+    // Checked for the whole request first, so that a full log refuses it before any tag is
+    // stored.
+    if !clients.has_room(size) {
+        return Err(StoreError::Full);
+    }
+    let mut acks = Vec::new();
+    for &(tag, batches) in groups {
+        let mut ingest = clients.ingest_for(client, tag).await?;
+        let appended =
+            append_through(&mut ingest, tag, batches.entries.len(), batches.batches()).await?;
+        acks.extend(appended);
+    }
+    all_durable(acks).await
+}
+
+/// Appends batches through `ingest`, locking a client's session only while they go through
+/// the filters and into the log's queue.
+async fn append_through<'a>(
+    ingest: &mut RequestIngest,
+    tag: &str,
+    size: usize,
+    batches: impl IntoIterator<Item = (u32, &'a [u8]), IntoIter: ExactSizeIterator>,
+) -> Result<Vec<ChunkAck>, StoreError> {
+    match ingest {
         RequestIngest::Session(session) => {
-            append_batches(&mut *session.lock().await, tag, size, batches).await?
+            append_batches(&mut *session.lock().await, tag, size, batches).await
         }
-        RequestIngest::Own(ingest) => append_batches(ingest, tag, size, batches).await?,
-    };
+        RequestIngest::Own(ingest) => append_batches(ingest, tag, size, batches).await,
+    }
+}
+
+/// Waits until every acknowledgement says durable.
+async fn all_durable(acks: Vec<ChunkAck>) -> Result<(), StoreError> {
     for mut ack in acks {
         if !ack.durable().await {
             return Err(StoreError::NotDurable);
