@@ -175,13 +175,25 @@ use std::str::FromStr;
 
 use flumen_event::record::{Record, Value};
 
+mod engine;
 mod eval;
+mod metric;
 mod parse;
+mod parse_metric;
+mod pipeline;
+#[cfg(test)]
+mod query_tests;
+mod template;
 #[cfg(test)]
 mod tests;
+mod units;
 
-use eval::{LabelExpr, LineFilter};
+pub use engine::{DEFAULT_MAX_SERIES, EvalError, MAX_STEPS, MetricEval, Series};
+use eval::{Fields, LabelExpr, LineFilter, LineOp};
 pub use eval::{MatchOp, Matcher};
+pub use metric::{MetricQuery, Query};
+use pipeline::{LabelFormat, Labels, LineParser};
+use template::Template;
 
 /// A parsed selector, ready to match events.
 ///
@@ -194,6 +206,8 @@ pub struct Selector {
     matchers: Vec<Matcher>,
     stages: Vec<Stage>,
     has_line_filter: bool,
+    /// A parser or formatting stage: stages must then run in order (see [`Selector::process`]).
+    has_pipeline: bool,
 }
 
 /// One stage after the stream selector, in source order.
@@ -203,19 +217,43 @@ pub(crate) enum Stage {
     Line(LineFilter),
     /// `| ...`.
     Label(LabelExpr),
+    /// `| json`, `| logfmt`, `| regexp "..."`, `| pattern "..."`.
+    Parser(LineParser),
+    /// `| line_format "..."`.
+    LineFormat(Template),
+    /// `| label_format a=b, c="..."`.
+    LabelFormat(Vec<LabelFormat>),
+}
+
+/// An event after a selector's pipeline: its line and the labels its stages extracted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Processed<'r> {
+    /// The line: [`line_of`] the record, or what the last `line_format` made of it.
+    pub line: Cow<'r, str>,
+    /// The labels set by parsers and `label_format`, in the order first set (`__error__`
+    /// included when a parser failed).
+    pub labels: Vec<(String, String)>,
 }
 
 impl Selector {
     /// Parses a selector; see the [crate documentation](crate) for the language.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let (matchers, stages) = parse::parse(text)?;
+        Ok(Self::from_parts(text.to_owned(), matchers, stages))
+    }
+
+    pub(crate) fn from_parts(source: String, matchers: Vec<Matcher>, stages: Vec<Stage>) -> Self {
         let has_line_filter = stages.iter().any(|s| matches!(s, Stage::Line(_)));
-        Ok(Self {
-            source: text.to_owned(),
+        let has_pipeline = stages
+            .iter()
+            .any(|s| !matches!(s, Stage::Line(_) | Stage::Label(_)));
+        Self {
+            source,
             matchers,
             stages,
             has_line_filter,
-        })
+            has_pipeline,
+        }
     }
 
     /// `{}`: the selector that matches every event.
@@ -225,6 +263,7 @@ impl Selector {
             matchers: Vec::new(),
             stages: Vec::new(),
             has_line_filter: false,
+            has_pipeline: false,
         }
     }
 
@@ -247,20 +286,18 @@ impl Selector {
 
     /// True when the event with this tag and record is selected.
     pub fn matches(&self, tag: &str, record: &Record) -> bool {
-        // Every part must hold, so check the cheapest first.
-        for matcher in self.matchers.iter().filter(|m| !m.is_regex()) {
-            if !matcher.matches_record(tag, record) {
-                return false;
-            }
+        if self.has_pipeline {
+            return self.process(tag, record).is_some();
         }
-        for matcher in self.matchers.iter().filter(|m| m.is_regex()) {
-            if !matcher.matches_record(tag, record) {
-                return false;
-            }
+        // Without parsers or formatting every stage sees the same event, and every part must
+        // hold, so check the cheapest first.
+        let fields = Fields::of_record(tag, record);
+        if !self.stream_matches(&fields) {
+            return false;
         }
         for stage in &self.stages {
             if let Stage::Label(expr) = stage
-                && !expr.matches(tag, record)
+                && !expr.matches(&fields)
             {
                 return false;
             }
@@ -280,6 +317,81 @@ impl Selector {
             }
         }
         true
+    }
+
+    /// The stream matchers, equality first.
+    fn stream_matches(&self, fields: &Fields<'_>) -> bool {
+        let plain = self.matchers.iter().filter(|m| !m.is_regex());
+        let regex = self.matchers.iter().filter(|m| m.is_regex());
+        plain.chain(regex).all(|m| m.matches_fields(fields))
+    }
+
+    /// Runs the whole pipeline on one event, stage by stage in source order: `None` when the
+    /// event is dropped, otherwise its final line and extracted labels (for display, and for
+    /// metric queries).
+    pub fn process<'r>(&self, tag: &'r str, record: &'r Record) -> Option<Processed<'r>> {
+        if !self.stream_matches(&Fields::of_record(tag, record)) {
+            return None;
+        }
+        let mut line = line_of(record);
+        let mut labels = Labels::new();
+        for stage in &self.stages {
+            let fields = Fields {
+                tag,
+                record,
+                labels: &labels,
+            };
+            match stage {
+                Stage::Line(filter) => {
+                    if !filter.matches(&line) {
+                        return None;
+                    }
+                }
+                Stage::Label(expr) => {
+                    if !expr.matches(&fields) {
+                        return None;
+                    }
+                }
+                Stage::Parser(parser) => parser.extract(&line, &mut labels),
+                Stage::LineFormat(template) => line = Cow::Owned(template.render(&line, &fields)),
+                Stage::LabelFormat(items) => {
+                    // Every item reads the labels as they were before the stage, as in Loki.
+                    let before = labels.clone();
+                    let fields = Fields {
+                        tag,
+                        record,
+                        labels: &before,
+                    };
+                    for item in items {
+                        item.apply(&line, fields, &mut labels);
+                    }
+                }
+            }
+        }
+        Some(Processed { line, labels })
+    }
+
+    /// The texts of the `|= "text"` filters that search the original line (those before any
+    /// `line_format`), empty ones left out: an event whose line lacks one of them is never
+    /// selected, so a store can skip it before decoding.
+    ///
+    /// Careful with raw bytes: a line taken from a `message`, `log` or `msg` string field
+    /// appears verbatim in an encoded record, but a record without those fields has its JSON
+    /// rendering as its line, where a literal may span keys, quotes and numbers that are not
+    /// in the encoded bytes as such.
+    pub fn required_literals(&self) -> Vec<&str> {
+        self.stages
+            .iter()
+            .take_while(|stage| !matches!(stage, Stage::LineFormat(_)))
+            .filter_map(|stage| match stage {
+                Stage::Line(filter)
+                    if filter.op == LineOp::Contains && !filter.value.is_empty() =>
+                {
+                    Some(filter.value.as_str())
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 
