@@ -88,30 +88,76 @@ impl Matcher {
         }
     }
 
-    pub(crate) fn is_regex(&self) -> bool {
+    /// True for `=~` and `!~`.
+    pub fn is_regex(&self) -> bool {
         self.regex.is_some()
     }
 
-    pub(crate) fn matches_record(&self, tag: &str, record: &Record) -> bool {
-        self.matches_text(&field_text(&self.name, tag, record))
+    pub(crate) fn matches_fields(&self, fields: &Fields<'_>) -> bool {
+        self.matches_text(&fields.text(&self.name))
     }
 }
 
-/// The text of field `name`: `""` when missing; `tag` falls back to the event's tag.
-fn field_text<'r>(name: &str, tag: &'r str, record: &'r Record) -> Cow<'r, str> {
-    match lookup(name, record) {
-        Some(value) => value.to_text(),
-        None if name == "tag" => Cow::Borrowed(tag),
-        None => Cow::Borrowed(""),
-    }
+/// What a stage sees of one event: the labels extracted so far by parsers (which win), the
+/// record, and the event's tag.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Fields<'a> {
+    pub(crate) tag: &'a str,
+    pub(crate) record: &'a Record,
+    pub(crate) labels: &'a [(String, String)],
 }
 
-/// The number in field `name`, when it is one or is a string holding one.
-fn field_number(name: &str, tag: &str, record: &Record) -> Option<Number> {
-    match lookup(name, record) {
-        Some(value) => Number::of_value(value),
-        None if name == "tag" => Number::of_text(tag),
-        None => None,
+impl<'a> Fields<'a> {
+    /// Without extracted labels: the plain selector's view.
+    pub(crate) fn of_record(tag: &'a str, record: &'a Record) -> Self {
+        Self {
+            tag,
+            record,
+            labels: &[],
+        }
+    }
+
+    fn label(&self, name: &str) -> Option<&'a str> {
+        self.labels
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The text of field `name`: `""` when missing; `tag` falls back to the event's tag.
+    pub(crate) fn text(&self, name: &str) -> Cow<'a, str> {
+        if let Some(label) = self.label(name) {
+            return Cow::Borrowed(label);
+        }
+        match lookup(name, self.record) {
+            Some(value) => value.to_text(),
+            None if name == "tag" => Cow::Borrowed(self.tag),
+            None => Cow::Borrowed(""),
+        }
+    }
+
+    /// The text of field `name`, or `None` when it is missing.
+    pub(crate) fn text_if_present(&self, name: &str) -> Option<Cow<'a, str>> {
+        if let Some(label) = self.label(name) {
+            return Some(Cow::Borrowed(label));
+        }
+        match lookup(name, self.record) {
+            Some(value) => Some(value.to_text()),
+            None if name == "tag" => Some(Cow::Borrowed(self.tag)),
+            None => None,
+        }
+    }
+
+    /// The value of field `name` read in `unit`, when it is present and reads as one.
+    fn quantity(&self, name: &str, unit: Unit) -> Option<Number> {
+        if let Some(label) = self.label(name) {
+            return unit.read_text(label);
+        }
+        match lookup(name, self.record) {
+            Some(value) => unit.read_value(value),
+            None if name == "tag" => unit.read_text(self.tag),
+            None => None,
+        }
     }
 }
 
@@ -120,6 +166,37 @@ fn lookup<'r>(name: &str, record: &'r Record) -> Option<&'r Value> {
         record.get(name)
     } else {
         record.get_path(name)
+    }
+}
+
+/// How a numeric comparison reads a field: as a plain number, a duration or a byte size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unit {
+    /// `| status >= 500`
+    Plain,
+    /// `| duration > 2s`: the field holds a duration (`"2.5s"`) or a number of seconds.
+    Duration,
+    /// `| size > 1KB`: the field holds a byte size (`"1.5 MB"`) or a number of bytes.
+    Bytes,
+}
+
+impl Unit {
+    pub(crate) fn read_text(self, text: &str) -> Option<Number> {
+        let plain = Number::of_text(text);
+        match self {
+            Self::Plain => plain,
+            Self::Duration => {
+                plain.or_else(|| crate::units::parse_duration(text.trim()).map(Number::Float))
+            }
+            Self::Bytes => plain.or_else(|| crate::units::parse_bytes(text).map(Number::Float)),
+        }
+    }
+
+    fn read_value(self, value: &Value) -> Option<Number> {
+        match value {
+            Value::Str(s) => self.read_text(s),
+            other => Number::of_value(other),
+        }
     }
 }
 
@@ -154,7 +231,7 @@ impl Number {
             .map(Self::Float)
     }
 
-    fn as_f64(self) -> f64 {
+    pub(crate) fn as_f64(self) -> f64 {
         match self {
             Self::Int(n) => n as f64,
             Self::Float(f) => f,
@@ -210,11 +287,12 @@ impl NumOp {
 pub(crate) enum LabelFilter {
     /// On the field's text.
     Text(Matcher),
-    /// On the field's number.
+    /// On the field's number, duration (in seconds) or byte size.
     Number {
         name: String,
         op: NumOp,
         value: Number,
+        unit: Unit,
         /// The number as written (shown by `Debug`, rendered by the tests).
         #[cfg_attr(not(test), allow(dead_code))]
         literal: String,
@@ -222,12 +300,17 @@ pub(crate) enum LabelFilter {
 }
 
 impl LabelFilter {
-    fn matches(&self, tag: &str, record: &Record) -> bool {
+    fn matches(&self, fields: &Fields<'_>) -> bool {
         match self {
-            Self::Text(matcher) => matcher.matches_record(tag, record),
+            Self::Text(matcher) => matcher.matches_fields(fields),
             Self::Number {
-                name, op, value, ..
-            } => field_number(name, tag, record)
+                name,
+                op,
+                value,
+                unit,
+                ..
+            } => fields
+                .quantity(name, *unit)
                 .and_then(|field| field.compare(*value))
                 .is_some_and(|ordering| op.holds(ordering)),
         }
@@ -245,11 +328,11 @@ pub(crate) enum LabelExpr {
 }
 
 impl LabelExpr {
-    pub(crate) fn matches(&self, tag: &str, record: &Record) -> bool {
+    pub(crate) fn matches(&self, fields: &Fields<'_>) -> bool {
         match self {
-            Self::Filter(filter) => filter.matches(tag, record),
-            Self::And(items) => items.iter().all(|e| e.matches(tag, record)),
-            Self::Or(items) => items.iter().any(|e| e.matches(tag, record)),
+            Self::Filter(filter) => filter.matches(fields),
+            Self::And(items) => items.iter().all(|e| e.matches(fields)),
+            Self::Or(items) => items.iter().any(|e| e.matches(fields)),
         }
     }
 }

@@ -1,8 +1,11 @@
-//! The selector language: one way to say which events you mean, shared by content routing,
-//! search and live tailing.
+//! The query language of flumen, shaped like [Grafana Loki LogQL]: one way to say which events
+//! you mean (a *selector*, or log query), shared by content routing, search and live tailing,
+//! and *metric queries* that turn the selected events into series of numbers
+//! ([`Query`], [`MetricQuery`], evaluated by [`MetricEval`]).
 //!
-//! A selector is shaped like a [Grafana Loki LogQL] log query: a *stream selector* in braces,
-//! then zero or more *stages* that every event must also pass, left to right.
+//! A selector is a *stream selector* in braces, then zero or more *stages* that every event
+//! must also pass, left to right. Besides filters, stages can parse the line into labels
+//! (`| json`, `| logfmt`, `| regexp`, `| pattern`) and rewrite it (`| line_format`).
 //!
 //! ```text
 //! {service="api", level=~"ERROR|FATAL"} |= "timeout" != "healthcheck" |~ "user=[0-9]+" | status >= 500
@@ -64,7 +67,7 @@
 //! `` |~ `\d{3} ms` `` rather than `|~ "\\d{3} ms"`.
 //!
 //! Numbers (label filters only) are `-?[0-9]+(\.[0-9]+)?([eE][+-]?[0-9]+)?`: `500`, `1.5`,
-//! `-3`, `2e3`. Units (`10ms`, `5kb`) are not supported.
+//! `-3`, `2e3`. A number followed by a unit is a duration or a byte size (see below).
 //!
 //! # Line filters
 //!
@@ -106,19 +109,131 @@
 //!
 //! Several `|` stages are simply all required: `| a = "x" | b > 1` is `| a = "x" and b > 1`.
 //!
-//! Loki's parser and formatting stages (`| json`, `| logfmt`, `| line_format ...`) are not
-//! supported: flumen records are already structured, so filter on their fields directly.
+//! ## Durations and byte sizes
+//!
+//! `| took > 1m30s` compares durations: the value is written like Go's `time.ParseDuration`
+//! (units `ns`, `us`/`µs`, `ms`, `s`, `m`, `h`, combined as in `1h30m` or `2.5s`; also `d`, `w`,
+//! `y`), and the field holds a duration in the same syntax (`"2.5s"`) or a plain number, taken
+//! as seconds. `| size >= 10KB` compares byte sizes: units as in go-humanize, case-insensitive
+//! (`B`, `kB`/`KB` = 1000, `KiB` = 1024, `MB`, `MiB`, `GB`, `GiB`, ... up to `E`), and the
+//! field holds a size like `"1.5 MB"` or a plain number of bytes. A value is a duration when it
+//! reads as one, so `5m` is five minutes, not five megabytes. As with numbers, a missing field
+//! or one that does not read makes the comparison false (Loki keeps such events and sets
+//! `__error__`).
+//!
+//! # Parsers
+//!
+//! A parser reads the current line and adds *labels* that later stages see:
+//!
+//! | stage                       | labels                                                       |
+//! |-----------------------------|--------------------------------------------------------------|
+//! | `\| json`                   | every scalar of the line's JSON object; nested keys joined with `_` (`{"a":{"b":1}}` gives `a_b="1"`); arrays and nulls skipped |
+//! | `\| json x="a.b[0]", y`     | only these: a path of keys (`.k` or `["k"]`) and indexes (`[0]`); `y` alone is `y="y"`; objects and arrays as JSON; a missing path is `""` |
+//! | `\| logfmt`                 | every `key=value` (values may be quoted with `\"` escapes; a bare key is `""`) |
+//! | `\| regexp "re"`            | the named groups `(?P<name>…)` of the first match (none when it does not match) |
+//! | `\| pattern "<ip> - <_>"`   | Loki's pattern: literal text and `<name>` captures (`<_>` skips) |
+//!
+//! Keys become label names with every character outside `[A-Za-z0-9_]` replaced by `_` (and a
+//! leading digit prefixed by `_`). A `json` line that is not a JSON object sets
+//! `__error__="JSONParserErr"`, malformed logfmt `__error__="LogfmtParserErr"`, as in Loki;
+//! `| __error__=""` drops such events. A `pattern` leading literal must start the line; each
+//! capture runs to the next occurrence of the text after it; a missing text ends the match
+//! with the rest of the line in the current capture.
+//!
+//! A name in a later stage is looked up in the extracted labels first, then in the record
+//! (dotted paths as above), then `tag` falls back to the event's tag.
+//!
+//! # Formatting
+//!
+//! `| line_format "template"` replaces the line; line filters after it search the new line.
+//! `| label_format new=old, other="template"` sets labels: `new=old` copies `old` (and removes
+//! the extracted label `old`), a template is rendered; every item sees the labels as they were
+//! before the stage. Templates are a small subset of Go's `text/template`: text with actions
+//! `{{.name}}` or `{{ .name }}` (a label or field, `""` when missing), `{{ __line__ }}`, string
+//! literals, and the functions `ToUpper`, `ToLower`, `TrimSpace` (also `upper`, `lower`,
+//! `trim`) and `default "fallback" .name`, called as `{{ ToUpper .name }}` or piped:
+//! `{{ .name | ToLower | default "-" }}`. Anything else is an error with its position.
+//!
+//! `unpack`, `decolorize`, `drop` and `keep` stages are not supported.
+//!
+//! # Metric queries
+//!
+//! A *range aggregation* applies a function to the events of a log query in a sliding window
+//! (`[5m]`, a duration as above):
+//!
+//! | function                               | value per window                                 |
+//! |----------------------------------------|--------------------------------------------------|
+//! | `count_over_time({...}[5m])`           | number of events                                 |
+//! | `rate({...}[5m])`                      | events per second (count ÷ range seconds)        |
+//! | `bytes_over_time`, `bytes_rate`        | bytes of the events (as the caller gives them), and per second |
+//! | `rate({...} \| unwrap x [5m])`         | sum of the unwrapped values per second           |
+//! | `sum_over_time`, `avg_over_time`, `min_over_time`, `max_over_time` | of the unwrapped values (`\| unwrap` required) |
+//! | `quantile_over_time(0.99, ...)`        | φ-quantile of the unwrapped values, interpolated as in Prometheus |
+//!
+//! `| unwrap name` ends the log query's pipeline and reads the sample value from a label or
+//! field: a number, or `duration(name)` (also `duration_seconds`) and `bytes(name)` with the
+//! units above. A value that does not read sets `__error__="SampleExtractionErr"`; label
+//! filters may follow (`| unwrap took | __error__=""`). The range may also come right after
+//! the stream selector (`{...}[5m] | json`), or after a parenthesized log query. A range
+//! aggregation may be followed by `by (...)`/`without (...)`, which then keys its series.
+//!
+//! A *vector aggregation* combines series at each step: `sum`, `avg`, `min`, `max`, `count`,
+//! and `topk(k, ...)`/`bottomk(k, ...)` (the k highest/lowest series keep their labels, ties to
+//! the labels that sort first), with `by (a, b)` or `without (a, b)` written before or after the
+//! parenthesized expression; they nest: `topk(3, sum by (service) (rate({}[1m])))`.
+//!
+//! Without an aggregation, a series is keyed by the event's stream labels (given by the caller)
+//! plus the extracted labels (one named like a stream label is renamed `name_extracted`), minus
+//! the unwrapped label and empty values. An event whose labels still hold `__error__` fails the
+//! evaluation ([`EvalError::Pipeline`]), as in Loki: add `| __error__=""` to drop them.
+//! Binary operators, `offset`, `label_replace`, `first/last_over_time`, `stddev_over_time` and
+//! `absent_over_time` are not supported.
+//!
+//! [`MetricEval`] takes events pushed in any order and returns the series at the steps
+//! `start, start + step, ..., end`; the value at step `t` covers the events in `(t - range, t]`,
+//! and a step without events has no point. Memory is one 16-byte accumulator per series and
+//! step, whatever the number of events ([`MetricEval::max_series`] bounds the series, at most
+//! [`MAX_STEPS`] steps), except for `quantile_over_time`, which keeps every value of each
+//! window. Below a `sum`, functions that add up (`count_over_time`, `rate`, `bytes_*`,
+//! `sum_over_time`) key their series by the sum's grouping directly.
+//!
+//! ```
+//! use flumen_event::record::{Record, Value};
+//! use flumen_select::{MetricEval, Query};
+//!
+//! const SECOND: i64 = 1_000_000_000;
+//! let Query::Metric(query) =
+//!     Query::parse(r#"sum by (level) (count_over_time({} | logfmt [1m]))"#)?
+//! else {
+//!     unreachable!("a metric query")
+//! };
+//! let mut eval = MetricEval::new(&query, 60 * SECOND, 120 * SECOND, 60 * SECOND)?;
+//! for (time, line) in [(10, "level=error"), (70, "level=error"), (80, "level=info")] {
+//!     let record = Record::from(vec![("message".to_owned(), Value::from(line))]);
+//!     eval.push(time * SECOND, &[("job", "api")], "tag", &record, line.len())?;
+//! }
+//! let series = eval.finish();
+//! assert_eq!(series[0].labels["level"], "error");
+//! assert_eq!(series[0].points, [(60 * SECOND, 1.0), (120 * SECOND, 1.0)]);
+//! assert_eq!(series[1].points, [(120 * SECOND, 1.0)]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 //!
 //! # Grammar
 //!
 //! Whitespace (spaces, tabs, newlines) may appear between any two tokens.
 //!
 //! ```text
+//! query        = selector | metric
 //! selector     = stream { stage }
 //! stream       = "{" [ matcher { "," matcher } ] "}"
 //! matcher      = name ( "=" | "!=" | "=~" | "!~" ) string
 //! stage        = ( "|=" | "!=" | "|~" | "!~" ) string
+//!              | "|" "json" [ json_expr { "," json_expr } ] | "|" "logfmt"
+//!              | "|" ( "regexp" | "pattern" | "line_format" ) string
+//!              | "|" "label_format" name "=" ( name | string ) { "," name "=" ( name | string ) }
 //!              | "|" or_expr
+//! json_expr    = name [ "=" string ]
 //! or_expr      = and_expr { "or" and_expr }
 //! and_expr     = primary { ( "and" | "," ) primary }
 //! primary      = "(" or_expr ")" | label_filter
@@ -128,9 +243,21 @@
 //! name         = [A-Za-z_] [A-Za-z0-9_.]*
 //! string       = '"' { char | '\"' | '\\' | '\n' | '\t' } '"'  |  '`' { char except '`' } '`'
 //! number       = [ "-" ] digits [ "." digits ] [ ( "e" | "E" ) [ "+" | "-" ] digits ]
+//!              | [ "-" ] duration | bytes
+//!
+//! metric       = "(" metric ")" | range_agg | vector_agg
+//! range_agg    = range_fn "(" [ number "," ] log_range ")" [ grouping ]
+//! log_range    = stream [ range ] { stage } [ unwrap ] [ range ]     (exactly one range)
+//!              | "(" stream { stage } [ unwrap ] ")" range
+//! unwrap       = "|" "unwrap" ( name | ( "duration" | "duration_seconds" | "bytes" ) "(" name ")" )
+//!                { "|" or_expr }
+//! range        = "[" duration "]"
+//! vector_agg   = vector_op [ grouping ] "(" [ digits "," ] metric ")" [ grouping ]
+//! grouping     = ( "by" | "without" ) "(" [ name { "," name } ] ")"
 //! ```
 //!
-//! Parentheses nest at most 32 deep.
+//! A `|` followed by a stage keyword and no operator starts that stage (`| json = "x"` is a
+//! label filter on the field `json`). Parentheses nest at most 32 deep.
 //!
 //! # Errors
 //!
@@ -146,10 +273,15 @@
 //!
 //! # Evaluation
 //!
-//! A selector holds when every part of it holds, so the order in which the parts are checked
-//! does not change the result; [`Selector::matches`] checks the cheap ones first: equality
-//! matchers, then regex matchers, then label filters, then line filters (substring before regex).
-//! The line is computed at most once per event, and only when there is a line filter.
+//! A selector made only of matchers and filters holds when every part of it holds, so the order
+//! in which the parts are checked does not change the result; [`Selector::matches`] checks the
+//! cheap ones first: equality matchers, then regex matchers, then label filters, then line
+//! filters (substring before regex), without allocating. The line is computed at most once per
+//! event, and only when there is a line filter. With a parser or formatting stage, the stages
+//! run in source order ([`Selector::process`], which also gives the final line and labels).
+//!
+//! A store can skip events early with [`Selector::stream_matchers`] and
+//! [`Selector::required_literals`] (the `|= "text"` texts that the original line must contain).
 //!
 //! ```
 //! use flumen_event::record::{Record, Value};
@@ -175,13 +307,25 @@ use std::str::FromStr;
 
 use flumen_event::record::{Record, Value};
 
+mod engine;
 mod eval;
+mod metric;
 mod parse;
+mod parse_metric;
+mod pipeline;
+#[cfg(test)]
+mod query_tests;
+mod template;
 #[cfg(test)]
 mod tests;
+mod units;
 
-use eval::{LabelExpr, LineFilter};
+pub use engine::{DEFAULT_MAX_SERIES, EvalError, MAX_STEPS, MetricEval, Series};
+use eval::{Fields, LabelExpr, LineFilter, LineOp};
 pub use eval::{MatchOp, Matcher};
+pub use metric::{MetricQuery, Query};
+use pipeline::{LabelFormat, Labels, LineParser};
+use template::Template;
 
 /// A parsed selector, ready to match events.
 ///
@@ -194,6 +338,8 @@ pub struct Selector {
     matchers: Vec<Matcher>,
     stages: Vec<Stage>,
     has_line_filter: bool,
+    /// A parser or formatting stage: stages must then run in order (see [`Selector::process`]).
+    has_pipeline: bool,
 }
 
 /// One stage after the stream selector, in source order.
@@ -203,19 +349,43 @@ pub(crate) enum Stage {
     Line(LineFilter),
     /// `| ...`.
     Label(LabelExpr),
+    /// `| json`, `| logfmt`, `| regexp "..."`, `| pattern "..."`.
+    Parser(LineParser),
+    /// `| line_format "..."`.
+    LineFormat(Template),
+    /// `| label_format a=b, c="..."`.
+    LabelFormat(Vec<LabelFormat>),
+}
+
+/// An event after a selector's pipeline: its line and the labels its stages extracted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Processed<'r> {
+    /// The line: [`line_of`] the record, or what the last `line_format` made of it.
+    pub line: Cow<'r, str>,
+    /// The labels set by parsers and `label_format`, in the order first set (`__error__`
+    /// included when a parser failed).
+    pub labels: Vec<(String, String)>,
 }
 
 impl Selector {
     /// Parses a selector; see the [crate documentation](crate) for the language.
     pub fn parse(text: &str) -> Result<Self, ParseError> {
         let (matchers, stages) = parse::parse(text)?;
+        Ok(Self::from_parts(text.to_owned(), matchers, stages))
+    }
+
+    pub(crate) fn from_parts(source: String, matchers: Vec<Matcher>, stages: Vec<Stage>) -> Self {
         let has_line_filter = stages.iter().any(|s| matches!(s, Stage::Line(_)));
-        Ok(Self {
-            source: text.to_owned(),
+        let has_pipeline = stages
+            .iter()
+            .any(|s| !matches!(s, Stage::Line(_) | Stage::Label(_)));
+        Self {
+            source,
             matchers,
             stages,
             has_line_filter,
-        })
+            has_pipeline,
+        }
     }
 
     /// `{}`: the selector that matches every event.
@@ -225,6 +395,7 @@ impl Selector {
             matchers: Vec::new(),
             stages: Vec::new(),
             has_line_filter: false,
+            has_pipeline: false,
         }
     }
 
@@ -247,20 +418,18 @@ impl Selector {
 
     /// True when the event with this tag and record is selected.
     pub fn matches(&self, tag: &str, record: &Record) -> bool {
-        // Every part must hold, so check the cheapest first.
-        for matcher in self.matchers.iter().filter(|m| !m.is_regex()) {
-            if !matcher.matches_record(tag, record) {
-                return false;
-            }
+        if self.has_pipeline {
+            return self.process(tag, record).is_some();
         }
-        for matcher in self.matchers.iter().filter(|m| m.is_regex()) {
-            if !matcher.matches_record(tag, record) {
-                return false;
-            }
+        // Without parsers or formatting every stage sees the same event, and every part must
+        // hold, so check the cheapest first.
+        let fields = Fields::of_record(tag, record);
+        if !self.stream_matches(&fields) {
+            return false;
         }
         for stage in &self.stages {
             if let Stage::Label(expr) = stage
-                && !expr.matches(tag, record)
+                && !expr.matches(&fields)
             {
                 return false;
             }
@@ -280,6 +449,81 @@ impl Selector {
             }
         }
         true
+    }
+
+    /// The stream matchers, equality first.
+    fn stream_matches(&self, fields: &Fields<'_>) -> bool {
+        let plain = self.matchers.iter().filter(|m| !m.is_regex());
+        let regex = self.matchers.iter().filter(|m| m.is_regex());
+        plain.chain(regex).all(|m| m.matches_fields(fields))
+    }
+
+    /// Runs the whole pipeline on one event, stage by stage in source order: `None` when the
+    /// event is dropped, otherwise its final line and extracted labels (for display, and for
+    /// metric queries).
+    pub fn process<'r>(&self, tag: &'r str, record: &'r Record) -> Option<Processed<'r>> {
+        if !self.stream_matches(&Fields::of_record(tag, record)) {
+            return None;
+        }
+        let mut line = line_of(record);
+        let mut labels = Labels::new();
+        for stage in &self.stages {
+            let fields = Fields {
+                tag,
+                record,
+                labels: &labels,
+            };
+            match stage {
+                Stage::Line(filter) => {
+                    if !filter.matches(&line) {
+                        return None;
+                    }
+                }
+                Stage::Label(expr) => {
+                    if !expr.matches(&fields) {
+                        return None;
+                    }
+                }
+                Stage::Parser(parser) => parser.extract(&line, &mut labels),
+                Stage::LineFormat(template) => line = Cow::Owned(template.render(&line, &fields)),
+                Stage::LabelFormat(items) => {
+                    // Every item reads the labels as they were before the stage, as in Loki.
+                    let before = labels.clone();
+                    let fields = Fields {
+                        tag,
+                        record,
+                        labels: &before,
+                    };
+                    for item in items {
+                        item.apply(&line, fields, &mut labels);
+                    }
+                }
+            }
+        }
+        Some(Processed { line, labels })
+    }
+
+    /// The texts of the `|= "text"` filters that search the original line (those before any
+    /// `line_format`), empty ones left out: an event whose line lacks one of them is never
+    /// selected, so a store can skip it before decoding.
+    ///
+    /// Careful with raw bytes: a line taken from a `message`, `log` or `msg` string field
+    /// appears verbatim in an encoded record, but a record without those fields has its JSON
+    /// rendering as its line, where a literal may span keys, quotes and numbers that are not
+    /// in the encoded bytes as such.
+    pub fn required_literals(&self) -> Vec<&str> {
+        self.stages
+            .iter()
+            .take_while(|stage| !matches!(stage, Stage::LineFormat(_)))
+            .filter_map(|stage| match stage {
+                Stage::Line(filter)
+                    if filter.op == LineOp::Contains && !filter.value.is_empty() =>
+                {
+                    Some(filter.value.as_str())
+                }
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -4,7 +4,11 @@
 use regex::Regex;
 use regex_syntax::hir::{Hir, Look};
 
-use crate::eval::{LabelExpr, LabelFilter, LineFilter, LineOp, MatchOp, Matcher, NumOp, Number};
+use crate::eval::{
+    LabelExpr, LabelFilter, LineFilter, LineOp, MatchOp, Matcher, NumOp, Number, Unit,
+};
+use crate::pipeline::{JsonPath, LabelFormat, LineParser, Pattern};
+use crate::template::Template;
 use crate::{ParseError, Stage};
 
 /// How deep parentheses may nest in label filter expressions.
@@ -12,13 +16,30 @@ pub(crate) const MAX_NESTING: usize = 32;
 
 /// Parses a whole selector into its matchers and stages.
 pub(crate) fn parse(source: &str) -> Result<(Vec<Matcher>, Vec<Stage>), ParseError> {
-    let mut parser = Parser { source, pos: 0 };
+    let mut parser = Parser::new(source);
     let matchers = parser.stream()?;
-    let mut stages = Vec::new();
-    while let Some(stage) = parser.stage()? {
-        stages.push(stage);
+    let (stages, _) = parser.pipeline(false)?;
+    parser.skip_ws();
+    if parser.peek().is_some() {
+        return Err(parser.expected(STAGE_START));
     }
     Ok((matchers, stages))
+}
+
+const STAGE_START: &str = "a line filter (`|=`, `!=`, `|~`, `!~`) or a stage after `|` (`| name op value`, `| json`, ...)";
+
+/// `| unwrap name`, `| unwrap duration(name)` or `| unwrap bytes(name)`, and the label
+/// filters after it.
+#[derive(Debug, Clone)]
+pub(crate) struct Unwrap {
+    /// Where its `|` is: the log query's text ends before it.
+    pub(crate) start: usize,
+    pub(crate) name: String,
+    pub(crate) unit: Unit,
+    /// As written: `name`, `duration(name)`, ... (rendered by the tests).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) written: String,
+    pub(crate) filters: Vec<LabelExpr>,
 }
 
 /// Operators as written, before the context decides which are allowed.
@@ -56,59 +77,63 @@ const STREAM_OPS: &str = "`=`, `!=`, `=~` or `!~`";
 const LABEL_OPS: &str = "`=`, `!=`, `=~`, `!~`, `>`, `>=`, `<` or `<=`";
 
 /// Loki stages that flumen does not have, to explain rather than just reject.
-const LOKI_STAGES: [&str; 11] = [
+const UNSUPPORTED_STAGES: [&str; 4] = ["unpack", "decolorize", "drop", "keep"];
+
+/// The stage keywords after `|` (when no operator follows: `| json = "x"` is a label filter).
+const STAGE_KEYWORDS: [&str; 7] = [
     "json",
     "logfmt",
-    "pattern",
     "regexp",
-    "unpack",
+    "pattern",
     "line_format",
     "label_format",
-    "decolorize",
-    "drop",
-    "keep",
     "unwrap",
 ];
 
 /// A string literal's place in the source, to point into it.
 #[derive(Debug, Clone, Copy)]
-struct Literal {
+pub(crate) struct Literal {
     /// Offset of the opening quote.
     start: usize,
     /// Backticks: no escapes.
     raw: bool,
 }
 
-struct Parser<'a> {
-    source: &'a str,
-    pos: usize,
+/// The parser's position in the source; the metric grammar (`parse_metric`) extends it.
+pub(crate) struct Parser<'a> {
+    pub(crate) source: &'a str,
+    pub(crate) pos: usize,
 }
 
 impl<'a> Parser<'a> {
-    fn peek(&self) -> Option<u8> {
+    pub(crate) fn new(source: &'a str) -> Self {
+        Self { source, pos: 0 }
+    }
+
+    pub(crate) fn peek(&self) -> Option<u8> {
         self.source.as_bytes().get(self.pos).copied()
     }
 
-    fn peek_at(&self, ahead: usize) -> Option<u8> {
+    pub(crate) fn peek_at(&self, ahead: usize) -> Option<u8> {
         self.source.as_bytes().get(self.pos + ahead).copied()
     }
 
-    fn rest(&self) -> &'a str {
+    pub(crate) fn rest(&self) -> &'a str {
         &self.source[self.pos..]
     }
 
-    fn skip_ws(&mut self) {
+    pub(crate) fn skip_ws(&mut self) {
         while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
             self.pos += 1;
         }
     }
 
-    fn error(&self, message: impl Into<String>) -> ParseError {
+    pub(crate) fn error(&self, message: impl Into<String>) -> ParseError {
         ParseError::new(self.pos, message)
     }
 
     /// `expected X`, with what was found instead when the text did not end.
-    fn expected(&self, what: &str) -> ParseError {
+    pub(crate) fn expected(&self, what: &str) -> ParseError {
         match self.rest().chars().next() {
             None => self.error(format!("expected {what}")),
             Some(found) => self.error(format!("expected {what}, found {}", describe(found))),
@@ -116,7 +141,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `{ matcher, ... }`
-    fn stream(&mut self) -> Result<Vec<Matcher>, ParseError> {
+    pub(crate) fn stream(&mut self) -> Result<Vec<Matcher>, ParseError> {
         self.skip_ws();
         if self.peek() != Some(b'{') {
             return Err(self.expected("`{` to start the stream selector (`{}` selects everything)"));
@@ -180,7 +205,7 @@ impl<'a> Parser<'a> {
     }
 
     /// `[A-Za-z_][A-Za-z0-9_.]*`
-    fn name(&mut self) -> Result<&'a str, ParseError> {
+    pub(crate) fn name(&mut self) -> Result<&'a str, ParseError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -218,7 +243,7 @@ impl<'a> Parser<'a> {
     }
 
     /// A double-quoted or backtick string, unescaped, after `after` (for the error message).
-    fn string(&mut self, after: &str) -> Result<(String, Literal), ParseError> {
+    pub(crate) fn string(&mut self, after: &str) -> Result<(String, Literal), ParseError> {
         self.skip_ws();
         let start = self.pos;
         match self.peek() {
@@ -276,7 +301,12 @@ impl<'a> Parser<'a> {
     }
 
     /// Compiles `pattern` (anchored at both ends, or not); errors point into the literal.
-    fn regex(&self, pattern: &str, literal: Literal, anchored: bool) -> Result<Regex, ParseError> {
+    pub(crate) fn regex(
+        &self,
+        pattern: &str,
+        literal: Literal,
+        anchored: bool,
+    ) -> Result<Regex, ParseError> {
         let hir = match regex_syntax::Parser::new().parse(pattern) {
             Ok(hir) => hir,
             Err(error) => {
@@ -305,7 +335,7 @@ impl<'a> Parser<'a> {
     }
 
     /// The source offset of byte `offset` of the unescaped value of `literal`.
-    fn offset_in(&self, literal: Literal, offset: usize) -> usize {
+    pub(crate) fn offset_in(&self, literal: Literal, offset: usize) -> usize {
         let body = self.source[literal.start + 1..].char_indices();
         if literal.raw {
             return literal.start + 1 + offset;
@@ -330,38 +360,271 @@ impl<'a> Parser<'a> {
         literal.start
     }
 
-    /// One stage, or `None` at the end of the text.
-    fn stage(&mut self) -> Result<Option<Stage>, ParseError> {
+    /// Stages up to the first text that cannot start one, and a final `| unwrap`.
+    pub(crate) fn pipeline(
+        &mut self,
+        allow_unwrap: bool,
+    ) -> Result<(Vec<Stage>, Option<Unwrap>), ParseError> {
+        let mut stages = Vec::new();
+        loop {
+            match self.stage()? {
+                Some(StageOrUnwrap::Stage(stage)) => stages.push(stage),
+                Some(StageOrUnwrap::Unwrap { pipe, word: at }) => {
+                    if !allow_unwrap {
+                        return Err(ParseError::new(
+                            at,
+                            "`unwrap` only goes in the range of a metric query, as in \
+                             `sum_over_time({...} | unwrap latency [5m])`",
+                        ));
+                    }
+                    let unwrap = self.unwrap(pipe)?;
+                    return Ok((stages, Some(unwrap)));
+                }
+                None => return Ok((stages, None)),
+            }
+        }
+    }
+
+    /// One stage, or `None` when the next text cannot start one.
+    fn stage(&mut self) -> Result<Option<StageOrUnwrap>, ParseError> {
         self.skip_ws();
         let op = match (self.peek(), self.peek_at(1)) {
-            (None, _) => return Ok(None),
             (Some(b'|'), Some(b'=')) => LineOp::Contains,
             (Some(b'|'), Some(b'~')) => LineOp::Regex,
             (Some(b'!'), Some(b'=')) => LineOp::NotContains,
             (Some(b'!'), Some(b'~')) => LineOp::NotRegex,
             (Some(b'|'), _) => {
+                let pipe = self.pos;
                 self.pos += 1;
-                return Ok(Some(Stage::Label(self.or_expr(0)?)));
+                return self.pipe_stage(pipe).map(Some);
             }
-            _ => {
-                return Err(self.expected(
-                    "a line filter (`|=`, `!=`, `|~`, `!~`) or a label filter (`| name op value`)",
-                ));
-            }
+            _ => return Ok(None),
         };
         self.pos += 2;
+        Ok(Some(StageOrUnwrap::Stage(Stage::Line(
+            self.line_filter(op)?,
+        ))))
+    }
+
+    /// The string after a line filter operator.
+    fn line_filter(&mut self, op: LineOp) -> Result<LineFilter, ParseError> {
         let (value, literal) = self.string(op.as_str())?;
-        Ok(Some(Stage::Line(match op {
+        Ok(match op {
             LineOp::Contains | LineOp::NotContains => LineFilter::contains(op, value),
             LineOp::Regex | LineOp::NotRegex => {
                 let regex = self.regex(&value, literal, false)?;
                 LineFilter::regex(op, value, regex)
             }
-        })))
+        })
+    }
+
+    /// What follows a `|`: a stage keyword, or label filters.
+    fn pipe_stage(&mut self, pipe: usize) -> Result<StageOrUnwrap, ParseError> {
+        self.skip_ws();
+        let start = self.pos;
+        let word_end = start
+            + self
+                .rest()
+                .bytes()
+                .position(|b| !is_name_byte(b))
+                .unwrap_or(self.rest().len());
+        let word = &self.source[start..word_end];
+        let mut after = word_end;
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.source.as_bytes().get(after) {
+            after += 1;
+        }
+        let operator_follows = matches!(
+            self.source.as_bytes().get(after),
+            Some(b'=' | b'!' | b'<' | b'>')
+        );
+        if operator_follows || word.is_empty() {
+            return Ok(StageOrUnwrap::Stage(Stage::Label(self.or_expr(0)?)));
+        }
+        if UNSUPPORTED_STAGES.contains(&word) {
+            return Err(ParseError::new(
+                start,
+                format!("`{word}` stages are not supported"),
+            ));
+        }
+        if !STAGE_KEYWORDS.contains(&word) {
+            return Ok(StageOrUnwrap::Stage(Stage::Label(self.or_expr(0)?)));
+        }
+        self.pos = word_end;
+        let stage = match word {
+            "json" => Stage::Parser(self.json()?),
+            "logfmt" => Stage::Parser(LineParser::Logfmt),
+            "regexp" => Stage::Parser(self.regexp()?),
+            "pattern" => Stage::Parser(self.pattern()?),
+            "line_format" => Stage::LineFormat(self.template("line_format")?),
+            "label_format" => Stage::LabelFormat(self.label_format()?),
+            _ => {
+                return Ok(StageOrUnwrap::Unwrap { pipe, word: start });
+            }
+        };
+        Ok(StageOrUnwrap::Stage(stage))
+    }
+
+    /// After `json`: nothing, or `name [= "path"] { , name [= "path"] }`.
+    fn json(&mut self) -> Result<LineParser, ParseError> {
+        self.skip_ws();
+        if !self
+            .peek()
+            .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        {
+            return Ok(LineParser::JsonAll);
+        }
+        let mut paths = Vec::new();
+        loop {
+            let name = self.name()?;
+            self.skip_ws();
+            let path = if self.peek() == Some(b'=') {
+                self.pos += 1;
+                let (text, literal) = self.string("=")?;
+                JsonPath::parse(&text).map_err(|(offset, message)| {
+                    ParseError::new(
+                        self.offset_in(literal, offset),
+                        format!("invalid JSON path: {message}"),
+                    )
+                })?
+            } else {
+                JsonPath::parse(name).map_err(|(offset, message)| {
+                    ParseError::new(
+                        self.pos - name.len() + offset,
+                        format!("invalid JSON path: {message}"),
+                    )
+                })?
+            };
+            paths.push((name.to_owned(), path));
+            self.skip_ws();
+            if self.peek() != Some(b',') {
+                return Ok(LineParser::JsonPaths(paths));
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// After `regexp`: a regex with at least one named group.
+    fn regexp(&mut self) -> Result<LineParser, ParseError> {
+        let (value, literal) = self.string("regexp")?;
+        let regex = self.regex(&value, literal, false)?;
+        if regex.capture_names().flatten().next().is_none() {
+            return Err(ParseError::new(
+                literal.start,
+                "a `regexp` stage needs at least one named group like `(?P<name>...)`",
+            ));
+        }
+        Ok(LineParser::Regexp(regex))
+    }
+
+    /// After `pattern`: Loki's pattern syntax.
+    fn pattern(&mut self) -> Result<LineParser, ParseError> {
+        let (value, literal) = self.string("pattern")?;
+        Pattern::parse(&value)
+            .map(LineParser::Pattern)
+            .map_err(|(offset, message)| {
+                ParseError::new(
+                    self.offset_in(literal, offset),
+                    format!("invalid pattern: {message}"),
+                )
+            })
+    }
+
+    /// A template string after `after`.
+    fn template(&mut self, after: &str) -> Result<Template, ParseError> {
+        let (value, literal) = self.string(after)?;
+        Template::parse(&value).map_err(|e| {
+            ParseError::new(
+                self.offset_in(literal, e.offset),
+                format!("invalid template: {}", e.message),
+            )
+        })
+    }
+
+    /// After `label_format`: `new=old` or `new="template"`, separated by commas.
+    fn label_format(&mut self) -> Result<Vec<LabelFormat>, ParseError> {
+        let mut items = Vec::new();
+        loop {
+            let to = self.name()?.to_owned();
+            self.skip_ws();
+            if self.peek() != Some(b'=') {
+                return Err(self.expected(&format!("`=` after `{to}`")));
+            }
+            self.pos += 1;
+            self.skip_ws();
+            let item = if matches!(self.peek(), Some(b'"' | b'`')) {
+                LabelFormat::Template {
+                    to,
+                    template: self.template("=")?,
+                }
+            } else {
+                LabelFormat::Rename {
+                    to,
+                    from: self.name()?.to_owned(),
+                }
+            };
+            items.push(item);
+            self.skip_ws();
+            if self.peek() != Some(b',') {
+                return Ok(items);
+            }
+            self.pos += 1;
+        }
+    }
+
+    /// After `unwrap`: the field, an optional conversion, and label filters.
+    fn unwrap(&mut self, pipe: usize) -> Result<Unwrap, ParseError> {
+        self.skip_ws();
+        let start = self.pos;
+        let first = self.name()?;
+        let first_end = self.pos;
+        self.skip_ws();
+        let (name, unit) = if self.peek() == Some(b'(') {
+            let unit = match first {
+                "duration" | "duration_seconds" => Unit::Duration,
+                "bytes" => Unit::Bytes,
+                _ => {
+                    return Err(ParseError::new(
+                        start,
+                        format!(
+                            "unknown conversion `{first}`: expected `duration`, \
+                             `duration_seconds` or `bytes`"
+                        ),
+                    ));
+                }
+            };
+            self.pos += 1;
+            let name = self.name()?;
+            self.skip_ws();
+            if self.peek() != Some(b')') {
+                return Err(self.expected("`)`"));
+            }
+            self.pos += 1;
+            (name, unit)
+        } else {
+            self.pos = first_end;
+            (first, Unit::Plain)
+        };
+        let written = self.source[start..self.pos].to_owned();
+        let mut filters = Vec::new();
+        loop {
+            self.skip_ws();
+            if self.peek() != Some(b'|') || matches!(self.peek_at(1), Some(b'=' | b'~')) {
+                break;
+            }
+            self.pos += 1;
+            filters.push(self.or_expr(0)?);
+        }
+        Ok(Unwrap {
+            start: pipe,
+            name: name.to_owned(),
+            unit,
+            written,
+            filters,
+        })
     }
 
     /// `and_expr { "or" and_expr }`
-    fn or_expr(&mut self, depth: usize) -> Result<LabelExpr, ParseError> {
+    pub(crate) fn or_expr(&mut self, depth: usize) -> Result<LabelExpr, ParseError> {
         let mut items = vec![self.and_expr(depth)?];
         while self.keyword("or") {
             items.push(self.and_expr(depth)?);
@@ -393,7 +656,7 @@ impl<'a> Parser<'a> {
     }
 
     /// Consumes `word` when it comes next as a whole word.
-    fn keyword(&mut self, word: &str) -> bool {
+    pub(crate) fn keyword(&mut self, word: &str) -> bool {
         self.skip_ws();
         let rest = self.rest().as_bytes();
         if rest.starts_with(word.as_bytes())
@@ -430,17 +693,6 @@ impl<'a> Parser<'a> {
     /// `name op value` after `|`.
     fn label_filter(&mut self) -> Result<LabelFilter, ParseError> {
         let name = self.name()?;
-        let name_start = self.pos - name.len();
-        self.skip_ws();
-        if LOKI_STAGES.contains(&name) && !matches!(self.peek(), Some(b'=' | b'!' | b'<' | b'>')) {
-            return Err(ParseError::new(
-                name_start,
-                format!(
-                    "`{name}` stages are not supported: records are already structured, so \
-                     filter on their fields directly (`| name op value`)"
-                ),
-            ));
-        }
         let (op, op_pos) = self.operator(name, LABEL_OPS)?;
         let written = &self.source[op_pos..self.pos];
         let num_op = match op {
@@ -470,17 +722,18 @@ impl<'a> Parser<'a> {
             Op::Lt => NumOp::Lt,
             Op::Le => NumOp::Le,
         };
-        let (value, literal) = self.number(written)?;
+        let (value, literal, unit) = self.number(written)?;
         Ok(LabelFilter::Number {
             name: name.to_owned(),
             op: num_op,
             value,
+            unit,
             literal: literal.to_owned(),
         })
     }
 
-    /// `-?digits(.digits)?([eE][+-]?digits)?`, not followed by a name character.
-    fn number(&mut self, after: &str) -> Result<(Number, &'a str), ParseError> {
+    /// `-?digits(.digits)?([eE][+-]?digits)?`, or a duration (`1m30s`) or byte size (`1KB`).
+    pub(crate) fn number(&mut self, after: &str) -> Result<(Number, &'a str, Unit), ParseError> {
         self.skip_ws();
         let start = self.pos;
         let bytes = self.source.as_bytes();
@@ -512,19 +765,17 @@ impl<'a> Parser<'a> {
                 end = after_exponent;
             }
         }
+        if self.source[end..].starts_with(|c: char| c.is_alphabetic()) {
+            return self.quantity(start);
+        }
         if bytes.get(end).is_some_and(|&b| is_name_byte(b)) {
             let mut stop = end;
             while bytes.get(stop).is_some_and(|&b| is_name_byte(b)) {
                 stop += 1;
             }
-            let hint = if bytes[end].is_ascii_alphabetic() {
-                " (units such as `ms` or `kb` are not supported)"
-            } else {
-                ""
-            };
             return Err(ParseError::new(
                 start,
-                format!("invalid number `{}`{hint}", &self.source[start..stop]),
+                format!("invalid number `{}`", &self.source[start..stop]),
             ));
         }
         let literal = &self.source[start..end];
@@ -541,8 +792,42 @@ impl<'a> Parser<'a> {
             },
         };
         self.pos = end;
-        Ok((value, literal))
+        Ok((value, literal, Unit::Plain))
     }
+
+    /// A number with a unit at `start`: a duration (read as seconds) or a byte size.
+    fn quantity(&mut self, start: usize) -> Result<(Number, &'a str, Unit), ParseError> {
+        let len = self.source[start..]
+            .char_indices()
+            .find(|&(i, c)| !(c.is_alphanumeric() || c == '.' || (i == 0 && c == '-')))
+            .map_or(self.source.len() - start, |(i, _)| i);
+        let literal = &self.source[start..start + len];
+        let (value, unit) = if let Some(seconds) = crate::units::parse_duration(literal) {
+            (seconds, Unit::Duration)
+        } else if let Some(bytes) = crate::units::parse_bytes(literal) {
+            (bytes, Unit::Bytes)
+        } else {
+            return Err(ParseError::new(
+                start,
+                format!(
+                    "invalid number `{literal}`: expected a number, a duration like `1m30s` \
+                     (ns, us, ms, s, m, h) or a byte size like `10KB` (B, kB, KiB, MB, MiB, ...)"
+                ),
+            ));
+        };
+        self.pos = start + len;
+        Ok((Number::Float(value), literal, unit))
+    }
+}
+
+/// What [`Parser::stage`] found.
+enum StageOrUnwrap {
+    Stage(Stage),
+    /// `| unwrap` with the offsets of its `|` and of the word; the caller parses the rest.
+    Unwrap {
+        pipe: usize,
+        word: usize,
+    },
 }
 
 fn is_name_byte(b: u8) -> bool {
