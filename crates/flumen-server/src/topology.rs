@@ -27,9 +27,13 @@ use flumen_sinks::Sink;
 use flumen_sinks::dead_letter::DeadLetter;
 use flumen_sinks::driver::OutputTask;
 use flumen_sources::ingest::chunks::ChunkLedger;
+use flumen_sources::loki::{LokiConfig, LokiPush};
 use flumen_sources::{BoundSource, SourceShared};
 
 use flumen_config::ServerSpec;
+
+/// The source name of Loki pushes to the API port, in metrics and logs.
+const LOKI_PUSH_SOURCE: &str = "api-loki-push";
 
 /// How many recent Forward chunk ids are remembered to recognise resends.
 const CHUNK_IDS_REMEMBERED: usize = 65_536;
@@ -155,7 +159,14 @@ impl Server {
             stopped_outputs,
             store: store.as_ref().map(|(store, _)| store.clone()),
         });
-        let api = Api::serve(spec.api_address(), api_state.clone()).await?;
+        // Loki's push API on the API port, as Loki serves it beside its query API.
+        let loki_push = LokiPush::new(LOKI_PUSH_SOURCE, &LokiConfig::default(), &shared)
+            .map_err(|e| anyhow::anyhow!("the API's Loki push route: {e}"))?;
+        {
+            let (push, stop) = (loki_push.clone(), sources_stop.clone());
+            sources.spawn(async move { push.release_held_events(stop).await });
+        }
+        let api = Api::serve(spec.api_address(), api_state.clone(), loki_push.router()).await?;
         api_state.ready.store(true, Ordering::Relaxed);
         tracing::info!(message = "flumen is ready.");
         Ok(Self {

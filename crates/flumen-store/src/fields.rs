@@ -61,3 +61,98 @@ pub(crate) fn scan_fields<'a>(
         }
     }
 }
+
+/// The fields that hold an event's line, in order of preference (as `flumen_select::line_of`).
+const LINE_FIELDS: [&[u8]; 3] = [b"message", b"log", b"msg"];
+
+/// The bytes of the record's line when it is a string field (`message`, then `log`, then
+/// `msg`, as `flumen_select::line_of` chooses): what a line filter searches, read without
+/// decoding the record. `None` when the line is something else (a number, the record as
+/// JSON) or the record is malformed: then only the decoded record can tell.
+pub(crate) fn line_bytes(record: &[u8]) -> Option<&[u8]> {
+    let mut reader = Reader::new(record);
+    let Ok(Value::Map(len)) = reader.read() else {
+        return None;
+    };
+    let mut best: Option<(usize, Value<'_>)> = None;
+    for _ in 0..len {
+        let Ok(Value::Str(key)) = reader.read() else {
+            return None;
+        };
+        let raw = reader.skip_value().ok()?;
+        if let Some(rank) = LINE_FIELDS.iter().position(|f| *f == key)
+            && best.as_ref().is_none_or(|(r, _)| rank < *r)
+        {
+            best = Some((rank, Reader::new(raw).read().ok()?));
+        }
+    }
+    match best {
+        Some((_, Value::Str(line))) => Some(line),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use flumen_event::record::{Record, Value as RecordValue};
+
+    use super::*;
+
+    fn encoded(fields: Vec<(&str, RecordValue)>) -> Vec<u8> {
+        let record = Record::from(
+            fields
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v))
+                .collect::<Vec<_>>(),
+        );
+        let mut out = Vec::new();
+        record.write_msgpack(&mut out);
+        out
+    }
+
+    #[test]
+    fn the_line_is_the_preferred_string_field_as_line_of_chooses() {
+        let record = encoded(vec![
+            ("msg", RecordValue::from("third")),
+            ("log", RecordValue::from("second")),
+            ("message", RecordValue::from("first")),
+        ]);
+        assert_eq!(line_bytes(&record), Some(&b"first"[..]));
+        let record = encoded(vec![
+            ("msg", RecordValue::from("m")),
+            ("log", RecordValue::from("l")),
+        ]);
+        assert_eq!(line_bytes(&record), Some(&b"l"[..]));
+        // A number as the line, or no line field: the decoded record decides.
+        assert_eq!(
+            line_bytes(&encoded(vec![("message", RecordValue::UInt(5))])),
+            None
+        );
+        assert_eq!(
+            line_bytes(&encoded(vec![("x", RecordValue::from("y"))])),
+            None
+        );
+    }
+
+    #[test]
+    fn labels_are_read_from_top_level_scalars() {
+        let record = encoded(vec![
+            ("service", RecordValue::from("api")),
+            (
+                "nested",
+                RecordValue::Map(vec![("service".to_owned(), RecordValue::from("no"))]),
+            ),
+            ("status", RecordValue::UInt(503)),
+        ]);
+        let names = [
+            "service".to_owned(),
+            "status".to_owned(),
+            "nested".to_owned(),
+        ];
+        let mut found = Vec::new();
+        scan_fields(&record, &names, |i, text| {
+            found.push((i, text.into_owned()))
+        });
+        assert_eq!(found, vec![(0, "api".to_owned()), (1, "503".to_owned())]);
+    }
+}

@@ -60,8 +60,8 @@ mod writer;
 pub use format::EventRef;
 pub use position::{BadEventPosition, EventPosition};
 pub use query::{
-    BadSearchCursor, Direction, FoundEvent, ScanStats, SearchCursor, SearchRequest, SearchResult,
-    Truncated,
+    BadSearchCursor, Direction, FoundEvent, MetricRequest, MetricResult, ScanStats, SearchCursor,
+    SearchRequest, SearchResult, Truncated,
 };
 
 use catalog::SharedCatalog;

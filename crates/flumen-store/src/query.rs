@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use flumen_event::record::Record;
-use flumen_select::{MatchOp, Selector};
+use flumen_select::{EvalError, MatchOp, MetricEval, MetricQuery, Selector, Series};
 
 use crate::Store;
 use crate::catalog::FileEntry;
@@ -98,6 +98,10 @@ pub struct FoundEvent {
     pub record: Vec<u8>,
     /// Its stream's labels.
     pub labels: Arc<Vec<(String, String)>>,
+    /// Its line, after the query's `line_format` if it has one.
+    pub line: String,
+    /// The labels the query's parsers extracted (`| json`, `| logfmt`, ...).
+    pub extracted: Vec<(String, String)>,
 }
 
 impl FoundEvent {
@@ -158,6 +162,32 @@ pub struct SearchResult {
     pub truncated: Option<Truncated>,
 }
 
+/// One metric query over a time range.
+#[derive(Debug, Clone)]
+pub struct MetricRequest {
+    /// Whose events.
+    pub tenant: String,
+    /// The query (`sum by (level) (count_over_time({...}[1m]))`).
+    pub query: MetricQuery,
+    /// The first step's time, Unix nanoseconds.
+    pub start_ns: u64,
+    /// The last step's time at the latest.
+    pub end_ns: u64,
+    /// The time between steps.
+    pub step_ns: u64,
+}
+
+/// A metric query's answer.
+#[derive(Debug, Clone, Default)]
+pub struct MetricResult {
+    /// The series, sorted by labels.
+    pub series: Vec<Series>,
+    /// What was read.
+    pub stats: ScanStats,
+    /// Set when the answer is incomplete.
+    pub truncated: Option<Truncated>,
+}
+
 /// A chunk to read.
 struct Candidate<'a> {
     file: &'a Arc<FileEntry>,
@@ -182,6 +212,12 @@ impl Store {
             Direction::Backward => candidates.sort_by_key(|c| Reverse(c.chunk.max_time)),
             Direction::Forward => candidates.sort_by_key(|c| c.chunk.min_time),
         }
+        let literals: Vec<memchr::memmem::Finder<'_>> = request
+            .query
+            .required_literals()
+            .into_iter()
+            .map(memchr::memmem::Finder::new)
+            .collect();
         // The best `limit` events so far; its top is the worst of them.
         let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
         let mut reader = ChunkReader::default();
@@ -219,15 +255,18 @@ impl Store {
                     (Direction::Backward, Some(after)) => key < after,
                     (Direction::Forward, Some(after)) => key > after,
                 };
-                if !wanted || !beats_worst(&best, limit, request.direction, key) {
+                if !wanted
+                    || !beats_worst(&best, limit, request.direction, key)
+                    || lacks_a_literal(event.record, &literals)
+                {
                     continue;
                 }
                 let Ok(record) = Record::decode(event.record) else {
                     continue;
                 };
-                if !request.query.matches(event.tag, &record) {
+                let Some(processed) = request.query.process(event.tag, &record) else {
                     continue;
-                }
+                };
                 best.push(Ranked::new(
                     FoundEvent {
                         position: event.position,
@@ -235,6 +274,8 @@ impl Store {
                         tag: event.tag.to_owned(),
                         record: event.record.to_vec(),
                         labels: labels.clone(),
+                        line: processed.line.into_owned(),
+                        extracted: processed.labels,
                     },
                     request.direction,
                 ));
@@ -253,6 +294,77 @@ impl Store {
         }
         result.events = events;
         result
+    }
+
+    /// Runs a metric query: every matching event in the steps' windows is counted. Blocking.
+    pub fn metric(&self, request: &MetricRequest) -> Result<MetricResult, EvalError> {
+        let started = Instant::now();
+        let range = u64::try_from(request.query.range_ns()).unwrap_or(0);
+        let clamp = |ns: u64| i64::try_from(ns).unwrap_or(i64::MAX);
+        let mut eval = MetricEval::new(
+            &request.query,
+            clamp(request.start_ns),
+            clamp(request.end_ns),
+            clamp(request.step_ns),
+        )?;
+        // The first step looks back one range.
+        let (from, to) = (
+            request.start_ns.saturating_sub(range),
+            request.end_ns.saturating_add(1),
+        );
+        let selector = request.query.selector();
+        let catalog = self.catalog.snapshot();
+        let mut result = MetricResult::default();
+        let candidates = self.candidates(
+            catalog.files(&request.tenant),
+            selector,
+            from,
+            to,
+            &mut result.stats,
+        );
+        let literals: Vec<memchr::memmem::Finder<'_>> = selector
+            .required_literals()
+            .into_iter()
+            .map(memchr::memmem::Finder::new)
+            .collect();
+        let mut reader = ChunkReader::default();
+        for candidate in &candidates {
+            if started.elapsed() > self.config.query_timeout {
+                result.truncated = Some(Truncated::Timeout);
+                break;
+            }
+            let Some(block) = reader.read(candidate, &mut result.stats) else {
+                continue;
+            };
+            let labels: Vec<(&str, &str)> = candidate
+                .chunk
+                .labels
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .collect();
+            for i in 0..block.len() {
+                let event = block.get(i);
+                result.stats.events_scanned += 1;
+                if event.time_ns < from
+                    || event.time_ns >= to
+                    || lacks_a_literal(event.record, &literals)
+                {
+                    continue;
+                }
+                let Ok(record) = Record::decode(event.record) else {
+                    continue;
+                };
+                eval.push(
+                    clamp(event.time_ns),
+                    &labels,
+                    event.tag,
+                    &record,
+                    event.record.len(),
+                )?;
+            }
+        }
+        result.series = eval.finish();
+        Ok(result)
     }
 
     /// The label names of the tenant's streams with events in `[start_ns, end_ns)`, sorted.
@@ -343,6 +455,16 @@ fn chunks_in_range(
         .filter(move |f| f.overlaps(start_ns, end_ns))
         .flat_map(|f| &f.footer.chunks)
         .filter(move |c| c.min_time < end_ns && c.max_time >= start_ns)
+}
+
+/// True when the record's line is a string field that lacks one of the literals its query
+/// requires: the event cannot match, and is skipped without decoding it.
+pub(crate) fn lacks_a_literal(record: &[u8], literals: &[memchr::memmem::Finder<'_>]) -> bool {
+    if literals.is_empty() {
+        return false;
+    }
+    crate::fields::line_bytes(record)
+        .is_some_and(|line| literals.iter().any(|f| f.find(line).is_none()))
 }
 
 /// A found event, ordered so that a `BinaryHeap`'s top is the worst one kept.

@@ -3,7 +3,7 @@
 //!
 //! - `health.rs`: liveness and readiness.
 //! - `metrics.rs`: Prometheus text.
-//! - `query.rs`: the store's search API.
+//! - `query.rs`: the store's search API; `loki.rs`: Loki's query API over it.
 //! - `error.rs`: [`ApiError`], the one mapping from errors to HTTP status codes; a handler that
 //!   can fail returns `Result<_, ApiError>`.
 //!
@@ -13,6 +13,7 @@
 
 mod error;
 mod health;
+mod loki;
 mod metrics;
 mod query;
 
@@ -84,6 +85,10 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/api/v1/query", get(query::query))
         .route("/api/v1/labels", get(query::labels))
         .route("/api/v1/label/{name}/values", get(query::label_values))
+        .route("/loki/api/v1/query_range", get(loki::query_range))
+        .route("/loki/api/v1/query", get(loki::instant))
+        .route("/loki/api/v1/labels", get(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .with_state(state)
 }
 
@@ -96,14 +101,21 @@ pub struct Api {
 }
 
 impl Api {
-    /// Listens on `address` and serves [`app`] until [`Api::stop`].
-    pub async fn serve(address: SocketAddr, state: Arc<ApiState>) -> anyhow::Result<Self> {
+    /// Listens on `address` and serves [`app`], with the routes of `inputs` (Loki's push API)
+    /// beside it, until [`Api::stop`].
+    pub async fn serve(
+        address: SocketAddr,
+        state: Arc<ApiState>,
+        inputs: Router,
+    ) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(address)
             .await
             .with_context(|| format!("api: cannot listen on {address}"))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
-        let app = app(state);
+        let app = app(state)
+            .merge(inputs)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
             let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {

@@ -53,7 +53,7 @@ pub(crate) struct QueryParams {
     range: RangeParams,
 }
 
-fn store_of(state: &ApiState) -> Result<Arc<Store>, ApiError> {
+pub(crate) fn store_of(state: &ApiState) -> Result<Arc<Store>, ApiError> {
     state.store.clone().ok_or_else(|| {
         ApiError::NotFound("the store is off: add a [store] section to the configuration".into())
     })
@@ -129,7 +129,7 @@ fn search_request(params: &QueryParams, now: SystemTime) -> Result<SearchRequest
 
 impl RangeParams {
     /// `[start, end)` in Unix nanoseconds.
-    fn resolve(&self, now: SystemTime) -> Result<(u64, u64), ApiError> {
+    pub(crate) fn resolve(&self, now: SystemTime) -> Result<(u64, u64), ApiError> {
         let end = match &self.end {
             Some(text) => {
                 parse_time(text).map_err(|m| ApiError::BadRequest(format!("end: {m}")))?
@@ -155,7 +155,7 @@ impl RangeParams {
     }
 }
 
-fn unix_ns(time: SystemTime) -> u64 {
+pub(crate) fn unix_ns(time: SystemTime) -> u64 {
     time.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -215,11 +215,11 @@ fn render_ndjson(result: &SearchResult) -> Vec<u8> {
 /// One found event as JSON.
 pub(crate) fn event_json(event: &FoundEvent) -> serde_json::Value {
     let record = Record::decode(&event.record).unwrap_or_default();
-    let line = flumen_select::line_of(&record).into_owned();
     let record: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap_or_default();
     let labels: serde_json::Map<String, serde_json::Value> = event
         .labels
         .iter()
+        .chain(&event.extracted)
         .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
         .collect();
     json!({
@@ -228,7 +228,7 @@ pub(crate) fn event_json(event: &FoundEvent) -> serde_json::Value {
         "position": event.position.to_string(),
         "tag": event.tag,
         "labels": labels,
-        "line": line,
+        "line": event.line,
         "record": record,
     })
 }

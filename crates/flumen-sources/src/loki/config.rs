@@ -29,6 +29,18 @@ pub struct LokiConfig {
     pub max_body_size: ByteSize,
 }
 
+impl Default for LokiConfig {
+    /// The settings of the push route the API port serves.
+    fn default() -> Self {
+        Self {
+            address: default_address(),
+            label: String::new(),
+            tag: default_tag(),
+            max_body_size: default_max_body_size(),
+        }
+    }
+}
+
 impl LokiConfig {
     /// Checks the settings without binding (`flumen validate` calls this too).
     pub fn validate(&self) -> Result<(), String> {
