@@ -9,9 +9,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
+use crate::checkpoint::Checkpoint;
 use crate::format::{self, FileFooter};
 
 /// One chunk file.
@@ -24,7 +24,25 @@ pub(crate) struct FileEntry {
     /// The earliest and latest event time in it.
     pub min_time: u64,
     pub max_time: u64,
-    obsolete: AtomicBool,
+    /// Set when the file is withdrawn: the files still to unlink, which it leaves once it is.
+    withdrawn: OnceLock<Arc<Withdrawn>>,
+}
+
+/// The numbers of files withdrawn from the catalog and not yet unlinked: the checkpoint lists
+/// them, so that a crash cannot bring one back.
+#[derive(Debug, Default)]
+pub(crate) struct Withdrawn(Mutex<BTreeSet<u64>>);
+
+impl Withdrawn {
+    /// The files still to unlink.
+    pub fn list(&self) -> Vec<u64> {
+        self.0
+            .lock()
+            .expect("withdrawn lock")
+            .iter()
+            .copied()
+            .collect()
+    }
 }
 
 impl FileEntry {
@@ -37,7 +55,7 @@ impl FileEntry {
             size,
             min_time,
             max_time,
-            obsolete: AtomicBool::new(false),
+            withdrawn: OnceLock::new(),
         }
     }
 
@@ -47,8 +65,13 @@ impl FileEntry {
     }
 
     /// Removes the file once no snapshot holds it any more.
-    fn mark_obsolete(&self) {
-        self.obsolete.store(true, Ordering::Release);
+    fn withdraw(&self, withdrawn: &Arc<Withdrawn>) {
+        withdrawn
+            .0
+            .lock()
+            .expect("withdrawn lock")
+            .insert(self.footer.seq);
+        let _ = self.withdrawn.set(withdrawn.clone());
     }
 
     /// True when events in `[start, end)` may be in this file.
@@ -59,11 +82,18 @@ impl FileEntry {
 
 impl Drop for FileEntry {
     fn drop(&mut self) {
-        if self.obsolete.load(Ordering::Acquire) {
-            if let Err(error) = std::fs::remove_file(&self.path)
-                && error.kind() != io::ErrorKind::NotFound
-            {
-                tracing::warn!(message = "Could not remove a store file.", path = %self.path.display(), %error);
+        if let Some(withdrawn) = self.withdrawn.get() {
+            match std::fs::remove_file(&self.path) {
+                Err(error) if error.kind() != io::ErrorKind::NotFound => {
+                    tracing::warn!(message = "Could not remove a store file; it is removed at the next start.", path = %self.path.display(), %error);
+                }
+                _ => {
+                    withdrawn
+                        .0
+                        .lock()
+                        .expect("withdrawn lock")
+                        .remove(&self.footer.seq);
+                }
             }
             // Removes the partition's directory once it is empty; fails harmlessly otherwise.
             if let Some(dir) = self.path.parent() {
@@ -102,29 +132,40 @@ impl Catalog {
 
 /// The published catalog.
 #[derive(Debug, Default)]
-pub(crate) struct SharedCatalog(RwLock<Arc<Catalog>>);
+pub(crate) struct SharedCatalog {
+    current: RwLock<Arc<Catalog>>,
+    withdrawn: Arc<Withdrawn>,
+}
 
 impl SharedCatalog {
     pub fn new(catalog: Catalog) -> Self {
-        Self(RwLock::new(Arc::new(catalog)))
+        Self {
+            current: RwLock::new(Arc::new(catalog)),
+            withdrawn: Arc::default(),
+        }
     }
 
     /// The catalog as it is now.
     pub fn snapshot(&self) -> Arc<Catalog> {
-        self.0.read().expect("catalog lock").clone()
+        self.current.read().expect("catalog lock").clone()
+    }
+
+    /// Files withdrawn and maybe still on disk.
+    pub fn withdrawn(&self) -> Vec<u64> {
+        self.withdrawn.list()
     }
 
     /// Publishes `added` and withdraws the files numbered in `removed` (which are unlinked
     /// once no snapshot holds them).
     pub fn publish(&self, added: Vec<Arc<FileEntry>>, removed: &BTreeSet<u64>) {
-        let mut slot = self.0.write().expect("catalog lock");
+        let mut slot = self.current.write().expect("catalog lock");
         let mut next = Catalog::clone(&slot);
         if !removed.is_empty() {
             for files in next.tenants.values_mut() {
                 files.retain(|f| {
                     let gone = removed.contains(&f.footer.seq);
                     if gone {
-                        f.mark_obsolete();
+                        f.withdraw(&self.withdrawn);
                     }
                     !gone
                 });
@@ -155,9 +196,13 @@ pub(crate) struct Loaded {
 }
 
 /// Reads every chunk file under `dir`: removes temporary files, files of a flush that did not
-/// finish (numbered `next_seq` or more) and files a finished compaction replaced; sets aside
-/// (renames to `.corrupt`) files whose footer does not check out.
-pub(crate) fn load(dir: &Path, next_seq: Option<u64>) -> io::Result<Loaded> {
+/// finish (numbered `next_seq` or more), files a finished compaction replaced and files the
+/// checkpoint lists as withdrawn (`removing`); sets aside (renames to `.corrupt`) files whose
+/// footer does not check out.
+pub(crate) fn load(dir: &Path, checkpoint: Option<&Checkpoint>) -> io::Result<Loaded> {
+    let next_seq = checkpoint.map(|c| c.next_seq);
+    let removing: BTreeSet<u64> =
+        checkpoint.map_or_else(BTreeSet::new, |c| c.removing.iter().copied().collect());
     let mut found = Vec::new();
     for tenant in read_dirs(dir)? {
         for partition in read_dirs(&tenant)? {
@@ -177,6 +222,10 @@ pub(crate) fn load(dir: &Path, next_seq: Option<u64>) -> io::Result<Loaded> {
     for (seq, path) in found {
         if next_seq.is_some_and(|next| seq >= next) {
             tracing::info!(message = "Removing a store file of a flush that did not finish.", path = %path.display());
+            remove(&path)?;
+            continue;
+        }
+        if removing.contains(&seq) {
             remove(&path)?;
             continue;
         }
@@ -243,5 +292,72 @@ fn remove(path: &Path) -> io::Result<()> {
     match std::fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{ChunkMeta, FileFooter};
+
+    /// Writes an empty-chunked file numbered `seq` into `dir`, replacing `replaces`.
+    fn write(dir: &Path, seq: u64, replaces: Vec<u64>) -> PathBuf {
+        let partition = dir.join("default").join(format::partition_dir_name(0));
+        std::fs::create_dir_all(&partition).unwrap();
+        let path = partition.join(format::file_name(seq));
+        let chunk = ChunkMeta {
+            labels: Vec::new(),
+            min_time: 1,
+            max_time: 2,
+            first: (seq, 0),
+            last: (seq, 0),
+            count: 1,
+            offset: 0,
+            len: 0,
+            raw_len: 0,
+            crc: 0,
+            filter: None,
+        };
+        let footer = FileFooter {
+            tenant: "default".into(),
+            hour: 0,
+            seq,
+            replaces,
+            chunks: vec![chunk],
+        };
+        format::write_file(&path, footer, &[Vec::new()]).unwrap();
+        path
+    }
+
+    fn seqs(loaded: &Loaded) -> Vec<u64> {
+        loaded.catalog.all().map(|f| f.footer.seq).collect()
+    }
+
+    #[test]
+    fn a_file_withdrawn_while_a_search_held_it_is_removed_after_a_crash_even_two_compactions_later()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        // A search held file 0 while compaction 1 replaced it, and compaction 2 replaced 1;
+        // then the process died: 0 is still on disk, and no file on disk names it.
+        let held = write(dir.path(), 0, Vec::new());
+        write(dir.path(), 2, vec![1]);
+        let checkpoint = Checkpoint::new(1, 3, vec![0]);
+        let loaded = load(dir.path(), Some(&checkpoint)).unwrap();
+        assert_eq!(seqs(&loaded), vec![2]);
+        assert!(!held.exists());
+    }
+
+    #[test]
+    fn a_withdrawn_file_stays_listed_until_the_last_snapshot_holding_it_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), 0, Vec::new());
+        let catalog = SharedCatalog::new(load(dir.path(), None).unwrap().catalog);
+        let snapshot = catalog.snapshot();
+        catalog.publish(Vec::new(), &BTreeSet::from([0]));
+        assert_eq!(catalog.withdrawn(), vec![0]);
+        assert!(path.exists(), "a search still reads it");
+        drop(snapshot);
+        assert!(!path.exists());
+        assert!(catalog.withdrawn().is_empty());
     }
 }

@@ -6,8 +6,14 @@
 //! from a flush that did not finish and are removed; the store reads the log again from
 //! `stored_up_to`. So a crash at any point neither loses an event nor stores one twice.
 //!
-//! The file is JSON (`{"version":1,"stored_up_to":…,"next_seq":…}`), replaced atomically:
-//! written to `checkpoint.tmp`, synced, renamed, and the directory synced.
+//! It also lists the files compaction or retention withdrew that may still be on disk (a
+//! search was reading them), so that a start after a crash removes them even when the file
+//! that replaced them was itself replaced since.
+//!
+//! The file is JSON (`{"version":1,"stored_up_to":…,"next_seq":…,"removing":[…]}`), replaced
+//! atomically: written to `checkpoint.tmp`, synced, renamed, and the directory synced. A new
+//! store writes one at once, so that a crash during its first flush leaves nothing unaccounted
+//! for.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -18,21 +24,25 @@ const FILE: &str = "checkpoint";
 const VERSION: u32 = 1;
 
 /// The store's commit point.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub(crate) struct Checkpoint {
     version: u32,
     /// The first log record not yet stored.
     pub stored_up_to: u64,
     /// The sequence number the next chunk file gets.
     pub next_seq: u64,
+    /// Files withdrawn from the catalog that may still be on disk.
+    #[serde(default)]
+    pub removing: Vec<u64>,
 }
 
 impl Checkpoint {
-    pub fn new(stored_up_to: u64, next_seq: u64) -> Self {
+    pub fn new(stored_up_to: u64, next_seq: u64, removing: Vec<u64>) -> Self {
         Self {
             version: VERSION,
             stored_up_to,
             next_seq,
+            removing,
         }
     }
 

@@ -61,7 +61,7 @@ pub use format::EventRef;
 pub use position::{BadEventPosition, EventPosition};
 pub use query::{
     BadSearchCursor, Direction, FoundEvent, MetricRequest, MetricResult, ScanStats, SearchCursor,
-    SearchRequest, SearchResult, Truncated,
+    SearchRequest, SearchResult, StreamStats, Truncated,
 };
 
 use catalog::SharedCatalog;
@@ -194,6 +194,8 @@ pub struct Store {
     checkpoint: Checkpoint,
     /// The first log record not yet stored: what a search can see up to.
     stored_up_to: watch::Sender<Position>,
+    /// Why the writer cannot write, while it cannot.
+    paused: std::sync::Mutex<Option<String>>,
 }
 
 impl Store {
@@ -209,16 +211,28 @@ impl Store {
                 None
             }
         };
-        let loaded = catalog::load(&dir, checkpoint.map(|c| c.next_seq))?;
-        let checkpoint = checkpoint.unwrap_or_else(|| {
-            let next_seq = loaded
-                .catalog
-                .all()
-                .map(|f| f.footer.seq + 1)
-                .max()
-                .unwrap_or(0);
-            Checkpoint::new(loaded.last_record.map_or(0, |r| r + 1), next_seq)
-        });
+        let loaded = catalog::load(&dir, checkpoint.as_ref())?;
+        let checkpoint = match checkpoint {
+            Some(checkpoint) => {
+                Checkpoint::new(checkpoint.stored_up_to, checkpoint.next_seq, Vec::new())
+            }
+            None => {
+                let next_seq = loaded
+                    .catalog
+                    .all()
+                    .map(|f| f.footer.seq + 1)
+                    .max()
+                    .unwrap_or(0);
+                Checkpoint::new(
+                    loaded.last_record.map_or(0, |r| r + 1),
+                    next_seq,
+                    Vec::new(),
+                )
+            }
+        };
+        // Written at once: a new store's first flush, or the next one after a damaged
+        // checkpoint, must find one to be all-or-nothing. Withdrawn files were removed.
+        checkpoint.save(&dir)?;
         let files = loaded.catalog.all().count();
         tracing::info!(message = "Store open.", dir = %dir.display(), files, bytes = loaded.catalog.size(), stored_up_to = checkpoint.stored_up_to);
         metrics::gauge!("flumen_store_files").set(files as f64);
@@ -226,8 +240,9 @@ impl Store {
             config,
             dir,
             catalog: SharedCatalog::new(loaded.catalog),
-            checkpoint,
             stored_up_to: watch::Sender::new(Position::new(checkpoint.stored_up_to)),
+            checkpoint,
+            paused: std::sync::Mutex::new(None),
         }))
     }
 
@@ -251,6 +266,17 @@ impl Store {
         }
     }
 
+    /// Why the store cannot write now (a full disk, say), while it cannot; it tries again by
+    /// itself.
+    pub fn paused(&self) -> Option<String> {
+        self.paused.lock().expect("paused lock").clone()
+    }
+
+    pub(crate) fn set_paused(&self, why: Option<String>) {
+        metrics::gauge!("flumen_store_paused").set(if why.is_some() { 1.0 } else { 0.0 });
+        *self.paused.lock().expect("paused lock") = why;
+    }
+
     /// The first log record not yet stored: every event before it is searchable.
     pub fn stored_up_to(&self) -> Position {
         *self.stored_up_to.borrow()
@@ -271,7 +297,7 @@ impl Store {
         runtime: tokio::runtime::Handle,
         stop: watch::Receiver<Option<Instant>>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let writer = writer::Writer::new(self.clone(), reader, self.checkpoint);
+        let writer = writer::Writer::new(self.clone(), reader, self.checkpoint.clone());
         std::thread::Builder::new()
             .name("flumen-store".into())
             .spawn(move || writer.run(runtime, stop))

@@ -9,7 +9,7 @@
 //! better one. Every event it returns passed the whole selector on its decoded record.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -188,6 +188,19 @@ pub struct MetricResult {
     pub truncated: Option<Truncated>,
 }
 
+/// One stream's share of the store in a time range (see [`Store::streams`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// The stream's labels, sorted by name.
+    pub labels: Vec<(String, String)>,
+    /// Its chunks overlapping the range.
+    pub chunks: u64,
+    /// The events in them.
+    pub events: u64,
+    /// Their bytes before compression.
+    pub bytes: u64,
+}
+
 /// A chunk to read.
 struct Candidate<'a> {
     file: &'a Arc<FileEntry>,
@@ -208,6 +221,13 @@ impl Store {
             request.end_ns,
             &mut result.stats,
         );
+        // A page after a cursor needs no chunk entirely on the cursor's far side.
+        if let Some(after) = request.after {
+            candidates.retain(|c| match request.direction {
+                Direction::Backward => c.chunk.min_time <= after.time_ns,
+                Direction::Forward => c.chunk.max_time >= after.time_ns,
+            });
+        }
         match request.direction {
             Direction::Backward => candidates.sort_by_key(|c| Reverse(c.chunk.max_time)),
             Direction::Forward => candidates.sort_by_key(|c| c.chunk.min_time),
@@ -365,6 +385,40 @@ impl Store {
         }
         result.series = eval.finish();
         Ok(result)
+    }
+
+    /// What the catalog says, without reading chunks, about the streams the selector's matchers
+    /// may select in `[start_ns, end_ns)`: per stream (label set), its chunks, events and bytes
+    /// before compression. Stream matchers on labels are exact; on indexed fields they use the
+    /// chunks' filters (rarely, a chunk without the value is counted); line filters and later
+    /// stages are not applied. For Loki's `series`, `index/stats` and `index/volume`.
+    pub fn streams(
+        &self,
+        tenant: &str,
+        selector: &Selector,
+        start_ns: u64,
+        end_ns: u64,
+    ) -> Vec<StreamStats> {
+        let catalog = self.catalog.snapshot();
+        let mut stats = ScanStats::default();
+        let mut streams: BTreeMap<&[(String, String)], StreamStats> = BTreeMap::new();
+        for candidate in self.candidates(
+            catalog.files(tenant),
+            selector,
+            start_ns,
+            end_ns,
+            &mut stats,
+        ) {
+            let chunk = candidate.chunk;
+            let entry = streams.entry(&chunk.labels).or_insert_with(|| StreamStats {
+                labels: chunk.labels.clone(),
+                ..StreamStats::default()
+            });
+            entry.chunks += 1;
+            entry.events += u64::from(chunk.count);
+            entry.bytes += u64::from(chunk.raw_len);
+        }
+        streams.into_values().collect()
     }
 
     /// The label names of the tenant's streams with events in `[start_ns, end_ns)`, sorted.

@@ -434,16 +434,16 @@ impl Writer {
             Ok(()) => {
                 if let Some(why) = self.paused.take() {
                     tracing::info!(message = "The store writes again.", after = %why);
+                    self.store.set_paused(None);
                 }
-                metrics::gauge!("flumen_store_paused").set(0.0);
             }
             Err(error) => {
                 metrics::counter!("flumen_store_flush_errors_total").increment(1);
-                metrics::gauge!("flumen_store_paused").set(1.0);
                 if self.paused.is_none() {
                     tracing::error!(message = "The store cannot write; it pauses (the log keeps the events) and tries again.", %error);
                 }
                 self.paused = Some(error.to_string());
+                self.store.set_paused(self.paused.clone());
             }
         }
         result
@@ -483,7 +483,7 @@ impl Writer {
             plan.push((footer, blocks));
         }
         let written = self.write_files(plan)?;
-        let checkpoint = Checkpoint::new(stored_up_to, seq);
+        let checkpoint = Checkpoint::new(stored_up_to, seq, self.store.catalog.withdrawn());
         if let Err(error) = checkpoint.save(&self.store.dir) {
             remove_files(&written);
             return Err(error.into());
@@ -633,7 +633,11 @@ impl Writer {
             chunks: metas,
         };
         let written = self.write_files(vec![(footer, blocks)])?;
-        let checkpoint = Checkpoint::new(self.checkpoint.stored_up_to, seq + 1);
+        // The replaced files are withdrawn as of this checkpoint, even if a search keeps them
+        // on disk a while longer.
+        let mut removing = self.store.catalog.withdrawn();
+        removing.extend(&replaced);
+        let checkpoint = Checkpoint::new(self.checkpoint.stored_up_to, seq + 1, removing);
         if let Err(error) = checkpoint.save(&self.store.dir) {
             remove_files(&written);
             return Err(error.into());

@@ -286,3 +286,72 @@ fn chunk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     files.sort();
     files
 }
+
+#[test]
+fn a_metric_query_counts_every_matching_event_in_its_windows() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    // Events n = 0..600 at T0 + n seconds: ten minutes, one event a second.
+    fill(&harness, 600, 100);
+    harness.wait_stored();
+
+    let query = flumen_select::MetricQuery::parse(
+        r#"sum by (level) (count_over_time({service="api"}[1m]))"#,
+    )
+    .unwrap();
+    let minute = 60 * 1_000_000_000;
+    let start = T0 * 1_000_000_000 + minute; // the window (T0, T0 + 1m]
+    let result = harness
+        .store
+        .metric(&flumen_store::MetricRequest {
+            tenant: "default".to_owned(),
+            query,
+            start_ns: start,
+            end_ns: start + 8 * minute,
+            step_ns: minute,
+        })
+        .unwrap();
+    // Per level, the api events (n % 4 == 0) whose time falls in each step's window.
+    let level = |n: u64| ["info", "info", "info", "warn", "error"][(n % 5) as usize];
+    for series in &result.series {
+        let wanted = series.labels["level"].clone();
+        for &(t, value) in &series.points {
+            let t = t as u64;
+            let expected = (0..600u64)
+                .filter(|&n| n % 4 == 0 && level(n) == wanted)
+                .filter(|&n| {
+                    let time = event_time(n).as_unix_nanos() as u64;
+                    time > t - minute && time <= t
+                })
+                .count() as f64;
+            assert_eq!(value, expected, "{wanted} at {t}");
+        }
+    }
+    let levels: Vec<&str> = result
+        .series
+        .iter()
+        .map(|s| s.labels["level"].as_str())
+        .collect();
+    assert_eq!(levels, ["error", "info", "warn"]);
+    harness.close();
+}
+
+#[test]
+fn the_catalog_tells_streams_events_and_bytes_without_reading_chunks() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    fill(&harness, 400, 100);
+    harness.wait_stored();
+    let selector = flumen_select::Selector::parse(r#"{service="web"}"#).unwrap();
+    let streams = harness.store.streams("default", &selector, 0, u64::MAX);
+    // web is n % 4 == 1; its levels are info, warn and error.
+    assert_eq!(streams.len(), 3);
+    assert_eq!(streams.iter().map(|s| s.events).sum::<u64>(), 100);
+    assert!(streams.iter().all(|s| s.bytes > 0 && s.chunks > 0));
+    assert!(
+        streams
+            .iter()
+            .all(|s| s.labels.contains(&("service".to_owned(), "web".to_owned())))
+    );
+    harness.close();
+}

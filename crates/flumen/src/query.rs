@@ -28,6 +28,10 @@ pub struct QueryArgs {
     /// How events are printed.
     #[arg(long, short, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
+    /// For metric queries: the step between points (30s, 5m); without it, one value per series
+    /// at --to (or now).
+    #[arg(long)]
+    step: Option<String>,
     /// The flumen to ask: its API address.
     #[arg(long, env = "FLUMEN_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
@@ -44,6 +48,13 @@ enum OutputFormat {
 }
 
 pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
+    // A malformed query is reported by the server too; parsing here only picks the endpoint.
+    if matches!(
+        flumen_select::Query::parse(&args.query),
+        Ok(flumen_select::Query::Metric(_))
+    ) {
+        return run_metric(args);
+    }
     let mut url = format!(
         "{}/api/v1/query?query={}&limit={}&direction={}",
         args.server.trim_end_matches('/'),
@@ -60,22 +71,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
             url.push_str(&format!("&{name}={}", encode(value)));
         }
     }
-    let mut response = ureq::get(&url)
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .with_context(|| format!("cannot reach flumen at {}", args.server))?;
-    let status = response.status();
-    let body = response
-        .body_mut()
-        .with_config()
-        .limit(1 << 30)
-        .read_to_string()
-        .context("reading flumen's answer")?;
-    if !status.is_success() {
-        bail!("{}", body.trim());
-    }
+    let body = get(&url, &args.server)?;
     let mut events: Vec<Value> = Vec::new();
     let mut closing = Value::Null;
     for line in body.lines().filter(|l| !l.is_empty()) {
@@ -113,6 +109,145 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// GETs `url` and returns the body; an answer other than 2xx is the error, with its text.
+fn get(url: &str, server: &str) -> anyhow::Result<String> {
+    let mut response = ureq::get(url)
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .with_context(|| format!("cannot reach flumen at {server}"))?;
+    let status = response.status();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()
+        .context("reading flumen's answer")?;
+    if !status.is_success() {
+        bail!("{}", body.trim());
+    }
+    Ok(body)
+}
+
+/// A metric query through Loki's query API, printed as a table: one row per series (and per
+/// step, with --step).
+fn run_metric(args: &QueryArgs) -> anyhow::Result<()> {
+    let base = args.server.trim_end_matches('/');
+    let query = encode(&args.query);
+    let url = match &args.step {
+        None => {
+            let mut url = format!("{base}/loki/api/v1/query?query={query}");
+            if let Some(to) = &args.to {
+                url.push_str(&format!("&time={}", encode(to)));
+            }
+            url
+        }
+        Some(step) => {
+            let mut url = format!(
+                "{base}/loki/api/v1/query_range?query={query}&step={}",
+                encode(step)
+            );
+            for (name, value) in [
+                ("since", &args.since),
+                ("start", &args.from),
+                ("end", &args.to),
+            ] {
+                if let Some(value) = value {
+                    url.push_str(&format!("&{name}={}", encode(value)));
+                }
+            }
+            url
+        }
+    };
+    let body: Value =
+        serde_json::from_str(&get(&url, &args.server)?).context("flumen's answer is not JSON")?;
+    let data = &body["data"];
+    if args.output == OutputFormat::Json {
+        println!("{data}");
+        return Ok(());
+    }
+    let series = data["result"].as_array().cloned().unwrap_or_default();
+    let mut names: Vec<String> = series
+        .iter()
+        .filter_map(|s| s["metric"].as_object())
+        .flat_map(|m| m.keys().cloned())
+        .collect();
+    names.sort();
+    names.dedup();
+    let with_time = args.step.is_some();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut header: Vec<String> = Vec::new();
+    if with_time {
+        header.push("time".into());
+    }
+    header.extend(names.iter().cloned());
+    header.push("value".into());
+    for s in &series {
+        let labels: Vec<String> = names
+            .iter()
+            .map(|n| s["metric"][n].as_str().unwrap_or("").to_owned())
+            .collect();
+        let points = match s.get("values") {
+            Some(values) => values.as_array().cloned().unwrap_or_default(),
+            None => vec![s["value"].clone()],
+        };
+        for point in points {
+            let mut row = Vec::new();
+            if with_time {
+                row.push(rfc3339(point[0].as_f64().unwrap_or(0.0)));
+            }
+            row.extend(labels.iter().cloned());
+            row.push(point[1].as_str().unwrap_or("").to_owned());
+            rows.push(row);
+        }
+    }
+    print_table(&header, &rows, args.output == OutputFormat::Raw);
+    Ok(())
+}
+
+/// Columns aligned with spaces, or separated by tabs when `tabs` (for scripts).
+fn print_table(header: &[String], rows: &[Vec<String>], tabs: bool) {
+    let mut out = std::io::stdout().lock();
+    if tabs {
+        for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
+            if writeln!(out, "{}", row.join("\t")).is_err() {
+                return;
+            }
+        }
+        return;
+    }
+    let widths: Vec<usize> = (0..header.len())
+        .map(|i| {
+            std::iter::once(&header[i])
+                .chain(rows.iter().map(|r| &r[i]))
+                .map(|c| c.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for row in std::iter::once(header).chain(rows.iter().map(Vec::as_slice)) {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect();
+        if writeln!(out, "{}", cells.join("  ").trim_end()).is_err() {
+            return;
+        }
+    }
+}
+
+/// Unix seconds (as Prometheus samples carry them) as RFC 3339.
+fn rfc3339(seconds: f64) -> String {
+    let nanos = (seconds * 1e9).max(0.0) as u128;
+    let time = flumen_event::EventTime::new(
+        (nanos / 1_000_000_000) as u64,
+        (nanos % 1_000_000_000) as u32,
+    );
+    time.to_string()
 }
 
 fn text<'a>(event: &'a Value, key: &str) -> &'a str {

@@ -8,6 +8,15 @@
 //! - `GET /loki/api/v1/query`: at one `time` (default now): metric queries as `vector`,
 //!   log queries as `streams`.
 //! - `GET /loki/api/v1/labels`, `GET /loki/api/v1/label/{name}/values`.
+//! - `GET /loki/api/v1/series?match[]=…`: the label sets of the streams the selectors match.
+//! - `GET /loki/api/v1/index/stats?query=…`: streams, chunks, bytes and entries.
+//! - `GET /loki/api/v1/index/volume?query=…`: bytes by series (the selector's label names, or
+//!   `targetLabels`), largest first, at most `limit` (100).
+//!
+//! `series`, `index/stats` and `index/volume` are answered from the store's catalog, without
+//! reading chunks: their selectors' matchers on labels are exact, matchers on indexed fields
+//! use the chunks' filters, and line filters are not applied (as in Loki, whose index knows
+//! streams, not lines). Bytes are the stored records' bytes before compression.
 //!
 //! Errors are answered with 400 and a plain-text message, as Loki does.
 
@@ -15,11 +24,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::response::{IntoResponse, Response};
 use flumen_event::TenantId;
-use flumen_select::Query as LokiQuery;
-use flumen_store::{Direction, MetricRequest, SearchRequest, Store};
+use flumen_select::{Query as LokiQuery, Selector};
+use flumen_store::{Direction, MetricRequest, ScanStats, SearchRequest, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -81,6 +90,7 @@ async fn run(
     let query =
         LokiQuery::parse(text).map_err(|e| ApiError::BadRequest(format!("parse error {e}")))?;
     let tenant = TenantId::DEFAULT_NAME.to_owned();
+    let started = std::time::Instant::now();
     let data = match query {
         LokiQuery::Metric(query) => {
             let start = if instant { end } else { start };
@@ -95,6 +105,7 @@ async fn run(
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("the query failed: {e}")))?
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+            let result_stats = result.stats;
             if instant {
                 let result: Vec<Value> = result
                     .series
@@ -104,7 +115,7 @@ async fn run(
                         Some(json!({ "metric": s.labels, "value": sample(*t, *v) }))
                     })
                     .collect();
-                json!({ "resultType": "vector", "result": result })
+                json!({ "resultType": "vector", "result": result, "stats": loki_stats(&result_stats, started) })
             } else {
                 let result: Vec<Value> = result
                     .series
@@ -115,8 +126,13 @@ async fn run(
                         json!({ "metric": s.labels, "values": values })
                     })
                     .collect();
-                json!({ "resultType": "matrix", "result": result })
+                json!({ "resultType": "matrix", "result": result, "stats": loki_stats(&result_stats, started) })
             }
+        }
+        LokiQuery::Log(_) if instant => {
+            return Err(ApiError::BadRequest(
+                "log queries are not supported as an instant query type, please change your query to a range query type".into(),
+            ));
         }
         LokiQuery::Log(selector) => {
             let direction = match params.direction.as_deref() {
@@ -140,6 +156,7 @@ async fn run(
             let result = tokio::task::spawn_blocking(move || store.search(&request))
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("the query failed: {e}")))?;
+            let stats = result.stats;
             // One stream per label set (stream labels and extracted ones), events in the
             // order found.
             let mut streams: BTreeMap<BTreeMap<String, String>, Vec<Value>> = BTreeMap::new();
@@ -159,36 +176,113 @@ async fn run(
                 .into_iter()
                 .map(|(stream, values)| json!({ "stream": stream, "values": values }))
                 .collect();
-            json!({ "resultType": "streams", "result": result })
+            json!({ "resultType": "streams", "result": result, "stats": loki_stats(&stats, started) })
         }
     };
     Ok(axum::Json(json!({ "status": "success", "data": data })).into_response())
 }
 
+/// The parameters of `labels` and `label/{name}/values`: a range (the last six hours by
+/// default, as Loki's) and an optional selector of the streams to look at.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LabelParams {
+    query: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
+}
+
+impl LabelParams {
+    /// The streams' label sets the request is about.
+    fn streams(&self, store: &Store) -> Result<Vec<Vec<(String, String)>>, ApiError> {
+        let (start, end) = self.range.resolve_or(SystemTime::now(), LABELS_RANGE)?;
+        let selector = stream_selector(self.query.as_deref().unwrap_or("{}"))?;
+        Ok(store
+            .streams(TenantId::DEFAULT_NAME, &selector, start, end)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
+}
+
+/// How far back label names and values look by default.
+const LABELS_RANGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 pub(crate) async fn labels(
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<RangeParams>,
+    Query(params): Query<LabelParams>,
 ) -> Result<Response, ApiError> {
     let store = store_of(&state)?;
-    let (start, end) = params.resolve(SystemTime::now())?;
-    let names = store.label_names(TenantId::DEFAULT_NAME, start, end);
+    let names: std::collections::BTreeSet<String> = params
+        .streams(&store)?
+        .into_iter()
+        .flatten()
+        .map(|(name, _)| name)
+        .collect();
     Ok(axum::Json(json!({ "status": "success", "data": names })).into_response())
 }
 
 pub(crate) async fn label_values(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
-    Query(params): Query<RangeParams>,
+    Query(params): Query<LabelParams>,
 ) -> Result<Response, ApiError> {
     let store = store_of(&state)?;
-    let (start, end) = params.resolve(SystemTime::now())?;
-    let values = store.label_values(TenantId::DEFAULT_NAME, &name, start, end);
+    let values: std::collections::BTreeSet<String> = params
+        .streams(&store)?
+        .into_iter()
+        .flatten()
+        .filter(|(n, _)| *n == name)
+        .map(|(_, value)| value)
+        .collect();
     Ok(axum::Json(json!({ "status": "success", "data": values })).into_response())
 }
 
-/// A Prometheus sample: `[<unix seconds>, "<value>"]`.
+/// A Prometheus sample: `[<unix seconds>, "<value>"]`, the seconds whole when they are.
 fn sample(time_ns: i64, value: f64) -> Value {
-    json!([time_ns as f64 / 1e9, value.to_string()])
+    let seconds = if time_ns % 1_000_000_000 == 0 {
+        json!(time_ns / 1_000_000_000)
+    } else {
+        json!(time_ns as f64 / 1e9)
+    };
+    json!([seconds, value.to_string()])
+}
+
+/// A query's statistics in Loki's shape (`data.stats`): what the store read goes under
+/// `store` and `summary`; flumen has no ingesters, so theirs are zero.
+fn loki_stats(stats: &ScanStats, started: std::time::Instant) -> Value {
+    let seconds = started.elapsed().as_secs_f64();
+    let per_second = |n: u64| {
+        if seconds > 0.0 {
+            (n as f64 / seconds) as u64
+        } else {
+            0
+        }
+    };
+    json!({
+        "ingester": {
+            "compressedBytes": 0, "decompressedBytes": 0, "decompressedLines": 0,
+            "headChunkBytes": 0, "headChunkLines": 0, "totalBatches": 0,
+            "totalChunksMatched": 0, "totalDuplicates": 0, "totalLinesSent": 0,
+            "totalReached": 0,
+        },
+        "store": {
+            "compressedBytes": stats.bytes_read,
+            "decompressedBytes": stats.bytes_decompressed,
+            "decompressedLines": stats.events_scanned,
+            "chunksDownloadTime": 0,
+            "totalChunksRef": stats.chunks_in_range,
+            "totalChunksDownloaded": stats.chunks_read,
+            "totalDuplicates": 0,
+        },
+        "summary": {
+            "bytesProcessedPerSecond": per_second(stats.bytes_decompressed),
+            "execTime": seconds,
+            "linesProcessedPerSecond": per_second(stats.events_scanned),
+            "queueTime": 0,
+            "totalBytesProcessed": stats.bytes_decompressed,
+            "totalLinesProcessed": stats.events_scanned,
+        },
+    })
 }
 
 /// A step: a duration (`30s`, `1m`) or a number of seconds.
@@ -204,4 +298,133 @@ fn parse_step(text: &str) -> Result<u64, ApiError> {
         return Err(ApiError::BadRequest("step: must be more than zero".into()));
     }
     Ok(ns)
+}
+
+pub(crate) async fn series(
+    State(state): State<Arc<ApiState>>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let store = store_of(&state)?;
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or_default().as_bytes())
+        .into_owned()
+        .collect();
+    let param = |name: &str| {
+        pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+    };
+    let range = RangeParams::new(param("start"), param("end"), param("since"));
+    let (start, end) = range.resolve(SystemTime::now())?;
+    let selectors = pairs
+        .iter()
+        .filter(|(k, _)| k == "match[]" || k == "match")
+        .map(|(_, v)| stream_selector(v))
+        .collect::<Result<Vec<_>, _>>()?;
+    if selectors.is_empty() {
+        return Err(ApiError::BadRequest(
+            "match[]: at least one selector is needed".into(),
+        ));
+    }
+    let mut label_sets = std::collections::BTreeSet::new();
+    for selector in &selectors {
+        for stream in store.streams(TenantId::DEFAULT_NAME, selector, start, end) {
+            label_sets.insert(stream.labels.into_iter().collect::<BTreeMap<_, _>>());
+        }
+    }
+    let data: Vec<_> = label_sets.into_iter().collect();
+    Ok(axum::Json(json!({ "status": "success", "data": data })).into_response())
+}
+
+/// The parameters of `index/stats` and `index/volume`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct IndexParams {
+    query: Option<String>,
+    limit: Option<usize>,
+    #[serde(rename = "targetLabels")]
+    target_labels: Option<String>,
+    #[serde(rename = "aggregateBy")]
+    aggregate_by: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
+}
+
+impl IndexParams {
+    fn selector(&self) -> Result<Selector, ApiError> {
+        stream_selector(self.query.as_deref().unwrap_or("{}"))
+    }
+}
+
+pub(crate) async fn index_stats(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<IndexParams>,
+) -> Result<Response, ApiError> {
+    let store = store_of(&state)?;
+    let (start, end) = params.range.resolve(SystemTime::now())?;
+    let streams = store.streams(TenantId::DEFAULT_NAME, &params.selector()?, start, end);
+    Ok(axum::Json(json!({
+        "streams": streams.len(),
+        "chunks": streams.iter().map(|s| s.chunks).sum::<u64>(),
+        "bytes": streams.iter().map(|s| s.bytes).sum::<u64>(),
+        "entries": streams.iter().map(|s| s.events).sum::<u64>(),
+    }))
+    .into_response())
+}
+
+pub(crate) async fn index_volume(
+    State(state): State<Arc<ApiState>>,
+    Query(params): Query<IndexParams>,
+) -> Result<Response, ApiError> {
+    let store = store_of(&state)?;
+    if params
+        .aggregate_by
+        .as_deref()
+        .is_some_and(|a| a != "series")
+    {
+        return Err(ApiError::BadRequest(
+            "aggregateBy: only `series` is supported".into(),
+        ));
+    }
+    let (start, end) = params.range.resolve(SystemTime::now())?;
+    let selector = params.selector()?;
+    // Group by the target labels, or else by the label names the selector names.
+    let group_by: Vec<String> = match &params.target_labels {
+        Some(list) => list
+            .split(',')
+            .map(|l| l.trim().to_owned())
+            .filter(|l| !l.is_empty())
+            .collect(),
+        None => selector
+            .stream_matchers()
+            .iter()
+            .map(|m| m.name().to_owned())
+            .collect(),
+    };
+    let mut volumes: BTreeMap<BTreeMap<String, String>, u64> = BTreeMap::new();
+    for stream in store.streams(TenantId::DEFAULT_NAME, &selector, start, end) {
+        let key = stream
+            .labels
+            .into_iter()
+            .filter(|(name, _)| group_by.contains(name))
+            .collect();
+        *volumes.entry(key).or_default() += stream.bytes;
+    }
+    let mut volumes: Vec<_> = volumes.into_iter().collect();
+    volumes.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    volumes.truncate(params.limit.unwrap_or(100));
+    let at = end.saturating_sub(1);
+    let result: Vec<Value> = volumes
+        .into_iter()
+        .map(|(metric, bytes)| json!({ "metric": metric, "value": [at as f64 / 1e9, bytes.to_string()] }))
+        .collect();
+    Ok(axum::Json(json!({
+        "status": "success",
+        "data": { "resultType": "vector", "result": result },
+    }))
+    .into_response())
+}
+
+/// A stream selector alone (no stages), as the index endpoints take.
+fn stream_selector(text: &str) -> Result<Selector, ApiError> {
+    Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("parse error {e}")))
 }

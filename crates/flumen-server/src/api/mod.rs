@@ -89,6 +89,9 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/loki/api/v1/query", get(loki::instant))
         .route("/loki/api/v1/labels", get(loki::labels))
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+        .route("/loki/api/v1/series", get(loki::series))
+        .route("/loki/api/v1/index/stats", get(loki::index_stats))
+        .route("/loki/api/v1/index/volume", get(loki::index_volume))
         .with_state(state)
 }
 

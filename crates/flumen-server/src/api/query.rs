@@ -128,8 +128,22 @@ fn search_request(params: &QueryParams, now: SystemTime) -> Result<SearchRequest
 }
 
 impl RangeParams {
-    /// `[start, end)` in Unix nanoseconds.
+    /// A range from its three parameters.
+    pub(crate) fn new(start: Option<String>, end: Option<String>, since: Option<String>) -> Self {
+        Self { start, end, since }
+    }
+
+    /// `[start, end)` in Unix nanoseconds; without a start, the hour before the end.
     pub(crate) fn resolve(&self, now: SystemTime) -> Result<(u64, u64), ApiError> {
+        self.resolve_or(now, DEFAULT_RANGE)
+    }
+
+    /// `[start, end)` in Unix nanoseconds; without a start, `default_range` before the end.
+    pub(crate) fn resolve_or(
+        &self,
+        now: SystemTime,
+        default_range: Duration,
+    ) -> Result<(u64, u64), ApiError> {
         let end = match &self.end {
             Some(text) => {
                 parse_time(text).map_err(|m| ApiError::BadRequest(format!("end: {m}")))?
@@ -145,7 +159,7 @@ impl RangeParams {
                     .map_err(|e| ApiError::BadRequest(format!("since: {e}")))?;
                 end.saturating_sub(u64::try_from(since.as_nanos()).unwrap_or(u64::MAX))
             }
-            (None, None) => end.saturating_sub(DEFAULT_RANGE.as_nanos() as u64),
+            (None, None) => end.saturating_sub(default_range.as_nanos() as u64),
         };
         if start > end {
             return Err(ApiError::BadRequest("start: after end".into()));
