@@ -142,6 +142,20 @@ def test_flumen_query_prints_what_a_user_asks_for(flumen_factory):
     assert done.returncode != 0
     assert "column 15" in done.stderr
 
+    # A metric query prints a table: one row per series at the end of the range...
+    done = run("sum by (service) (count_over_time({}[1h]))")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split() == ["service", "value"]
+    counts = {row.split()[0]: float(row.split()[1]) for row in rows}
+    assert counts == {service: 20.0 for service in SERVICES}
+    # ... and one per step with --step, tab-separated with -o raw.
+    done = run('sum(count_over_time({service="web"}[10m]))', "--since", "10m", "--step", "5m", "-o", "raw")
+    assert done.returncode == 0, done.stderr
+    header, *rows = done.stdout.splitlines()
+    assert header.split("\t")[0] == "time" and header.split("\t")[-1] == "value"
+    assert rows and float(rows[-1].split("\t")[-1]) == 20
+
 
 def test_loki_query_api_answers_in_lokis_shapes(flumen_factory):
     flumen = flumen_factory(forward_source() + STORE)
