@@ -111,6 +111,9 @@ def test_a_malformed_query_gets_400_with_the_position(flumen_factory):
                      params={"query": 'count_over_time({service="api"})'}, timeout=5)
     assert r.status_code == 400, r.text
     assert "column" in r.text
+    # A result over the store's limit is refused with the limit, never silently cut.
+    r = requests.get(f"{flumen.api}/api/v1/query", params={"query": "{}", "limit": 999999}, timeout=5)
+    assert r.status_code == 400 and "5000" in r.text, r.text
 
 
 def test_flumen_query_prints_what_a_user_asks_for(flumen_factory):

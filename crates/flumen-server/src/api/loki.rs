@@ -32,7 +32,7 @@ use flumen_store::{Direction, MetricRequest, ScanStats, SearchRequest, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::query::{RangeParams, parse_time, store_of};
+use super::query::{RangeParams, checked_limit, parse_time, store_of};
 use super::{ApiError, ApiState};
 
 /// The parameters of `query_range` and `query`.
@@ -91,6 +91,7 @@ async fn run(
         LokiQuery::parse(text).map_err(|e| ApiError::BadRequest(format!("parse error {e}")))?;
     let tenant = TenantId::DEFAULT_NAME.to_owned();
     let started = std::time::Instant::now();
+    let truncated;
     let data = match query {
         LokiQuery::Metric(query) => {
             let start = if instant { end } else { start };
@@ -106,6 +107,7 @@ async fn run(
                 .map_err(|e| ApiError::Unavailable(format!("the query failed: {e}")))?
                 .map_err(|e| ApiError::BadRequest(e.to_string()))?;
             let result_stats = result.stats;
+            truncated = result.truncated.is_some();
             if instant {
                 let result: Vec<Value> = result
                     .series
@@ -149,7 +151,7 @@ async fn run(
                 query: selector,
                 start_ns: start,
                 end_ns: end.saturating_add(1),
-                limit: params.limit.unwrap_or(100),
+                limit: checked_limit(params.limit.unwrap_or(100), store.config().max_limit)?,
                 direction,
                 after: None,
             };
@@ -157,6 +159,7 @@ async fn run(
                 .await
                 .map_err(|e| ApiError::Unavailable(format!("the query failed: {e}")))?;
             let stats = result.stats;
+            truncated = result.truncated.is_some();
             // One stream per label set (stream labels and extracted ones), events in the
             // order found.
             let mut streams: BTreeMap<BTreeMap<String, String>, Vec<Value>> = BTreeMap::new();
@@ -179,7 +182,13 @@ async fn run(
             json!({ "resultType": "streams", "result": result, "stats": loki_stats(&stats, started) })
         }
     };
-    Ok(axum::Json(json!({ "status": "success", "data": data })).into_response())
+    let mut body = json!({ "status": "success", "data": data });
+    if truncated {
+        // Loki's answers carry `warnings` for results that are not the whole truth.
+        body["warnings"] =
+            json!(["the query ran out of time ([store] query_timeout); the result is partial"]);
+    }
+    Ok(axum::Json(body).into_response())
 }
 
 /// The parameters of `labels` and `label/{name}/values`: a range (the last six hours by

@@ -64,7 +64,7 @@ pub(crate) async fn query(
     Query(params): Query<QueryParams>,
 ) -> Result<Response, ApiError> {
     let store = store_of(&state)?;
-    let request = search_request(&params, SystemTime::now())?;
+    let request = search_request(&params, SystemTime::now(), store.config().max_limit)?;
     let result = tokio::task::spawn_blocking(move || store.search(&request))
         .await
         .map_err(|e| ApiError::Unavailable(format!("the search failed: {e}")))?;
@@ -94,7 +94,11 @@ pub(crate) async fn label_values(
 }
 
 /// The search a request asks for, or why it cannot be run.
-fn search_request(params: &QueryParams, now: SystemTime) -> Result<SearchRequest, ApiError> {
+fn search_request(
+    params: &QueryParams,
+    now: SystemTime,
+    max_limit: usize,
+) -> Result<SearchRequest, ApiError> {
     let text = params
         .query
         .as_deref()
@@ -121,7 +125,7 @@ fn search_request(params: &QueryParams, now: SystemTime) -> Result<SearchRequest
         query,
         start_ns,
         end_ns,
-        limit: params.limit.unwrap_or(DEFAULT_LIMIT),
+        limit: checked_limit(params.limit.unwrap_or(DEFAULT_LIMIT), max_limit)?,
         direction,
         after,
     })
@@ -166,6 +170,18 @@ impl RangeParams {
         }
         // `end` is inclusive for people (`--to now`); the store's end is exclusive.
         Ok((start, end.saturating_add(1)))
+    }
+}
+
+/// `limit`, when the store allows it; otherwise a 400 that says the store's limit (as Loki's
+/// `max_entries_limit_per_query` does), rather than fewer events than asked without a word.
+pub(crate) fn checked_limit(limit: usize, max_limit: usize) -> Result<usize, ApiError> {
+    match limit {
+        0 => Err(ApiError::BadRequest("limit: must be at least 1".into())),
+        limit if limit > max_limit => Err(ApiError::BadRequest(format!(
+            "max entries limit per query exceeded, limit > max_limit ({limit} > {max_limit}); raise [store] max_limit or page with the cursor"
+        ))),
+        limit => Ok(limit),
     }
 }
 
