@@ -22,6 +22,7 @@ pub mod net;
 pub mod otlp;
 mod request;
 pub mod syslog;
+pub(crate) mod tag_template;
 pub mod tail;
 
 pub use config::SourceConfig;

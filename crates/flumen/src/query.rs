@@ -62,15 +62,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
         args.limit,
         if args.forward { "forward" } else { "backward" },
     );
-    for (name, value) in [
-        ("since", &args.since),
-        ("start", &args.from),
-        ("end", &args.to),
-    ] {
-        if let Some(value) = value {
-            url.push_str(&format!("&{name}={}", encode(value)));
-        }
-    }
+    push_range(&mut url, args);
     let body = get(&url, &args.server)?;
     let mut events: Vec<Value> = Vec::new();
     let mut closing = Value::Null;
@@ -150,15 +142,7 @@ fn run_metric(args: &QueryArgs) -> anyhow::Result<()> {
                 "{base}/loki/api/v1/query_range?query={query}&step={}",
                 encode(step)
             );
-            for (name, value) in [
-                ("since", &args.since),
-                ("start", &args.from),
-                ("end", &args.to),
-            ] {
-                if let Some(value) = value {
-                    url.push_str(&format!("&{name}={}", encode(value)));
-                }
-            }
+            push_range(&mut url, args);
             url
         }
     };
@@ -282,6 +266,19 @@ fn human_line(event: &Value, colour: bool) -> String {
     format!(
         "\x1b[2m{time}\x1b[0m \x1b[{level_colour}m{level:<5}\x1b[0m \x1b[36m{service}\x1b[0m {line}"
     )
+}
+
+/// Appends the time range the command line names (`since`, `start`, `end`) to `url`.
+fn push_range(url: &mut String, args: &QueryArgs) {
+    for (name, value) in [
+        ("since", &args.since),
+        ("start", &args.from),
+        ("end", &args.to),
+    ] {
+        if let Some(value) = value {
+            url.push_str(&format!("&{name}={}", encode(value)));
+        }
+    }
 }
 
 /// Percent-encodes a query-string value.

@@ -291,66 +291,25 @@ fn canonical_fields(record: &mut Record) {
 
 /// A tag with `{label}` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TagTemplate(Vec<TagPart>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum TagPart {
-    Text(String),
-    Label(String),
-}
+struct TagTemplate(crate::tag_template::TagTemplate<String>);
 
 impl TagTemplate {
     fn parse(text: &str) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("tag must not be empty".to_owned());
-        }
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(TagPart::Text(rest[..open].to_owned()));
+        crate::tag_template::TagTemplate::parse(text, |name| {
+            if !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                Ok(name.to_owned())
+            } else {
+                Err(format!(
+                    "{{{name}}} is not a label name (letters, digits and _)"
+                ))
             }
-            let after = &rest[open + 1..];
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("tag {text:?}: a {{ is not closed"))?;
-            let name = &after[..close];
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                return Err(format!(
-                    "tag {text:?}: {{{name}}} is not a label name (letters, digits and _)"
-                ));
-            }
-            parts.push(TagPart::Label(name.to_owned()));
-            rest = &after[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(TagPart::Text(rest.to_owned()));
-        }
-        Ok(Self(parts))
+        })
+        .map(Self)
     }
 
     /// The tag of a stream with `labels`.
     fn render(&self, labels: &Record) -> Cow<'_, str> {
-        if let [TagPart::Text(text)] = self.0.as_slice() {
-            return Cow::Borrowed(text);
-        }
-        let mut out = String::with_capacity(32);
-        for part in &self.0 {
-            match part {
-                TagPart::Text(text) => out.push_str(text),
-                TagPart::Label(name) => match labels.get(name).map(Value::to_text) {
-                    Some(value) if !value.is_empty() => out.extend(value.chars().map(|c| {
-                        if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                            c
-                        } else {
-                            '_'
-                        }
-                    })),
-                    _ => out.push_str("unknown"),
-                },
-            }
-        }
-        Cow::Owned(out)
+        self.0.render(|name| labels.get(name).map(Value::to_text))
     }
 }
 

@@ -672,11 +672,10 @@ impl Batch {
 
 /// A tag with `{facility}`, `{severity}`, `{app_name}` and `{hostname}` placeholders.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct TagTemplate(Vec<TagPart>);
+struct TagTemplate(crate::tag_template::TagTemplate<TagPart>);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum TagPart {
-    Text(String),
     Facility,
     Severity,
     AppName,
@@ -685,51 +684,23 @@ enum TagPart {
 
 impl TagTemplate {
     fn parse(text: &str) -> Result<Self, String> {
-        if text.is_empty() {
-            return Err("tag is empty".to_owned());
-        }
-        let mut parts = Vec::new();
-        let mut rest = text;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                parts.push(TagPart::Text(rest[..open].to_owned()));
-            }
-            let after = &rest[open + 1..];
-            let close = after
-                .find('}')
-                .ok_or_else(|| format!("tag {text:?}: a {{ is not closed"))?;
-            parts.push(match &after[..close] {
-                "facility" => TagPart::Facility,
-                "severity" => TagPart::Severity,
-                "app_name" => TagPart::AppName,
-                "hostname" => TagPart::Hostname,
-                other => {
-                    return Err(format!(
-                        "tag {text:?}: unknown placeholder {{{other}}}; expected {{facility}}, \
-                         {{severity}}, {{app_name}} or {{hostname}}"
-                    ));
-                }
-            });
-            rest = &after[close + 1..];
-        }
-        if !rest.is_empty() {
-            parts.push(TagPart::Text(rest.to_owned()));
-        }
-        Ok(Self(parts))
+        crate::tag_template::TagTemplate::parse(text, |name| match name {
+            "facility" => Ok(TagPart::Facility),
+            "severity" => Ok(TagPart::Severity),
+            "app_name" => Ok(TagPart::AppName),
+            "hostname" => Ok(TagPart::Hostname),
+            other => Err(format!(
+                "unknown placeholder {{{other}}}; expected {{facility}}, {{severity}}, \
+                 {{app_name}} or {{hostname}}"
+            )),
+        })
+        .map(Self)
     }
 
     /// The tag of `message` (`None`: a message that did not parse).
     fn render(&self, message: Option<&SyslogMessage<'_>>) -> Cow<'_, str> {
-        if let [TagPart::Text(text)] = self.0.as_slice() {
-            return Cow::Borrowed(text);
-        }
-        let mut out = String::with_capacity(32);
-        for part in &self.0 {
+        self.0.render(|part| {
             let value = match part {
-                TagPart::Text(text) => {
-                    out.push_str(text);
-                    continue;
-                }
                 TagPart::Facility => message
                     .and_then(|m| m.facility)
                     .map(|f| FACILITY_NAMES[usize::from(f)]),
@@ -739,18 +710,8 @@ impl TagTemplate {
                 TagPart::AppName => message.and_then(|m| m.app_name),
                 TagPart::Hostname => message.and_then(|m| m.hostname),
             };
-            match value {
-                Some(value) if !value.is_empty() => out.extend(value.chars().map(|c| {
-                    if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                        c
-                    } else {
-                        '_'
-                    }
-                })),
-                _ => out.push_str("unknown"),
-            }
-        }
-        Cow::Owned(out)
+            value.map(Cow::Borrowed)
+        })
     }
 }
 
