@@ -35,6 +35,20 @@ pub(crate) fn scan_fields<'a>(
     names: &[String],
     mut found: impl FnMut(usize, Cow<'a, str>),
 ) {
+    scan_raw_fields(record, names, |i, value| {
+        if let Some(text) = scalar_text(value) {
+            found(i, text);
+        }
+    });
+}
+
+/// Calls `found(index, value)` for each top-level field of `record` whose name is
+/// `names[index]`, with the value's msgpack header (a scalar's header is the scalar).
+pub(crate) fn scan_raw_fields<'a>(
+    record: &'a [u8],
+    names: &[String],
+    mut found: impl FnMut(usize, Value<'a>),
+) {
     let mut reader = Reader::new(record);
     let Ok(Value::Map(len)) = reader.read() else {
         return;
@@ -44,20 +58,13 @@ pub(crate) fn scan_fields<'a>(
             return;
         };
         let wanted = names.iter().position(|name| name.as_bytes() == key);
-        let Some(index) = wanted else {
-            if reader.skip_value().is_err() {
-                return;
-            }
-            continue;
-        };
-        // The whole value, then its header: a scalar's header is the scalar.
         let Ok(raw) = reader.skip_value() else {
             return;
         };
-        if let Ok(value) = Reader::new(raw).read()
-            && let Some(text) = scalar_text(value)
+        if let Some(index) = wanted
+            && let Ok(value) = Reader::new(raw).read()
         {
-            found(index, text);
+            found(index, value);
         }
     }
 }

@@ -232,12 +232,7 @@ impl Store {
             Direction::Backward => candidates.sort_by_key(|c| Reverse(c.chunk.max_time)),
             Direction::Forward => candidates.sort_by_key(|c| c.chunk.min_time),
         }
-        let literals: Vec<memchr::memmem::Finder<'_>> = request
-            .query
-            .required_literals()
-            .into_iter()
-            .map(memchr::memmem::Finder::new)
-            .collect();
+        let prefilter = RawPrefilter::new(&request.query);
         // The best `limit` events so far; its top is the worst of them.
         let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
         let mut reader = ChunkReader::default();
@@ -277,7 +272,7 @@ impl Store {
                 };
                 if !wanted
                     || !beats_worst(&best, limit, request.direction, key)
-                    || lacks_a_literal(event.record, &literals)
+                    || prefilter.rejects(event.record)
                 {
                     continue;
                 }
@@ -342,11 +337,7 @@ impl Store {
             to,
             &mut result.stats,
         );
-        let literals: Vec<memchr::memmem::Finder<'_>> = selector
-            .required_literals()
-            .into_iter()
-            .map(memchr::memmem::Finder::new)
-            .collect();
+        let prefilter = RawPrefilter::new(selector);
         let mut reader = ChunkReader::default();
         for candidate in &candidates {
             if started.elapsed() > self.config.query_timeout {
@@ -365,10 +356,7 @@ impl Store {
             for i in 0..block.len() {
                 let event = block.get(i);
                 result.stats.events_scanned += 1;
-                if event.time_ns < from
-                    || event.time_ns >= to
-                    || lacks_a_literal(event.record, &literals)
-                {
+                if event.time_ns < from || event.time_ns >= to || prefilter.rejects(event.record) {
                     continue;
                 }
                 let Ok(record) = Record::decode(event.record) else {
@@ -511,14 +499,85 @@ fn chunks_in_range(
         .filter(move |c| c.min_time < end_ns && c.max_time >= start_ns)
 }
 
-/// True when the record's line is a string field that lacks one of the literals its query
-/// requires: the event cannot match, and is skipped without decoding it.
-pub(crate) fn lacks_a_literal(record: &[u8], literals: &[memchr::memmem::Finder<'_>]) -> bool {
-    if literals.is_empty() {
-        return false;
+/// What a query rules out from a record's bytes, before decoding it: a line (a string
+/// `message`, `log` or `msg`) without a literal the query requires, and a top-level string
+/// field that differs from the value an equality matcher wants. Anything it cannot tell from
+/// the bytes (a line that is not a string, a field that is a number) it leaves to the decoded
+/// record, so it never rejects an event the query would select.
+pub(crate) struct RawPrefilter<'q> {
+    literals: Vec<memchr::memmem::Finder<'q>>,
+    /// Field names (top level, not `tag`) and the values `=` matchers want.
+    names: Vec<String>,
+    wanted: Vec<&'q str>,
+}
+
+impl<'q> RawPrefilter<'q> {
+    pub fn new(query: &'q Selector) -> Self {
+        let (names, wanted) = query
+            .stream_matchers()
+            .iter()
+            .filter(|m| m.op() == MatchOp::Eq && m.name() != "tag" && !m.name().contains('.'))
+            .map(|m| (m.name().to_owned(), m.value()))
+            .unzip();
+        Self {
+            literals: query
+                .required_literals()
+                .into_iter()
+                .map(memchr::memmem::Finder::new)
+                .collect(),
+            names,
+            wanted,
+        }
     }
-    crate::fields::line_bytes(record)
-        .is_some_and(|line| literals.iter().any(|f| f.find(line).is_none()))
+
+    /// True when the query cannot select the event with this record.
+    pub fn rejects(&self, record: &[u8]) -> bool {
+        self.lacks_a_literal(record) || self.differs_in_a_field(record)
+    }
+
+    fn lacks_a_literal(&self, record: &[u8]) -> bool {
+        !self.literals.is_empty()
+            && crate::fields::line_bytes(record)
+                .is_some_and(|line| self.literals.iter().any(|f| f.find(line).is_none()))
+    }
+
+    fn differs_in_a_field(&self, record: &[u8]) -> bool {
+        if self.names.is_empty() {
+            return false;
+        }
+        // A missing field reads as "", which only a matcher for "" accepts.
+        let mut seen = [FieldSeen::Missing; 8];
+        crate::fields::scan_raw_fields(record, &self.names, |i, value| {
+            if let Some(slot) = seen.get_mut(i) {
+                *slot = match value {
+                    flumen_event::msgpack::Value::Str(bytes)
+                        if bytes == self.wanted[i].as_bytes() =>
+                    {
+                        FieldSeen::Same
+                    }
+                    flumen_event::msgpack::Value::Str(_) => FieldSeen::Different,
+                    _ => FieldSeen::Unknown,
+                };
+            }
+        });
+        seen.iter()
+            .zip(&self.wanted)
+            .any(|(seen, wanted)| match seen {
+                FieldSeen::Different => true,
+                FieldSeen::Missing => !wanted.is_empty(),
+                FieldSeen::Same | FieldSeen::Unknown => false,
+            })
+    }
+}
+
+/// What the raw prefilter found of one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FieldSeen {
+    Missing,
+    Same,
+    Different,
+    /// Not a string: only the decoded record can tell.
+    Unknown,
 }
 
 /// A found event, ordered so that a `BinaryHeap`'s top is the worst one kept.
@@ -616,4 +675,68 @@ impl ChunkReader {
 pub(crate) fn report_corrupt_chunk(path: &Path, error: &std::io::Error) {
     tracing::error!(message = "A store chunk is damaged; skipped.", path = %path.display(), %error);
     metrics::counter!("flumen_store_corrupt_chunks_total").increment(1);
+}
+
+#[cfg(test)]
+mod tests {
+    use flumen_event::record::{Record, Value};
+
+    use super::*;
+
+    /// The prefilter only ever rejects what the query would not select.
+    #[test]
+    fn the_raw_prefilter_never_rejects_an_event_the_query_selects() {
+        let records = [
+            vec![
+                ("service", Value::from("api")),
+                ("message", Value::from("a timeout")),
+            ],
+            vec![
+                ("service", Value::from("web")),
+                ("message", Value::from("ok")),
+            ],
+            vec![
+                ("status", Value::UInt(503)),
+                ("log", Value::from("upstream timeout")),
+            ],
+            vec![("message", Value::UInt(7)), ("service", Value::from("api"))],
+            vec![("other", Value::from("x"))],
+            vec![(
+                "service",
+                Value::Map(vec![("a".into(), Value::from("api"))]),
+            )],
+            vec![("msg", Value::from("m timeout")), ("log", Value::from("l"))],
+        ];
+        let queries = [
+            r#"{service="api"}"#,
+            r#"{service=""}"#,
+            r#"{status="503"}"#,
+            r#"{} |= "timeout""#,
+            r#"{service="api"} |= "timeout""#,
+            r#"{} |= "7""#,
+            r#"{} |= "upstream" |= "timeout""#,
+            r#"{other="x", service=""}"#,
+            r#"{} | json | line_format "{{.service}}" |= "api""#,
+        ];
+        let mut rejected = 0;
+        for query in queries {
+            let selector = Selector::parse(query).unwrap();
+            let prefilter = RawPrefilter::new(&selector);
+            for fields in &records {
+                let record = Record::from(
+                    fields
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                        .collect::<Vec<_>>(),
+                );
+                let mut raw = Vec::new();
+                record.write_msgpack(&mut raw);
+                if prefilter.rejects(&raw) {
+                    rejected += 1;
+                    assert!(!selector.matches("t", &record), "{query} on {record:?}");
+                }
+            }
+        }
+        assert!(rejected > 10, "the prefilter rejects something: {rejected}");
+    }
 }
