@@ -167,11 +167,68 @@ impl MetricEval {
         };
         let unwrapped = range.unwrap.as_ref().map(|u| u.name.as_str());
         let key = series_key(stream_labels, labels, unwrapped)?;
+        self.add(key, std::iter::once((steps, value)))
+    }
+
+    /// True when the query counts events or their bytes (`count_over_time`, `rate`,
+    /// `bytes_over_time`, `bytes_rate`) of a log query that is a stream selector alone: then
+    /// an event's sample depends only on its stream, time and size, and a caller that knows
+    /// which streams the selector selects may use [`push_stream`](Self::push_stream) without
+    /// decoding records.
+    pub fn counts_streams(&self) -> bool {
+        let range = self.query.expr.range();
+        range.unwrap.is_none()
+            && !range.selector.has_stages()
+            && matches!(
+                range.func,
+                RangeFunc::CountOverTime
+                    | RangeFunc::Rate
+                    | RangeFunc::BytesOverTime
+                    | RangeFunc::BytesRate
+            )
+    }
+
+    /// Adds events of one stream that the caller knows the stream selector selects, each as
+    /// its time (Unix nanoseconds) and its size in bytes. Only for queries that
+    /// [`counts_streams`](Self::counts_streams).
+    pub fn push_stream(
+        &mut self,
+        stream_labels: &[(&str, &str)],
+        events: impl IntoIterator<Item = (i64, usize)>,
+    ) -> Result<(), EvalError> {
+        debug_assert!(self.counts_streams());
+        let bytes = matches!(
+            self.query.expr.range().func,
+            RangeFunc::BytesOverTime | RangeFunc::BytesRate
+        );
+        let mut samples = events
+            .into_iter()
+            .filter_map(|(time_ns, size)| {
+                let steps = self.steps_covering(time_ns)?;
+                Some((steps, if bytes { size as f64 } else { 1.0 }))
+            })
+            .peekable();
+        if samples.peek().is_none() {
+            return Ok(());
+        }
+        let samples: Vec<_> = samples.collect();
+        let key = series_key(stream_labels, Labels::new(), None)?;
+        self.add(key, samples)
+    }
+
+    /// Adds samples, each to the steps whose windows hold it, to the series `key` (grouped
+    /// first when the aggregation above allows).
+    fn add(
+        &mut self,
+        key: Key,
+        samples: impl IntoIterator<Item = (RangeInclusive<usize>, f64)>,
+    ) -> Result<(), EvalError> {
         let key = match &self.leaf_grouping {
             Some(grouping) => group_key(&key, Some(grouping)),
             None => key,
         };
-        let func = range.func;
+        let func = self.query.expr.range().func;
+        let steps_count = self.steps;
         let accumulator = match self.series.get_mut(&key) {
             Some(accumulator) => accumulator,
             None => {
@@ -181,21 +238,23 @@ impl MetricEval {
                     });
                 }
                 let samples = if func == RangeFunc::QuantileOverTime {
-                    vec![Vec::new(); self.steps]
+                    vec![Vec::new(); steps_count]
                 } else {
                     Vec::new()
                 };
                 let accumulator = Accumulator {
-                    windows: vec![Window::default(); self.steps],
+                    windows: vec![Window::default(); steps_count],
                     samples,
                 };
                 self.series.entry(key).or_insert(accumulator)
             }
         };
-        for i in steps {
-            accumulator.windows[i].add(func, value);
-            if let Some(samples) = accumulator.samples.get_mut(i) {
-                samples.push(value);
+        for (steps, value) in samples {
+            for i in steps {
+                accumulator.windows[i].add(func, value);
+                if let Some(samples) = accumulator.samples.get_mut(i) {
+                    samples.push(value);
+                }
             }
         }
         Ok(())

@@ -451,6 +451,13 @@ impl Selector {
         true
     }
 
+    /// True when stages follow the stream selector (line filters, label filters, parsers,
+    /// formats): without them, whether an event is selected depends on its stream matchers
+    /// alone.
+    pub fn has_stages(&self) -> bool {
+        !self.stages.is_empty()
+    }
+
     /// The stream matchers, equality first.
     fn stream_matches(&self, fields: &Fields<'_>) -> bool {
         let plain = self.matchers.iter().filter(|m| !m.is_regex());

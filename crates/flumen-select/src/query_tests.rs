@@ -740,3 +740,46 @@ proptest! {
         }
     }
 }
+
+/// `push_stream` gives what `push` gives, for queries that count streams.
+#[test]
+fn counting_a_stream_without_its_records_is_counting_its_events() {
+    let second = 1_000_000_000i64;
+    let streams: [&[(&str, &str)]; 2] = [
+        &[("service", "api"), ("level", "error")],
+        &[("service", "web"), ("level", "info")],
+    ];
+    for text in [
+        "count_over_time({}[1m])",
+        "sum by (level) (rate({}[30s]))",
+        "sum(bytes_over_time({}[2m]))",
+        "topk(1, bytes_rate({}[1m]))",
+    ] {
+        let query = metric(text);
+        let mut by_record = MetricEval::new(&query, 0, 600 * second, 60 * second).unwrap();
+        let mut by_stream = MetricEval::new(&query, 0, 600 * second, 60 * second).unwrap();
+        assert!(by_stream.counts_streams(), "{text}");
+        for (s, labels) in streams.iter().enumerate() {
+            let events: Vec<(i64, usize)> = (0..300)
+                .map(|i| ((i * 7 + s as i64 * 3) % 650 * second, 10 + i as usize % 40))
+                .collect();
+            for &(time, bytes) in &events {
+                let record = rec(vec![
+                    ("service", Value::from(labels[0].1)),
+                    ("level", Value::from(labels[1].1)),
+                ]);
+                by_record.push(time, labels, "t", &record, bytes).unwrap();
+            }
+            by_stream.push_stream(labels, events).unwrap();
+        }
+        assert_eq!(by_record.finish(), by_stream.finish(), "{text}");
+    }
+    for text in [
+        r#"count_over_time({} |= "x" [1m])"#,
+        "sum_over_time({} | unwrap n [1m])",
+        "count_over_time({} | json [1m])",
+    ] {
+        let eval = MetricEval::new(&metric(text), 0, 60 * second, second).unwrap();
+        assert!(!eval.counts_streams(), "{text}");
+    }
+}

@@ -313,8 +313,11 @@ mod tests {
             last: (seq, 0),
             count: 1,
             offset: 0,
+            head_len: 0,
             len: 0,
+            head_raw_len: 0,
             raw_len: 0,
+            head_crc: 0,
             crc: 0,
             filter: None,
         };
@@ -325,7 +328,7 @@ mod tests {
             replaces,
             chunks: vec![chunk],
         };
-        format::write_file(&path, footer, &[Vec::new()]).unwrap();
+        format::write_file(&path, footer, &[format::SealedChunk::default()]).unwrap();
         path
     }
 

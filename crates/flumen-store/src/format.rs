@@ -20,7 +20,7 @@
 //!
 //! ```text
 //! "FLUMSTO1"                  8 bytes, magic and format version
-//! chunk 0 .. chunk n-1        each a zstd frame of one chunk block (below)
+//! chunk 0 .. chunk n-1        each a zstd frame of the chunk's head, then one of its body
 //! footer                      postcard-encoded `FileFooter`
 //! u32 LE footer length
 //! u32 LE CRC32C of the footer
@@ -29,8 +29,8 @@
 //!
 //! The footer says which tenant and partition the file belongs to, its sequence number, the
 //! files it replaces (when compaction wrote it), and for each chunk: the stream labels, the
-//! time range, the first and last event positions, the count, the block's offset, length,
-//! uncompressed size and CRC32C, and a binary fuse filter of the chunk's indexed field values
+//! time range, the first and last event positions, the count, where its head and body are and
+//! their sizes and CRC32Cs, and a binary fuse filter of the chunk's indexed field values
 //! (`name=value`, hashed with XXH3-64), so that a query for one `deployment_id` opens only
 //! the chunks that may hold it (a false positive costs a chunk read, about 0.4% of the time).
 //!
@@ -38,9 +38,12 @@
 //! `.chunks` file is always whole; a file whose trailer, footer or a chunk does not check out
 //! was damaged afterwards, and is reported and skipped, never trusted.
 //!
-//! # Chunk block (before compression)
+//! # Chunk (before compression)
 //!
-//! One stream's events, in log order, column by column (integers are LEB128 varints):
+//! One stream's events, in log order, column by column (integers are LEB128 varints), in two
+//! parts compressed apart. The **head** is what counting needs — times, positions, tags,
+//! sizes — so that `count_over_time` or `bytes_over_time` of a stream reads a few bytes per
+//! event instead of the records:
 //!
 //! ```text
 //! count
@@ -50,8 +53,9 @@
 //! count × tag number                        only when there is more than one tag
 //! count × metadata length + 1, or 0 for none
 //! count × record length
-//! every metadata map, then every record, msgpack exactly as received
 //! ```
+//!
+//! The **body** is every metadata map, then every record, msgpack exactly as received.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -106,13 +110,19 @@ pub(crate) struct ChunkMeta {
     pub last: (u64, u32),
     /// How many events.
     pub count: u32,
-    /// Where the compressed block starts in the file.
+    /// Where the compressed head starts in the file; the body follows it.
     pub offset: u64,
-    /// The compressed block's length.
+    /// The compressed head's length.
+    pub head_len: u32,
+    /// The compressed head's and body's length.
     pub len: u32,
-    /// The uncompressed block's length.
+    /// The uncompressed head's length.
+    pub head_raw_len: u32,
+    /// The uncompressed head's and body's length.
     pub raw_len: u32,
-    /// CRC32C of the compressed block.
+    /// CRC32C of the compressed head.
+    pub head_crc: u32,
+    /// CRC32C of the compressed body.
     pub crc: u32,
     /// The indexed field values present (`name=value` hashes), when there are any.
     pub filter: Option<IndexFilter>,
@@ -239,25 +249,37 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// Writes a chunk file: `blocks` (already compressed, with their metadata save the offsets),
-/// then the footer, under `<path>.tmp`, synced, then renamed to `path`. The directory is
-/// synced by the caller (once for all files of a flush).
+/// One chunk, compressed: its head and its body.
+#[derive(Debug, Default)]
+pub(crate) struct SealedChunk {
+    pub head: Vec<u8>,
+    pub body: Vec<u8>,
+}
+
+/// Writes a chunk file: `chunks` (already compressed, with their metadata save where they
+/// are), then the footer, under `<path>.tmp`, synced, then renamed to `path`. The directory
+/// is synced by the caller (once for all files of a flush).
 pub(crate) fn write_file(
     path: &Path,
     mut footer: FileFooter,
-    blocks: &[Vec<u8>],
+    chunks: &[SealedChunk],
 ) -> io::Result<FileFooter> {
     let tmp = tmp_path(path);
     let written = (|| {
         let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
         out.write_all(MAGIC)?;
         let mut offset = MAGIC.len() as u64;
-        for (meta, block) in footer.chunks.iter_mut().zip(blocks) {
+        for (meta, chunk) in footer.chunks.iter_mut().zip(chunks) {
+            let len = chunk.head.len() + chunk.body.len();
             meta.offset = offset;
-            meta.len = u32::try_from(block.len()).map_err(|_| invalid("chunk over 4 GiB"))?;
-            meta.crc = crc32c::crc32c(block);
-            out.write_all(block)?;
-            offset += block.len() as u64;
+            meta.head_len =
+                u32::try_from(chunk.head.len()).map_err(|_| invalid("chunk over 4 GiB"))?;
+            meta.len = u32::try_from(len).map_err(|_| invalid("chunk over 4 GiB"))?;
+            meta.head_crc = crc32c::crc32c(&chunk.head);
+            meta.crc = crc32c::crc32c(&chunk.body);
+            out.write_all(&chunk.head)?;
+            out.write_all(&chunk.body)?;
+            offset += len as u64;
         }
         let encoded = postcard::to_stdvec(&footer).map_err(|e| invalid(&e.to_string()))?;
         out.write_all(&encoded)?;
@@ -312,21 +334,41 @@ pub(crate) fn read_footer(file: &File) -> io::Result<FileFooter> {
     postcard::from_bytes(&encoded).map_err(|e| invalid(&format!("footer: {e}")))
 }
 
-/// Reads, checks and decompresses one chunk's block.
-pub(crate) fn read_block(file: &File, meta: &ChunkMeta) -> io::Result<Vec<u8>> {
-    let mut compressed = vec![0u8; meta.len as usize];
+/// Reads, checks and decompresses one chunk: its head only (`with_body` false) or whole.
+pub(crate) fn read_chunk(file: &File, meta: &ChunkMeta, with_body: bool) -> io::Result<Block> {
+    if meta.raw_len as usize > MAX_BLOCK
+        || meta.head_len > meta.len
+        || meta.head_raw_len > meta.raw_len
+    {
+        return Err(invalid("chunk sizes out of range"));
+    }
+    let read_len = if with_body { meta.len } else { meta.head_len };
+    let mut compressed = vec![0u8; read_len as usize];
     file.read_exact_at(&mut compressed, meta.offset)?;
-    if crc32c::crc32c(&compressed) != meta.crc {
+    let (head, body) = compressed.split_at(meta.head_len as usize);
+    let head = decompress(head, meta.head_crc, meta.head_raw_len)?;
+    let body = if with_body {
+        Some(decompress(
+            body,
+            meta.crc,
+            meta.raw_len - meta.head_raw_len,
+        )?)
+    } else {
+        None
+    };
+    Block::decode(head, body, meta.first.0)
+}
+
+/// Checks and decompresses one part of a chunk.
+fn decompress(compressed: &[u8], crc: u32, raw_len: u32) -> io::Result<Vec<u8>> {
+    if crc32c::crc32c(compressed) != crc {
         return Err(invalid("chunk checksum mismatch"));
     }
-    if meta.raw_len as usize > MAX_BLOCK {
-        return Err(invalid("chunk larger than the format allows"));
-    }
-    let block = zstd::bulk::decompress(&compressed, meta.raw_len as usize)?;
-    if block.len() != meta.raw_len as usize {
+    let raw = zstd::bulk::decompress(compressed, raw_len as usize)?;
+    if raw.len() != raw_len as usize {
         return Err(invalid("chunk decompressed to an unexpected length"));
     }
-    Ok(block)
+    Ok(raw)
 }
 
 /// One event as stored, borrowed from a decompressed block.
@@ -412,32 +454,36 @@ impl BlockBuilder {
             + 8
     }
 
-    /// The block, uncompressed.
-    pub fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.raw_len());
-        write_varint(&mut out, u64::from(self.count));
-        write_varint(&mut out, self.tags.len() as u64);
+    /// The chunk's head and body, uncompressed.
+    pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
+        let mut head =
+            Vec::with_capacity(self.raw_len() - self.metadata.len() - self.records.len());
+        write_varint(&mut head, u64::from(self.count));
+        write_varint(&mut head, self.tags.len() as u64);
         for tag in &self.tags {
-            write_varint(&mut out, tag.len() as u64);
-            out.extend_from_slice(tag.as_bytes());
+            write_varint(&mut head, tag.len() as u64);
+            head.extend_from_slice(tag.as_bytes());
         }
-        out.extend_from_slice(&self.positions);
-        out.extend_from_slice(&self.times);
+        head.extend_from_slice(&self.positions);
+        head.extend_from_slice(&self.times);
         if self.tags.len() > 1 {
-            out.extend_from_slice(&self.tag_numbers);
+            head.extend_from_slice(&self.tag_numbers);
         }
-        out.extend_from_slice(&self.metadata_lens);
-        out.extend_from_slice(&self.record_lens);
-        out.extend_from_slice(&self.metadata);
-        out.extend_from_slice(&self.records);
-        out
+        head.extend_from_slice(&self.metadata_lens);
+        head.extend_from_slice(&self.record_lens);
+        let mut body = Vec::with_capacity(self.metadata.len() + self.records.len());
+        body.extend_from_slice(&self.metadata);
+        body.extend_from_slice(&self.records);
+        (head, body)
     }
 }
 
-/// A decoded block: the events of one chunk, in log order.
+/// A decoded chunk: the events of one stream, in log order; their records only when the body
+/// was read.
 #[derive(Debug)]
 pub(crate) struct Block {
-    bytes: Vec<u8>,
+    head: Vec<u8>,
+    body: Vec<u8>,
     tags: Vec<(usize, usize)>,
     events: Vec<EventSlot>,
 }
@@ -453,8 +499,10 @@ struct EventSlot {
 }
 
 impl Block {
-    /// Decodes a block, checking every length against its size.
-    pub fn decode(bytes: Vec<u8>, first_record: u64) -> io::Result<Self> {
+    /// Decodes a chunk's head and, when given, its body, checking every length against their
+    /// sizes.
+    pub fn decode(head: Vec<u8>, body: Option<Vec<u8>>, first_record: u64) -> io::Result<Self> {
+        let bytes = head;
         let mut r = VarintReader {
             bytes: &bytes,
             pos: 0,
@@ -514,23 +562,45 @@ impl Block {
         for _ in 0..count {
             record_lens.push(r.usize()?);
         }
+        // Without the body, the records' sizes are known and their places are not checked.
+        let read_body = body.is_some();
+        let body = body.unwrap_or_default();
+        let mut r = VarintReader {
+            bytes: &body,
+            pos: 0,
+        };
         for (slot, len) in events.iter_mut().zip(metadata_lens) {
             if len > 0 {
                 let start = r.pos;
-                r.skip(len - 1)?;
+                if read_body {
+                    r.skip(len - 1)?;
+                }
                 slot.metadata = Some((start, len - 1));
             }
         }
         for (slot, len) in events.iter_mut().zip(record_lens) {
             let start = r.pos;
-            r.skip(len)?;
+            if read_body {
+                r.skip(len)?;
+            }
             slot.record = (start, len);
         }
         Ok(Self {
-            bytes,
+            head: bytes,
+            body,
             tags,
             events,
         })
+    }
+
+    /// Event `i`'s time, Unix nanoseconds.
+    pub fn time(&self, i: usize) -> u64 {
+        self.events[i].time_ns
+    }
+
+    /// Event `i`'s record size in bytes (known from the head alone).
+    pub fn record_len(&self, i: usize) -> usize {
+        self.events[i].record.1
     }
 
     /// How many events.
@@ -538,15 +608,16 @@ impl Block {
         self.events.len()
     }
 
-    /// Event `i`, in log order.
+    /// Event `i`, in log order; only for a chunk read with its body.
     pub fn get(&self, i: usize) -> EventRef<'_> {
         let slot = self.events[i];
         let (tag_start, tag_len) = self.tags[slot.tag as usize];
-        let slice = |(start, len): (usize, usize)| &self.bytes[start..start + len];
+        // A head-only chunk has no records: empty ones (callers read the body to see them).
+        let slice = |(start, len): (usize, usize)| self.body.get(start..start + len).unwrap_or(&[]);
         EventRef {
             position: slot.position,
             time_ns: slot.time_ns,
-            tag: std::str::from_utf8(&self.bytes[tag_start..tag_start + tag_len])
+            tag: std::str::from_utf8(&self.head[tag_start..tag_start + tag_len])
                 .expect("checked in decode"),
             metadata: slot.metadata.map(slice),
             record: slice(slot.record),
@@ -633,8 +704,8 @@ mod tests {
         for e in &events {
             builder.push(e);
         }
-        let bytes = builder.encode();
-        let block = Block::decode(bytes, 10).unwrap();
+        let (head, body) = builder.encode();
+        let block = Block::decode(head, Some(body), 10).unwrap();
         assert_eq!(block.len(), events.len());
         for (i, e) in events.iter().enumerate() {
             assert_eq!(block.get(i), *e);
@@ -646,16 +717,23 @@ mod tests {
         let mut builder = BlockBuilder::default();
         builder.push(&event(1, 0, 1, "t"));
         builder.push(&event(2, 1, 2, "u"));
-        let bytes = builder.encode();
-        for cut in 0..bytes.len() {
-            let _ = Block::decode(bytes[..cut].to_vec(), 1);
-        }
-        for i in 0..bytes.len() {
-            let mut garbled = bytes.clone();
-            garbled[i] ^= 0xff;
-            if let Ok(block) = Block::decode(garbled, 1) {
-                for j in 0..block.len() {
-                    let _ = block.get(j);
+        let (head, body) = builder.encode();
+        let mut bytes = head.clone();
+        bytes.extend_from_slice(&body);
+        // Every cut and every flipped byte of head and body: an error or events, never a panic.
+        for split in [head.len()] {
+            for cut in 0..bytes.len() {
+                let (h, b) = bytes[..cut].split_at(split.min(cut));
+                let _ = Block::decode(h.to_vec(), Some(b.to_vec()), 1);
+            }
+            for i in 0..bytes.len() {
+                let mut garbled = bytes.clone();
+                garbled[i] ^= 0xff;
+                let (h, b) = garbled.split_at(split);
+                if let Ok(block) = Block::decode(h.to_vec(), Some(b.to_vec()), 1) {
+                    for j in 0..block.len() {
+                        let _ = block.get(j);
+                    }
                 }
             }
         }

@@ -251,7 +251,7 @@ impl Store {
                 result.truncated = Some(Truncated::Timeout);
                 break;
             }
-            let Some(block) = reader.read(candidate, &mut result.stats) else {
+            let Some(block) = reader.read(candidate, true, &mut result.stats) else {
                 continue;
             };
             let labels = Arc::new(candidate.chunk.labels.clone());
@@ -338,13 +338,20 @@ impl Store {
             &mut result.stats,
         );
         let prefilter = RawPrefilter::new(selector);
+        // Counting a stream selector whose matchers are all on labels needs no record: each
+        // candidate chunk's events are all selected, and the head has their times and sizes.
+        let labels_decide = selector
+            .stream_matchers()
+            .iter()
+            .all(|m| self.config.labels.iter().any(|l| l == m.name()));
+        let heads_only = eval.counts_streams() && labels_decide;
         let mut reader = ChunkReader::default();
         for candidate in &candidates {
             if started.elapsed() > self.config.query_timeout {
                 result.truncated = Some(Truncated::Timeout);
                 break;
             }
-            let Some(block) = reader.read(candidate, &mut result.stats) else {
+            let Some(block) = reader.read(candidate, !heads_only, &mut result.stats) else {
                 continue;
             };
             let labels: Vec<(&str, &str)> = candidate
@@ -353,9 +360,16 @@ impl Store {
                 .iter()
                 .map(|(k, v)| (k.as_str(), v.as_str()))
                 .collect();
+            result.stats.events_scanned += block.len() as u64;
+            if heads_only {
+                let events = (0..block.len())
+                    .filter(|&i| (from..to).contains(&block.time(i)))
+                    .map(|i| (clamp(block.time(i)), block.record_len(i)));
+                eval.push_stream(&labels, events)?;
+                continue;
+            }
             for i in 0..block.len() {
                 let event = block.get(i);
-                result.stats.events_scanned += 1;
                 if event.time_ns < from || event.time_ns >= to || prefilter.rejects(event.record) {
                     continue;
                 }
@@ -641,7 +655,13 @@ struct ChunkReader {
 }
 
 impl ChunkReader {
-    fn read(&mut self, candidate: &Candidate<'_>, stats: &mut ScanStats) -> Option<Block> {
+    /// Reads a chunk, with its records (`with_body`) or its head alone.
+    fn read(
+        &mut self,
+        candidate: &Candidate<'_>,
+        with_body: bool,
+        stats: &mut ScanStats,
+    ) -> Option<Block> {
         let file = candidate.file;
         let handle = match self.open.entry(file.footer.seq) {
             std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -655,11 +675,16 @@ impl ChunkReader {
             },
         };
         let chunk = candidate.chunk;
-        match format::read_block(handle, chunk).and_then(|b| Block::decode(b, chunk.first.0)) {
+        match format::read_chunk(handle, chunk, with_body) {
             Ok(block) => {
                 stats.chunks_read += 1;
-                stats.bytes_read += u64::from(chunk.len);
-                stats.bytes_decompressed += u64::from(chunk.raw_len);
+                if with_body {
+                    stats.bytes_read += u64::from(chunk.len);
+                    stats.bytes_decompressed += u64::from(chunk.raw_len);
+                } else {
+                    stats.bytes_read += u64::from(chunk.head_len);
+                    stats.bytes_decompressed += u64::from(chunk.head_raw_len);
+                }
                 Some(block)
             }
             Err(error) => {

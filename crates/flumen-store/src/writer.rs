@@ -23,7 +23,7 @@ use crate::catalog::FileEntry;
 use crate::checkpoint::{Checkpoint, sync_dir};
 use crate::fields::scan_fields;
 use crate::format::{
-    self, Block, BlockBuilder, ChunkMeta, EventRef, FileFooter, build_filter, index_key,
+    self, BlockBuilder, ChunkMeta, EventRef, FileFooter, SealedChunk, build_filter, index_key,
 };
 use crate::position::EventPosition;
 use crate::{Store, StoreError};
@@ -85,10 +85,14 @@ impl OpenChunk {
         self.builder.push(event);
     }
 
-    /// Compresses the block; the offset, length and CRC are filled in when it is written.
-    fn seal(&self, level: i32) -> io::Result<(ChunkMeta, Vec<u8>)> {
-        let raw = self.builder.encode();
-        let compressed = zstd::bulk::compress(&raw, level)?;
+    /// Compresses the chunk; where it is and its checksums are filled in when it is written.
+    fn seal(&self, level: i32) -> io::Result<(ChunkMeta, SealedChunk)> {
+        let (head, body) = self.builder.encode();
+        let too_big = |_| io::Error::other("chunk over 4 GiB");
+        let sealed = SealedChunk {
+            head: zstd::bulk::compress(&head, level)?,
+            body: zstd::bulk::compress(&body, level)?,
+        };
         let meta = ChunkMeta {
             labels: self.labels.clone(),
             min_time: self.min_time,
@@ -97,12 +101,15 @@ impl OpenChunk {
             last: (self.last.record.get(), self.last.index),
             count: self.builder.count(),
             offset: 0,
+            head_len: 0,
             len: 0,
-            raw_len: u32::try_from(raw.len()).map_err(|_| io::Error::other("chunk over 4 GiB"))?,
+            head_raw_len: u32::try_from(head.len()).map_err(too_big)?,
+            raw_len: u32::try_from(head.len() + body.len()).map_err(too_big)?,
+            head_crc: 0,
             crc: 0,
             filter: build_filter(self.keys.clone()),
         };
-        Ok((meta, compressed))
+        Ok((meta, sealed))
     }
 }
 
@@ -508,7 +515,7 @@ impl Writer {
     /// Writes chunk files and makes their names durable; on a failure removes what it wrote.
     fn write_files(
         &self,
-        plan: Vec<(FileFooter, Vec<Vec<u8>>)>,
+        plan: Vec<(FileFooter, Vec<SealedChunk>)>,
     ) -> io::Result<Vec<Arc<FileEntry>>> {
         let mut written = Vec::new();
         let mut dirs = BTreeSet::new();
@@ -579,9 +586,7 @@ impl Writer {
         for file in files {
             let handle = file.open()?;
             for meta in &file.footer.chunks {
-                let block = match format::read_block(&handle, meta)
-                    .and_then(|bytes| Block::decode(bytes, meta.first.0))
-                {
+                let block = match format::read_chunk(&handle, meta, true) {
                     Ok(block) => block,
                     Err(error) => {
                         crate::query::report_corrupt_chunk(&file.path, &error);

@@ -333,6 +333,24 @@ fn a_metric_query_counts_every_matching_event_in_its_windows() {
         .map(|s| s.labels["level"].as_str())
         .collect();
     assert_eq!(levels, ["error", "info", "warn"]);
+
+    // With a line filter the records are read: the same windows, fewer events.
+    let query = flumen_select::MetricQuery::parse(r#"sum(count_over_time({} |= "timeout" [10m]))"#)
+        .unwrap();
+    let result = harness
+        .store
+        .metric(&flumen_store::MetricRequest {
+            tenant: "default".to_owned(),
+            query,
+            start_ns: start + 9 * minute,
+            end_ns: start + 9 * minute,
+            step_ns: minute,
+        })
+        .unwrap();
+    // The window is (T0, T0 + 10m]: event 0, at T0, is just outside it.
+    let timeouts = (1..600u64).filter(|n| n.is_multiple_of(97)).count() as f64;
+    assert_eq!(result.series.len(), 1);
+    assert_eq!(result.series[0].points.last().unwrap().1, timeouts);
     harness.close();
 }
 
