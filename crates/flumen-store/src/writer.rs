@@ -472,13 +472,7 @@ impl Writer {
         let mut seq = self.checkpoint.next_seq;
         let mut plan = Vec::new();
         for ((tenant, hour), chunks) in files {
-            let mut metas = Vec::new();
-            let mut blocks = Vec::new();
-            for chunk in chunks {
-                let (meta, block) = chunk.seal(level)?;
-                metas.push(meta);
-                blocks.push(block);
-            }
+            let (metas, blocks) = seal_all(&chunks, level)?;
             let footer = FileFooter {
                 tenant: tenant.to_owned(),
                 hour,
@@ -619,15 +613,12 @@ impl Writer {
             }
         }
         let level = self.store.config.compression_level;
-        let mut metas = Vec::new();
-        let mut blocks = Vec::new();
-        for chunk in streams.into_iter().flat_map(|(_, c)| c) {
-            if chunk.builder.count() > 0 {
-                let (meta, block) = chunk.seal(level)?;
-                metas.push(meta);
-                blocks.push(block);
-            }
-        }
+        let chunks: Vec<&OpenChunk> = streams
+            .iter()
+            .flat_map(|(_, c)| c)
+            .filter(|c| c.builder.count() > 0)
+            .collect();
+        let (metas, blocks) = seal_all(&chunks, level)?;
         let replaced: BTreeSet<u64> = files.iter().map(|f| f.footer.seq).collect();
         let seq = self.checkpoint.next_seq;
         let footer = FileFooter {
@@ -657,6 +648,34 @@ impl Writer {
         self.store.catalog.publish(written, &replaced);
         Ok(())
     }
+}
+
+/// Seals (compresses) chunks on every core: compression is most of a flush's work, and the
+/// writer waits for it.
+fn seal_all(chunks: &[&OpenChunk], level: i32) -> io::Result<(Vec<ChunkMeta>, Vec<SealedChunk>)> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let share = chunks.len().div_ceil(threads).max(1);
+    let sealed: Vec<io::Result<Vec<(ChunkMeta, SealedChunk)>>> = std::thread::scope(|scope| {
+        let workers: Vec<_> = chunks
+            .chunks(share)
+            .map(|part| scope.spawn(move || part.iter().map(|c| c.seal(level)).collect()))
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a sealing thread panicked"))
+            .collect()
+    });
+    let mut metas = Vec::with_capacity(chunks.len());
+    let mut blocks = Vec::with_capacity(chunks.len());
+    for part in sealed {
+        for (meta, block) in part? {
+            metas.push(meta);
+            blocks.push(block);
+        }
+    }
+    Ok((metas, blocks))
 }
 
 fn remove_files(files: &[Arc<FileEntry>]) {
