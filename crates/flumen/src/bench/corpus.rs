@@ -94,6 +94,11 @@ enum Lang {
 #[derive(Debug)]
 struct Service {
     name: String,
+    /// The name's first word (`checkout`), its logger package (`com.acme.checkout`,
+    /// `acme_checkout`) and its class prefix (`Checkout`).
+    base: &'static str,
+    package: String,
+    class: String,
     kind: Kind,
     lang: Lang,
     /// Seconds between deployments, and where in that cycle the day starts.
@@ -210,6 +215,7 @@ pub struct Corpus {
     /// The sample deployment: (service, cycle).
     sample: (usize, u64),
     sample_events: AtomicU64,
+    hosts: Vec<String>,
 }
 
 /// One generated event's fields; buffers are reused from event to event.
@@ -219,7 +225,7 @@ pub struct Event {
     service: usize,
     environment: &'static str,
     level: &'static str,
-    host: String,
+    host: usize,
     container_id: [u8; 64],
     deployment_id: String,
     request_id: [u8; 16],
@@ -234,7 +240,7 @@ impl Default for Event {
             service: 0,
             environment: "",
             level: "",
-            host: String::new(),
+            host: 0,
             container_id: [b'0'; 64],
             deployment_id: String::new(),
             request_id: [b'0'; 16],
@@ -269,14 +275,21 @@ impl Corpus {
                     _ => Kind::Worker,
                 };
                 let span = 5_400 + rng.below(1_800);
+                let lang = if rng.chance(550) {
+                    Lang::Java
+                } else {
+                    Lang::Python
+                };
                 services.push(Service {
                     name: format!("{prefix}-{suffix}"),
-                    kind,
-                    lang: if rng.chance(550) {
-                        Lang::Java
-                    } else {
-                        Lang::Python
+                    base: prefix,
+                    package: match lang {
+                        Lang::Java => format!("com.acme.{prefix}"),
+                        Lang::Python => format!("acme_{prefix}"),
                     },
+                    class: prefix[..1].to_ascii_uppercase() + &prefix[1..],
+                    kind,
+                    lang,
                     span,
                     phase: rng.below(span),
                     replicas: 2 + rng.below(5),
@@ -310,6 +323,16 @@ impl Corpus {
             total_weight,
             sample,
             sample_events: AtomicU64::new(0),
+            hosts: (0..HOSTS)
+                .map(|node| {
+                    format!(
+                        "ip-10-{}-{}-{}.ec2.internal",
+                        node / 100,
+                        (node * 7) % 256,
+                        (node * 13) % 251 + 4
+                    )
+                })
+                .collect(),
         }
     }
 
@@ -397,15 +420,7 @@ impl Corpus {
         for (k, piece) in e.container_id.chunks_mut(16).enumerate() {
             hex_into(piece, mix(container.wrapping_add(k as u64)));
         }
-        let node = container % HOSTS;
-        e.host.clear();
-        let _ = write!(
-            e.host,
-            "ip-10-{}-{}-{}.ec2.internal",
-            node / 100,
-            (node * 7) % 256,
-            (node * 13) % 251 + 4
-        );
+        e.host = (container % HOSTS) as usize;
         hex_into(&mut e.request_id, mix(self.seed ^ i.wrapping_mul(31)));
         let trace = mix(self.seed.wrapping_add(i / PER_TRACE).wrapping_mul(17));
         hex_into(&mut e.trace_id[..16], trace);
@@ -416,7 +431,7 @@ impl Corpus {
             let _ = write!(
                 e.message,
                 r#"{{"logger":"{}.auth","msg":"login refused","user":"{NEEDLE}","reason":"locked","attempts":{}}}"#,
-                s.lang.package(&s.name),
+                s.package,
                 3 + rng.below(5)
             );
             return;
@@ -438,7 +453,7 @@ impl Corpus {
         self.generate(i, e);
         let w = "Vec write";
         rmp::encode::write_map_len(out, 9).expect(w);
-        for (key, value) in e.fields(&self.services) {
+        for (key, value) in e.fields(self) {
             rmp::encode::write_str(out, key).expect(w);
             rmp::encode::write_str(out, value).expect(w);
         }
@@ -452,25 +467,32 @@ impl Corpus {
     pub fn write_json_line(&self, i: u64, e: &mut Event, out: &mut Vec<u8>) {
         self.generate(i, e);
         out.extend_from_slice(b"{\"time\":\"");
-        out.extend_from_slice(rfc3339(e.time_ns).as_bytes());
+        write_rfc3339(out, e.time_ns);
         out.push(b'"');
-        for (key, value) in e.fields(&self.services) {
+        for (key, value) in e.fields(self) {
             out.extend_from_slice(b",\"");
             out.extend_from_slice(key.as_bytes());
             out.extend_from_slice(b"\":");
-            json_string(out, value);
+            if key == "message" {
+                json_string(out, value);
+            } else {
+                // Names, levels, hosts and hex ids: nothing to escape.
+                out.push(b'"');
+                out.extend_from_slice(value.as_bytes());
+                out.push(b'"');
+            }
         }
         out.extend_from_slice(b"}\n");
     }
 }
 
 impl Event {
-    fn fields<'a>(&'a self, services: &'a [Service]) -> [(&'static str, &'a str); 9] {
+    fn fields<'a>(&'a self, corpus: &'a Corpus) -> [(&'static str, &'a str); 9] {
         [
-            ("service", &services[self.service].name),
+            ("service", &corpus.services[self.service].name),
             ("environment", self.environment),
             ("level", self.level),
-            ("host", &self.host),
+            ("host", &corpus.hosts[self.host]),
             ("container_id", as_str(&self.container_id)),
             ("deployment_id", &self.deployment_id),
             ("request_id", as_str(&self.request_id)),
@@ -480,28 +502,37 @@ impl Event {
     }
 }
 
+/// Bytes that a JSON string escapes: control characters, `"` and `\`.
+const NEEDS_ESCAPE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = true;
+        b += 1;
+    }
+    table[b'"' as usize] = true;
+    table[b'\\' as usize] = true;
+    table
+};
+
 /// Appends `text` as a JSON string.
 fn json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
     let bytes = text.as_bytes();
     let mut from = 0;
-    for (at, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\t' => b"\\t",
-            b'\r' => b"\\r",
-            0..0x20 => {
-                out.extend_from_slice(&bytes[from..at]);
-                let _ = write!(out, "\\u{b:04x}");
-                from = at + 1;
-                continue;
-            }
-            _ => continue,
-        };
+    while let Some(skip) = bytes[from..].iter().position(|&b| NEEDS_ESCAPE[b as usize]) {
+        let at = from + skip;
         out.extend_from_slice(&bytes[from..at]);
-        out.extend_from_slice(escaped);
+        match bytes[at] {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
+        }
         from = at + 1;
     }
     out.extend_from_slice(&bytes[from..]);
@@ -523,16 +554,38 @@ fn civil(days: i64) -> (i64, u32, u32) {
 
 /// Unix nanoseconds as RFC 3339 with nanoseconds, UTC.
 pub fn rfc3339(ns: u64) -> String {
+    let mut out = Vec::with_capacity(30);
+    write_rfc3339(&mut out, ns);
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// Appends Unix nanoseconds as RFC 3339 with nanoseconds, UTC.
+fn write_rfc3339(out: &mut Vec<u8>, ns: u64) {
+    fn digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
+        let at = out.len();
+        out.resize(at + width, b'0');
+        for slot in out[at..].iter_mut().rev() {
+            *slot = b'0' + (value % 10) as u8;
+            value /= 10;
+        }
+    }
     let secs = ns / 1_000_000_000;
     let (y, mo, d) = civil((secs / 86_400) as i64);
     let t = secs % 86_400;
-    format!(
-        "{y:04}-{mo:02}-{d:02}T{:02}:{:02}:{:02}.{:09}Z",
-        t / 3600,
-        t / 60 % 60,
-        t % 60,
-        ns % 1_000_000_000
-    )
+    digits(out, y as u64, 4);
+    out.push(b'-');
+    digits(out, u64::from(mo), 2);
+    out.push(b'-');
+    digits(out, u64::from(d), 2);
+    out.push(b'T');
+    digits(out, t / 3600, 2);
+    out.push(b':');
+    digits(out, t / 60 % 60, 2);
+    out.push(b':');
+    digits(out, t % 60, 2);
+    out.push(b'.');
+    digits(out, ns % 1_000_000_000, 9);
+    out.push(b'Z');
 }
 
 const MONTHS: [&str; 12] = [
@@ -633,17 +686,6 @@ fn access_line(out: &mut String, rng: &mut Rng, secs: u64) -> &'static str {
     }
 }
 
-impl Lang {
-    /// The logger's package for a service.
-    fn package(self, service: &str) -> String {
-        let base = service.split('-').next().unwrap_or(service);
-        match self {
-            Lang::Java => format!("com.acme.{base}"),
-            Lang::Python => format!("acme_{base}"),
-        }
-    }
-}
-
 const THREADS: [&str; 5] = [
     "http-nio-8080-exec-",
     "kafka-consumer-",
@@ -665,12 +707,11 @@ fn app_message(out: &mut String, rng: &mut Rng, s: &Service, environment: &str) 
     } else {
         "info"
     };
-    let package = s.lang.package(&s.name);
-    let base = s.name.split('-').next().unwrap_or(&s.name);
+    let (package, base) = (&s.package, s.base);
     if level == "error" && rng.chance(333) {
         match s.lang {
-            Lang::Java => java_trace(out, rng, &package, base),
-            Lang::Python => python_trace(out, rng, &package, base),
+            Lang::Java => java_trace(out, rng, package, &s.class, base),
+            Lang::Python => python_trace(out, rng, package, base),
         }
         return level;
     }
@@ -804,13 +845,7 @@ const JAVA_FRAMEWORK: [&str; 14] = [
     "java.base/java.lang.Thread.run(Thread.java:1583)",
 ];
 
-fn java_trace(out: &mut String, rng: &mut Rng, package: &str, base: &str) {
-    let cap = {
-        let mut c = base.chars();
-        c.next()
-            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
-            .unwrap_or_default()
-    };
+fn java_trace(out: &mut String, rng: &mut Rng, package: &str, cap: &str, base: &str) {
     let (exception, detail) = match rng.below(5) {
         0 => (
             "java.lang.NullPointerException",
