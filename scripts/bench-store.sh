@@ -15,7 +15,9 @@
 #  4. Queries, RUNS times each, with curl's time_total and the stats of the answer's closing line
 #     (bytes_decompressed per second of wall time):
 #       a100 {deployment_id="<a deployment of a middling service, live at noon>"}, limit 100, day
-#       a    the same, every event: pages of 5,000 (max_limit) with the cursor, times added up
+#       a0   a deployment id that no event has: every chunk it reads is a false positive of
+#            the chunks' index filters
+#       a    the same as a100, every event: pages of 5,000 (max_limit) with the cursor, times added up
 #       b    {} |= "needle-7f3a9c" over the day (24 events expected: brute-force line filter)
 #       c    a regex, {} |~ "(POST|PUT) /api/v1/(checkout|orders)[^ ]* HTTP/1.1. 50[234] ",
 #            over 12:00-13:00, limit 1000
@@ -34,6 +36,8 @@
 #   PROFILE=1 EVENTS=2000000 bash scripts/bench-store.sh   # where the server's CPU goes during
 #                                                     # ingest (perf record; see bench-common.sh)
 #   QUERIES=0 ...                                     # ingest and size only
+#   RATE=2000 EVENTS=240000 QUERIES=0 bash scripts/bench-store.sh   # a live rate (flushes every
+#                                                     # 2 s): how much compaction rewrites
 #
 # Needs curl, jq and awk (and zstd for RAW_ZSTD=1).
 set -euo pipefail
@@ -45,6 +49,7 @@ CONNECTIONS=${CONNECTIONS:-2}
 BATCH=${BATCH:-1000}
 ACK=${ACK:-}                          # 1: the sender waits for acks (IN_FLIGHT chunks in flight)
 IN_FLIGHT=${IN_FLIGHT:-4}
+RATE=${RATE:-}                        # events/s over all connections (default: flat out)
 RUNS=${RUNS:-3}
 QUERIES=${QUERIES:-1}                 # 0: ingest and size only
 RAW_ZSTD=${RAW_ZSTD:-}
@@ -98,7 +103,7 @@ start_profile 0.3
 cpu0=$(cpu_ticks)
 t0=$(date +%s.%N)
 "$bin" bench --to "127.0.0.1:$FORWARD_PORT" --corpus day --events "$EVENTS" --seed "$SEED" \
-  --batch "$BATCH" --connections "$CONNECTIONS" --tag app ${ACK:+--ack --in-flight "$IN_FLIGHT"} \
+  --batch "$BATCH" --connections "$CONNECTIONS" --tag app ${ACK:+--ack --in-flight "$IN_FLIGHT"} ${RATE:+--rate "$RATE"} \
   --json >"$work/sent.json"
 t_sent=$(date +%s.%N)
 stored=0
@@ -112,6 +117,8 @@ report_profile >"$work/profile.out" || true   # perf report into head: SIGPIPE
 ingest_cpu=$(awk -v c0="$cpu0" -v c1="$cpu1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", (c1 - c0) / hz }')
 ingest_hwm_kb=$hwm_kb
 stored_position=$(metric 'flumen_store_stored_position')
+compactions=$(metric 'flumen_store_compactions_total')
+written_bytes=$(metric 'flumen_store_written_bytes_total')
 next_sequence=$(metric 'flumen_log_next_sequence')
 if [ "${stored%.*}" -lt "$EVENTS" ]; then
   echo "the store holds ${stored%.*} of $EVENTS events after an hour; its log:" >&2
@@ -182,6 +189,7 @@ run_search() {
 if [ "$QUERIES" != 0 ]; then
 echo "queries: $RUNS runs each..." >&2
 run_search a100 "{deployment_id=\"$deployment\"}" "${DAY}T00:00:00Z" "2026-12-02T00:00:00Z" 100 ""
+run_search a0 '{deployment_id="no-such-deployment-000000000"}' "${DAY}T00:00:00Z" "2026-12-02T00:00:00Z" 100 ""
 run_search a "{deployment_id=\"$deployment\"}" "${DAY}T00:00:00Z" "2026-12-02T00:00:00Z" 5000 all
 run_search b "{} |= \"$needle\"" "${DAY}T00:00:00Z" "2026-12-02T00:00:00Z" 100 ""
 run_search c '{} |~ "(POST|PUT) /api/v1/(checkout|orders)[^ ]* HTTP/1.1. 50[234] "' \
@@ -218,8 +226,10 @@ awk -v e="$EVENTS" -v b="$raw_bytes" -v w="$wall" -v s="$sent_secs" -v cpu="$ing
 }'
 if [ -n "${PROFILE:-}" ]; then echo "server profile during ingest (PROFILE=$PROFILE):"; cat "$work/profile.out"; fi
 echo "log position: stored $stored_position of $next_sequence; log left on disk: $log_bytes bytes"
-awk -v r="$raw_bytes" -v s="$store_bytes" -v f="$store_files" -v e="$EVENTS" -v z="$(cat "$work/zstd_bytes" 2>/dev/null || echo 0)" 'BEGIN {
+awk -v r="$raw_bytes" -v s="$store_bytes" -v f="$store_files" -v e="$EVENTS" \
+    -v w="${written_bytes%.*}" -v c="${compactions%.*}" -v z="$(cat "$work/zstd_bytes" 2>/dev/null || echo 0)" 'BEGIN {
   printf "store on disk: %d bytes in %d files: %.1fx smaller than the JSON lines (%.1f B/event)", s, f, r / s, s / e
+  printf "; written: %d bytes in flushes and %d compactions, %.1fx what it keeps", w, c, w / s
   if (z > 0) printf "; zstd -3 of the JSON lines: %d bytes, %.1fx", z, r / z
   printf "\n"
 }'
@@ -227,7 +237,7 @@ awk -v r="$raw_bytes" -v s="$store_bytes" -v f="$store_files" -v e="$EVENTS" -v 
 echo
 echo "| query | runs (s) | median | events | chunks read | MB read | MB decompressed | MB/s decompressed | peak RSS |"
 echo "|---|---|---|---|---|---|---|---|---|"
-for name in a100 a b c; do
+for name in a100 a0 a b c; do
   read -r _ events cr br bd _ pages trunc <<<"${result[$name]}"
   med=$(tr ' ' '\n' <<<"${times[$name]}" | grep . | median)
   note=""
