@@ -14,7 +14,11 @@
 //!   chunk that asks, reads those four fields from each record, and reports per run how many
 //!   events arrived, how many were unique, duplicated or missing (gaps below the highest `seq`
 //!   seen), and the latency from `sent_ns` to receipt.
+//! - With `--corpus day` the sender sends a generated corpus that looks like production
+//!   instead of tracer records (see `corpus.rs`), for benchmarks of the store; with
+//!   `--write-jsonl PATH` it writes that corpus as JSON lines instead of sending it.
 
+mod corpus;
 mod receive;
 mod record;
 mod send;
@@ -31,6 +35,8 @@ Examples:
   flumen bench --listen 127.0.0.1:24230 --until-idle 5s --json
   flumen bench --to 127.0.0.1:24230 --events 2000000 --ack --connections 2
   flumen bench --to 127.0.0.1:24224 --duration 30s --rate 50000 --ack --mode compressed
+  flumen bench --to 127.0.0.1:24224 --corpus day --events 20000000 --seed 1
+  flumen bench --corpus day --events 20000000 --seed 1 --write-jsonl corpus.jsonl
 
 The receiver counts, per run and connection, the unique sequence numbers it saw, duplicates,
 and missing ones (gaps below the highest seq seen). Events lost after the last one that
@@ -47,6 +53,7 @@ pub struct BenchArgs {
         conflicts_with_all = [
             "to", "events", "duration", "rate", "batch", "record_size", "log_lines", "connections",
             "mode", "ack", "in_flight", "ack_timeout", "give_up_after", "run_id", "tag",
+            "corpus", "seed", "write_jsonl",
         ],
     )]
     listen: Option<String>,
@@ -167,10 +174,52 @@ pub struct BenchArgs {
     #[arg(long, default_value = "bench", help_heading = "Sender")]
     tag: String,
 
+    // --- Corpus ---
+    /// Send a generated corpus that looks like production instead of tracer records: `day`
+    /// spreads --events events (default 1000000) evenly over 2026-12-01T00:00Z to 24:00Z, in
+    /// time order, from 200 services and about 3,000 deployments, with access log lines, JSON
+    /// application messages and stack traces, and one event per hour holding the rare token
+    /// `needle-7f3a9c`. Connection c of C sends events c, c + C, c + 2C, ... The same seed and
+    /// count always give the same corpus.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "KIND",
+        help_heading = "Corpus",
+        conflicts_with_all = ["duration", "record_size", "log_lines", "run_id"],
+    )]
+    corpus: Option<CorpusKind>,
+    /// The corpus's seed.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1,
+        requires = "corpus",
+        help_heading = "Corpus"
+    )]
+    seed: u64,
+    /// Write the corpus as JSON lines (`{"time": RFC 3339, the record's fields}`) to this file
+    /// (`-` for stdout) instead of sending it: its raw size, for the store's compression ratio.
+    /// The summary goes to stderr.
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "corpus",
+        help_heading = "Corpus"
+    )]
+    write_jsonl: Option<std::path::PathBuf>,
+
     // --- Both ---
     /// Print the summary (sender) or the report (receiver) as one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+/// Which generated corpus `--corpus` sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CorpusKind {
+    /// A simulated day of production logs.
+    Day,
 }
 
 /// How the sender frames events.
@@ -208,7 +257,23 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             },
             args.json,
         ),
-        None => send::run(args),
+        None => match (&args.write_jsonl, args.corpus) {
+            (Some(path), Some(CorpusKind::Day)) => {
+                let started = std::time::Instant::now();
+                let corpus = corpus::Corpus::new(args.seed, args.events.unwrap_or(1_000_000));
+                let info = corpus::write_jsonl(&corpus, path)?;
+                let secs = started.elapsed().as_secs_f64();
+                if args.json {
+                    let mut summary = info.to_json();
+                    summary["secs"] = serde_json::json!(secs);
+                    eprintln!("{summary}");
+                } else {
+                    eprintln!("{} in {secs:.2} s", info.to_text());
+                }
+                Ok(())
+            }
+            _ => send::run(args),
+        },
     }
 }
 

@@ -527,7 +527,7 @@ mod tests {
         for &s in seqs {
             entries.push(0x92);
             entries.push(1);
-            t.write(&mut entries, s, 0);
+            t.write_record(&mut entries, s, 0);
         }
         let mut b = Batch::default();
         b.add_entries(&entries);

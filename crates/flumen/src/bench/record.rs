@@ -13,6 +13,19 @@ use flumen_event::msgpack::{Reader, Value};
 
 use super::Mode;
 
+/// Where a chunk's records come from: the tracer template, or a generated corpus.
+pub trait Records {
+    /// Appends record `seq` (first sent at `sent_ns`) and returns its event time.
+    fn write(&self, out: &mut Vec<u8>, seq: u64, sent_ns: u64) -> EventTime;
+}
+
+impl Records for Template {
+    fn write(&self, out: &mut Vec<u8>, seq: u64, sent_ns: u64) -> EventTime {
+        self.write_record(out, seq, sent_ns);
+        EventTime::new(sent_ns / 1_000_000_000, (sent_ns % 1_000_000_000) as u32)
+    }
+}
+
 /// A record template for one connection.
 #[derive(Debug, Clone)]
 pub struct Template {
@@ -97,7 +110,7 @@ impl Template {
     }
 
     /// Appends the record with this `seq` and `sent_ns`.
-    pub fn write(&self, out: &mut Vec<u8>, seq: u64, sent_ns: u64) {
+    pub fn write_record(&self, out: &mut Vec<u8>, seq: u64, sent_ns: u64) {
         out.extend_from_slice(&self.head);
         out.push(0xcf);
         out.extend_from_slice(&seq.to_be_bytes());
@@ -120,7 +133,7 @@ impl Template {
 pub fn encode_chunk(
     out: &mut Vec<u8>,
     scratch: &mut Vec<u8>,
-    template: &Template,
+    records: &dyn Records,
     mode: Mode,
     tag: &str,
     seq: u64,
@@ -130,20 +143,22 @@ pub fn encode_chunk(
 ) {
     out.clear();
     scratch.clear();
-    let time = EventTime::new(sent_ns / 1_000_000_000, (sent_ns % 1_000_000_000) as u32);
+    let mut record = Vec::new();
     match mode {
         Mode::Message => {
             for i in 0..u64::from(n) {
                 scratch.clear();
-                template.write(scratch, seq + i, sent_ns);
+                let time = records.write(scratch, seq + i, sent_ns);
                 write_message(out, tag, time, scratch, chunk);
             }
         }
         Mode::Packed | Mode::Compressed => {
             for i in 0..u64::from(n) {
+                record.clear();
+                let time = records.write(&mut record, seq + i, sent_ns);
                 scratch.push(0x92);
                 time.write_msgpack(scratch);
-                template.write(scratch, seq + i, sent_ns);
+                scratch.extend_from_slice(&record);
             }
             let compression = match mode {
                 Mode::Compressed => Compression::Gzip,
@@ -158,7 +173,7 @@ pub fn encode_chunk(
             rmp::encode::write_array_len(out, n).expect(w);
             for i in 0..u64::from(n) {
                 scratch.clear();
-                template.write(scratch, seq + i, sent_ns);
+                let time = records.write(scratch, seq + i, sent_ns);
                 write_entry(out, time, scratch);
             }
             rmp::encode::write_map_len(out, 1 + u32::from(chunk.is_some())).expect(w);
@@ -232,7 +247,7 @@ mod tests {
         for size in [0, 150, 200, 250, 300, 1000, 70_000] {
             let t = Template::new("abc", 7, size);
             let mut rec = Vec::new();
-            t.write(&mut rec, 42, 1_700_000_000_123_456_789);
+            t.write_record(&mut rec, 42, 1_700_000_000_123_456_789);
             assert_eq!(rec.len(), t.len());
             if size >= 200 {
                 assert_eq!(rec.len(), size, "size {size}");

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use flumen_codec::forward::decode_ack;
 use serde_json::json;
 
-use super::record::{Template, encode_chunk};
+use super::corpus::{self, Corpus};
+use super::record::{Records, Template, encode_chunk};
 use super::{BenchArgs, Mode};
 
 /// What was sent: per connection, and added up for the run.
@@ -63,6 +64,8 @@ pub struct Summary {
     pub totals: Counts,
     pub secs: f64,
     pub per_connection: Vec<ConnSummary>,
+    /// What the corpus held, with `--corpus`.
+    pub corpus: Option<corpus::Info>,
 }
 
 /// The sender's settings, resolved.
@@ -77,6 +80,8 @@ struct Plan<'a> {
     deadline: Option<Instant>,
     /// Lines for the records' `log` field (`--log-lines`).
     log_lines: Vec<String>,
+    /// The corpus sent instead of tracer records (`--corpus`).
+    corpus: Option<Corpus>,
 }
 
 fn unix_nanos() -> u64 {
@@ -120,6 +125,7 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         .clone()
         .unwrap_or_else(|| format!("{:016x}", fastrand::u64(..)));
     let total = match (args.events, args.duration) {
+        (None, _) if args.corpus.is_some() => 1_000_000,
         (Some(n), _) => n,
         (None, Some(_)) => u64::MAX,
         (None, None) => 1_000_000,
@@ -146,6 +152,7 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         deadline: args.duration.map(|d| started + d),
         run,
         log_lines,
+        corpus: args.corpus.map(|_| Corpus::new(args.seed, total)),
     };
     eprintln!(
         "flumen bench: run {} to {}: {} connections, {} mode, batch {}, ack {}, in flight {}",
@@ -180,6 +187,7 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         totals += connection.counts;
     }
     Ok(Summary {
+        corpus: plan.corpus.as_ref().map(Corpus::info),
         run: plan.run,
         totals,
         secs,
@@ -221,6 +229,10 @@ impl Summary {
             line += &format!(", lost in failed writes {}", self.totals.failed_writes);
         }
         line += &format!(", reconnects {})", self.totals.reconnects);
+        if let Some(corpus) = &self.corpus {
+            line += "\n";
+            line += &corpus.to_text();
+        }
         line
     }
 
@@ -253,7 +265,27 @@ impl Summary {
                 "reconnects": s.counts.reconnects,
                 "error": s.error,
             })).collect::<Vec<_>>(),
+            "corpus": self.corpus.as_ref().map(corpus::Info::to_json),
         })
+    }
+}
+
+/// One connection's share of the corpus: its `seq` number n is the corpus's event
+/// `n * connections + conn`.
+struct CorpusShare<'a> {
+    corpus: &'a Corpus,
+    conn: u64,
+    connections: u64,
+    event: std::cell::RefCell<corpus::Event>,
+}
+
+impl Records for CorpusShare<'_> {
+    fn write(&self, out: &mut Vec<u8>, seq: u64, _sent_ns: u64) -> flumen_event::EventTime {
+        self.corpus.write_record(
+            seq * self.connections + self.conn,
+            &mut self.event.borrow_mut(),
+            out,
+        )
     }
 }
 
@@ -378,7 +410,17 @@ enum Outcome {
 
 fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
     let args = plan.args;
-    let template = Template::new(&plan.run, conn, args.record_size).with_lines(&plan.log_lines);
+    let records: Box<dyn Records + '_> = match &plan.corpus {
+        Some(corpus) => Box::new(CorpusShare {
+            corpus,
+            conn: u64::from(conn),
+            connections: u64::from(args.connections),
+            event: Default::default(),
+        }),
+        None => {
+            Box::new(Template::new(&plan.run, conn, args.record_size).with_lines(&plan.log_lines))
+        }
+    };
     let mut bucket = plan.rate.map(|rate| Bucket {
         rate,
         tokens: 0.0,
@@ -413,7 +455,7 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
                 encode_chunk(
                     &mut bytes,
                     &mut scratch,
-                    &template,
+                    records.as_ref(),
                     args.mode,
                     &args.tag,
                     next_seq,
