@@ -335,7 +335,13 @@ pub(crate) fn read_footer(file: &File) -> io::Result<FileFooter> {
 }
 
 /// Reads, checks and decompresses one chunk: its head only (`with_body` false) or whole.
-pub(crate) fn read_chunk(file: &File, meta: &ChunkMeta, with_body: bool) -> io::Result<Block> {
+/// `zstd` is the reader's decompression context, reused from chunk to chunk.
+pub(crate) fn read_chunk(
+    file: &File,
+    meta: &ChunkMeta,
+    with_body: bool,
+    zstd: &mut zstd::bulk::Decompressor<'static>,
+) -> io::Result<Block> {
     if meta.raw_len as usize > MAX_BLOCK
         || meta.head_len > meta.len
         || meta.head_raw_len > meta.raw_len
@@ -346,9 +352,10 @@ pub(crate) fn read_chunk(file: &File, meta: &ChunkMeta, with_body: bool) -> io::
     let mut compressed = vec![0u8; read_len as usize];
     file.read_exact_at(&mut compressed, meta.offset)?;
     let (head, body) = compressed.split_at(meta.head_len as usize);
-    let head = decompress(head, meta.head_crc, meta.head_raw_len)?;
+    let head = decompress(zstd, head, meta.head_crc, meta.head_raw_len)?;
     let body = if with_body {
         Some(decompress(
+            zstd,
             body,
             meta.crc,
             meta.raw_len - meta.head_raw_len,
@@ -360,11 +367,16 @@ pub(crate) fn read_chunk(file: &File, meta: &ChunkMeta, with_body: bool) -> io::
 }
 
 /// Checks and decompresses one part of a chunk.
-fn decompress(compressed: &[u8], crc: u32, raw_len: u32) -> io::Result<Vec<u8>> {
+fn decompress(
+    zstd: &mut zstd::bulk::Decompressor<'static>,
+    compressed: &[u8],
+    crc: u32,
+    raw_len: u32,
+) -> io::Result<Vec<u8>> {
     if crc32c::crc32c(compressed) != crc {
         return Err(invalid("chunk checksum mismatch"));
     }
-    let raw = zstd::bulk::decompress(compressed, raw_len as usize)?;
+    let raw = zstd.decompress(compressed, raw_len as usize)?;
     if raw.len() != raw_len as usize {
         return Err(invalid("chunk decompressed to an unexpected length"));
     }

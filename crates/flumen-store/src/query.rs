@@ -648,10 +648,19 @@ fn beats_worst(
     }
 }
 
-/// Reads chunks, keeping each file open for the search.
-#[derive(Default)]
+/// Reads chunks, keeping each file open and one decompression context for the search.
 struct ChunkReader {
     open: HashMap<u64, std::fs::File>,
+    zstd: zstd::bulk::Decompressor<'static>,
+}
+
+impl Default for ChunkReader {
+    fn default() -> Self {
+        Self {
+            open: HashMap::new(),
+            zstd: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
+        }
+    }
 }
 
 impl ChunkReader {
@@ -675,7 +684,7 @@ impl ChunkReader {
             },
         };
         let chunk = candidate.chunk;
-        match format::read_chunk(handle, chunk, with_body) {
+        match format::read_chunk(handle, chunk, with_body, &mut self.zstd) {
             Ok(block) => {
                 stats.chunks_read += 1;
                 if with_body {

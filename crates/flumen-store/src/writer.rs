@@ -86,12 +86,16 @@ impl OpenChunk {
     }
 
     /// Compresses the chunk; where it is and its checksums are filled in when it is written.
-    fn seal(&self, level: i32) -> io::Result<(ChunkMeta, SealedChunk)> {
+    /// `zstd` is the sealing thread's compression context, reused from chunk to chunk.
+    fn seal(
+        &self,
+        zstd: &mut zstd::bulk::Compressor<'static>,
+    ) -> io::Result<(ChunkMeta, SealedChunk)> {
         let (head, body) = self.builder.encode();
         let too_big = |_| io::Error::other("chunk over 4 GiB");
         let sealed = SealedChunk {
-            head: zstd::bulk::compress(&head, level)?,
-            body: zstd::bulk::compress(&body, level)?,
+            head: zstd.compress(&head)?,
+            body: zstd.compress(&body)?,
         };
         let meta = ChunkMeta {
             labels: self.labels.clone(),
@@ -577,10 +581,11 @@ impl Writer {
         let mut streams: Vec<(Labels, Vec<OpenChunk>)> = Vec::new();
         let indexed = &self.store.config.indexed_fields;
         let mut keys = Vec::new();
+        let mut decompressor = zstd::bulk::Decompressor::new()?;
         for file in files {
             let handle = file.open()?;
             for meta in &file.footer.chunks {
-                let block = match format::read_chunk(&handle, meta, true) {
+                let block = match format::read_chunk(&handle, meta, true, &mut decompressor) {
                     Ok(block) => block,
                     Err(error) => {
                         crate::query::report_corrupt_chunk(&file.path, &error);
@@ -645,6 +650,8 @@ impl Writer {
             files = replaced.len()
         );
         metrics::counter!("flumen_store_compactions_total").increment(1);
+        metrics::counter!("flumen_store_written_bytes_total")
+            .increment(written.iter().map(|f| f.size).sum());
         self.store.catalog.publish(written, &replaced);
         Ok(())
     }
@@ -660,7 +667,12 @@ fn seal_all(chunks: &[&OpenChunk], level: i32) -> io::Result<(Vec<ChunkMeta>, Ve
     let sealed: Vec<io::Result<Vec<(ChunkMeta, SealedChunk)>>> = std::thread::scope(|scope| {
         let workers: Vec<_> = chunks
             .chunks(share)
-            .map(|part| scope.spawn(move || part.iter().map(|c| c.seal(level)).collect()))
+            .map(|part| {
+                scope.spawn(move || {
+                    let mut zstd = zstd::bulk::Compressor::new(level)?;
+                    part.iter().map(|c| c.seal(&mut zstd)).collect()
+                })
+            })
             .collect();
         workers
             .into_iter()
