@@ -297,7 +297,7 @@ impl Store {
         runtime: tokio::runtime::Handle,
         stop: watch::Receiver<Option<Instant>>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let writer = writer::Writer::new(self.clone(), reader, self.checkpoint.clone());
+        let writer = writer::Writer::new(self.clone(), reader, self.checkpoint.clone())?;
         std::thread::Builder::new()
             .name("flumen-store".into())
             .spawn(move || writer.run(runtime, stop))

@@ -48,6 +48,8 @@ type Labels = Vec<(String, String)>;
 /// One stream's open chunk.
 #[derive(Debug)]
 struct OpenChunk {
+    /// The stream's hash (see `stream_hash`).
+    hash: u64,
     tenant: String,
     hour: u64,
     labels: Labels,
@@ -60,8 +62,9 @@ struct OpenChunk {
 }
 
 impl OpenChunk {
-    fn new(tenant: &str, hour: u64, labels: Labels) -> Self {
+    fn new(hash: u64, tenant: &str, hour: u64, labels: Labels) -> Self {
         Self {
+            hash,
             tenant: tenant.to_owned(),
             hour,
             labels,
@@ -72,6 +75,14 @@ impl OpenChunk {
             first: EventPosition::default(),
             last: EventPosition::default(),
         }
+    }
+
+    /// Empties it for the stream's next chunk, keeping its buffers.
+    fn clear(&mut self) {
+        self.builder.clear();
+        self.keys.clear();
+        self.min_time = u64::MAX;
+        self.max_time = 0;
     }
 
     fn push(&mut self, event: &EventRef<'_>, keys: impl Iterator<Item = u64>) {
@@ -133,6 +144,22 @@ struct Gathered {
 impl Gathered {
     fn is_empty(&self) -> bool {
         self.events == 0
+    }
+
+    /// Empties it after a flush. Streams that had events keep their open chunk, emptied, with
+    /// its buffers: they are likely to have events again before the next flush. Streams that
+    /// had none since the last flush are dropped, so the streams kept stay those in use.
+    fn reset(&mut self) {
+        self.full.clear();
+        self.chunks.retain(|c| c.builder.count() > 0);
+        self.by_stream.clear();
+        for (i, chunk) in self.chunks.iter_mut().enumerate() {
+            chunk.clear();
+            self.by_stream.entry(chunk.hash).or_default().push(i);
+        }
+        self.bytes = 0;
+        self.events = 0;
+        self.since = None;
     }
 
     /// Every chunk with events, full ones first.
@@ -212,6 +239,8 @@ pub(crate) struct Writer {
     checkpoint: Checkpoint,
     paused: Option<String>,
     last_maintenance: Instant,
+    /// The compression context every chunk is sealed with.
+    compressor: zstd::bulk::Compressor<'static>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -224,10 +253,11 @@ impl std::fmt::Debug for Writer {
 }
 
 impl Writer {
-    pub fn new(store: Arc<Store>, reader: WalReader, checkpoint: Checkpoint) -> Self {
+    pub fn new(store: Arc<Store>, reader: WalReader, checkpoint: Checkpoint) -> io::Result<Self> {
         let fields = FieldReader::new(&store.config.labels, &store.config.indexed_fields);
         let next_record = checkpoint.stored_up_to.max(reader.position().get());
-        Self {
+        let compressor = zstd::bulk::Compressor::new(store.config.compression_level)?;
+        Ok(Self {
             store,
             reader,
             fields,
@@ -236,7 +266,8 @@ impl Writer {
             checkpoint,
             paused: None,
             last_maintenance: Instant::now() - MAINTENANCE_EVERY,
-        }
+            compressor,
+        })
     }
 
     /// Runs until `stop` says so, then flushes what it gathered (unless the deadline in it has
@@ -418,7 +449,7 @@ impl Writer {
                     .collect();
                 self.gathered
                     .chunks
-                    .push(OpenChunk::new(tenant, hour, labels));
+                    .push(OpenChunk::new(hash, tenant, hour, labels));
                 let i = self.gathered.chunks.len() - 1;
                 candidates.push(i);
                 i
@@ -430,7 +461,7 @@ impl Writer {
     /// Moves the stream's full chunk aside and starts a new one in its place.
     fn seal_full(&mut self, tenant: &str, hour: u64, values: &[Option<std::borrow::Cow<'_, str>>]) {
         let chunk = self.open_chunk(tenant, hour, values);
-        let fresh = OpenChunk::new(tenant, hour, chunk.labels.clone());
+        let fresh = OpenChunk::new(chunk.hash, tenant, hour, chunk.labels.clone());
         let full = std::mem::replace(chunk, fresh);
         self.gathered.full.push(full);
     }
@@ -472,11 +503,10 @@ impl Writer {
                 .or_default()
                 .push(chunk);
         }
-        let level = self.store.config.compression_level;
         let mut seq = self.checkpoint.next_seq;
         let mut plan = Vec::new();
         for ((tenant, hour), chunks) in files {
-            let (metas, blocks) = seal_all(&chunks, level)?;
+            let (metas, blocks) = seal_all(&chunks, &mut self.compressor)?;
             let footer = FileFooter {
                 tenant: tenant.to_owned(),
                 hour,
@@ -494,7 +524,7 @@ impl Writer {
             return Err(error.into());
         }
         self.checkpoint = checkpoint;
-        self.gathered = Gathered::default();
+        self.gathered.reset();
         let bytes: u64 = written.iter().map(|f| f.size).sum();
         self.store.catalog.publish(written, &BTreeSet::new());
         metrics::counter!("flumen_store_events_total").increment(events);
@@ -597,7 +627,7 @@ impl Writer {
                     None => {
                         streams.push((
                             meta.labels.clone(),
-                            vec![OpenChunk::new(tenant, hour, meta.labels.clone())],
+                            vec![OpenChunk::new(0, tenant, hour, meta.labels.clone())],
                         ));
                         streams.len() - 1
                     }
@@ -612,18 +642,17 @@ impl Writer {
                     let open = chunks.last_mut().expect("one chunk at least");
                     open.push(&event, keys.drain(..));
                     if open.builder.raw_len() >= CHUNK_TARGET {
-                        chunks.push(OpenChunk::new(tenant, hour, meta.labels.clone()));
+                        chunks.push(OpenChunk::new(0, tenant, hour, meta.labels.clone()));
                     }
                 }
             }
         }
-        let level = self.store.config.compression_level;
         let chunks: Vec<&OpenChunk> = streams
             .iter()
             .flat_map(|(_, c)| c)
             .filter(|c| c.builder.count() > 0)
             .collect();
-        let (metas, blocks) = seal_all(&chunks, level)?;
+        let (metas, blocks) = seal_all(&chunks, &mut self.compressor)?;
         let replaced: BTreeSet<u64> = files.iter().map(|f| f.footer.seq).collect();
         let seq = self.checkpoint.next_seq;
         let footer = FileFooter {
@@ -657,35 +686,19 @@ impl Writer {
     }
 }
 
-/// Seals (compresses) chunks on every core: compression is most of a flush's work, and the
-/// writer waits for it.
-fn seal_all(chunks: &[&OpenChunk], level: i32) -> io::Result<(Vec<ChunkMeta>, Vec<SealedChunk>)> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let share = chunks.len().div_ceil(threads).max(1);
-    let sealed: Vec<io::Result<Vec<(ChunkMeta, SealedChunk)>>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = chunks
-            .chunks(share)
-            .map(|part| {
-                scope.spawn(move || {
-                    let mut zstd = zstd::bulk::Compressor::new(level)?;
-                    part.iter().map(|c| c.seal(&mut zstd)).collect()
-                })
-            })
-            .collect();
-        workers
-            .into_iter()
-            .map(|w| w.join().expect("a sealing thread panicked"))
-            .collect()
-    });
+/// Seals (compresses) chunks, one after the other with one compression context. (Sealing
+/// on both cores was measured: no faster ingest on two cores, where the log and the sources
+/// need the other one, and a few hundred megabytes more memory.)
+fn seal_all(
+    chunks: &[&OpenChunk],
+    zstd: &mut zstd::bulk::Compressor<'static>,
+) -> io::Result<(Vec<ChunkMeta>, Vec<SealedChunk>)> {
     let mut metas = Vec::with_capacity(chunks.len());
     let mut blocks = Vec::with_capacity(chunks.len());
-    for part in sealed {
-        for (meta, block) in part? {
-            metas.push(meta);
-            blocks.push(block);
-        }
+    for chunk in chunks {
+        let (meta, block) = chunk.seal(zstd)?;
+        metas.push(meta);
+        blocks.push(block);
     }
     Ok((metas, blocks))
 }
