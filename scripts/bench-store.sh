@@ -12,7 +12,8 @@
 #     (flumen_store_events_total; flumen_store_stored_position = flumen_log_next_sequence).
 #     Ingest: events/s and MB/s of raw JSON lines from the first send to the last event stored.
 #  3. The store's size on disk (du) against the raw JSON lines: the compression ratio; the bytes
-#     its flushes wrote (flumen_store_written_bytes_total) and its compactions.
+#     its flushes and compactions wrote (flumen_store_written_bytes_total), and how many
+#     compactions ran.
 #  4. Queries, RUNS times each, with curl's time_total and the stats of the answer's closing line
 #     (bytes_decompressed per second of wall time):
 #       a100 {deployment_id="<a deployment of a middling service, live at noon>"}, limit 100, day
@@ -229,10 +230,11 @@ if [ -n "${PROFILE:-}" ]; then echo "server profile during ingest (PROFILE=$PROF
 echo "log position: stored $stored_position of $next_sequence; log left on disk: $log_bytes bytes"
 awk -v r="$raw_bytes" -v s="$store_bytes" -v f="$store_files" -v e="$EVENTS" \
     -v w="${written_bytes%.*}" -v c="${compactions%.*}" -v z="$(cat "$work/zstd_bytes" 2>/dev/null || echo 0)" 'BEGIN {
-  printf "store on disk: %d bytes in %d files: %.1fx smaller than the JSON lines (%.1f B/event)", s, f, r / s, s / e
-  # flumen_store_written_bytes_total counts flushes only (compact_files does not add to it).
-  printf "; flushes wrote %d bytes, %.1fx what it keeps; %d compactions", w, w / s, c
-  if (z > 0) printf "; zstd -3 of the JSON lines: %d bytes, %.1fx", z, r / z
+  # Byte counts with %.0f: awk's %d stops at 2^31 - 1 in some awks (mawk).
+  printf "store on disk: %.0f bytes in %d files: %.1fx smaller than the JSON lines (%.1f B/event)", s, f, r / s, s / e
+  # flumen_store_written_bytes_total counts what flushes and compactions wrote.
+  printf "; flushes and compactions wrote %.0f bytes, %.1fx what it keeps; %d compactions", w, w / s, c
+  if (z > 0) printf "; zstd -3 of the JSON lines: %.0f bytes, %.1fx", z, r / z
   printf "\n"
 }'
 [ "$QUERIES" != 0 ] || exit 0
