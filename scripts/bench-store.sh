@@ -230,7 +230,7 @@ if [ -n "${PROFILE:-}" ]; then echo "server profile during ingest (PROFILE=$PROF
 echo "log position: stored $stored_position of $next_sequence; log left on disk: $log_bytes bytes"
 awk -v r="$raw_bytes" -v s="$store_bytes" -v f="$store_files" -v e="$EVENTS" \
     -v w="${written_bytes%.*}" -v c="${compactions%.*}" -v z="$(cat "$work/zstd_bytes" 2>/dev/null || echo 0)" 'BEGIN {
-  # Byte counts with %.0f: awk's %d stops at 2^31 - 1 in some awks (mawk).
+  # Byte counts with %.0f: %d stops at 2^31 - 1 in some awks (mawk).
   printf "store on disk: %.0f bytes in %d files: %.1fx smaller than the JSON lines (%.1f B/event)", s, f, r / s, s / e
   # flumen_store_written_bytes_total counts what flushes and compactions wrote.
   printf "; flushes and compactions wrote %.0f bytes, %.1fx what it keeps; %d compactions", w, w / s, c
