@@ -229,24 +229,11 @@ pub(crate) fn tenant_dir_name(tenant: &str) -> String {
 
 /// The directory name of the partition of UTC hour `hour` (Unix seconds / 3600).
 pub(crate) fn partition_dir_name(hour: u64) -> String {
-    let days = hour / 24;
-    let (y, m, d) = civil_from_days(days as i64);
-    format!("{y:04}-{m:02}-{d:02}T{:02}", hour % 24)
-}
-
-/// The proleptic Gregorian date of a day number since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
+    match flumen_event::EventTime::new(hour.saturating_mul(3600), 0).to_datetime() {
+        Some(start) => start.format("%Y-%m-%dT%H").to_string(),
+        // Past chrono's years: still a unique, orderable name.
+        None => format!("h{hour:020}"),
+    }
 }
 
 /// One chunk, compressed: its head and its body.

@@ -24,6 +24,7 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use chrono::Datelike;
 use flumen_event::EventTime;
 
 /// The simulated day's start: 2026-12-01T00:00:00Z, Unix seconds.
@@ -467,7 +468,7 @@ impl Corpus {
     pub fn write_json_line(&self, i: u64, e: &mut Event, out: &mut Vec<u8>) {
         self.generate(i, e);
         out.extend_from_slice(b"{\"time\":\"");
-        write_rfc3339(out, e.time_ns);
+        let _ = write!(out, "{}", time_of(e.time_ns));
         out.push(b'"');
         for (key, value) in e.fields(self) {
             out.extend_from_slice(b",\"");
@@ -539,53 +540,14 @@ fn json_string(out: &mut Vec<u8>, text: &str) {
     out.push(b'"');
 }
 
-/// Days since 1970-01-01 to (year, month, day) (Howard Hinnant's algorithm).
-fn civil(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// Unix nanoseconds as RFC 3339 with nanoseconds, UTC.
+/// Unix nanoseconds as RFC 3339 with nanoseconds, UTC: `EventTime`'s text, as flumen's own
+/// JSON renders times.
 pub fn rfc3339(ns: u64) -> String {
-    let mut out = Vec::with_capacity(30);
-    write_rfc3339(&mut out, ns);
-    String::from_utf8(out).expect("ASCII")
+    time_of(ns).to_string()
 }
 
-/// Appends Unix nanoseconds as RFC 3339 with nanoseconds, UTC.
-fn write_rfc3339(out: &mut Vec<u8>, ns: u64) {
-    fn digits(out: &mut Vec<u8>, mut value: u64, width: usize) {
-        let at = out.len();
-        out.resize(at + width, b'0');
-        for slot in out[at..].iter_mut().rev() {
-            *slot = b'0' + (value % 10) as u8;
-            value /= 10;
-        }
-    }
-    let secs = ns / 1_000_000_000;
-    let (y, mo, d) = civil((secs / 86_400) as i64);
-    let t = secs % 86_400;
-    digits(out, y as u64, 4);
-    out.push(b'-');
-    digits(out, u64::from(mo), 2);
-    out.push(b'-');
-    digits(out, u64::from(d), 2);
-    out.push(b'T');
-    digits(out, t / 3600, 2);
-    out.push(b':');
-    digits(out, t / 60 % 60, 2);
-    out.push(b':');
-    digits(out, t % 60, 2);
-    out.push(b'.');
-    digits(out, ns % 1_000_000_000, 9);
-    out.push(b'Z');
+fn time_of(ns: u64) -> EventTime {
+    EventTime::new(ns / 1_000_000_000, (ns % 1_000_000_000) as u32)
 }
 
 const MONTHS: [&str; 12] = [
@@ -628,7 +590,11 @@ fn access_line(out: &mut String, rng: &mut Rng, secs: u64) -> &'static str {
     };
     let ip = rng.next();
     let t = DAY_START_SECS + secs;
-    let (_, mo, d) = civil((t / 86_400) as i64);
+    let date = time_of(t * 1_000_000_000)
+        .to_datetime()
+        .expect("a day of 2026")
+        .date_naive();
+    let (mo, d) = (date.month(), date.day());
     let day_secs = t % 86_400;
     let _ = write!(
         out,
