@@ -9,7 +9,7 @@
 //! better one. Every event it returns passed the whole selector on its decoded record.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
@@ -423,36 +423,6 @@ impl Store {
         streams.into_values().collect()
     }
 
-    /// The label names of the tenant's streams with events in `[start_ns, end_ns)`, sorted.
-    pub fn label_names(&self, tenant: &str, start_ns: u64, end_ns: u64) -> Vec<String> {
-        let catalog = self.catalog.snapshot();
-        let mut names = BTreeSet::new();
-        for chunk in chunks_in_range(catalog.files(tenant), start_ns, end_ns) {
-            names.extend(chunk.labels.iter().map(|(n, _)| n.clone()));
-        }
-        names.into_iter().collect()
-    }
-
-    /// The values of label `name` in the tenant's streams with events in
-    /// `[start_ns, end_ns)`, sorted.
-    pub fn label_values(
-        &self,
-        tenant: &str,
-        name: &str,
-        start_ns: u64,
-        end_ns: u64,
-    ) -> Vec<String> {
-        let catalog = self.catalog.snapshot();
-        let mut values = BTreeSet::new();
-        for chunk in chunks_in_range(catalog.files(tenant), start_ns, end_ns) {
-            let value = chunk.label(name);
-            if !value.is_empty() {
-                values.insert(value.to_owned());
-            }
-        }
-        values.into_iter().collect()
-    }
-
     /// The chunks of `files` in the time range that the selector's matchers do not rule out.
     fn candidates<'a>(
         &self,
@@ -499,18 +469,6 @@ impl Store {
         }
         out
     }
-}
-
-fn chunks_in_range(
-    files: &[Arc<FileEntry>],
-    start_ns: u64,
-    end_ns: u64,
-) -> impl Iterator<Item = &ChunkMeta> {
-    files
-        .iter()
-        .filter(move |f| f.overlaps(start_ns, end_ns))
-        .flat_map(|f| &f.footer.chunks)
-        .filter(move |c| c.min_time < end_ns && c.max_time >= start_ns)
 }
 
 /// What a query rules out from a record's bytes, before decoding it: a line (a string

@@ -32,7 +32,9 @@ use flumen_store::{Direction, MetricRequest, ScanStats, SearchRequest, Store};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::query::{RangeParams, checked_limit, parse_time, store_of};
+use super::query::{
+    LabelParams, RangeParams, checked_limit, parse_time, store_of, stream_selector,
+};
 use super::{ApiError, ApiState};
 
 /// The parameters of `query_range` and `query`.
@@ -191,42 +193,14 @@ async fn run(
     Ok(axum::Json(body).into_response())
 }
 
-/// The parameters of `labels` and `label/{name}/values`: a range (the last six hours by
-/// default, as Loki's) and an optional selector of the streams to look at.
-#[derive(Debug, Deserialize)]
-pub(crate) struct LabelParams {
-    query: Option<String>,
-    #[serde(flatten)]
-    range: RangeParams,
-}
-
-impl LabelParams {
-    /// The streams' label sets the request is about.
-    fn streams(&self, store: &Store) -> Result<Vec<Vec<(String, String)>>, ApiError> {
-        let (start, end) = self.range.resolve_or(SystemTime::now(), LABELS_RANGE)?;
-        let selector = stream_selector(self.query.as_deref().unwrap_or("{}"))?;
-        Ok(store
-            .streams(TenantId::DEFAULT_NAME, &selector, start, end)
-            .into_iter()
-            .map(|s| s.labels)
-            .collect())
-    }
-}
-
-/// How far back label names and values look by default.
+/// How far back label names and values look by default, as Loki's.
 const LABELS_RANGE: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 pub(crate) async fn labels(
     State(state): State<Arc<ApiState>>,
     Query(params): Query<LabelParams>,
 ) -> Result<Response, ApiError> {
-    let store = store_of(&state)?;
-    let names: std::collections::BTreeSet<String> = params
-        .streams(&store)?
-        .into_iter()
-        .flatten()
-        .map(|(name, _)| name)
-        .collect();
+    let names = params.names(&*store_of(&state)?, LABELS_RANGE)?;
     Ok(axum::Json(json!({ "status": "success", "data": names })).into_response())
 }
 
@@ -235,14 +209,7 @@ pub(crate) async fn label_values(
     Path(name): Path<String>,
     Query(params): Query<LabelParams>,
 ) -> Result<Response, ApiError> {
-    let store = store_of(&state)?;
-    let values: std::collections::BTreeSet<String> = params
-        .streams(&store)?
-        .into_iter()
-        .flatten()
-        .filter(|(n, _)| *n == name)
-        .map(|(_, value)| value)
-        .collect();
+    let values = params.values(&*store_of(&state)?, &name, LABELS_RANGE)?;
     Ok(axum::Json(json!({ "status": "success", "data": values })).into_response())
 }
 
@@ -431,9 +398,4 @@ pub(crate) async fn index_volume(
         "data": { "resultType": "vector", "result": result },
     }))
     .into_response())
-}
-
-/// A stream selector alone (no stages), as the index endpoints take.
-fn stream_selector(text: &str) -> Result<Selector, ApiError> {
-    Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("parse error {e}")))
 }

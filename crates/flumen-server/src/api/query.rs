@@ -14,6 +14,7 @@
 //! - `GET /api/v1/labels` and `GET /api/v1/label/{name}/values`, with `start`, `end` and
 //!   `since`: `{"labels":[…]}` and `{"values":[…]}`.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -74,23 +75,80 @@ pub(crate) async fn query(
 
 pub(crate) async fn labels(
     State(state): State<Arc<ApiState>>,
-    Query(params): Query<RangeParams>,
+    Query(params): Query<LabelParams>,
 ) -> Result<Response, ApiError> {
-    let store = store_of(&state)?;
-    let (start, end) = params.resolve(SystemTime::now())?;
-    let names = store.label_names(TenantId::DEFAULT_NAME, start, end);
+    let names = params.names(&*store_of(&state)?, DEFAULT_RANGE)?;
     Ok(axum::Json(json!({ "labels": names })).into_response())
 }
 
 pub(crate) async fn label_values(
     State(state): State<Arc<ApiState>>,
     Path(name): Path<String>,
-    Query(params): Query<RangeParams>,
+    Query(params): Query<LabelParams>,
 ) -> Result<Response, ApiError> {
-    let store = store_of(&state)?;
-    let (start, end) = params.resolve(SystemTime::now())?;
-    let values = store.label_values(TenantId::DEFAULT_NAME, &name, start, end);
+    let values = params.values(&*store_of(&state)?, &name, DEFAULT_RANGE)?;
     Ok(axum::Json(json!({ "values": values })).into_response())
+}
+
+/// The parameters of the label endpoints (flumen's and Loki's): a range, and an optional
+/// selector of the streams to look at.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LabelParams {
+    query: Option<String>,
+    #[serde(flatten)]
+    range: RangeParams,
+}
+
+impl LabelParams {
+    /// The label sets of the streams the request is about, from the store's catalog.
+    fn streams(
+        &self,
+        store: &Store,
+        default_range: Duration,
+    ) -> Result<Vec<Vec<(String, String)>>, ApiError> {
+        let (start, end) = self.range.resolve_or(SystemTime::now(), default_range)?;
+        let selector = stream_selector(self.query.as_deref().unwrap_or("{}"))?;
+        Ok(store
+            .streams(TenantId::DEFAULT_NAME, &selector, start, end)
+            .into_iter()
+            .map(|s| s.labels)
+            .collect())
+    }
+
+    /// The label names of those streams, sorted.
+    pub(crate) fn names(
+        &self,
+        store: &Store,
+        default_range: Duration,
+    ) -> Result<BTreeSet<String>, ApiError> {
+        let streams = self.streams(store, default_range)?;
+        Ok(streams
+            .into_iter()
+            .flatten()
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// The values label `name` takes in those streams, sorted.
+    pub(crate) fn values(
+        &self,
+        store: &Store,
+        name: &str,
+        default_range: Duration,
+    ) -> Result<BTreeSet<String>, ApiError> {
+        let streams = self.streams(store, default_range)?;
+        Ok(streams
+            .into_iter()
+            .flatten()
+            .filter(|(n, _)| n == name)
+            .map(|(_, value)| value)
+            .collect())
+    }
+}
+
+/// A stream selector alone (no stages), as the label and index endpoints take.
+pub(crate) fn stream_selector(text: &str) -> Result<Selector, ApiError> {
+    Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("parse error {e}")))
 }
 
 /// The search a request asks for, or why it cannot be run.
