@@ -190,19 +190,21 @@ impl Listener {
                             let peer = Peer::at(address);
                             match tls {
                                 None => connect(&peer).serve(stream, stop).await,
-                                Some(acceptor) => tokio::select! {
-                                    _ = stopped(&mut stop) => {}
-                                    done = handshake(&acceptor, stream) => match done {
-                                        Ok(stream) => {
-                                            let peer = peer.with_certificate(&stream);
-                                            connect(&peer).serve(stream, stop).await;
+                                Some(acceptor) => {
+                                    let refused = |reason: &str| {
+                                        count_rejected(&source, "tls");
+                                        log_closing(&source, P::NAME, address, "tls", reason);
+                                    };
+                                    tokio::select! {
+                                        _ = stopped(&mut stop) => {}
+                                        done = handshake(&acceptor, stream, refused) => {
+                                            if let Some(stream) = done {
+                                                let peer = peer.with_certificate(&stream);
+                                                connect(&peer).serve(stream, stop).await;
+                                            }
                                         }
-                                        Err(reason) => {
-                                            count_rejected(&source, "tls");
-                                            log_closing(&source, P::NAME, address, "tls", &reason);
-                                        }
-                                    },
-                                },
+                                    }
+                                }
                             }
                             open.decrement(1.0);
                         });
@@ -220,32 +222,50 @@ impl Listener {
     }
 }
 
-/// Runs the server side of a TLS handshake on `stream`, within [`HANDSHAKE_TIMEOUT`]; the
-/// error says why it failed, and that the client speaks plaintext when it does.
+/// Runs the server side of a TLS handshake on `stream`, within [`HANDSHAKE_TIMEOUT`]; on a
+/// failure, `refused` is told why (and that the client speaks plaintext when it does).
 async fn handshake(
     acceptor: &TlsAcceptor,
     stream: TcpStream,
-) -> Result<TlsStream<TcpStream>, String> {
-    let handshake = async {
+    refused: impl FnOnce(&str),
+) -> Option<TlsStream<TcpStream>> {
+    // `refused` runs while the connection is still open, so that whoever sees it close (a
+    // client, a test) finds the refusal already counted and logged.
+    let started = tokio::time::Instant::now();
+    let first_byte = async {
         let mut first = [0u8; 1];
         match stream.peek(&mut first).await {
-            Ok(0) => return Err("the connection closed before a TLS handshake".to_owned()),
-            Ok(_) if first[0] != tls::TLS_HANDSHAKE_RECORD => {
-                return Err(format!(
-                    "not a TLS handshake (first byte {:#04x}): the client sends plaintext to a \
-                     TLS listener",
-                    first[0]
-                ));
-            }
-            Ok(_) => {}
-            Err(error) => return Err(format!("TLS handshake failed: {error}")),
+            Ok(0) => Err("the connection closed before a TLS handshake".to_owned()),
+            Ok(_) if first[0] != tls::TLS_HANDSHAKE_RECORD => Err(format!(
+                "not a TLS handshake (first byte {:#04x}): the client sends plaintext to a TLS \
+                 listener",
+                first[0]
+            )),
+            Ok(_) => Ok(()),
+            Err(error) => Err(format!("TLS handshake failed: {error}")),
         }
-        acceptor
-            .accept(stream)
-            .await
-            .map_err(|error| format!("TLS handshake failed: {error}"))
     };
-    tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake)
+    let no_handshake = || format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}");
+    let checked = tokio::time::timeout(HANDSHAKE_TIMEOUT, first_byte)
         .await
-        .unwrap_or_else(|_| Err(format!("no TLS handshake within {HANDSHAKE_TIMEOUT:?}")))
+        .unwrap_or_else(|_| Err(no_handshake()));
+    if let Err(reason) = checked {
+        refused(&reason);
+        return None;
+    }
+    let accept = acceptor.accept(stream).into_fallible();
+    match tokio::time::timeout_at(started + HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err((error, stream))) => {
+            refused(&format!("TLS handshake failed: {error}"));
+            drop(stream);
+            None
+        }
+        // The client said nothing more for the whole timeout; its connection went with the
+        // handshake that waited for it.
+        Err(_) => {
+            refused(&no_handshake());
+            None
+        }
+    }
 }
