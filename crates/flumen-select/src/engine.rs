@@ -296,14 +296,24 @@ impl MetricEval {
 
     /// The steps whose window `(t - range, t]` holds `time_ns`.
     fn steps_covering(&self, time_ns: i64) -> Option<RangeInclusive<usize>> {
-        let range = i128::from(self.query.range_ns());
-        let offset = i128::from(time_ns) - i128::from(self.start);
-        let step = i128::from(self.step);
-        // t = start + i·step with time ≤ t < time + range.
-        let first = (-((-offset).div_euclid(step))).max(0);
-        let last = (offset + range - 1)
-            .div_euclid(step)
-            .min(self.steps as i128 - 1);
+        // t = start + i·step with time ≤ t < time + range: i from ⌈offset / step⌉ to
+        // ⌊(offset + range - 1) / step⌋. In i64 when nothing overflows (this runs for every
+        // event counted, and i128 division is several times slower), else in i128.
+        let (range, step) = (self.query.range_ns(), self.step);
+        let narrow = time_ns.checked_sub(self.start).and_then(|offset| {
+            let first = -(offset.checked_neg()?.div_euclid(step));
+            let last = offset.checked_add(range)?.checked_sub(1)?.div_euclid(step);
+            Some((i128::from(first), i128::from(last)))
+        });
+        let (first, last) = narrow.unwrap_or_else(|| {
+            let offset = i128::from(time_ns) - i128::from(self.start);
+            let (range, step) = (i128::from(range), i128::from(step));
+            (
+                -((-offset).div_euclid(step)),
+                (offset + range - 1).div_euclid(step),
+            )
+        });
+        let (first, last) = (first.max(0), last.min(self.steps as i128 - 1));
         (first <= last).then_some(first as usize..=last as usize)
     }
 }
@@ -566,4 +576,68 @@ fn select(vector: &VectorAgg, input: Matrix, steps: usize) -> Matrix {
         }
     }
     output
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The steps an event counts in, by the i128 formula alone.
+    fn covering_in_i128(eval: &MetricEval, time_ns: i64) -> Option<RangeInclusive<usize>> {
+        let offset = i128::from(time_ns) - i128::from(eval.start);
+        let (range, step) = (i128::from(eval.query.range_ns()), i128::from(eval.step));
+        let first = (-((-offset).div_euclid(step))).max(0);
+        let last = (offset + range - 1)
+            .div_euclid(step)
+            .min(eval.steps as i128 - 1);
+        (first <= last).then_some(first as usize..=last as usize)
+    }
+
+    #[test]
+    fn the_steps_an_event_counts_in_are_the_same_in_i64_as_in_i128_at_every_edge() {
+        for (query, start, end, step) in [
+            (
+                "count_over_time({}[1m])",
+                0,
+                3_600_000_000_000,
+                60_000_000_000,
+            ),
+            (
+                "count_over_time({}[5m])",
+                -7,
+                1_000_000_000_000,
+                60_000_000_000,
+            ),
+            (
+                "count_over_time({}[1s])",
+                i64::MIN,
+                i64::MIN + 10_000,
+                1_000,
+            ),
+            (
+                "count_over_time({}[1s])",
+                i64::MAX - 10_000,
+                i64::MAX,
+                1_000,
+            ),
+            ("count_over_time({}[1h])", 5, 5, 60_000_000_000),
+        ] {
+            let query = MetricQuery::parse(query).unwrap();
+            let eval = MetricEval::new(&query, start, end, step).unwrap();
+            let range = query.range_ns();
+            let mut times = vec![i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX];
+            for base in [start, end] {
+                for delta in [-range - step, -range, -step, -1, 0, 1, step, range] {
+                    times.push(base.saturating_add(delta));
+                }
+            }
+            for time in times {
+                assert_eq!(
+                    eval.steps_covering(time),
+                    covering_in_i128(&eval, time),
+                    "{query} from {start} every {step}: {time}"
+                );
+            }
+        }
+    }
 }
