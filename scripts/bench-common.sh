@@ -82,6 +82,8 @@ spent() {
 # With PROFILE set, watches the server from the kernel until report_profile, after waiting $1
 # seconds (if given) for the tool to attach:
 #   PROFILE=1 (or record): where flumen's CPU goes (perf record, from Debian's linux-perf);
+#   PROFILE=threads: the same, by thread (flumen-store gathers and flushes, flumen-store-merge
+#   merges, tokio-runtime-w the sources and the log), then by thread and function;
 #   PROFILE=stat: its context switches, CPU and system calls (perf stat);
 #   PROFILE=strace: how many fdatasync calls it made and how long they took (strace; it slows
 #   the server down, so read the rates of such a run as a timeline, not as throughput).
@@ -110,6 +112,10 @@ report_profile() {
         END { if (NR == 0) { print "no fdatasync"; exit }
               printf "fdatasync calls=%d median=%.2fms p90=%.2fms max=%.2fms\n",
                 NR, d[int((NR + 1) / 2)] * 1000, d[int(NR * 0.9 + 0.5)] * 1000, d[NR] * 1000 }' ;;
+    threads) perf report -i "$work/perf.data" --no-children --sort comm 2>/dev/null |
+         grep -E '^ +[0-9]' | head -8
+       perf report -i "$work/perf.data" --no-children --sort comm,symbol 2>/dev/null |
+         grep -E '^ +[0-9]' | head -25 ;;
     *) perf report -i "$work/perf.data" --no-children --sort symbol 2>/dev/null |
          grep -E '^ +[0-9]' | head -15 ;;
   esac

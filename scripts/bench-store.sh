@@ -13,7 +13,10 @@
 #     Ingest: events/s and MB/s of raw JSON lines from the first send to the last event stored.
 #  3. The store's size on disk (du) against the raw JSON lines: the compression ratio; the bytes
 #     its flushes and compactions wrote (flumen_store_written_bytes_total), and how many
-#     compactions ran.
+#     compactions ran. Then (unless COMPACT=0) POST /api/v1/store/compact merges every
+#     partition into one file, as happens by itself once a partition's arrival hour is over
+#     (the whole corpus arrives within minutes, in one or two partitions): its time, and the
+#     size and ratio after it. The queries run on the store as it is then.
 #  4. Queries, RUNS times each, with curl's time_total and the stats of the answer's closing line
 #     (bytes_decompressed per second of wall time):
 #       a100 {deployment_id="<a deployment of a middling service, live at noon>"}, limit 100, day
@@ -27,7 +30,8 @@
 #            /loki/api/v1/query_range; Loki's answer carries no stats, so its bytes scanned are
 #            those of b (the same chunks: every one of the day), and its counts are added up
 #            and checked against EVENTS (a query cut by query_timeout would come up short)
-#     and the server's peak RSS during each (VmHWM, reset through /proc/PID/clear_refs before).
+#     and the server's CPU time per run (bytes decompressed per second of CPU: per core) and
+#     peak RSS during each (VmHWM, reset through /proc/PID/clear_refs before).
 #
 #   EVENTS=2000000 bash scripts/bench-store.sh        # a quick run (about a minute or two)
 #   bash scripts/bench-store.sh                       # 20 million events (needs ~12 GB free in
@@ -54,6 +58,8 @@ IN_FLIGHT=${IN_FLIGHT:-4}
 RATE=${RATE:-}                        # events/s over all connections (default: flat out)
 RUNS=${RUNS:-3}
 QUERIES=${QUERIES:-1}                 # 0: ingest and size only
+COMPACT=${COMPACT:-1}                 # 0: no POST /api/v1/store/compact before the queries
+LEVEL=${LEVEL:-}                      # the store's compression_level (default: flumen's)
 RAW_ZSTD=${RAW_ZSTD:-}
 KEEP_DATA=${KEEP_DATA:-}
 FORWARD_PORT=${FORWARD_PORT:-24297}
@@ -98,6 +104,7 @@ address = "127.0.0.1:$API_PORT"
 type = "forward"
 address = "127.0.0.1:$FORWARD_PORT"
 [store]
+${LEVEL:+compression_level = $LEVEL}
 TOML
 serve "$work/store.toml" "$API_PORT"
 start_profile 0.3
@@ -134,8 +141,16 @@ store_bytes=$(du -sb "$work/data/store" | cut -f1)
 store_files=$(find "$work/data/store" -name '*.chunks' | wc -l)
 log_bytes=$(( $(du -sb "$work/data" | cut -f1) - store_bytes ))
 
-# --- 4. Queries ---------------------------------------------------------------------------
 API="http://127.0.0.1:$API_PORT"
+if [ "$COMPACT" != 0 ]; then
+  echo "compacting every partition..." >&2
+  compact_secs=$(curl -sf -X POST -o "$work/compact.json" -w '%{time_total}' "$API/api/v1/store/compact")
+  merged_bytes=$(du -sb "$work/data/store" | cut -f1)
+  merged_files=$(jq .files "$work/compact.json")
+  merged_chunks=$(jq .chunks "$work/compact.json")
+fi
+
+# --- 4. Queries ---------------------------------------------------------------------------
 reset_hwm() { echo 5 >"/proc/$pid/clear_refs"; }
 
 # One search, every page: prints "seconds events chunks_read bytes_read bytes_decompressed
@@ -174,15 +189,17 @@ metric_query() {
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-declare -A times result hwm
+declare -A times result hwm cpu
 run_search() {
   local name=$1; shift
-  local out t=""
+  local out t="" c0
   reset_hwm
+  c0=$(cpu_ticks)
   for _ in $(seq "$RUNS"); do
     out=$(search "$@")
     t="$t ${out%% *}"
   done
+  cpu[$name]=$(awk -v a="$c0" -v b="$(cpu_ticks)" -v r="$RUNS" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz / r }')
   hwm[$name]=$(peak_rss_kib)
   times[$name]=$t
   result[$name]=$out
@@ -198,10 +215,12 @@ run_search c '{} |~ "(POST|PUT) /api/v1/(checkout|orders)[^ ]* HTTP/1.1. 50[234]
   "${DAY}T12:00:00Z" "${DAY}T13:00:00Z" 1000 ""
 reset_hwm
 t=""
+c0=$(cpu_ticks)
 for _ in $(seq "$RUNS"); do
   out=$(metric_query)
   t="$t ${out%% *}"
 done
+cpu[d]=$(awk -v a="$c0" -v b="$(cpu_ticks)" -v r="$RUNS" -v hz="$(getconf CLK_TCK)" 'BEGIN { print (b - a) / hz / r }')
 hwm[d]=$(peak_rss_kib)
 times[d]=$t
 read -r _ d_count d_series <<<"$out"
@@ -237,10 +256,16 @@ awk -v r="$raw_bytes" -v s="$store_bytes" -v f="$store_files" -v e="$EVENTS" \
   if (z > 0) printf "; zstd -3 of the JSON lines: %.0f bytes, %.1fx", z, r / z
   printf "\n"
 }'
+if [ "$COMPACT" != 0 ]; then
+  awk -v r="$raw_bytes" -v s="$merged_bytes" -v f="$merged_files" -v c="$merged_chunks" \
+      -v e="$EVENTS" -v t="$compact_secs" 'BEGIN {
+    printf "after POST /api/v1/store/compact (%.1fs): %.0f bytes in %d files, %d chunks: %.1fx smaller than the JSON lines (%.1f B/event)\n", t, s, f, c, r / s, s / e
+  }'
+fi
 [ "$QUERIES" != 0 ] || exit 0
 echo
-echo "| query | runs (s) | median | events | chunks read | MB read | MB decompressed | MB/s decompressed | peak RSS |"
-echo "|---|---|---|---|---|---|---|---|---|"
+echo "| query | runs (s) | median | events | chunks read | MB read | MB decompressed | MB/s decompressed | CPU s | MB/s per core | peak RSS |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
 for name in a100 a0 a b c; do
   read -r _ events cr br bd _ pages trunc <<<"${result[$name]}"
   med=$(tr ' ' '\n' <<<"${times[$name]}" | grep . | median)
@@ -248,16 +273,16 @@ for name in a100 a0 a b c; do
   [ "$pages" -gt 1 ] && note=" ($pages pages)"
   [ "$trunc" != null ] && note="$note (truncated: $trunc)"
   awk -v n="$name" -v t="${times[$name]}" -v m="$med" -v e="$events" -v cr="$cr" -v br="$br" \
-      -v bd="$bd" -v h="${hwm[$name]}" -v note="$note" 'BEGIN {
-    printf "| %s | %s | %.3f | %d%s | %d | %.1f | %.1f | %.0f | %.1f MB |\n",
-      n, t, m, e, note, cr, br / 1e6, bd / 1e6, bd / 1e6 / m, h / 1024
+      -v bd="$bd" -v h="${hwm[$name]}" -v note="$note" -v cpu="${cpu[$name]}" 'BEGIN {
+    printf "| %s | %s | %.3f | %d%s | %d | %.1f | %.1f | %.0f | %.2f | %.0f | %.1f MB |\n",
+      n, t, m, e, note, cr, br / 1e6, bd / 1e6, bd / 1e6 / m, cpu, (cpu > 0 ? bd / 1e6 / cpu : 0), h / 1024
   }'
 done
 med=$(tr ' ' '\n' <<<"${times[d]}" | grep . | median)
 awk -v t="${times[d]}" -v m="$med" -v c="$d_count" -v s="$d_series" -v bd="$b_bytes" \
-    -v h="${hwm[d]}" 'BEGIN {
-  printf "| d | %s | %.3f | %d counted in %d series | (as b) | | %.1f | %.0f | %.1f MB |\n",
-    t, m, c, s, bd / 1e6, bd / 1e6 / m, h / 1024
+    -v h="${hwm[d]}" -v cpu="${cpu[d]}" 'BEGIN {
+  printf "| d | %s | %.3f | %d counted in %d series | (as b) | | %.1f | %.0f | %.2f | | %.1f MB |\n",
+    t, m, c, s, bd / 1e6, bd / 1e6 / m, cpu, h / 1024
 }'
 echo
 echo "expected: a = $deployment_events events, b = $needle_events, d = $EVENTS counted (the first event, at 00:00:00.000, is before the first window)"

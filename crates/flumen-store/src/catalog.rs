@@ -320,15 +320,19 @@ mod tests {
             head_crc: 0,
             crc: 0,
             filter: None,
+            string_lines: true,
         };
         let footer = FileFooter {
             tenant: "default".into(),
             hour: 0,
             seq,
+            tier: 0,
             replaces,
-            chunks: vec![chunk],
+            chunks: Vec::new(),
         };
-        format::write_file(&path, footer, &[format::SealedChunk::default()]).unwrap();
+        let mut file = format::FileWriter::create(&path).unwrap();
+        file.push(chunk, &format::SealedChunk::default()).unwrap();
+        file.finish(footer).unwrap();
         path
     }
 

@@ -17,6 +17,8 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
 
 use serde::{Deserialize, Serialize};
 
@@ -78,6 +80,60 @@ impl Checkpoint {
         file.sync_data()?;
         std::fs::rename(&tmp, &path)?;
         sync_dir(dir)
+    }
+}
+
+/// The checkpoint as last saved and the file numbers handed out, shared by the writer's
+/// flushes and the maintenance thread's compactions, which save checkpoints one at a time.
+#[derive(Debug)]
+pub(crate) struct Commits {
+    saved: Mutex<Checkpoint>,
+    next_seq: AtomicU64,
+}
+
+impl Commits {
+    pub fn new(checkpoint: Checkpoint) -> Self {
+        Self {
+            next_seq: AtomicU64::new(checkpoint.next_seq),
+            saved: Mutex::new(checkpoint),
+        }
+    }
+
+    /// A new file number.
+    pub fn file_number(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Takes the right to save. A flush holds it from numbering its files to saving the
+    /// checkpoint that covers them, so that no other save can make its files look finished
+    /// before its `stored_up_to` is saved with them.
+    pub fn lock(&self) -> CommitGuard<'_> {
+        CommitGuard {
+            next_seq: &self.next_seq,
+            saved: self.saved.lock().expect("checkpoint lock"),
+        }
+    }
+}
+
+/// The right to save the checkpoint (see [`Commits::lock`]).
+pub(crate) struct CommitGuard<'a> {
+    next_seq: &'a AtomicU64,
+    saved: MutexGuard<'a, Checkpoint>,
+}
+
+impl CommitGuard<'_> {
+    /// The checkpoint as last saved.
+    pub fn saved(&self) -> &Checkpoint {
+        &self.saved
+    }
+
+    /// Saves a checkpoint in `dir`: `stored_up_to`, every file number handed out so far, and
+    /// the withdrawn files in `removing`.
+    pub fn save(&mut self, dir: &Path, stored_up_to: u64, removing: Vec<u64>) -> io::Result<()> {
+        let next = Checkpoint::new(stored_up_to, self.next_seq.load(Ordering::SeqCst), removing);
+        next.save(dir)?;
+        *self.saved = next;
+        Ok(())
     }
 }
 

@@ -16,6 +16,11 @@ use flumen_event::msgpack::{Reader, Value};
 /// arrays, binaries and extensions have no label text (`None`).
 pub(crate) fn scalar_text<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
     Some(match value {
+        // Most values are ASCII: checked a word at a time, where the lossy conversion walks
+        // its chunks.
+        Value::Str(bytes) if bytes.is_ascii() => {
+            Cow::Borrowed(std::str::from_utf8(bytes).expect("ASCII is UTF-8"))
+        }
         Value::Str(bytes) => String::from_utf8_lossy(bytes),
         Value::UInt(n) => Cow::Owned(n.to_string()),
         Value::Int(n) => Cow::Owned(n.to_string()),
@@ -25,21 +30,6 @@ pub(crate) fn scalar_text<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
         Value::Nil => Cow::Borrowed(""),
         Value::Bin(_) | Value::Array(_) | Value::Map(_) | Value::Ext(..) => return None,
     })
-}
-
-/// Calls `found(index, text)` for each top-level field of `record` whose name is
-/// `names[index]` and whose value is a scalar, in the record's order. A malformed record
-/// yields what was read before the fault.
-pub(crate) fn scan_fields<'a>(
-    record: &'a [u8],
-    names: &[String],
-    mut found: impl FnMut(usize, Cow<'a, str>),
-) {
-    scan_raw_fields(record, names, |i, value| {
-        if let Some(text) = scalar_text(value) {
-            found(i, text);
-        }
-    });
 }
 
 /// Calls `found(index, value)` for each top-level field of `record` whose name is
@@ -70,7 +60,7 @@ pub(crate) fn scan_raw_fields<'a>(
 }
 
 /// The fields that hold an event's line, in order of preference (as `flumen_select::line_of`).
-const LINE_FIELDS: [&[u8]; 3] = [b"message", b"log", b"msg"];
+pub(crate) const LINE_FIELDS: [&str; 3] = ["message", "log", "msg"];
 
 /// The bytes of the record's line when it is a string field (`message`, then `log`, then
 /// `msg`, as `flumen_select::line_of` chooses): what a line filter searches, read without
@@ -87,7 +77,7 @@ pub(crate) fn line_bytes(record: &[u8]) -> Option<&[u8]> {
             return None;
         };
         let raw = reader.skip_value().ok()?;
-        if let Some(rank) = LINE_FIELDS.iter().position(|f| *f == key)
+        if let Some(rank) = LINE_FIELDS.iter().position(|f| f.as_bytes() == key)
             && best.as_ref().is_none_or(|(r, _)| rank < *r)
         {
             best = Some((rank, Reader::new(raw).read().ok()?));
@@ -157,8 +147,10 @@ mod tests {
             "nested".to_owned(),
         ];
         let mut found = Vec::new();
-        scan_fields(&record, &names, |i, text| {
-            found.push((i, text.into_owned()))
+        scan_raw_fields(&record, &names, |i, value| {
+            if let Some(text) = scalar_text(value) {
+                found.push((i, text.into_owned()));
+            }
         });
         assert_eq!(found, vec![(0, "api".to_owned()), (1, "503".to_owned())]);
     }

@@ -1,4 +1,4 @@
-//! The store's files on disk, version 1.
+//! The store's files on disk, version 2.
 //!
 //! # Layout
 //!
@@ -19,20 +19,23 @@
 //! # Chunk file (`.chunks`)
 //!
 //! ```text
-//! "FLUMSTO1"                  8 bytes, magic and format version
+//! "FLUMSTO2"                  8 bytes, magic and format version
 //! chunk 0 .. chunk n-1        each a zstd frame of the chunk's head, then one of its body
 //! footer                      postcard-encoded `FileFooter`
 //! u32 LE footer length
 //! u32 LE CRC32C of the footer
-//! "FLUMSTO1"                  8 bytes
+//! "FLUMSTO2"                  8 bytes
 //! ```
 //!
-//! The footer says which tenant and partition the file belongs to, its sequence number, the
-//! files it replaces (when compaction wrote it), and for each chunk: the stream labels, the
+//! The footer says which tenant and partition the file belongs to, its sequence number, its
+//! tier (0 for a flush, one more than its sources' for a compaction), the files it replaces
+//! (when compaction wrote it), and for each chunk: the stream labels, the
 //! time range, the first and last event positions, the count, where its head and body are and
 //! their sizes and CRC32Cs, and a binary fuse filter of the chunk's indexed field values
 //! (`name=value`, hashed with XXH3-64), so that a query for one `deployment_id` opens only
-//! the chunks that may hold it (a false positive costs a chunk read, about 0.4% of the time).
+//! the chunks that may hold it (a false positive costs a chunk read, about 0.4% of the time),
+//! and whether every event's line is a string field (then a literal that a line filter
+//! requires and that the chunk's body lacks rules out the whole chunk).
 //!
 //! A file is written under a `.tmp` name, synced, renamed and its directory synced, so a
 //! `.chunks` file is always whole; a file whose trailer, footer or a chunk does not check out
@@ -48,12 +51,14 @@
 //! ```text
 //! count
 //! tag count, then each tag: length, UTF-8 bytes
-//! count × (record delta from the previous event's record, or from the chunk's first; index)
 //! count × zigzag(time_ns − previous time_ns), the first from 0
+//! count × record length
+//! count × (record delta from the previous event's record, or from the chunk's first; index)
 //! count × tag number                        only when there is more than one tag
 //! count × metadata length + 1, or 0 for none
-//! count × record length
 //! ```
+//!
+//! Times and record lengths come first, so that counting stops reading there.
 //!
 //! The **body** is every metadata map, then every record, msgpack exactly as received.
 
@@ -69,7 +74,7 @@ use crate::position::EventPosition;
 use flumen_wal::Position;
 
 /// The magic bytes that open and close every chunk file, with the format version.
-pub(crate) const MAGIC: &[u8; 8] = b"FLUMSTO1";
+pub(crate) const MAGIC: &[u8; 8] = b"FLUMSTO2";
 /// The trailer after the footer: its length, its CRC32C and the magic.
 const TRAILER_LEN: usize = 4 + 4 + MAGIC.len();
 /// The extension of a whole chunk file.
@@ -88,6 +93,8 @@ pub(crate) struct FileFooter {
     pub hour: u64,
     /// The file's sequence number, unique in the store.
     pub seq: u64,
+    /// 0 for a flush; a compaction's file is one tier above the files it merged.
+    pub tier: u8,
     /// The sequence numbers of the files this one replaces (compaction); they are removed once
     /// it is durable, and a recovery removes any that a crash left behind.
     pub replaces: Vec<u64>,
@@ -126,6 +133,9 @@ pub(crate) struct ChunkMeta {
     pub crc: u32,
     /// The indexed field values present (`name=value` hashes), when there are any.
     pub filter: Option<IndexFilter>,
+    /// True when every event's line is a string field (`message`, `log` or `msg`, see
+    /// `fields::line_bytes`), so its bytes are in the body as they are in the line.
+    pub string_lines: bool,
 }
 
 /// A chunk's filter of indexed field values: a binary fuse filter, stored as its bincode
@@ -243,31 +253,65 @@ pub(crate) struct SealedChunk {
     pub body: Vec<u8>,
 }
 
-/// Writes a chunk file: `chunks` (already compressed, with their metadata save where they
-/// are), then the footer, under `<path>.tmp`, synced, then renamed to `path`. The directory
-/// is synced by the caller (once for all files of a flush).
-pub(crate) fn write_file(
-    path: &Path,
-    mut footer: FileFooter,
-    chunks: &[SealedChunk],
-) -> io::Result<FileFooter> {
-    let tmp = tmp_path(path);
-    let written = (|| {
+/// Writes a chunk file chunk by chunk under `<path>.tmp`; [`FileWriter::finish`] adds the
+/// footer, syncs it and renames it to `path`. A writer dropped before that removes its
+/// temporary file. The directory is synced by the caller (once for all files of a flush).
+pub(crate) struct FileWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<io::BufWriter<File>>,
+    offset: u64,
+    chunks: Vec<ChunkMeta>,
+}
+
+impl FileWriter {
+    pub fn create(path: &Path) -> io::Result<Self> {
+        let tmp = tmp_path(path);
         let mut out = io::BufWriter::with_capacity(1 << 20, File::create(&tmp)?);
+        let mut writer = Self {
+            path: path.to_owned(),
+            tmp,
+            out: None,
+            offset: MAGIC.len() as u64,
+            chunks: Vec::new(),
+        };
         out.write_all(MAGIC)?;
-        let mut offset = MAGIC.len() as u64;
-        for (meta, chunk) in footer.chunks.iter_mut().zip(chunks) {
-            let len = chunk.head.len() + chunk.body.len();
-            meta.offset = offset;
-            meta.head_len =
-                u32::try_from(chunk.head.len()).map_err(|_| invalid("chunk over 4 GiB"))?;
-            meta.len = u32::try_from(len).map_err(|_| invalid("chunk over 4 GiB"))?;
-            meta.head_crc = crc32c::crc32c(&chunk.head);
-            meta.crc = crc32c::crc32c(&chunk.body);
-            out.write_all(&chunk.head)?;
-            out.write_all(&chunk.body)?;
-            offset += len as u64;
+        writer.out = Some(out);
+        Ok(writer)
+    }
+
+    /// Appends a chunk just compressed; where it is and its checksums go into `meta`.
+    pub fn push(&mut self, mut meta: ChunkMeta, chunk: &SealedChunk) -> io::Result<()> {
+        meta.head_len = u32::try_from(chunk.head.len()).map_err(|_| invalid("chunk over 4 GiB"))?;
+        meta.len = u32::try_from(chunk.head.len() + chunk.body.len())
+            .map_err(|_| invalid("chunk over 4 GiB"))?;
+        meta.head_crc = crc32c::crc32c(&chunk.head);
+        meta.crc = crc32c::crc32c(&chunk.body);
+        self.write(meta, &[&chunk.head, &chunk.body])
+    }
+
+    /// Appends a chunk as another file holds it (`compressed`: its head and body, checked by
+    /// [`read_compressed`]), with its metadata but for where it is.
+    pub fn copy(&mut self, meta: &ChunkMeta, compressed: &[u8]) -> io::Result<()> {
+        self.write(meta.clone(), &[compressed])
+    }
+
+    fn write(&mut self, mut meta: ChunkMeta, parts: &[&[u8]]) -> io::Result<()> {
+        let out = self.out.as_mut().expect("open until finished");
+        for part in parts {
+            out.write_all(part)?;
         }
+        meta.offset = self.offset;
+        self.offset += u64::from(meta.len);
+        self.chunks.push(meta);
+        Ok(())
+    }
+
+    /// Writes the footer (`footer`'s chunks are the ones pushed), syncs the file and renames
+    /// it to its name.
+    pub fn finish(mut self, mut footer: FileFooter) -> io::Result<FileFooter> {
+        footer.chunks = std::mem::take(&mut self.chunks);
+        let mut out = self.out.take().expect("open until finished");
         let encoded = postcard::to_stdvec(&footer).map_err(|e| invalid(&e.to_string()))?;
         out.write_all(&encoded)?;
         out.write_all(&(encoded.len() as u32).to_le_bytes())?;
@@ -275,12 +319,19 @@ pub(crate) fn write_file(
         out.write_all(MAGIC)?;
         let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_data()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        std::fs::rename(&self.tmp, &self.path)?;
+        self.tmp.clear();
+        Ok(footer)
     }
-    written.map(|()| footer)
+}
+
+impl Drop for FileWriter {
+    fn drop(&mut self) {
+        if !self.tmp.as_os_str().is_empty() {
+            self.out = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// `<path>.tmp`.
@@ -321,36 +372,64 @@ pub(crate) fn read_footer(file: &File) -> io::Result<FileFooter> {
     postcard::from_bytes(&encoded).map_err(|e| invalid(&format!("footer: {e}")))
 }
 
-/// Reads, checks and decompresses one chunk: its head only (`with_body` false) or whole.
-/// `zstd` is the reader's decompression context, reused from chunk to chunk.
-pub(crate) fn read_chunk(
-    file: &File,
-    meta: &ChunkMeta,
-    with_body: bool,
-    zstd: &mut zstd::bulk::Decompressor<'static>,
-) -> io::Result<Block> {
-    if meta.raw_len as usize > MAX_BLOCK
-        || meta.head_len > meta.len
-        || meta.head_raw_len > meta.raw_len
-    {
+/// Reads, checks and decompresses chunks, with one decompression context and one read buffer
+/// kept from chunk to chunk.
+pub(crate) struct ChunkDecoder {
+    zstd: zstd::bulk::Decompressor<'static>,
+    compressed: Vec<u8>,
+}
+
+impl ChunkDecoder {
+    pub fn new() -> io::Result<Self> {
+        Ok(Self {
+            zstd: zstd::bulk::Decompressor::new()?,
+            compressed: Vec::new(),
+        })
+    }
+
+    /// Reads one chunk of `file`: its head only (`with_body` false) or whole.
+    pub fn read(&mut self, file: &File, meta: &ChunkMeta, with_body: bool) -> io::Result<Block> {
+        if meta.raw_len as usize > MAX_BLOCK
+            || meta.head_len > meta.len
+            || meta.head_raw_len > meta.raw_len
+        {
+            return Err(invalid("chunk sizes out of range"));
+        }
+        let read_len = if with_body { meta.len } else { meta.head_len } as usize;
+        // Grown (and zeroed) only past its largest chunk so far.
+        if self.compressed.len() < read_len {
+            self.compressed.resize(read_len, 0);
+        }
+        let compressed = &mut self.compressed[..read_len];
+        file.read_exact_at(compressed, meta.offset)?;
+        let (head, body) = compressed.split_at(meta.head_len as usize);
+        let head = decompress(&mut self.zstd, head, meta.head_crc, meta.head_raw_len)?;
+        let body = if with_body {
+            Some(decompress(
+                &mut self.zstd,
+                body,
+                meta.crc,
+                meta.raw_len - meta.head_raw_len,
+            )?)
+        } else {
+            None
+        };
+        Block::decode(head, body, meta.first.0)
+    }
+}
+
+/// Reads one chunk's compressed head and body as they are, checked against their CRC32Cs.
+pub(crate) fn read_compressed(file: &File, meta: &ChunkMeta) -> io::Result<Vec<u8>> {
+    if meta.head_len > meta.len {
         return Err(invalid("chunk sizes out of range"));
     }
-    let read_len = if with_body { meta.len } else { meta.head_len };
-    let mut compressed = vec![0u8; read_len as usize];
+    let mut compressed = vec![0u8; meta.len as usize];
     file.read_exact_at(&mut compressed, meta.offset)?;
     let (head, body) = compressed.split_at(meta.head_len as usize);
-    let head = decompress(zstd, head, meta.head_crc, meta.head_raw_len)?;
-    let body = if with_body {
-        Some(decompress(
-            zstd,
-            body,
-            meta.crc,
-            meta.raw_len - meta.head_raw_len,
-        )?)
-    } else {
-        None
-    };
-    Block::decode(head, body, meta.first.0)
+    if crc32c::crc32c(head) != meta.head_crc || crc32c::crc32c(body) != meta.crc {
+        return Err(invalid("chunk checksum mismatch"));
+    }
+    Ok(compressed)
 }
 
 /// Checks and decompresses one part of a chunk.
@@ -474,26 +553,48 @@ impl BlockBuilder {
     }
 
     /// The chunk's head and body, uncompressed.
+    #[cfg(test)]
     pub fn encode(&self) -> (Vec<u8>, Vec<u8>) {
-        let mut head =
-            Vec::with_capacity(self.raw_len() - self.metadata.len() - self.records.len());
-        write_varint(&mut head, u64::from(self.count));
-        write_varint(&mut head, self.tags.len() as u64);
+        let (mut head, mut body) = (Vec::new(), Vec::new());
+        self.encode_into(&mut head, &mut body);
+        (head, body)
+    }
+
+    /// Writes the chunk's head and body, uncompressed, into `head` and `body` (emptied first).
+    pub fn encode_into(&self, head: &mut Vec<u8>, body: &mut Vec<u8>) {
+        self.encode_head(head);
+        body.clear();
+        body.extend_from_slice(&self.metadata);
+        body.extend_from_slice(&self.records);
+    }
+
+    /// The chunk's body as it is held, without a copy, when it is all records (no event has
+    /// Forward metadata, as is usual).
+    pub fn records_only_body(&self) -> Option<&[u8]> {
+        self.metadata.is_empty().then_some(&self.records[..])
+    }
+
+    /// Writes the chunk's head, uncompressed, into `head` (emptied first).
+    pub fn encode_head(&self, head: &mut Vec<u8>) {
+        head.clear();
+        write_varint(head, u64::from(self.count));
+        write_varint(head, self.tags.len() as u64);
         for tag in &self.tags {
-            write_varint(&mut head, tag.len() as u64);
+            write_varint(head, tag.len() as u64);
             head.extend_from_slice(tag.as_bytes());
         }
-        head.extend_from_slice(&self.positions);
         head.extend_from_slice(&self.times);
+        head.extend_from_slice(&self.record_lens);
+        head.extend_from_slice(&self.positions);
         if self.tags.len() > 1 {
             head.extend_from_slice(&self.tag_numbers);
         }
         head.extend_from_slice(&self.metadata_lens);
-        head.extend_from_slice(&self.record_lens);
-        let mut body = Vec::with_capacity(self.metadata.len() + self.records.len());
-        body.extend_from_slice(&self.metadata);
-        body.extend_from_slice(&self.records);
-        (head, body)
+    }
+
+    /// The log record of the last event pushed, if any.
+    pub fn last_record(&self) -> Option<u64> {
+        self.last_position.map(|p| p.record.get())
     }
 }
 
@@ -543,25 +644,45 @@ impl Block {
                 .map_err(|_| invalid("a tag is not UTF-8"))?;
             tags.push((start, len));
         }
+        if tags.is_empty() && count > 0 {
+            return Err(invalid("events without a tag table"));
+        }
+        // Times and record sizes come first: they are all that counting needs.
         let mut events = Vec::with_capacity(count);
-        let mut record = first_record;
+        let mut time = 0u64;
         for _ in 0..count {
-            record = record
-                .checked_add(r.u64()?)
-                .ok_or_else(|| invalid("position overflow"))?;
-            let index = u32::try_from(r.u64()?).map_err(|_| invalid("index overflow"))?;
+            time = time.wrapping_add(unzigzag(r.u64()?) as u64);
             events.push(EventSlot {
-                position: EventPosition::new(Position::new(record), index),
-                time_ns: 0,
+                position: EventPosition::default(),
+                time_ns: time,
                 tag: 0,
                 metadata: None,
                 record: (0, 0),
             });
         }
-        let mut time = 0u64;
+        let mut record_lens = Vec::with_capacity(count);
+        for _ in 0..count {
+            record_lens.push(r.usize()?);
+        }
+        let Some(body) = body else {
+            // A head alone: times and sizes; positions, tags and places are not read.
+            for (slot, len) in events.iter_mut().zip(record_lens) {
+                slot.record = (0, len);
+            }
+            return Ok(Self {
+                head: bytes,
+                body: Vec::new(),
+                tags,
+                events,
+            });
+        };
+        let mut record = first_record;
         for slot in &mut events {
-            time = time.wrapping_add(unzigzag(r.u64()?) as u64);
-            slot.time_ns = time;
+            record = record
+                .checked_add(r.u64()?)
+                .ok_or_else(|| invalid("position overflow"))?;
+            let index = u32::try_from(r.u64()?).map_err(|_| invalid("index overflow"))?;
+            slot.position = EventPosition::new(Position::new(record), index);
         }
         if tags.len() > 1 {
             for slot in &mut events {
@@ -570,20 +691,11 @@ impl Block {
                     .filter(|&t| (t as usize) < tags.len())
                     .ok_or_else(|| invalid("tag number out of range"))?;
             }
-        } else if tags.is_empty() && count > 0 {
-            return Err(invalid("events without a tag table"));
         }
         let mut metadata_lens = Vec::with_capacity(count);
         for _ in 0..count {
             metadata_lens.push(r.usize()?);
         }
-        let mut record_lens = Vec::with_capacity(count);
-        for _ in 0..count {
-            record_lens.push(r.usize()?);
-        }
-        // Without the body, the records' sizes are known and their places are not checked.
-        let read_body = body.is_some();
-        let body = body.unwrap_or_default();
         let mut r = VarintReader {
             bytes: &body,
             pos: 0,
@@ -591,17 +703,13 @@ impl Block {
         for (slot, len) in events.iter_mut().zip(metadata_lens) {
             if len > 0 {
                 let start = r.pos;
-                if read_body {
-                    r.skip(len - 1)?;
-                }
+                r.skip(len - 1)?;
                 slot.metadata = Some((start, len - 1));
             }
         }
         for (slot, len) in events.iter_mut().zip(record_lens) {
             let start = r.pos;
-            if read_body {
-                r.skip(len)?;
-            }
+            r.skip(len)?;
             slot.record = (start, len);
         }
         Ok(Self {
@@ -620,6 +728,11 @@ impl Block {
     /// Event `i`'s record size in bytes (known from the head alone).
     pub fn record_len(&self, i: usize) -> usize {
         self.events[i].record.1
+    }
+
+    /// The body as decompressed (every metadata map and record); empty for a head alone.
+    pub fn body(&self) -> &[u8] {
+        &self.body
     }
 
     /// How many events.

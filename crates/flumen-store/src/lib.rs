@@ -20,7 +20,9 @@
 //! - `format.rs`: the files on disk (documented there, with their version), chunk blocks.
 //! - `checkpoint.rs`: the commit point that makes flushes all-or-nothing across a crash.
 //! - `catalog.rs`: every file's footer in memory; snapshots for queries; deferred removal.
-//! - `writer.rs`: the log reader that gathers, flushes, compacts and applies retention.
+//! - `writer.rs`: the log reader that gathers events into chunks and flushes them.
+//! - `compaction.rs`: the maintenance thread that merges files into larger chunks and applies
+//!   retention.
 //! - `query.rs`: search (log queries, newest or oldest first, with a cursor), label names
 //!   and values, and the pruning of chunks by time, labels and indexed fields.
 //! - `fields.rs`: labels and indexed values read from msgpack without decoding records.
@@ -51,6 +53,7 @@ use tokio::sync::watch;
 
 mod catalog;
 mod checkpoint;
+mod compaction;
 mod fields;
 mod format;
 mod position;
@@ -65,7 +68,7 @@ pub use query::{
 };
 
 use catalog::SharedCatalog;
-use checkpoint::Checkpoint;
+use checkpoint::{Checkpoint, Commits};
 
 /// The name of the store's cursor in the durable log.
 pub const LOG_READER: &str = "@store";
@@ -92,7 +95,7 @@ pub struct StoreConfig {
     pub flush_interval: Duration,
     /// ... and as soon as this many bytes are gathered.
     pub flush_size: usize,
-    /// zstd's level, 1 (fast) to 19 (small).
+    /// zstd's level for merged chunks, 1 (fast) to 19 (small); flushes use level 1.
     pub compression_level: i32,
     /// Retention of every tenant without its own.
     pub retention: Retention,
@@ -117,7 +120,9 @@ impl StoreConfig {
                 .to_vec(),
             flush_interval: Duration::from_secs(2),
             flush_size: 32 << 20,
-            compression_level: 3,
+            // Measured on the store's benchmark corpus (`docs/benchmarks.md`): level 1 makes
+            // ~1 MiB chunks of msgpack records with hex ids smaller than level 3, in less time.
+            compression_level: 1,
             retention: Retention {
                 max_age: Some(Duration::from_secs(7 * 24 * 3600)),
                 max_bytes: None,
@@ -191,7 +196,12 @@ pub struct Store {
     config: StoreConfig,
     dir: PathBuf,
     catalog: SharedCatalog,
-    checkpoint: Checkpoint,
+    /// The checkpoint and the file numbers, shared by flushes and merges.
+    commits: Commits,
+    /// Set when flumen stops: a merge under way gives up (its files are merged later).
+    stopping: std::sync::atomic::AtomicBool,
+    /// Wakes the maintenance thread while the writer runs.
+    maintenance: std::sync::Mutex<Option<std::sync::mpsc::SyncSender<compaction::Wake>>>,
     /// The first log record not yet stored: what a search can see up to.
     stored_up_to: watch::Sender<Position>,
     /// Why the writer cannot write, while it cannot.
@@ -241,7 +251,9 @@ impl Store {
             dir,
             catalog: SharedCatalog::new(loaded.catalog),
             stored_up_to: watch::Sender::new(Position::new(checkpoint.stored_up_to)),
-            checkpoint,
+            commits: Commits::new(checkpoint),
+            stopping: std::sync::atomic::AtomicBool::new(false),
+            maintenance: std::sync::Mutex::new(None),
             paused: std::sync::Mutex::new(None),
         }))
     }
@@ -297,7 +309,7 @@ impl Store {
         runtime: tokio::runtime::Handle,
         stop: watch::Receiver<Option<Instant>>,
     ) -> std::io::Result<std::thread::JoinHandle<()>> {
-        let writer = writer::Writer::new(self.clone(), reader, self.checkpoint.clone())?;
+        let writer = writer::Writer::new(self.clone(), reader)?;
         std::thread::Builder::new()
             .name("flumen-store".into())
             .spawn(move || writer.run(runtime, stop))
@@ -305,7 +317,7 @@ impl Store {
 
     /// Removes partitions past their tenant's retention, by age, then by size, oldest first.
     ///
-    /// The writer does this every half minute.
+    /// The maintenance thread does this every half minute.
     pub fn apply_retention(&self, now: SystemTime) {
         let now_secs = now
             .duration_since(SystemTime::UNIX_EPOCH)

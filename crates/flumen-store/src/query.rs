@@ -14,6 +14,8 @@ use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
 use flumen_event::record::Record;
@@ -21,7 +23,7 @@ use flumen_select::{EvalError, MatchOp, MetricEval, MetricQuery, Selector, Serie
 
 use crate::Store;
 use crate::catalog::FileEntry;
-use crate::format::{self, Block, ChunkMeta, index_key};
+use crate::format::{Block, ChunkDecoder, ChunkMeta, index_key};
 use crate::position::EventPosition;
 
 /// Which end of the time range a search starts from.
@@ -149,6 +151,18 @@ pub struct ScanStats {
     pub corrupt_chunks: u64,
 }
 
+impl ScanStats {
+    /// Adds what another reader read.
+    fn merge(&mut self, other: ScanStats) {
+        self.chunks_in_range += other.chunks_in_range;
+        self.chunks_read += other.chunks_read;
+        self.bytes_read += other.bytes_read;
+        self.bytes_decompressed += other.bytes_decompressed;
+        self.events_scanned += other.events_scanned;
+        self.corrupt_chunks += other.corrupt_chunks;
+    }
+}
+
 /// A search's answer.
 #[derive(Debug, Clone, Default)]
 pub struct SearchResult {
@@ -201,6 +215,11 @@ pub struct StreamStats {
     pub bytes: u64,
 }
 
+/// How many threads read a query's chunks at most (fewer on a machine with fewer cores).
+const READ_THREADS: usize = 4;
+/// How many chunks each reader may read ahead of the caller.
+const READ_AHEAD: usize = 2;
+
 /// A chunk to read.
 struct Candidate<'a> {
     file: &'a Arc<FileEntry>,
@@ -235,29 +254,22 @@ impl Store {
         let prefilter = RawPrefilter::new(&request.query);
         // The best `limit` events so far; its top is the worst of them.
         let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
-        let mut reader = ChunkReader::default();
-        for candidate in &candidates {
-            if best.len() == limit {
-                let worst = &best.peek().expect("full").0;
-                let hopeless = match request.direction {
-                    Direction::Backward => candidate.chunk.max_time < worst.time_ns,
-                    Direction::Forward => candidate.chunk.min_time > worst.time_ns,
-                };
-                if hopeless {
-                    break;
-                }
+        // The worst kept event's time once `limit` are kept, for the readers to skip what
+        // cannot beat it without building it (a time equal to it may still win on position).
+        let bound = AtomicU64::new(match request.direction {
+            Direction::Backward => 0,
+            Direction::Forward => u64::MAX,
+        });
+        let select = |candidate: &Candidate<'_>, block: Block, stats: &mut ScanStats| {
+            let mut found = Vec::new();
+            if prefilter.rules_out_chunk(candidate.chunk, &block) {
+                return found;
             }
-            if started.elapsed() > self.config.query_timeout {
-                result.truncated = Some(Truncated::Timeout);
-                break;
-            }
-            let Some(block) = reader.read(candidate, true, &mut result.stats) else {
-                continue;
-            };
             let labels = Arc::new(candidate.chunk.labels.clone());
+            let bound = bound.load(Ordering::Relaxed);
             for i in 0..block.len() {
                 let event = block.get(i);
-                result.stats.events_scanned += 1;
+                stats.events_scanned += 1;
                 if event.time_ns < request.start_ns || event.time_ns >= request.end_ns {
                     continue;
                 }
@@ -266,14 +278,14 @@ impl Store {
                     position: event.position,
                 };
                 let wanted = match (request.direction, request.after) {
-                    (_, None) => true,
                     (Direction::Backward, Some(after)) => key < after,
                     (Direction::Forward, Some(after)) => key > after,
+                    (_, None) => true,
+                } && match request.direction {
+                    Direction::Backward => key.time_ns >= bound,
+                    Direction::Forward => key.time_ns <= bound,
                 };
-                if !wanted
-                    || !beats_worst(&best, limit, request.direction, key)
-                    || prefilter.rejects(event.record)
-                {
+                if !wanted || prefilter.rejects(event.record) {
                     continue;
                 }
                 let Ok(record) = Record::decode(event.record) else {
@@ -282,23 +294,50 @@ impl Store {
                 let Some(processed) = request.query.process(event.tag, &record) else {
                     continue;
                 };
-                best.push(Ranked::new(
-                    FoundEvent {
-                        position: event.position,
-                        time_ns: event.time_ns,
-                        tag: event.tag.to_owned(),
-                        record: event.record.to_vec(),
-                        labels: labels.clone(),
-                        line: processed.line.into_owned(),
-                        extracted: processed.labels,
-                    },
-                    request.direction,
-                ));
-                if best.len() > limit {
-                    best.pop();
+                found.push(FoundEvent {
+                    position: event.position,
+                    time_ns: event.time_ns,
+                    tag: event.tag.to_owned(),
+                    record: event.record.to_vec(),
+                    labels: labels.clone(),
+                    line: processed.line.into_owned(),
+                    extracted: processed.labels,
+                });
+            }
+            found
+        };
+        let hopeless = |best: &BinaryHeap<Ranked>, candidate: &Candidate<'_>| {
+            best.len() == limit && {
+                let worst = &best.peek().expect("full").0;
+                match request.direction {
+                    Direction::Backward => candidate.chunk.max_time < worst.time_ns,
+                    Direction::Forward => candidate.chunk.min_time > worst.time_ns,
                 }
             }
-        }
+        };
+        result
+            .stats
+            .merge(scan_in_order(&candidates, true, select, |i, found| {
+                if hopeless(&best, &candidates[i]) {
+                    return false;
+                }
+                if started.elapsed() > self.config.query_timeout {
+                    result.truncated = Some(Truncated::Timeout);
+                    return false;
+                }
+                for event in found {
+                    if beats_worst(&best, limit, request.direction, event.cursor()) {
+                        best.push(Ranked::new(event, request.direction));
+                        if best.len() > limit {
+                            best.pop();
+                        }
+                    }
+                }
+                if best.len() == limit {
+                    bound.store(best.peek().expect("full").0.time_ns, Ordering::Relaxed);
+                }
+                true
+            }));
         let mut events: Vec<FoundEvent> = best.into_iter().map(|r| r.0).collect();
         events.sort();
         if request.direction == Direction::Backward {
@@ -345,45 +384,66 @@ impl Store {
             .iter()
             .all(|m| self.config.labels.iter().any(|l| l == m.name()));
         let heads_only = eval.counts_streams() && labels_decide;
-        let mut reader = ChunkReader::default();
-        for candidate in &candidates {
-            if started.elapsed() > self.config.query_timeout {
-                result.truncated = Some(Truncated::Timeout);
-                break;
-            }
-            let Some(block) = reader.read(candidate, !heads_only, &mut result.stats) else {
-                continue;
-            };
-            let labels: Vec<(&str, &str)> = candidate
-                .chunk
-                .labels
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .collect();
-            result.stats.events_scanned += block.len() as u64;
+        // The readers pick out, from each chunk, what the evaluation needs: each event's
+        // time and size (heads only), or the events the selector may select, decoded.
+        let pick = |candidate: &Candidate<'_>, block: Block, stats: &mut ScanStats| {
+            stats.events_scanned += block.len() as u64;
+            let in_range = |time: u64| (from..to).contains(&time);
             if heads_only {
-                let events = (0..block.len())
-                    .filter(|&i| (from..to).contains(&block.time(i)))
-                    .map(|i| (clamp(block.time(i)), block.record_len(i)));
-                eval.push_stream(&labels, events)?;
-                continue;
+                let sizes = (0..block.len())
+                    .filter(|&i| in_range(block.time(i)))
+                    .map(|i| (clamp(block.time(i)), block.record_len(i)))
+                    .collect();
+                return Picked::Sizes(sizes);
             }
-            for i in 0..block.len() {
-                let event = block.get(i);
-                if event.time_ns < from || event.time_ns >= to || prefilter.rejects(event.record) {
-                    continue;
+            if prefilter.rules_out_chunk(candidate.chunk, &block) {
+                return Picked::Events(Vec::new());
+            }
+            let events = (0..block.len())
+                .map(|i| block.get(i))
+                .filter(|e| in_range(e.time_ns) && !prefilter.rejects(e.record))
+                .filter_map(|e| {
+                    let record = Record::decode(e.record).ok()?;
+                    Some((clamp(e.time_ns), e.tag.to_owned(), record, e.record.len()))
+                })
+                .collect();
+            Picked::Events(events)
+        };
+        let mut failed = None;
+        result.stats.merge(scan_in_order(
+            &candidates,
+            !heads_only,
+            pick,
+            |i, picked| {
+                if started.elapsed() > self.config.query_timeout {
+                    result.truncated = Some(Truncated::Timeout);
+                    return false;
                 }
-                let Ok(record) = Record::decode(event.record) else {
-                    continue;
+                let labels: Vec<(&str, &str)> = candidates[i]
+                    .chunk
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                let pushed = match picked {
+                    Picked::Sizes(sizes) => eval.push_stream(&labels, sizes),
+                    Picked::Events(events) => {
+                        events.iter().try_for_each(|(time, tag, record, len)| {
+                            eval.push(*time, &labels, tag, record, *len)
+                        })
+                    }
                 };
-                eval.push(
-                    clamp(event.time_ns),
-                    &labels,
-                    event.tag,
-                    &record,
-                    event.record.len(),
-                )?;
-            }
+                match pushed {
+                    Ok(()) => true,
+                    Err(error) => {
+                        failed = Some(error);
+                        false
+                    }
+                }
+            },
+        ));
+        if let Some(error) = failed {
+            return Err(error);
         }
         result.series = eval.finish();
         Ok(result)
@@ -502,6 +562,12 @@ impl<'q> RawPrefilter<'q> {
         }
     }
 
+    /// True when the query can select no event of the chunk: every event's line is a string
+    /// field, and the chunk's body (every record, as received) lacks a required literal.
+    fn rules_out_chunk(&self, chunk: &ChunkMeta, block: &Block) -> bool {
+        chunk.string_lines && self.literals.iter().any(|f| f.find(block.body()).is_none())
+    }
+
     /// True when the query cannot select the event with this record.
     pub fn rejects(&self, record: &[u8]) -> bool {
         self.lacks_a_literal(record) || self.differs_in_a_field(record)
@@ -606,17 +672,88 @@ fn beats_worst(
     }
 }
 
-/// Reads chunks, keeping each file open and one decompression context for the search.
+/// What a metric query's readers pick out of one chunk.
+enum Picked {
+    /// Each event's time and record size (for counting a stream selector).
+    Sizes(Vec<(i64, usize)>),
+    /// The events the selector may select: time, tag, record, record size.
+    Events(Vec<(i64, String, Record, usize)>),
+}
+
+/// Reads `candidates` on up to [`READ_THREADS`] threads, runs `work` on each chunk read (with
+/// its records when `with_body`) on the thread that read it, and hands the results to `take`
+/// in the candidates' order, on the calling thread; `take` returns false to stop there.
+/// Returns what the readers read.
+fn scan_in_order<T: Send>(
+    candidates: &[Candidate<'_>],
+    with_body: bool,
+    work: impl Fn(&Candidate<'_>, Block, &mut ScanStats) -> T + Sync,
+    mut take: impl FnMut(usize, T) -> bool,
+) -> ScanStats {
+    let threads = READ_THREADS
+        .min(std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .min(candidates.len());
+    if threads == 0 {
+        return ScanStats::default();
+    }
+    std::thread::scope(|scope| {
+        let mut results = Vec::with_capacity(threads);
+        let mut readers = Vec::with_capacity(threads);
+        for first in 0..threads {
+            // Reader `first` reads candidates first, first + threads, ...; a small queue lets
+            // it read ahead while the caller takes what the others read.
+            let (send, receive) = sync_channel::<Option<T>>(READ_AHEAD);
+            results.push(receive);
+            let work = &work;
+            readers.push(scope.spawn(move || {
+                let mut reader = ChunkReader::default();
+                let mut stats = ScanStats::default();
+                for candidate in candidates.iter().skip(first).step_by(threads) {
+                    let done = reader
+                        .read(candidate, with_body, &mut stats)
+                        .map(|block| work(candidate, block, &mut stats));
+                    if send.send(done).is_err() {
+                        break; // The caller has stopped.
+                    }
+                }
+                stats
+            }));
+        }
+        for i in 0..candidates.len() {
+            match results[i % threads].recv() {
+                Ok(Some(done)) => {
+                    if !take(i, done) {
+                        break;
+                    }
+                }
+                Ok(None) => {} // Damaged: reported and counted by the reader.
+                Err(_) => break,
+            }
+        }
+        // Readers waiting to hand over a result see the queues closed and stop.
+        drop(results);
+        let mut stats = ScanStats::default();
+        for reader in readers {
+            match reader.join() {
+                Ok(read) => stats.merge(read),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        stats
+    })
+}
+
+/// Reads chunks, keeping each file open and one decoder for the search.
 struct ChunkReader {
     open: HashMap<u64, std::fs::File>,
-    zstd: zstd::bulk::Decompressor<'static>,
+    decoder: ChunkDecoder,
 }
 
 impl Default for ChunkReader {
     fn default() -> Self {
         Self {
             open: HashMap::new(),
-            zstd: zstd::bulk::Decompressor::new().expect("a zstd decompression context"),
+            decoder: ChunkDecoder::new().expect("a zstd decompression context"),
         }
     }
 }
@@ -642,7 +779,7 @@ impl ChunkReader {
             },
         };
         let chunk = candidate.chunk;
-        match format::read_chunk(handle, chunk, with_body, &mut self.zstd) {
+        match self.decoder.read(handle, chunk, with_body) {
             Ok(block) => {
                 stats.chunks_read += 1;
                 if with_body {

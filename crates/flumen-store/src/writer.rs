@@ -1,7 +1,8 @@
 //! The store's writer: one thread that reads the durable log through the cursor `@store`,
 //! gathers events into open chunks by tenant, arrival hour and stream, and flushes them as
-//! chunk files; after a flush it merges a partition's small files, and now and then it applies
-//! retention.
+//! chunk files of tier 0, compressed fast (zstd level 1). After each flush it wakes the
+//! maintenance thread (`compaction.rs`), which merges files and applies retention on the other
+//! core.
 //!
 //! A flush covers every event of the log records read so far, so the checkpoint it writes last
 //! (see `checkpoint.rs`) is one log position; only then is the log cursor committed, which
@@ -10,59 +11,63 @@
 //! and in `flumen_store_paused`, and tries again every few seconds until it succeeds.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use flumen_event::batch::BatchRef;
 use flumen_wal::{Position, Read, WalReader};
 use tokio::sync::watch;
 
+use flumen_event::msgpack::Value;
+
 use crate::catalog::FileEntry;
-use crate::checkpoint::{Checkpoint, sync_dir};
-use crate::fields::scan_fields;
+use crate::checkpoint::sync_dir;
+use crate::fields::{LINE_FIELDS, scalar_text, scan_raw_fields};
 use crate::format::{
-    self, BlockBuilder, ChunkMeta, EventRef, FileFooter, SealedChunk, build_filter, index_key,
+    self, BlockBuilder, ChunkMeta, EventRef, FileFooter, FileWriter, SealedChunk, build_filter,
+    index_key,
 };
 use crate::position::EventPosition;
 use crate::{Store, StoreError};
 
 /// How long the writer waits before trying a failed flush again.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(5);
-/// How often retention runs.
-const MAINTENANCE_EVERY: Duration = Duration::from_secs(30);
-/// Files smaller than this are merged with their partition's other small files...
-const SMALL_FILE: u64 = 16 << 20;
-/// ... once a partition has this many of them.
-const COMPACT_AT: usize = 8;
+/// The longest the writer waits for the log without looking at its flush timer.
+const IDLE_WAIT: Duration = Duration::from_secs(30);
 /// A chunk is cut at about this many bytes before compression (flushes and compaction).
-const CHUNK_TARGET: usize = 4 << 20;
+pub(crate) const CHUNK_TARGET: usize = 1 << 20;
+/// The zstd level of flushes: fast, because compaction compresses again what it merges.
+const FLUSH_LEVEL: i32 = 1;
 /// How many log records one read takes at most.
 const READ_RECORDS: usize = 1024;
 const READ_BYTES: usize = 4 << 20;
 
 /// A stream's labels, sorted by name.
-type Labels = Vec<(String, String)>;
+pub(crate) type Labels = Vec<(String, String)>;
 
 /// One stream's open chunk.
 #[derive(Debug)]
-struct OpenChunk {
+pub(crate) struct OpenChunk {
     /// The stream's hash (see `stream_hash`).
     hash: u64,
     tenant: String,
     hour: u64,
-    labels: Labels,
-    builder: BlockBuilder,
+    pub labels: Labels,
+    pub builder: BlockBuilder,
     keys: Vec<u64>,
     min_time: u64,
     max_time: u64,
     first: EventPosition,
     last: EventPosition,
+    /// Every event's line is a string field so far.
+    string_lines: bool,
 }
 
 impl OpenChunk {
-    fn new(hash: u64, tenant: &str, hour: u64, labels: Labels) -> Self {
+    pub fn new(hash: u64, tenant: &str, hour: u64, labels: Labels) -> Self {
         Self {
             hash,
             tenant: tenant.to_owned(),
@@ -74,18 +79,26 @@ impl OpenChunk {
             max_time: 0,
             first: EventPosition::default(),
             last: EventPosition::default(),
+            string_lines: true,
         }
     }
 
     /// Empties it for the stream's next chunk, keeping its buffers.
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.builder.clear();
         self.keys.clear();
         self.min_time = u64::MAX;
         self.max_time = 0;
+        self.string_lines = true;
     }
 
-    fn push(&mut self, event: &EventRef<'_>, keys: impl Iterator<Item = u64>) {
+    /// Adds an event, with its index keys and whether its line is a string field.
+    pub fn push(
+        &mut self,
+        event: &EventRef<'_>,
+        keys: impl Iterator<Item = u64>,
+        string_line: bool,
+    ) {
         if self.builder.count() == 0 {
             self.first = event.position;
         }
@@ -93,38 +106,96 @@ impl OpenChunk {
         self.min_time = self.min_time.min(event.time_ns);
         self.max_time = self.max_time.max(event.time_ns);
         self.keys.extend(keys);
+        self.string_lines &= string_line;
         self.builder.push(event);
     }
+}
 
-    /// Compresses the chunk; where it is and its checksums are filled in when it is written.
-    /// `zstd` is the sealing thread's compression context, reused from chunk to chunk.
-    fn seal(
-        &self,
-        zstd: &mut zstd::bulk::Compressor<'static>,
-    ) -> io::Result<(ChunkMeta, SealedChunk)> {
-        let (head, body) = self.builder.encode();
-        let too_big = |_| io::Error::other("chunk over 4 GiB");
-        let sealed = SealedChunk {
-            head: zstd.compress(&head)?,
-            body: zstd.compress(&body)?,
+/// Compresses open chunks into a file being written, with one compression context and
+/// buffers kept from chunk to chunk (fresh ones cost page faults).
+pub(crate) struct Sealer {
+    zstd: zstd::bulk::Compressor<'static>,
+    head: Vec<u8>,
+    body: Vec<u8>,
+    sealed: SealedChunk,
+}
+
+impl Sealer {
+    pub fn new(level: i32) -> io::Result<Self> {
+        Ok(Self {
+            zstd: zstd::bulk::Compressor::new(level)?,
+            head: Vec::new(),
+            body: Vec::new(),
+            sealed: SealedChunk::default(),
+        })
+    }
+
+    /// Compresses `chunk` and appends it to `file`.
+    pub fn seal(&mut self, chunk: &OpenChunk, file: &mut FileWriter) -> io::Result<()> {
+        let body = match chunk.builder.records_only_body() {
+            Some(records) => {
+                chunk.builder.encode_head(&mut self.head);
+                records
+            }
+            None => {
+                chunk.builder.encode_into(&mut self.head, &mut self.body);
+                &self.body
+            }
         };
+        compress_into(&mut self.zstd, &self.head, &mut self.sealed.head)?;
+        compress_into(&mut self.zstd, body, &mut self.sealed.body)?;
+        let too_big = |_| io::Error::other("chunk over 4 GiB");
         let meta = ChunkMeta {
-            labels: self.labels.clone(),
-            min_time: self.min_time,
-            max_time: self.max_time,
-            first: (self.first.record.get(), self.first.index),
-            last: (self.last.record.get(), self.last.index),
-            count: self.builder.count(),
+            labels: chunk.labels.clone(),
+            min_time: chunk.min_time,
+            max_time: chunk.max_time,
+            first: (chunk.first.record.get(), chunk.first.index),
+            last: (chunk.last.record.get(), chunk.last.index),
+            count: chunk.builder.count(),
             offset: 0,
             head_len: 0,
             len: 0,
-            head_raw_len: u32::try_from(head.len()).map_err(too_big)?,
-            raw_len: u32::try_from(head.len() + body.len()).map_err(too_big)?,
+            head_raw_len: u32::try_from(self.head.len()).map_err(too_big)?,
+            raw_len: u32::try_from(self.head.len() + body.len()).map_err(too_big)?,
             head_crc: 0,
             crc: 0,
-            filter: build_filter(self.keys.clone()),
+            filter: build_filter(chunk.keys.clone()),
+            string_lines: chunk.string_lines,
         };
-        Ok((meta, sealed))
+        file.push(meta, &self.sealed)
+    }
+}
+
+/// Compresses `raw` into `out`, replacing what it held.
+fn compress_into(
+    zstd: &mut zstd::bulk::Compressor<'static>,
+    raw: &[u8],
+    out: &mut Vec<u8>,
+) -> io::Result<()> {
+    out.clear();
+    out.reserve(zstd::zstd_safe::compress_bound(raw.len()));
+    zstd.compress_to_buffer(raw, out)?;
+    Ok(())
+}
+
+/// Hashes a stream hash (already an XXH3 digest) as itself.
+#[derive(Debug, Default)]
+struct StreamHashHasher(u64);
+
+impl Hasher for StreamHashHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; any other key is folded in, never dropped.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }
 
@@ -133,7 +204,7 @@ impl OpenChunk {
 struct Gathered {
     chunks: Vec<OpenChunk>,
     /// Open chunks by a hash of (tenant, hour, labels); collisions are told apart by comparing.
-    by_stream: HashMap<u64, Vec<usize>>,
+    by_stream: HashMap<u64, Vec<usize>, BuildHasherDefault<StreamHashHasher>>,
     /// Sealed-to-be chunks that reached the target size; they are written at the next flush.
     full: Vec<OpenChunk>,
     bytes: usize,
@@ -171,12 +242,16 @@ impl Gathered {
     }
 }
 
-/// Reads labels and index keys out of records, by the store's configuration.
+/// Reads labels, index keys and whether the line is a string out of records, by the store's
+/// configuration.
 #[derive(Debug)]
 pub(crate) struct FieldReader {
-    /// Label names, sorted, then indexed field names.
+    /// Label names, sorted, then indexed field names, then the line's fields not among them.
     names: Vec<String>,
     label_count: usize,
+    indexed_end: usize,
+    /// For each name, its rank among the line's fields (`fields::LINE_FIELDS`), if it is one.
+    line_rank: Vec<Option<usize>>,
     /// Where `tag` is among the labels, if it is one.
     tag_label: Option<usize>,
 }
@@ -190,25 +265,51 @@ impl FieldReader {
         let label_count = label_names.len();
         let mut names = label_names;
         names.extend(indexed.iter().filter(|n| !labels.contains(n)).cloned());
+        let indexed_end = names.len();
+        for line_field in LINE_FIELDS {
+            if !names.iter().any(|n| n == line_field) {
+                names.push(line_field.to_owned());
+            }
+        }
+        let line_rank = names
+            .iter()
+            .map(|n| LINE_FIELDS.iter().position(|f| f == n))
+            .collect();
         Self {
             names,
             label_count,
+            indexed_end,
+            line_rank,
             tag_label,
         }
     }
 
-    /// The event's label values (by label number; `None` when absent) and index keys.
+    /// The event's label values (by label number; `None` when absent) and index keys; returns
+    /// whether its line is a string field (as `fields::line_bytes` finds it).
     pub fn read<'a>(
         &self,
         tag: &'a str,
         record: &'a [u8],
         values: &mut Vec<Option<std::borrow::Cow<'a, str>>>,
         keys: &mut Vec<u64>,
-    ) {
+    ) -> bool {
         values.clear();
         values.resize(self.label_count, None);
         keys.clear();
-        scan_fields(record, &self.names, |i, text| {
+        // The line: the best-ranked line field seen, and whether it is a string.
+        let mut line: Option<(usize, bool)> = None;
+        scan_raw_fields(record, &self.names, |i, value| {
+            if let Some(rank) = self.line_rank[i]
+                && line.is_none_or(|(best, _)| rank < best)
+            {
+                line = Some((rank, matches!(value, Value::Str(_))));
+            }
+            if i >= self.indexed_end {
+                return;
+            }
+            let Some(text) = scalar_text(value) else {
+                return;
+            };
             if i >= self.label_count {
                 keys.push(index_key(&self.names[i], &text));
             } else if values[i].is_none() {
@@ -220,6 +321,7 @@ impl FieldReader {
         {
             values[t] = Some(std::borrow::Cow::Borrowed(tag));
         }
+        line.is_some_and(|(_, string)| string)
     }
 
     /// The label names, sorted.
@@ -236,42 +338,40 @@ pub(crate) struct Writer {
     gathered: Gathered,
     /// The first log record not yet gathered.
     next_record: u64,
-    checkpoint: Checkpoint,
+    /// The first log record not yet stored, as the last checkpoint says.
+    stored_up_to: u64,
     paused: Option<String>,
-    last_maintenance: Instant,
-    /// The compression context every chunk is sealed with.
-    compressor: zstd::bulk::Compressor<'static>,
+    sealer: Sealer,
 }
 
 impl std::fmt::Debug for Writer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Writer")
             .field("next_record", &self.next_record)
-            .field("checkpoint", &self.checkpoint)
+            .field("stored_up_to", &self.stored_up_to)
             .finish_non_exhaustive()
     }
 }
 
 impl Writer {
-    pub fn new(store: Arc<Store>, reader: WalReader, checkpoint: Checkpoint) -> io::Result<Self> {
+    pub fn new(store: Arc<Store>, reader: WalReader) -> io::Result<Self> {
         let fields = FieldReader::new(&store.config.labels, &store.config.indexed_fields);
-        let next_record = checkpoint.stored_up_to.max(reader.position().get());
-        let compressor = zstd::bulk::Compressor::new(store.config.compression_level)?;
+        let stored_up_to = store.commits.lock().saved().stored_up_to;
+        let next_record = stored_up_to.max(reader.position().get());
         Ok(Self {
             store,
             reader,
             fields,
             gathered: Gathered::default(),
             next_record,
-            checkpoint,
+            stored_up_to,
             paused: None,
-            last_maintenance: Instant::now() - MAINTENANCE_EVERY,
-            compressor,
+            sealer: Sealer::new(FLUSH_LEVEL)?,
         })
     }
 
     /// Runs until `stop` says so, then flushes what it gathered (unless the deadline in it has
-    /// passed: the log keeps it).
+    /// passed: the log keeps it). The maintenance thread runs beside it and stops with it.
     pub fn run(
         mut self,
         runtime: tokio::runtime::Handle,
@@ -279,11 +379,24 @@ impl Writer {
     ) {
         // Timers are made on this thread, outside `block_on`.
         let _context = runtime.enter();
+        let maintenance = match crate::compaction::spawn(self.store.clone()) {
+            Ok((wake, handle)) => {
+                *self.store.maintenance.lock().expect("maintenance lock") = Some(wake);
+                Some(handle)
+            }
+            Err(error) => {
+                tracing::error!(message = "The store cannot start its maintenance thread; files are not merged and retention does not run.", %error);
+                None
+            }
+        };
         loop {
             let stop_at = *stop.borrow();
             if let Some(deadline) = stop_at {
+                self.store
+                    .stopping
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 self.finish(deadline);
-                return;
+                break;
             }
             if self.paused.is_some() {
                 let _ = runtime.block_on(tokio::time::timeout(RETRY_AFTER_FAILURE, stop.changed()));
@@ -291,20 +404,12 @@ impl Writer {
                 continue;
             }
             if self.flush_due() {
-                if self.flush().is_ok()
-                    && let Err(error) = self.compact()
-                {
-                    tracing::warn!(message = "Store compaction failed; it is tried again later.", %error);
-                }
+                let _ = self.flush();
                 continue;
-            }
-            if self.last_maintenance.elapsed() >= MAINTENANCE_EVERY {
-                self.last_maintenance = Instant::now();
-                self.store.apply_retention(SystemTime::now());
             }
             match self.reader.read_blocking(READ_RECORDS, READ_BYTES) {
                 Ok(Read::Records(records)) if records.is_empty() => {
-                    let wait = self.until_flush().min(MAINTENANCE_EVERY);
+                    let wait = self.until_flush();
                     let reader = &mut self.reader;
                     runtime.block_on(async {
                         tokio::select! {
@@ -331,6 +436,16 @@ impl Writer {
                         runtime.block_on(tokio::time::timeout(RETRY_AFTER_FAILURE, stop.changed()));
                 }
             }
+        }
+        // Closing the channel stops the maintenance thread (a merge under way gives up between
+        // two streams, seeing `stopping`).
+        self.store
+            .maintenance
+            .lock()
+            .expect("maintenance lock")
+            .take();
+        if let Some(handle) = maintenance {
+            let _ = handle.join();
         }
     }
 
@@ -365,7 +480,7 @@ impl Writer {
                 .config
                 .flush_interval
                 .saturating_sub(since.elapsed()),
-            None => MAINTENANCE_EVERY,
+            None => IDLE_WAIT,
         }
     }
 
@@ -407,10 +522,11 @@ impl Writer {
                 metadata: entry.metadata,
                 record: entry.record,
             };
-            self.fields
+            let string_line = self
+                .fields
                 .read(batch.tag, entry.record, &mut values, &mut keys);
             let chunk = self.open_chunk(batch.tenant, hour, &values);
-            chunk.push(&event, keys.drain(..));
+            chunk.push(&event, keys.drain(..), string_line);
             let full = chunk.builder.raw_len() >= CHUNK_TARGET;
             self.gathered.bytes += entry.record.len() + 16;
             self.gathered.events += 1;
@@ -468,7 +584,7 @@ impl Writer {
 
     /// Writes what was gathered and moves the checkpoint and the log cursor past it.
     fn flush(&mut self) -> Result<(), StoreError> {
-        if self.gathered.is_empty() && self.next_record == self.checkpoint.stored_up_to {
+        if self.gathered.is_empty() && self.next_record == self.stored_up_to {
             return Ok(());
         }
         let result = self.try_flush();
@@ -477,6 +593,9 @@ impl Writer {
                 if let Some(why) = self.paused.take() {
                     tracing::info!(message = "The store writes again.", after = %why);
                     self.store.set_paused(None);
+                }
+                if let Some(wake) = &*self.store.maintenance.lock().expect("maintenance lock") {
+                    let _ = wake.try_send(crate::compaction::Wake::Flushed);
                 }
             }
             Err(error) => {
@@ -503,27 +622,39 @@ impl Writer {
                 .or_default()
                 .push(chunk);
         }
-        let mut seq = self.checkpoint.next_seq;
-        let mut plan = Vec::new();
-        for ((tenant, hour), chunks) in files {
-            let (metas, blocks) = seal_all(&chunks, &mut self.compressor)?;
-            let footer = FileFooter {
-                tenant: tenant.to_owned(),
-                hour,
-                seq,
-                replaces: Vec::new(),
-                chunks: metas,
-            };
-            seq += 1;
-            plan.push((footer, blocks));
-        }
-        let written = self.write_files(plan)?;
-        let checkpoint = Checkpoint::new(stored_up_to, seq, self.store.catalog.withdrawn());
-        if let Err(error) = checkpoint.save(&self.store.dir) {
+        // Held until the checkpoint covering these files is saved (see `Commits::lock`).
+        let mut commit = self.store.commits.lock();
+        let mut written = Vec::new();
+        let mut dirs = BTreeSet::new();
+        let result = (|| {
+            for ((tenant, hour), chunks) in files {
+                let footer = FileFooter {
+                    tenant: tenant.to_owned(),
+                    hour,
+                    seq: self.store.commits.file_number(),
+                    tier: 0,
+                    replaces: Vec::new(),
+                    chunks: Vec::new(),
+                };
+                let mut out = self.store.create_file(&footer, &mut dirs)?;
+                for chunk in chunks {
+                    self.sealer.seal(chunk, &mut out)?;
+                }
+                written.push(self.store.finish_file(out, footer)?);
+            }
+            self.store.sync_dirs(&dirs)?;
+            commit.save(
+                &self.store.dir,
+                stored_up_to,
+                self.store.catalog.withdrawn(),
+            )
+        })();
+        drop(commit);
+        if let Err(error) = result {
             remove_files(&written);
             return Err(error.into());
         }
-        self.checkpoint = checkpoint;
+        self.stored_up_to = stored_up_to;
         self.gathered.reset();
         let bytes: u64 = written.iter().map(|f| f.size).sum();
         self.store.catalog.publish(written, &BTreeSet::new());
@@ -539,171 +670,9 @@ impl Writer {
         }
         Ok(())
     }
-
-    /// Writes chunk files and makes their names durable; on a failure removes what it wrote.
-    fn write_files(
-        &self,
-        plan: Vec<(FileFooter, Vec<SealedChunk>)>,
-    ) -> io::Result<Vec<Arc<FileEntry>>> {
-        let mut written = Vec::new();
-        let mut dirs = BTreeSet::new();
-        let result = (|| {
-            for (footer, blocks) in plan {
-                let dir = self.store.partition_dir(&footer.tenant, footer.hour);
-                if !dir.exists() {
-                    std::fs::create_dir_all(&dir)?;
-                    dirs.insert(dir.parent().expect("tenant dir").to_owned());
-                }
-                dirs.insert(dir.clone());
-                let path = dir.join(format::file_name(footer.seq));
-                let footer = format::write_file(&path, footer, &blocks)?;
-                let size = std::fs::metadata(&path)?.len();
-                written.push(Arc::new(FileEntry::new(path, footer, size)));
-            }
-            if dirs
-                .iter()
-                .any(|d| d.parent() == Some(self.store.dir.as_path()))
-            {
-                dirs.insert(self.store.dir.clone());
-            }
-            for dir in &dirs {
-                sync_dir(dir)?;
-            }
-            Ok(())
-        })();
-        match result {
-            Ok(()) => Ok(written),
-            Err(error) => {
-                remove_files(&written);
-                Err(error)
-            }
-        }
-    }
-
-    /// Merges the small files of each partition that has [`COMPACT_AT`] of them into one,
-    /// stream by stream.
-    fn compact(&mut self) -> Result<(), StoreError> {
-        let catalog = self.store.catalog.snapshot();
-        let mut groups: BTreeMap<(&str, u64), Vec<&Arc<FileEntry>>> = BTreeMap::new();
-        for file in catalog.all().filter(|f| f.size < SMALL_FILE) {
-            groups
-                .entry((&file.footer.tenant, file.footer.hour))
-                .or_default()
-                .push(file);
-        }
-        for ((tenant, hour), files) in groups {
-            if files.len() < COMPACT_AT {
-                continue;
-            }
-            self.compact_files(tenant, hour, &files)?;
-        }
-        Ok(())
-    }
-
-    fn compact_files(
-        &mut self,
-        tenant: &str,
-        hour: u64,
-        files: &[&Arc<FileEntry>],
-    ) -> Result<(), StoreError> {
-        // Streams in the order they first appear; each stream's events stay in log order
-        // because files are taken in sequence order and chunks within a file are.
-        let mut streams: Vec<(Labels, Vec<OpenChunk>)> = Vec::new();
-        let indexed = &self.store.config.indexed_fields;
-        let mut keys = Vec::new();
-        let mut decompressor = zstd::bulk::Decompressor::new()?;
-        for file in files {
-            let handle = file.open()?;
-            for meta in &file.footer.chunks {
-                let block = match format::read_chunk(&handle, meta, true, &mut decompressor) {
-                    Ok(block) => block,
-                    Err(error) => {
-                        crate::query::report_corrupt_chunk(&file.path, &error);
-                        continue;
-                    }
-                };
-                let slot = match streams.iter().position(|(l, _)| *l == meta.labels) {
-                    Some(i) => i,
-                    None => {
-                        streams.push((
-                            meta.labels.clone(),
-                            vec![OpenChunk::new(0, tenant, hour, meta.labels.clone())],
-                        ));
-                        streams.len() - 1
-                    }
-                };
-                let chunks = &mut streams[slot].1;
-                for i in 0..block.len() {
-                    let event = block.get(i);
-                    keys.clear();
-                    scan_fields(event.record, indexed, |n, text| {
-                        keys.push(index_key(&indexed[n], &text))
-                    });
-                    let open = chunks.last_mut().expect("one chunk at least");
-                    open.push(&event, keys.drain(..));
-                    if open.builder.raw_len() >= CHUNK_TARGET {
-                        chunks.push(OpenChunk::new(0, tenant, hour, meta.labels.clone()));
-                    }
-                }
-            }
-        }
-        let chunks: Vec<&OpenChunk> = streams
-            .iter()
-            .flat_map(|(_, c)| c)
-            .filter(|c| c.builder.count() > 0)
-            .collect();
-        let (metas, blocks) = seal_all(&chunks, &mut self.compressor)?;
-        let replaced: BTreeSet<u64> = files.iter().map(|f| f.footer.seq).collect();
-        let seq = self.checkpoint.next_seq;
-        let footer = FileFooter {
-            tenant: tenant.to_owned(),
-            hour,
-            seq,
-            replaces: replaced.iter().copied().collect(),
-            chunks: metas,
-        };
-        let written = self.write_files(vec![(footer, blocks)])?;
-        // The replaced files are withdrawn as of this checkpoint, even if a search keeps them
-        // on disk a while longer.
-        let mut removing = self.store.catalog.withdrawn();
-        removing.extend(&replaced);
-        let checkpoint = Checkpoint::new(self.checkpoint.stored_up_to, seq + 1, removing);
-        if let Err(error) = checkpoint.save(&self.store.dir) {
-            remove_files(&written);
-            return Err(error.into());
-        }
-        self.checkpoint = checkpoint;
-        tracing::debug!(
-            message = "Compacted store files.",
-            tenant,
-            files = replaced.len()
-        );
-        metrics::counter!("flumen_store_compactions_total").increment(1);
-        metrics::counter!("flumen_store_written_bytes_total")
-            .increment(written.iter().map(|f| f.size).sum());
-        self.store.catalog.publish(written, &replaced);
-        Ok(())
-    }
 }
 
-/// Seals (compresses) chunks, one after the other with one compression context. (Sealing
-/// on both cores was measured: no faster ingest on two cores, where the log and the sources
-/// need the other one, and a few hundred megabytes more memory.)
-fn seal_all(
-    chunks: &[&OpenChunk],
-    zstd: &mut zstd::bulk::Compressor<'static>,
-) -> io::Result<(Vec<ChunkMeta>, Vec<SealedChunk>)> {
-    let mut metas = Vec::with_capacity(chunks.len());
-    let mut blocks = Vec::with_capacity(chunks.len());
-    for chunk in chunks {
-        let (meta, block) = chunk.seal(zstd)?;
-        metas.push(meta);
-        blocks.push(block);
-    }
-    Ok((metas, blocks))
-}
-
-fn remove_files(files: &[Arc<FileEntry>]) {
+pub(crate) fn remove_files(files: &[Arc<FileEntry>]) {
     for file in files {
         let _ = std::fs::remove_file(&file.path);
     }
@@ -752,5 +721,44 @@ impl Store {
         self.dir
             .join(format::tenant_dir_name(tenant))
             .join(format::partition_dir_name(hour))
+    }
+
+    /// Starts writing the file `footer` describes, creating its partition's directory if
+    /// needed; `dirs` collects the directories whose names must be synced.
+    pub(crate) fn create_file(
+        &self,
+        footer: &FileFooter,
+        dirs: &mut BTreeSet<PathBuf>,
+    ) -> io::Result<FileWriter> {
+        let dir = self.partition_dir(&footer.tenant, footer.hour);
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            let tenant_dir = dir.parent().expect("tenant dir").to_owned();
+            if tenant_dir.parent() == Some(self.dir.as_path()) {
+                dirs.insert(self.dir.clone());
+            }
+            dirs.insert(tenant_dir);
+        }
+        dirs.insert(dir.clone());
+        FileWriter::create(&dir.join(format::file_name(footer.seq)))
+    }
+
+    /// Finishes a file begun by [`Store::create_file`].
+    pub(crate) fn finish_file(
+        &self,
+        out: FileWriter,
+        footer: FileFooter,
+    ) -> io::Result<Arc<FileEntry>> {
+        let path = self
+            .partition_dir(&footer.tenant, footer.hour)
+            .join(format::file_name(footer.seq));
+        let footer = out.finish(footer)?;
+        let size = std::fs::metadata(&path)?.len();
+        Ok(Arc::new(FileEntry::new(path, footer, size)))
+    }
+
+    /// Makes the names in `dirs` durable.
+    pub(crate) fn sync_dirs(&self, dirs: &BTreeSet<PathBuf>) -> io::Result<()> {
+        dirs.iter().try_for_each(|dir| sync_dir(dir))
     }
 }

@@ -7,6 +7,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use flumen_event::record::{Record, Value};
 use flumen_store::{Direction, Retention};
 
 fn fill(harness: &Harness, events: u64, per_batch: u64) {
@@ -137,19 +138,17 @@ fn a_restart_stores_what_came_after_and_nothing_twice() {
 }
 
 #[test]
-fn many_small_flushes_are_compacted_and_every_event_stays_findable_once() {
+fn many_small_flushes_are_merged_by_tiers_and_every_event_stays_findable_once() {
     let dir = tempfile::tempdir().unwrap();
     let harness = Harness::open(dir.path());
     for n in 0..30u64 {
         harness.append(batch(n * 10..(n + 1) * 10, "app.logs"));
         harness.wait_stored();
     }
+    // Merges run beside the writer: every 8 flush files become one of tier 1, so 30 flushes
+    // settle as 3 merged files and the 6 latest flushes.
+    harness.wait_files(9);
     let stats = harness.store.stats();
-    assert!(
-        stats.files < 8,
-        "{} files after 30 small flushes",
-        stats.files
-    );
     assert_eq!(stats.events, 300);
     assert_eq!(
         search_all(&harness.store, "{}", 1000, Direction::Forward),
@@ -159,6 +158,76 @@ fn many_small_flushes_are_compacted_and_every_event_stays_findable_once() {
 
     let harness = Harness::open(dir.path());
     assert_eq!(harness.store.stats().events, 300);
+    harness.close();
+}
+
+#[test]
+fn a_partition_whose_hour_is_over_is_merged_into_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    // Batches that arrived three hours ago (a restart reading an old log does this), each
+    // its own flush.
+    let long_ago = (SystemTime::now() - Duration::from_secs(3 * 3600))
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    for n in 0..5u64 {
+        let mut payload = batch(n * 40..(n + 1) * 40, "app.logs");
+        set_received_at(&mut payload, long_ago);
+        harness.append(payload);
+        harness.wait_stored();
+    }
+    harness.wait_files(1);
+    assert_eq!(
+        search_all(&harness.store, "{}", 1000, Direction::Forward),
+        (0..200).collect::<Vec<_>>()
+    );
+    // One chunk per stream: each service and level of the 200 events.
+    let streams: std::collections::BTreeSet<_> = (0..200)
+        .map(|n| {
+            let record = record(n);
+            (record.get("service").cloned(), record.get("level").cloned())
+        })
+        .map(|(service, level)| format!("{service:?}/{level:?}"))
+        .collect();
+    let stats = harness.store.stats();
+    assert_eq!(
+        (stats.files, stats.chunks, stats.events),
+        (1, streams.len(), 200),
+        "{stats:?}"
+    );
+    harness.close();
+    assert_eq!(chunk_files(&dir.path().join("store")).len(), 1);
+}
+
+#[test]
+fn a_merge_copies_big_chunks_as_they_are_and_keeps_every_event_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    // One stream (one service and level: every 20th event) with ~700 KiB per flush: its
+    // chunks are big enough to be copied, not decoded, when 8 flushes are merged.
+    let padding = "x".repeat(1500);
+    for flush in 0..8u64 {
+        let events: Vec<Vec<u8>> = (0..500)
+            .map(|i| {
+                let n = (flush * 500 + i) * 20;
+                let mut record = record(n);
+                record.insert("padding", padding.as_str());
+                let mut raw = Vec::new();
+                record.write_msgpack(&mut raw);
+                raw
+            })
+            .collect();
+        harness.append(batch_of(&events, flush * 500 * 20.., "app.logs"));
+        harness.wait_stored();
+    }
+    harness.wait_files(1);
+    let stats = harness.store.stats();
+    assert_eq!((stats.chunks, stats.events), (8, 4000), "{stats:?}");
+    assert_eq!(
+        search_all(&harness.store, "{}", 1000, Direction::Forward),
+        (0..4000).map(|i| i * 20).collect::<Vec<_>>()
+    );
     harness.close();
 }
 
@@ -370,6 +439,62 @@ fn the_catalog_tells_streams_events_and_bytes_without_reading_chunks() {
         streams
             .iter()
             .all(|s| s.labels.contains(&("service".to_owned(), "web".to_owned())))
+    );
+    harness.close();
+}
+
+#[test]
+fn a_line_filter_skips_chunks_without_its_text_yet_finds_it_in_lines_rendered_from_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    let encode = |record: Record| {
+        let mut raw = Vec::new();
+        record.write_msgpack(&mut raw);
+        raw
+    };
+    // Stream "app.text": every line a string, none with "503". Stream "app.numbers": no line
+    // field, so the line is the record rendered, where the number 503 (not the text "503" in
+    // its bytes) appears.
+    let text: Vec<Vec<u8>> = (0..50)
+        .map(|n| {
+            encode(Record::from(vec![(
+                "message".to_owned(),
+                format!("ok {n}").into(),
+            )]))
+        })
+        .collect();
+    let numbers = vec![encode(Record::from(vec![(
+        "status".to_owned(),
+        Value::UInt(503),
+    )]))];
+    harness.append(batch_of(&text, 0.., "app.text"));
+    harness.append(batch_of(&numbers, 100.., "app.numbers"));
+    harness.wait_stored();
+    let result = harness.search(r#"{} |= "503""#, 100, Direction::Forward);
+    assert_eq!(result.events.len(), 1, "{:?}", result.events);
+    assert_eq!(result.events[0].tag, "app.numbers");
+    // The text chunk was read and ruled out whole: none of its 50 events was looked at one
+    // by one.
+    assert_eq!(result.stats.chunks_read, 2);
+    assert_eq!(result.stats.events_scanned, 1);
+    harness.close();
+}
+
+#[test]
+fn compact_now_merges_the_current_hour_into_one_file_and_keeps_every_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    for n in 0..5u64 {
+        harness.append(batch(n * 40..(n + 1) * 40, "app.logs"));
+        harness.wait_stored();
+    }
+    assert!(harness.store.stats().files > 1);
+    harness.store.compact_now().unwrap();
+    let stats = harness.store.stats();
+    assert_eq!((stats.files, stats.events), (1, 200), "{stats:?}");
+    assert_eq!(
+        search_all(&harness.store, "{}", 1000, Direction::Forward),
+        (0..200).collect::<Vec<_>>()
     );
     harness.close();
 }

@@ -1,5 +1,5 @@
 //! The API: `GET /healthz`, `GET /readyz`, `GET /metrics`, and search over the store
-//! (`query.rs`: `GET /api/v1/query`, label names and values).
+//! (`query.rs`: `GET /api/v1/query`, label names and values, `POST /api/v1/store/compact`).
 //!
 //! - `health.rs`: liveness and readiness.
 //! - `metrics.rs`: Prometheus text.
@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 use flumen_wal::Wal;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::watch;
@@ -84,6 +84,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/metrics", get(metrics::metrics))
         .route("/api/v1/query", get(query::query))
         .route("/api/v1/labels", get(query::labels))
+        .route("/api/v1/store/compact", post(query::compact))
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::instant))

@@ -73,6 +73,23 @@ pub(crate) async fn query(
     Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
 }
 
+/// `POST /api/v1/store/compact`: merges every partition of the store into one file now (as
+/// happens by itself once a partition's hour is over), then answers with the store's figures.
+pub(crate) async fn compact(State(state): State<Arc<ApiState>>) -> Result<Response, ApiError> {
+    let store = store_of(&state)?;
+    let stats = tokio::task::spawn_blocking(move || store.compact_now().map(|()| store.stats()))
+        .await
+        .map_err(|e| ApiError::Unavailable(format!("the compaction failed: {e}")))?
+        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
+    let body = json!({
+        "files": stats.files,
+        "chunks": stats.chunks,
+        "events": stats.events,
+        "bytes": stats.bytes,
+    });
+    Ok(axum::Json(body).into_response())
+}
+
 pub(crate) async fn labels(
     State(state): State<Arc<ApiState>>,
     Query(params): Query<LabelParams>,

@@ -68,18 +68,32 @@ pub fn event_time(n: u64) -> EventTime {
 
 /// The batch of events `range`, as the log stores it.
 pub fn batch(range: std::ops::Range<u64>, tag: &str) -> Vec<u8> {
+    let records: Vec<Vec<u8>> = range
+        .clone()
+        .map(|n| {
+            let mut raw = Vec::new();
+            record(n).write_msgpack(&mut raw);
+            raw
+        })
+        .collect();
+    batch_of(&records, range.start.., tag)
+}
+
+/// A batch of `records` (msgpack), at the times of events `first`, `first + 1`, ...
+pub fn batch_of(records: &[Vec<u8>], first: std::ops::RangeFrom<u64>, tag: &str) -> Vec<u8> {
     let mut entries = Vec::new();
-    let mut count = 0;
-    for n in range {
-        let mut raw = Vec::new();
-        record(n).write_msgpack(&mut raw);
-        entry::write_entry(&mut entries, event_time(n), &raw);
-        count += 1;
+    for (record, n) in records.iter().zip(first) {
+        entry::write_entry(&mut entries, event_time(n), record);
     }
     BatchBuilder::new(TenantId::default_tenant(), "")
         .unwrap()
-        .encode(tag, b"", count, &entries)
+        .encode(tag, b"", records.len() as u32, &entries)
         .unwrap()
+}
+
+/// Sets when flumen accepted a batch (Unix nanoseconds; bytes 2..10 of the batch format).
+pub fn set_received_at(payload: &mut [u8], unix_nanos: u64) {
+    payload[2..10].copy_from_slice(&unix_nanos.to_le_bytes());
 }
 
 /// `n` of a found event.
@@ -148,6 +162,19 @@ impl Harness {
                 .await
                 .expect("the store catches up with the log within 20 s");
         });
+    }
+
+    /// Waits (bounded) until merges have brought the store down to `files` files or fewer.
+    pub fn wait_files(&self, files: usize) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while self.store.stats().files > files {
+            assert!(
+                Instant::now() < deadline,
+                "still {} files after 20 s",
+                self.store.stats().files
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn search(&self, query: &str, limit: usize, direction: Direction) -> SearchResult {
