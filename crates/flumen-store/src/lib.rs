@@ -63,8 +63,8 @@ mod writer;
 pub use format::EventRef;
 pub use position::{BadEventPosition, EventPosition};
 pub use query::{
-    BadSearchCursor, Direction, FoundEvent, MetricRequest, MetricResult, ScanStats, SearchCursor,
-    SearchRequest, SearchResult, StreamStats, Truncated,
+    BadSearchCursor, Direction, FoundEvent, LogOrderRequest, MetricRequest, MetricResult,
+    ScanStats, SearchCursor, SearchRequest, SearchResult, StreamStats, Truncated,
 };
 
 use catalog::SharedCatalog;

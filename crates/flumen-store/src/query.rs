@@ -20,10 +20,11 @@ use std::time::Instant;
 
 use flumen_event::record::Record;
 use flumen_select::{EvalError, MatchOp, MetricEval, MetricQuery, Selector, Series};
+use flumen_wal::Position;
 
 use crate::Store;
 use crate::catalog::FileEntry;
-use crate::format::{Block, ChunkDecoder, ChunkMeta, index_key};
+use crate::format::{Block, ChunkDecoder, ChunkMeta, EventRef, index_key};
 use crate::position::EventPosition;
 
 /// Which end of the time range a search starts from.
@@ -85,6 +86,21 @@ pub struct SearchRequest {
     pub direction: Direction,
     /// Continue after this event (the previous answer's `next`).
     pub after: Option<SearchCursor>,
+}
+
+/// A scan in log order (see [`Store::scan_log_order`]).
+#[derive(Debug, Clone)]
+pub struct LogOrderRequest {
+    /// Whose events.
+    pub tenant: String,
+    /// Which events.
+    pub query: Selector,
+    /// From the event after this one (`None`: from the first).
+    pub after: Option<EventPosition>,
+    /// Up to events of this log record, excluded (where the caller reads the log itself).
+    pub before_record: u64,
+    /// At most this many events (capped by the store's `max_limit`).
+    pub limit: usize,
 }
 
 /// One event found.
@@ -285,24 +301,9 @@ impl Store {
                     Direction::Backward => key.time_ns >= bound,
                     Direction::Forward => key.time_ns <= bound,
                 };
-                if !wanted || prefilter.rejects(event.record) {
-                    continue;
+                if wanted {
+                    found.extend(select_event(&event, &request.query, &prefilter, &labels));
                 }
-                let Ok(record) = Record::decode(event.record) else {
-                    continue;
-                };
-                let Some(processed) = request.query.process(event.tag, &record) else {
-                    continue;
-                };
-                found.push(FoundEvent {
-                    position: event.position,
-                    time_ns: event.time_ns,
-                    tag: event.tag.to_owned(),
-                    record: event.record.to_vec(),
-                    labels: labels.clone(),
-                    line: processed.line.into_owned(),
-                    extracted: processed.labels,
-                });
             }
             found
         };
@@ -343,6 +344,75 @@ impl Store {
         if request.direction == Direction::Backward {
             events.reverse();
         }
+        if events.len() == limit {
+            result.next = events.last().map(FoundEvent::cursor);
+        }
+        result.events = events;
+        result
+    }
+
+    /// The events the query selects after `request.after`, in log order (by position), up to
+    /// `limit`: how a live stream catches up on what the log no longer holds. Blocking.
+    pub fn scan_log_order(&self, request: &LogOrderRequest) -> SearchResult {
+        let started = Instant::now();
+        let limit = request.limit.clamp(1, self.config.max_limit);
+        let catalog = self.catalog.snapshot();
+        let mut result = SearchResult::default();
+        let after = request.after.unwrap_or_default();
+        let mut candidates = self.candidates(
+            catalog.files(&request.tenant),
+            &request.query,
+            0,
+            u64::MAX,
+            &mut result.stats,
+        );
+        let before = request.before_record;
+        candidates.retain(|c| {
+            let (first, last) = (chunk_first(c.chunk), chunk_last(c.chunk));
+            (request.after.is_none() || last > after) && first.record.get() < before
+        });
+        candidates.sort_by_key(|c| chunk_first(c.chunk));
+        let prefilter = RawPrefilter::new(&request.query);
+        // The `limit` first events so far; its top is the last of them.
+        let mut best: BinaryHeap<InLogOrder> = BinaryHeap::new();
+        let select = |candidate: &Candidate<'_>, block: Block, stats: &mut ScanStats| {
+            let mut found = Vec::new();
+            if prefilter.rules_out_chunk(candidate.chunk, &block) {
+                return found;
+            }
+            let labels = Arc::new(candidate.chunk.labels.clone());
+            for i in 0..block.len() {
+                let event = block.get(i);
+                stats.events_scanned += 1;
+                let wanted = (request.after.is_none() || event.position > after)
+                    && event.position.record.get() < before;
+                if wanted {
+                    found.extend(select_event(&event, &request.query, &prefilter, &labels));
+                }
+            }
+            found
+        };
+        result
+            .stats
+            .merge(scan_in_order(&candidates, true, select, |i, found| {
+                let first = chunk_first(candidates[i].chunk);
+                if best.len() == limit && best.peek().is_some_and(|last| last.0.position < first) {
+                    return false;
+                }
+                if started.elapsed() > self.config.query_timeout {
+                    result.truncated = Some(Truncated::Timeout);
+                    return false;
+                }
+                for event in found {
+                    best.push(InLogOrder(event));
+                    if best.len() > limit {
+                        best.pop();
+                    }
+                }
+                true
+            }));
+        let mut events: Vec<FoundEvent> = best.into_iter().map(|e| e.0).collect();
+        events.sort_by_key(|e| e.position);
         if events.len() == limit {
             result.next = events.last().map(FoundEvent::cursor);
         }
@@ -616,6 +686,62 @@ enum FieldSeen {
     Different,
     /// Not a string: only the decoded record can tell.
     Unknown,
+}
+
+/// The event `event` as found, when the query selects it (`labels` are its stream's).
+fn select_event(
+    event: &EventRef<'_>,
+    query: &Selector,
+    prefilter: &RawPrefilter<'_>,
+    labels: &Arc<Vec<(String, String)>>,
+) -> Option<FoundEvent> {
+    if prefilter.rejects(event.record) {
+        return None;
+    }
+    let record = Record::decode(event.record).ok()?;
+    let processed = query.process(event.tag, &record)?;
+    Some(FoundEvent {
+        position: event.position,
+        time_ns: event.time_ns,
+        tag: event.tag.to_owned(),
+        record: event.record.to_vec(),
+        labels: labels.clone(),
+        line: processed.line.into_owned(),
+        extracted: processed.labels,
+    })
+}
+
+/// A chunk's first event position.
+fn chunk_first(chunk: &ChunkMeta) -> EventPosition {
+    EventPosition::new(Position::new(chunk.first.0), chunk.first.1)
+}
+
+/// A chunk's last event position.
+fn chunk_last(chunk: &ChunkMeta) -> EventPosition {
+    EventPosition::new(Position::new(chunk.last.0), chunk.last.1)
+}
+
+/// A found event ordered by position, so that a `BinaryHeap`'s top is the last one kept.
+struct InLogOrder(FoundEvent);
+
+impl PartialEq for InLogOrder {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.position == other.0.position
+    }
+}
+
+impl Eq for InLogOrder {}
+
+impl PartialOrd for InLogOrder {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for InLogOrder {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.position.cmp(&other.0.position)
+    }
 }
 
 /// A found event, ordered so that a `BinaryHeap`'s top is the worst one kept.

@@ -7,8 +7,10 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, SystemTime};
 
 use common::*;
+use flumen_event::TenantId;
 use flumen_event::record::{Record, Value};
-use flumen_store::{Direction, Retention};
+use flumen_select::Selector;
+use flumen_store::{Direction, LogOrderRequest, Retention};
 
 fn fill(harness: &Harness, events: u64, per_batch: u64) {
     let mut n = 0;
@@ -496,5 +498,51 @@ fn compact_now_merges_the_current_hour_into_one_file_and_keeps_every_event() {
         search_all(&harness.store, "{}", 1000, Direction::Forward),
         (0..200).collect::<Vec<_>>()
     );
+    harness.close();
+}
+
+#[test]
+fn a_scan_in_log_order_pages_through_every_stream_by_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let harness = Harness::open(dir.path());
+    // Events of many streams (services and levels), 10 to a log record.
+    fill(&harness, 300, 10);
+    harness.wait_stored();
+    let scan = |query: &str, after, before_record, limit| {
+        harness.store.scan_log_order(&LogOrderRequest {
+            tenant: TenantId::DEFAULT_NAME.to_owned(),
+            query: Selector::parse(query).unwrap(),
+            after,
+            before_record,
+            limit,
+        })
+    };
+    // Page by page, 7 at a time: every event once, in log order.
+    let mut after = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = scan("{}", after, u64::MAX, 7);
+        let positions: Vec<_> = page.events.iter().map(|e| e.position).collect();
+        assert!(positions.windows(2).all(|w| w[0] < w[1]), "{positions:?}");
+        seen.extend(page.events.iter().map(n_of));
+        match page.events.last() {
+            Some(last) if page.next.is_some() => after = Some(last.position),
+            _ => break,
+        }
+    }
+    assert_eq!(seen, (0..300).collect::<Vec<_>>());
+    // A query, and a bound on the log records: the events of the records before it.
+    let all = scan("{}", None, u64::MAX, 1000);
+    let bound = all.events[95].position.record.get();
+    let page = scan(r#"{service="api"}"#, None, bound, 1000);
+    let expected: Vec<u64> = all
+        .events
+        .iter()
+        .filter(|e| e.position.record.get() < bound)
+        .map(n_of)
+        .filter(|n| n % 4 == 0)
+        .collect();
+    assert_eq!(page.events.iter().map(n_of).collect::<Vec<_>>(), expected);
+    assert!(!expected.is_empty());
     harness.close();
 }
