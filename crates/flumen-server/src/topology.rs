@@ -158,6 +158,7 @@ impl Server {
             metrics,
             stopped_outputs,
             store: store.as_ref().map(|(store, _)| store.clone()),
+            closing: watch::Sender::new(false),
         });
         // Loki's push API on the API port, as Loki serves it beside its query API.
         let loki_push = LokiPush::new(LOKI_PUSH_SOURCE, &LokiConfig::default(), &shared)
@@ -205,6 +206,7 @@ impl Server {
         let started = Instant::now();
         let deadline = started + self.shutdown_timeout;
         self.api_state.ready.store(false, Ordering::Relaxed);
+        self.api_state.closing.send_replace(true);
         tracing::info!(message = "Shutting down: no longer accepting events.", timeout = ?self.shutdown_timeout);
         let _ = self.stop_sources.send(true);
         if !join_all_until(&mut self.sources, started + self.shutdown_timeout / 2).await {

@@ -66,6 +66,7 @@ pub use query::{
     BadSearchCursor, Direction, FoundEvent, LogOrderRequest, MetricRequest, MetricResult,
     ScanStats, SearchCursor, SearchRequest, SearchResult, StreamStats, Truncated,
 };
+pub use writer::LabelReader;
 
 use catalog::SharedCatalog;
 use checkpoint::{Checkpoint, Commits};

@@ -330,6 +330,30 @@ impl FieldReader {
     }
 }
 
+/// Reads an event's stream labels as the store files it, for events that are not stored yet
+/// (live streams).
+#[derive(Debug)]
+pub struct LabelReader(FieldReader);
+
+impl LabelReader {
+    /// A reader of these labels (the store's `labels`).
+    pub fn new(labels: &[String]) -> Self {
+        Self(FieldReader::new(labels, &[]))
+    }
+
+    /// The event's labels, sorted by name; labels it lacks are absent.
+    pub fn read(&self, tag: &str, record: &[u8]) -> Vec<(String, String)> {
+        let (mut values, mut keys) = (Vec::new(), Vec::new());
+        self.0.read(tag, record, &mut values, &mut keys);
+        self.0
+            .label_names()
+            .iter()
+            .zip(values)
+            .filter_map(|(name, value)| Some((name.clone(), value?.into_owned())))
+            .collect()
+    }
+}
+
 /// The writer's state.
 pub(crate) struct Writer {
     store: Arc<Store>,

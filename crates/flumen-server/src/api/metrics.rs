@@ -16,6 +16,7 @@ pub(super) async fn metrics(State(state): State<Arc<ApiState>>) -> impl IntoResp
     metrics::gauge!("flumen_log_full").set(if stats.full { 1.0 } else { 0.0 });
     metrics::gauge!("flumen_log_disk_full").set(if state.wal.disk_full() { 1.0 } else { 0.0 });
     metrics::gauge!("flumen_log_next_sequence").set(stats.durable_end.get() as f64);
+    metrics::gauge!("flumen_log_first_sequence").set(stats.first.get() as f64);
     metrics::counter!("flumen_log_dropped_batches_total").absolute(stats.dropped_records);
     metrics::counter!("flumen_log_corrupt_records_total").absolute(stats.corrupt_records);
     metrics::counter!("flumen_log_corrupt_bytes_total").absolute(stats.corrupt_bytes);

@@ -1,5 +1,6 @@
 //! The API: `GET /healthz`, `GET /readyz`, `GET /metrics`, and search over the store
-//! (`query.rs`: `GET /api/v1/query`, label names and values, `POST /api/v1/store/compact`).
+//! (`query.rs`: `GET /api/v1/query`, label names and values, `POST /api/v1/store/compact`),
+//! and live streams (`stream.rs`: `GET /api/v1/stream`, Server-Sent Events).
 //!
 //! - `health.rs`: liveness and readiness.
 //! - `metrics.rs`: Prometheus text.
@@ -16,6 +17,7 @@ mod health;
 mod loki;
 mod metrics;
 mod query;
+mod stream;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ pub struct ApiState {
     pub stopped_outputs: Arc<StoppedOutputs>,
     /// The embedded store, when it is on.
     pub store: Option<Arc<flumen_store::Store>>,
+    /// Set when flumen stops: live streams tell their clients to reconnect, and end.
+    pub closing: watch::Sender<bool>,
 }
 
 /// Outputs whose delivery loop ended with an error, and why: such an output delivers nothing
@@ -85,6 +89,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/api/v1/query", get(query::query))
         .route("/api/v1/labels", get(query::labels))
         .route("/api/v1/store/compact", post(query::compact))
+        .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::instant))

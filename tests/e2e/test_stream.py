@@ -1,0 +1,204 @@
+"""Live streams end to end: `GET /api/v1/stream` (Server-Sent Events) read with the PyPI
+`sseclient-py` client while the PyPI fluent-logger sends. Backfill then live, resume with
+`Last-Event-ID` after a dropped connection and after a restart (no line missing, none twice),
+the query's filter, a bad query, and the close message when flumen stops."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+
+import requests
+import sseclient
+from fluent import sender as fluent_sender
+
+from conftest import forward_source
+from helpers import metric_sum, parse_metrics, wait_for
+
+STORE = """
+[store]
+flush_interval = "100ms"
+"""
+
+SERVICES = ["api", "web", "billing"]
+
+
+def _send(flumen, numbers) -> None:
+    s = fluent_sender.FluentSender("app", host="127.0.0.1", port=flumen.ports["fwd"], timeout=10)
+    try:
+        for i in numbers:
+            record = {
+                "service": SERVICES[i % 3],
+                "level": "error" if i % 5 == 0 else "info",
+                "n": i,
+                "message": f"request {i} " + ("upstream timeout" if i % 4 == 0 else "ok"),
+            }
+            assert s.emit_with_time("logs", int(time.time()), record), s.last_error
+    finally:
+        s.close()
+
+
+class Stream:
+    """One SSE connection, read on a thread into a list of (event, id, data)."""
+
+    def __init__(self, flumen, query: str, last_event_id: str | None = None, **params):
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        self.response = requests.get(f"{flumen.api}/api/v1/stream",
+                                     params={"query": query, **params}, headers=headers,
+                                     stream=True, timeout=(5, 30))
+        assert self.response.status_code == 200, self.response.text
+        assert self.response.headers["content-type"].startswith("text/event-stream")
+        self.messages: list[tuple[str, str, str]] = []
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in sseclient.SSEClient(self.response).events():
+                self.messages.append((event.event, event.id, event.data))
+        except Exception:  # the connection closed under the reader
+            pass
+
+    def events(self) -> list[dict]:
+        return [json.loads(data) for kind, _, data in list(self.messages) if kind == "message"]
+
+    def numbers(self) -> list[int]:
+        return [e["record"]["n"] for e in self.events()]
+
+    def wait_numbers(self, count: int, timeout: float = 20) -> list[int]:
+        return wait_for(lambda: self.numbers() if len(self.numbers()) >= count else None,
+                        timeout, f"{count} events on the stream")
+
+    def last_id(self) -> str:
+        return [i for kind, i, _ in self.messages if kind == "message"][-1]
+
+    def close(self) -> None:
+        # Shut the socket first: closing the response alone waits for the reader thread,
+        # which waits for the next message (a heartbeat comes every 15 s).
+        connection = getattr(self.response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        self.response.close()
+        self.thread.join(5)
+
+
+def test_a_stream_sends_the_stored_events_then_the_new_ones_each_with_its_position(
+        flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    _send(flumen, range(40))
+    wait_for(lambda: len(requests.get(f"{flumen.api}/api/v1/query",
+                                      params={"query": "{}", "since": "1h", "limit": 1000},
+                                      timeout=10).text.splitlines()) > 40, 20, "40 stored")
+    stream = Stream(flumen, "{}", limit=1000)
+    assert sorted(stream.wait_numbers(40)) == list(range(40))
+    _send(flumen, range(40, 70))
+    got = stream.wait_numbers(70)
+    # The live part comes in the order it was sent, after the backfill; nothing twice.
+    assert got[40:] == list(range(40, 70)), got
+    assert len(got) == 70
+    events = stream.events()
+    ids = [i for kind, i, _ in stream.messages if kind == "message"]
+    assert ids == [e["position"] for e in events]
+    assert events[-1]["labels"]["service"] == SERVICES[69 % 3]
+    assert events[-1]["tag"] == "app.logs"
+    stream.close()
+
+
+def test_a_stream_selects_what_its_query_asks_for(flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    stream = Stream(flumen, '{service="api"} |= "timeout"', limit=0)
+    time.sleep(0.3)
+    _send(flumen, range(60))
+    expected = [i for i in range(60) if i % 3 == 0 and i % 4 == 0]
+    assert stream.wait_numbers(len(expected)) == expected
+    time.sleep(0.5)
+    assert stream.numbers() == expected, "nothing else arrives"
+    stream.close()
+
+
+def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_gets_nothing_twice(
+        flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    stream = Stream(flumen, "{}", limit=0)
+    time.sleep(0.3)
+    _send(flumen, range(30))
+    first = stream.wait_numbers(30)
+    last = stream.last_id()
+    stream.close()
+    # Sent while no one listens; then the client comes back where it was.
+    _send(flumen, range(30, 80))
+    again = Stream(flumen, "{}", last_event_id=last)
+    rest = again.wait_numbers(50)
+    assert first + rest == list(range(80)), (first, rest)
+    time.sleep(0.5)
+    assert len(again.numbers()) == 50
+    again.close()
+
+
+def test_a_stream_resumes_across_a_restart_and_is_told_to_reconnect_when_flumen_stops(
+        flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    stream = Stream(flumen, "{}", limit=0)
+    time.sleep(0.3)
+    _send(flumen, range(25))
+    first = stream.wait_numbers(25)
+    last = stream.last_id()
+    flumen.stop()
+    closes = wait_for(lambda: [d for kind, _, d in stream.messages if kind == "close"] or None,
+                      10, "the close message")
+    assert json.loads(closes[0]) == {"reason": "shutting down", "reconnect": True}
+    stream.close()
+    flumen.start()
+    _send(flumen, range(25, 60))
+    # `?after=` does what Last-Event-ID does, for a client that cannot set the header.
+    again = Stream(flumen, "{}", after=last)
+    rest = again.wait_numbers(35)
+    assert first + rest == list(range(60)), (first, rest)
+    again.close()
+
+
+def test_a_bad_query_or_position_is_refused_before_the_stream_starts(flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    r = requests.get(f"{flumen.api}/api/v1/stream", params={"query": '{service="api"'}, timeout=10)
+    assert r.status_code == 400 and "query" in r.text
+    r = requests.get(f"{flumen.api}/api/v1/stream", params={"query": "{}"},
+                     headers={"Last-Event-ID": "not-a-position"}, timeout=10)
+    assert r.status_code == 400 and "after" in r.text
+
+
+def test_a_client_back_after_the_log_dropped_its_records_catches_up_from_the_store(
+        flumen_factory):
+    # Small log segments, removed as soon as the store has stored them.
+    small_log = '[log]\nsegment_size = "16KiB"\nmax_size = "4MiB"\n'
+    flumen = flumen_factory(small_log + forward_source(extra='max_frame_size = "64KiB"') + STORE)
+    stream = Stream(flumen, "{}", limit=0)
+    time.sleep(0.3)
+    _send(flumen, range(10))
+    first = stream.wait_numbers(10)
+    last = stream.last_id()
+    stream.close()
+    _send(flumen, range(10, 600))
+    stored = wait_for(lambda: requests.get(
+        f"{flumen.api}/api/v1/query", params={"query": "{}", "since": "1h", "limit": 1000},
+        timeout=10).text.count("\n") > 600 or None, 20, "600 events stored")
+    assert stored
+    # The record of the last event seen is gone from the log by now.
+    wait_for(lambda: int(last.split(".")[0]) < _first_record(flumen.metrics_text()) or None, 20,
+             "the log's oldest segments removed")
+    again = Stream(flumen, '{service="web"}', last_event_id=last)
+    expected = [i for i in range(10, 600) if i % 3 == 1]
+    assert again.wait_numbers(len(expected)) == expected
+    _send(flumen, range(600, 606))
+    assert again.wait_numbers(len(expected) + 2)[len(expected):] == [601, 604]
+    assert first == list(range(10))
+    again.close()
+
+
+def _first_record(metrics_text: str) -> int:
+    """The oldest record the log still holds."""
+    return int(metric_sum(parse_metrics(metrics_text), "flumen_log_first_sequence") or 0)
