@@ -1,12 +1,14 @@
 """Live streams end to end: `GET /api/v1/stream` (Server-Sent Events) read with the PyPI
 `sseclient-py` client while the PyPI fluent-logger sends. Backfill then live, resume with
 `Last-Event-ID` after a dropped connection and after a restart (no line missing, none twice),
-the query's filter, a bad query, and the close message when flumen stops."""
+a catch-up from the store, the query's filter, a bad query, the close message when flumen
+stops; and `flumen tail` following across a restart."""
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import threading
 import time
 
@@ -14,7 +16,7 @@ import requests
 import sseclient
 from fluent import sender as fluent_sender
 
-from conftest import forward_source
+from conftest import FLUMEN_BIN, forward_source
 from helpers import metric_sum, parse_metrics, wait_for
 
 STORE = """
@@ -202,3 +204,41 @@ def test_a_client_back_after_the_log_dropped_its_records_catches_up_from_the_sto
 def _first_record(metrics_text: str) -> int:
     """The oldest record the log still holds."""
     return int(metric_sum(parse_metrics(metrics_text), "flumen_log_first_sequence") or 0)
+
+
+def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_once(
+        flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    _send(flumen, range(20))
+    wait_for(lambda: requests.get(f"{flumen.api}/api/v1/query",
+                                  params={"query": "{}", "since": "1h", "limit": 100},
+                                  timeout=10).text.count("\n") > 20 or None, 20, "20 stored")
+    # The last 5 past events of one service, then stop.
+    past = subprocess.run([FLUMEN_BIN, "tail", "--server", flumen.api, "--service", "api",
+                           "-n", "5", "--no-follow", "-o", "json"],
+                          capture_output=True, text=True, timeout=20)
+    assert past.returncode == 0, past.stderr
+    numbers = [json.loads(line)["record"]["n"] for line in past.stdout.splitlines()]
+    assert sorted(numbers) == [i for i in range(20) if i % 3 == 0][-5:]
+
+    tail = subprocess.Popen([FLUMEN_BIN, "tail", "--server", flumen.api, "-n", "20",
+                             "-o", "json", "--level", "error"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines: list[int] = []
+        reader = threading.Thread(target=lambda: lines.extend(
+            json.loads(line)["record"]["n"] for line in tail.stdout), daemon=True)
+        reader.start()
+        errors = [i for i in range(20) if i % 5 == 0]
+        wait_for(lambda: len(lines) >= len(errors) or None, 20, "the past error events")
+        flumen.stop()
+        flumen.start()
+        _send(flumen, range(20, 60))
+        errors += [i for i in range(20, 60) if i % 5 == 0]
+        wait_for(lambda: len(lines) >= len(errors) or None, 30, "the new error events")
+        time.sleep(0.5)
+        assert sorted(lines[:4]) == errors[:4] and lines[4:] == errors[4:], lines
+    finally:
+        tail.terminate()
+        _, stderr = tail.communicate(timeout=10)
+    assert "reconnecting" in stderr and "resuming after" in stderr, stderr

@@ -6,6 +6,7 @@
 mod bench;
 mod query;
 mod run;
+mod tail;
 
 // glibc's allocator serves the log's ~100 KiB-1 MiB batch buffers with fresh mmaps, paying page
 // faults and zeroing on every chunk; mimalloc reuses them.
@@ -80,6 +81,9 @@ enum Command {
     /// Search a running flumen's store: `flumen query '{service="api"} |= "timeout"' --since
     /// 1h`.
     Query(Box<query::QueryArgs>),
+    /// Follow a running flumen's events live: `flumen tail --deployment d-42 --level warn -n
+    /// 100`; reconnects by itself and resumes where it was.
+    Tail(Box<tail::TailArgs>),
 }
 
 fn main() -> ExitCode {
@@ -110,6 +114,7 @@ fn main() -> ExitCode {
         }
         Command::Bench(args) => bench::run(&args),
         Command::Query(args) => query::run(&args),
+        Command::Tail(args) => tail::run(&args),
         Command::Run(args) => match run::run(&args) {
             Ok(code) => return code,
             Err(error) => Err(error),

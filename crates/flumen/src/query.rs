@@ -38,7 +38,7 @@ pub struct QueryArgs {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum OutputFormat {
+pub(crate) enum OutputFormat {
     /// Time, level, service and line, coloured on a terminal.
     Text,
     /// Each event as a JSON object, one per line.
@@ -104,7 +104,7 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
 }
 
 /// GETs `url` and returns the body; an answer other than 2xx is the error, with its text.
-fn get(url: &str, server: &str) -> anyhow::Result<String> {
+pub(crate) fn get(url: &str, server: &str) -> anyhow::Result<String> {
     let mut response = ureq::get(url)
         .config()
         .http_status_as_error(false)
@@ -234,12 +234,13 @@ fn rfc3339(seconds: f64) -> String {
     time.to_string()
 }
 
-fn text<'a>(event: &'a Value, key: &str) -> &'a str {
+pub(crate) fn text<'a>(event: &'a Value, key: &str) -> &'a str {
     event.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-/// `2026-12-03T12:00:00.123Z ERROR api  the line`, with the level coloured.
-fn human_line(event: &Value, colour: bool) -> String {
+/// `2026-12-03T12:00:00.123Z ERROR api  the line`, with the level coloured and each service
+/// in a colour of its own (as `stern` colours pods).
+pub(crate) fn human_line(event: &Value, colour: bool) -> String {
     let labels = event.get("labels");
     let record = event.get("record");
     let field = |name: &str| {
@@ -263,9 +264,20 @@ fn human_line(event: &Value, colour: bool) -> String {
         "debug" | "trace" => "90",
         _ => "0",
     };
+    let service_colour = service_colour(service);
     format!(
-        "\x1b[2m{time}\x1b[0m \x1b[{level_colour}m{level:<5}\x1b[0m \x1b[36m{service}\x1b[0m {line}"
+        "\x1b[2m{time}\x1b[0m \x1b[{level_colour}m{level:<5}\x1b[0m \x1b[{service_colour}m{service}\x1b[0m {line}"
     )
+}
+
+/// A service's colour, the same every time: one of six (none red, which levels use), by a
+/// hash of its name.
+fn service_colour(service: &str) -> &'static str {
+    const COLOURS: [&str; 6] = ["96", "95", "94", "92", "93", "36"];
+    let hash = service.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    COLOURS[(hash % COLOURS.len() as u64) as usize]
 }
 
 /// Appends the time range the command line names (`since`, `start`, `end`) to `url`.
@@ -282,7 +294,7 @@ fn push_range(url: &mut String, args: &QueryArgs) {
 }
 
 /// Percent-encodes a query-string value.
-fn encode(value: &str) -> String {
+pub(crate) fn encode(value: &str) -> String {
     let mut out = String::with_capacity(value.len() * 3);
     for byte in value.bytes() {
         if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.' | b'~') {
