@@ -2,7 +2,8 @@
 `sseclient-py` client while the PyPI fluent-logger sends. Backfill then live, resume with
 `Last-Event-ID` after a dropped connection and after a restart (no line missing, none twice),
 a catch-up from the store, the query's filter, a bad query, the close message when flumen
-stops; and `flumen tail` following across a restart."""
+stops; the npm `eventsource` client reconnecting by itself across a restart; and `flumen tail`
+following across a restart."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import requests
 import sseclient
 from fluent import sender as fluent_sender
 
-from conftest import FLUMEN_BIN, forward_source
+from conftest import FLUMEN_BIN, NODE_DIR, forward_source
 from helpers import metric_sum, parse_metrics, wait_for
 
 STORE = """
@@ -242,3 +243,32 @@ def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_on
         tail.terminate()
         _, stderr = tail.communicate(timeout=10)
     assert "reconnecting" in stderr and "resuming after" in stderr, stderr
+
+
+def test_the_npm_eventsource_client_reconnects_by_itself_and_misses_nothing(flumen_factory):
+    flumen = flumen_factory(forward_source() + STORE)
+    url = f"{flumen.api}/api/v1/stream?query=" + requests.utils.quote('{service="web"}') + "&limit=0"
+    client = subprocess.Popen(["node", str(NODE_DIR / "stream.js"), url, "20"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got: list[dict] = []
+        reader = threading.Thread(target=lambda: got.extend(json.loads(line)
+                                                            for line in client.stdout),
+                                  daemon=True)
+        reader.start()
+        time.sleep(1.0)
+        _send(flumen, range(30))
+        wait_for(lambda: len(got) >= 10 or None, 20, "the first 10 web events")
+        # flumen stops (the stream says close) and starts again: EventSource reconnects after
+        # the stream's `retry`, sending the last id it saw.
+        flumen.stop()
+        flumen.start()
+        _send(flumen, range(30, 60))
+        assert client.wait(timeout=30) == 0
+        reader.join(5)
+    finally:
+        client.kill()
+        stderr = client.stderr.read()
+    assert [e["n"] for e in got] == [i for i in range(60) if i % 3 == 1], (got, stderr)
+    assert all(e["id"].count(".") == 1 for e in got)
+    assert "close:" in stderr, stderr
