@@ -9,8 +9,9 @@
 //! it, else from the store in log order (`Store::scan_log_order`).
 //!
 //! Each stream reads the log with its own detached reader, at its own pace: a client that
-//! reads slowly holds back only itself, and catches up from the log or the store. An idle
-//! stream sends a comment line every [`HEARTBEAT`] so proxies keep it open. When flumen stops,
+//! reads slowly holds back only itself, and catches up from the log or the store. A stream
+//! that sent nothing for [`HEARTBEAT`] (idle, or its query selecting nothing of what flows)
+//! sends a comment line, so proxies keep it open. When flumen stops,
 //! every stream gets `event: close` with `{"reason":"shutting down","reconnect":true}`; a bad
 //! query is answered 400 before the stream starts.
 //!
@@ -18,7 +19,7 @@
 //! equality matchers (each stream tests every event itself), and tenants.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
@@ -103,6 +104,7 @@ pub(crate) async fn stream(
         labels,
         send,
         closing: state.closing.subscribe(),
+        last_sent: Instant::now(),
     };
     let start = match after {
         Some(after) => Start::After(after),
@@ -144,6 +146,8 @@ struct Subscriber {
     labels: LabelReader,
     send: mpsc::Sender<Result<Bytes, std::convert::Infallible>>,
     closing: watch::Receiver<bool>,
+    /// When the client was last sent something (a heartbeat is due [`HEARTBEAT`] after).
+    last_sent: Instant,
 }
 
 impl Subscriber {
@@ -167,19 +171,21 @@ impl Subscriber {
         let first = after.map_or(0, |a| a.record.get());
         let mut reader = self.wal.reader_at(Position::new(first));
         loop {
+            // Also while events flow that the query does not select.
+            if self.last_sent.elapsed() >= HEARTBEAT {
+                self.send_raw(": heartbeat\n\n".to_owned()).await?;
+            }
             let read = tokio::select! {
                 read = reader.read(READ_RECORDS, READ_BYTES) => read,
                 _ = self.closing.wait_for(|c| *c) => return Err(Ended::Closing),
             };
             match read {
                 Ok(Read::Records(records)) if records.is_empty() => {
-                    let idle = tokio::select! {
-                        _ = reader.wait() => false,
-                        _ = tokio::time::sleep(HEARTBEAT) => true,
+                    let heartbeat_due = self.last_sent + HEARTBEAT;
+                    tokio::select! {
+                        _ = reader.wait() => {}
+                        _ = tokio::time::sleep_until(heartbeat_due.into()) => {}
                         _ = self.closing.wait_for(|c| *c) => return Err(Ended::Closing),
-                    };
-                    if idle {
-                        self.send_raw(": heartbeat\n\n".to_owned()).await?;
                     }
                 }
                 Ok(Read::Records(records)) => {
@@ -327,9 +333,11 @@ impl Subscriber {
     /// Queues a message; waits while the client is behind, unless flumen stops.
     async fn send_raw(&mut self, message: String) -> Result<(), Ended> {
         tokio::select! {
-            sent = self.send.send(Ok(Bytes::from(message))) => sent.map_err(|_| Ended::Gone),
-            _ = self.closing.wait_for(|c| *c) => Err(Ended::Closing),
+            sent = self.send.send(Ok(Bytes::from(message))) => sent.map_err(|_| Ended::Gone)?,
+            _ = self.closing.wait_for(|c| *c) => return Err(Ended::Closing),
         }
+        self.last_sent = Instant::now();
+        Ok(())
     }
 }
 
