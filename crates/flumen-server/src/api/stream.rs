@@ -31,6 +31,7 @@ use flumen_event::record::Record;
 use flumen_select::Selector;
 use flumen_store::{
     Direction, EventPosition, FoundEvent, LabelReader, LogOrderRequest, SearchRequest, Store,
+    StoreConfig,
 };
 use flumen_wal::{Position, Read, Wal};
 use serde::Deserialize;
@@ -85,17 +86,18 @@ pub(crate) async fn stream(
         .map(str::parse::<EventPosition>)
         .transpose()
         .map_err(|e| ApiError::BadRequest(format!("after: {e}")))?;
-    let max_limit = state.store.as_ref().map_or(5_000, |s| s.config().max_limit);
+    // Without a store, its defaults: the labels events carry, the largest backfill.
+    let store_config = state
+        .store
+        .as_ref()
+        .map_or_else(|| StoreConfig::new(""), |s| s.config().clone());
     // `limit=0`: no backfill, only what comes next (as `tail -n 0 -f`).
     let limit = match params.limit.unwrap_or(DEFAULT_BACKFILL) {
         0 => 0,
-        limit => checked_limit(limit, max_limit)?,
+        limit => checked_limit(limit, store_config.max_limit)?,
     };
     let range = params.range.resolve_or(SystemTime::now(), DEFAULT_RANGE)?;
-    let labels = LabelReader::new(&match &state.store {
-        Some(store) => store.config().labels.clone(),
-        None => flumen_store::StoreConfig::new("").labels,
-    });
+    let labels = LabelReader::new(&store_config.labels);
     let (send, receive) = mpsc::channel(QUEUE);
     let subscriber = Subscriber {
         wal: state.wal.clone(),
