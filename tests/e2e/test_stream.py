@@ -124,14 +124,19 @@ def test_a_stream_selects_what_its_query_asks_for(flumen_factory):
     stream.close()
 
 
+def _listen_then_send(flumen, count: int) -> tuple[Stream, list[int], str]:
+    """A stream of new events only, and the first `count` events sent and received on it:
+    the stream, their numbers and the last id."""
+    stream = Stream(flumen, "{}", limit=0)
+    time.sleep(0.3)
+    _send(flumen, range(count))
+    return stream, stream.wait_numbers(count), stream.last_id()
+
+
 def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_gets_nothing_twice(
         flumen_factory):
     flumen = flumen_factory(forward_source() + STORE)
-    stream = Stream(flumen, "{}", limit=0)
-    time.sleep(0.3)
-    _send(flumen, range(30))
-    first = stream.wait_numbers(30)
-    last = stream.last_id()
+    stream, first, last = _listen_then_send(flumen, 30)
     stream.close()
     # Sent while no one listens; then the client comes back where it was.
     _send(flumen, range(30, 80))
@@ -146,11 +151,7 @@ def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_gets_not
 def test_a_stream_resumes_across_a_restart_and_is_told_to_reconnect_when_flumen_stops(
         flumen_factory):
     flumen = flumen_factory(forward_source() + STORE)
-    stream = Stream(flumen, "{}", limit=0)
-    time.sleep(0.3)
-    _send(flumen, range(25))
-    first = stream.wait_numbers(25)
-    last = stream.last_id()
+    stream, first, last = _listen_then_send(flumen, 25)
     flumen.stop()
     closes = wait_for(lambda: [d for kind, _, d in stream.messages if kind == "close"] or None,
                       10, "the close message")
@@ -179,11 +180,7 @@ def test_a_client_back_after_the_log_dropped_its_records_catches_up_from_the_sto
     # Small log segments, removed as soon as the store has stored them.
     small_log = '[log]\nsegment_size = "16KiB"\nmax_size = "4MiB"\n'
     flumen = flumen_factory(small_log + forward_source(extra='max_frame_size = "64KiB"') + STORE)
-    stream = Stream(flumen, "{}", limit=0)
-    time.sleep(0.3)
-    _send(flumen, range(10))
-    first = stream.wait_numbers(10)
-    last = stream.last_id()
+    stream, first, last = _listen_then_send(flumen, 10)
     stream.close()
     _send(flumen, range(10, 600))
     stored = wait_for(lambda: requests.get(

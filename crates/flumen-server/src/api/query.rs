@@ -168,17 +168,20 @@ pub(crate) fn stream_selector(text: &str) -> Result<Selector, ApiError> {
     Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("parse error {e}")))
 }
 
+/// The `query` parameter, parsed: a log query (a selector with stages).
+pub(crate) fn required_query(text: Option<&str>) -> Result<Selector, ApiError> {
+    let text =
+        text.ok_or_else(|| ApiError::BadRequest("query: missing (for example query={})".into()))?;
+    Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("query: {e}")))
+}
+
 /// The search a request asks for, or why it cannot be run.
 fn search_request(
     params: &QueryParams,
     now: SystemTime,
     max_limit: usize,
 ) -> Result<SearchRequest, ApiError> {
-    let text = params
-        .query
-        .as_deref()
-        .ok_or_else(|| ApiError::BadRequest("query: missing (for example query={})".into()))?;
-    let query = Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+    let query = required_query(params.query.as_deref())?;
     let (start_ns, end_ns) = params.range.resolve(now)?;
     let direction = match params.direction.as_deref() {
         None | Some("backward") => Direction::Backward,

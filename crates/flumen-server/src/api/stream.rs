@@ -38,7 +38,7 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
 
-use super::query::{RangeParams, checked_limit, event_json};
+use super::query::{RangeParams, checked_limit, event_json, required_query};
 use super::{ApiError, ApiState};
 
 /// How often an idle stream sends a comment line.
@@ -70,11 +70,7 @@ pub(crate) async fn stream(
     Query(params): Query<StreamParams>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let text = params
-        .query
-        .as_deref()
-        .ok_or_else(|| ApiError::BadRequest("query: missing (for example query={})".into()))?;
-    let query = Selector::parse(text).map_err(|e| ApiError::BadRequest(format!("query: {e}")))?;
+    let query = required_query(params.query.as_deref())?;
     let last_event_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
