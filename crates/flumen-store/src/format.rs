@@ -172,6 +172,16 @@ impl ChunkMeta {
         self.filter.as_ref().is_some_and(|f| f.contains(key))
     }
 
+    /// The first event's position.
+    pub fn first_position(&self) -> EventPosition {
+        EventPosition::new(Position::new(self.first.0), self.first.1)
+    }
+
+    /// The last event's position.
+    pub fn last_position(&self) -> EventPosition {
+        EventPosition::new(Position::new(self.last.0), self.last.1)
+    }
+
     /// The label's value, or "" when the stream has no such label (as matchers see it).
     pub fn label(&self, name: &str) -> &str {
         self.labels

@@ -20,7 +20,6 @@ use std::time::Instant;
 
 use flumen_event::record::Record;
 use flumen_select::{EvalError, MatchOp, MetricEval, MetricQuery, Selector, Series};
-use flumen_wal::Position;
 
 use crate::Store;
 use crate::catalog::FileEntry;
@@ -128,18 +127,6 @@ impl FoundEvent {
             time_ns: self.time_ns,
             position: self.position,
         }
-    }
-}
-
-impl PartialOrd for FoundEvent {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for FoundEvent {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.cursor().cmp(&other.cursor())
     }
 }
 
@@ -268,8 +255,7 @@ impl Store {
             Direction::Forward => candidates.sort_by_key(|c| c.chunk.min_time),
         }
         let prefilter = RawPrefilter::new(&request.query);
-        // The best `limit` events so far; its top is the worst of them.
-        let mut best: BinaryHeap<Ranked> = BinaryHeap::new();
+        let mut best = TopK::new(limit);
         // The worst kept event's time once `limit` are kept, for the readers to skip what
         // cannot beat it without building it (a time equal to it may still win on position).
         let bound = AtomicU64::new(match request.direction {
@@ -307,14 +293,11 @@ impl Store {
             }
             found
         };
-        let hopeless = |best: &BinaryHeap<Ranked>, candidate: &Candidate<'_>| {
-            best.len() == limit && {
-                let worst = &best.peek().expect("full").0;
-                match request.direction {
-                    Direction::Backward => candidate.chunk.max_time < worst.time_ns,
-                    Direction::Forward => candidate.chunk.min_time > worst.time_ns,
-                }
-            }
+        let hopeless = |best: &TopK<Rank>, candidate: &Candidate<'_>| {
+            best.worst().is_some_and(|worst| match request.direction {
+                Direction::Backward => candidate.chunk.max_time < worst.cursor.time_ns,
+                Direction::Forward => candidate.chunk.min_time > worst.cursor.time_ns,
+            })
         };
         result
             .stats
@@ -327,23 +310,18 @@ impl Store {
                     return false;
                 }
                 for event in found {
-                    if beats_worst(&best, limit, request.direction, event.cursor()) {
-                        best.push(Ranked::new(event, request.direction));
-                        if best.len() > limit {
-                            best.pop();
-                        }
-                    }
+                    let rank = Rank {
+                        cursor: event.cursor(),
+                        direction: request.direction,
+                    };
+                    best.offer(rank, event);
                 }
-                if best.len() == limit {
-                    bound.store(best.peek().expect("full").0.time_ns, Ordering::Relaxed);
+                if let Some(worst) = best.worst() {
+                    bound.store(worst.cursor.time_ns, Ordering::Relaxed);
                 }
                 true
             }));
-        let mut events: Vec<FoundEvent> = best.into_iter().map(|r| r.0).collect();
-        events.sort();
-        if request.direction == Direction::Backward {
-            events.reverse();
-        }
+        let events = best.into_sorted();
         if events.len() == limit {
             result.next = events.last().map(FoundEvent::cursor);
         }
@@ -368,13 +346,12 @@ impl Store {
         );
         let before = request.before_record;
         candidates.retain(|c| {
-            let (first, last) = (chunk_first(c.chunk), chunk_last(c.chunk));
+            let (first, last) = (c.chunk.first_position(), c.chunk.last_position());
             (request.after.is_none() || last > after) && first.record.get() < before
         });
-        candidates.sort_by_key(|c| chunk_first(c.chunk));
+        candidates.sort_by_key(|c| c.chunk.first_position());
         let prefilter = RawPrefilter::new(&request.query);
-        // The `limit` first events so far; its top is the last of them.
-        let mut best: BinaryHeap<InLogOrder> = BinaryHeap::new();
+        let mut best = TopK::new(limit);
         let select = |candidate: &Candidate<'_>, block: Block, stats: &mut ScanStats| {
             let mut found = Vec::new();
             if prefilter.rules_out_chunk(candidate.chunk, &block) {
@@ -395,8 +372,8 @@ impl Store {
         result
             .stats
             .merge(scan_in_order(&candidates, true, select, |i, found| {
-                let first = chunk_first(candidates[i].chunk);
-                if best.len() == limit && best.peek().is_some_and(|last| last.0.position < first) {
+                let first = candidates[i].chunk.first_position();
+                if best.worst().is_some_and(|last| *last < first) {
                     return false;
                 }
                 if started.elapsed() > self.config.query_timeout {
@@ -404,15 +381,11 @@ impl Store {
                     return false;
                 }
                 for event in found {
-                    best.push(InLogOrder(event));
-                    if best.len() > limit {
-                        best.pop();
-                    }
+                    best.offer(event.position, event);
                 }
                 true
             }));
-        let mut events: Vec<FoundEvent> = best.into_iter().map(|e| e.0).collect();
-        events.sort_by_key(|e| e.position);
+        let events = best.into_sorted();
         if events.len() == limit {
             result.next = events.last().map(FoundEvent::cursor);
         }
@@ -711,90 +684,90 @@ fn select_event(
     })
 }
 
-/// A chunk's first event position.
-fn chunk_first(chunk: &ChunkMeta) -> EventPosition {
-    EventPosition::new(Position::new(chunk.first.0), chunk.first.1)
+/// The best `limit` events by a key, the smaller the better: a heap whose top is the worst kept.
+struct TopK<K> {
+    limit: usize,
+    heap: BinaryHeap<Kept<K>>,
 }
 
-/// A chunk's last event position.
-fn chunk_last(chunk: &ChunkMeta) -> EventPosition {
-    EventPosition::new(Position::new(chunk.last.0), chunk.last.1)
-}
-
-/// A found event ordered by position, so that a `BinaryHeap`'s top is the last one kept.
-struct InLogOrder(FoundEvent);
-
-impl PartialEq for InLogOrder {
-    fn eq(&self, other: &Self) -> bool {
-        self.0.position == other.0.position
-    }
-}
-
-impl Eq for InLogOrder {}
-
-impl PartialOrd for InLogOrder {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for InLogOrder {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.0.position.cmp(&other.0.position)
-    }
-}
-
-/// A found event, ordered so that a `BinaryHeap`'s top is the worst one kept.
-struct Ranked(FoundEvent, Direction);
-
-impl Ranked {
-    fn new(event: FoundEvent, direction: Direction) -> Self {
-        Self(event, direction)
-    }
-
-    fn key(&self) -> SearchCursor {
-        self.0.cursor()
-    }
-}
-
-impl PartialEq for Ranked {
-    fn eq(&self, other: &Self) -> bool {
-        self.key() == other.key()
-    }
-}
-
-impl Eq for Ranked {}
-
-impl PartialOrd for Ranked {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Ranked {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        match self.1 {
-            // Newest first: the worst is the oldest, so older ranks higher.
-            Direction::Backward => other.key().cmp(&self.key()),
-            Direction::Forward => self.key().cmp(&other.key()),
+impl<K: Ord> TopK<K> {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            heap: BinaryHeap::with_capacity(limit + 1),
         }
     }
+
+    /// The worst key kept, once `limit` events are.
+    fn worst(&self) -> Option<&K> {
+        (self.heap.len() >= self.limit)
+            .then(|| self.heap.peek().map(|kept| &kept.0))
+            .flatten()
+    }
+
+    /// Keeps `event` if it beats the worst kept.
+    fn offer(&mut self, key: K, event: FoundEvent) {
+        if self.worst().is_some_and(|worst| key >= *worst) {
+            return;
+        }
+        self.heap.push(Kept(key, event));
+        if self.heap.len() > self.limit {
+            self.heap.pop();
+        }
+    }
+
+    /// The events kept, best first.
+    fn into_sorted(self) -> Vec<FoundEvent> {
+        self.heap
+            .into_sorted_vec()
+            .into_iter()
+            .map(|kept| kept.1)
+            .collect()
+    }
 }
 
-/// True when an event with `key` would be kept.
-fn beats_worst(
-    best: &BinaryHeap<Ranked>,
-    limit: usize,
-    direction: Direction,
-    key: SearchCursor,
-) -> bool {
-    if best.len() < limit {
-        return true;
+/// An event in a [`TopK`], ordered by its key alone.
+struct Kept<K>(K, FoundEvent);
+
+impl<K: Ord> PartialEq for Kept<K> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0 == other.0
     }
-    let worst = best.peek().expect("full").key();
-    match direction {
-        Direction::Backward => key > worst,
-        Direction::Forward => key < worst,
+}
+
+impl<K: Ord> Eq for Kept<K> {}
+
+impl<K: Ord> PartialOrd for Kept<K> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<K: Ord> Ord for Kept<K> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.cmp(&other.0)
+    }
+}
+
+/// A search's rank of an event: the smaller, the better (newer for newest first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Rank {
+    cursor: SearchCursor,
+    direction: Direction,
+}
+
+impl PartialOrd for Rank {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Rank {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        match self.direction {
+            Direction::Backward => other.cursor.cmp(&self.cursor),
+            Direction::Forward => self.cursor.cmp(&other.cursor),
+        }
     }
 }
 
