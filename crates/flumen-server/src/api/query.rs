@@ -117,19 +117,19 @@ pub(crate) struct LabelParams {
 }
 
 impl LabelParams {
-    /// The label sets of the streams the request is about, from the store's catalog.
-    fn streams(
+    /// Every (name, value) label pair of the streams the request is about, from the store's
+    /// catalog.
+    fn label_pairs(
         &self,
         store: &Store,
         default_range: Duration,
-    ) -> Result<Vec<Vec<(String, String)>>, ApiError> {
+    ) -> Result<impl Iterator<Item = (String, String)>, ApiError> {
         let (start, end) = self.range.resolve_or(SystemTime::now(), default_range)?;
         let selector = stream_selector(self.query.as_deref().unwrap_or("{}"))?;
         Ok(store
             .streams(TenantId::DEFAULT_NAME, &selector, start, end)
             .into_iter()
-            .map(|s| s.labels)
-            .collect())
+            .flat_map(|s| s.labels))
     }
 
     /// The label names of those streams, sorted.
@@ -138,10 +138,8 @@ impl LabelParams {
         store: &Store,
         default_range: Duration,
     ) -> Result<BTreeSet<String>, ApiError> {
-        let streams = self.streams(store, default_range)?;
-        Ok(streams
-            .into_iter()
-            .flatten()
+        Ok(self
+            .label_pairs(store, default_range)?
             .map(|(name, _)| name)
             .collect())
     }
@@ -153,12 +151,9 @@ impl LabelParams {
         name: &str,
         default_range: Duration,
     ) -> Result<BTreeSet<String>, ApiError> {
-        let streams = self.streams(store, default_range)?;
-        Ok(streams
-            .into_iter()
-            .flatten()
-            .filter(|(n, _)| n == name)
-            .map(|(_, value)| value)
+        Ok(self
+            .label_pairs(store, default_range)?
+            .filter_map(|(n, value)| (n == name).then_some(value))
             .collect())
     }
 }
