@@ -45,8 +45,6 @@ use super::{ApiError, ApiState};
 pub(crate) const HEARTBEAT: Duration = Duration::from_secs(15);
 /// The backfill's size when the request names none (as Loki's `tail`); 0 is none.
 const DEFAULT_BACKFILL: usize = 100;
-/// How far back the backfill looks when the request names no range.
-const DEFAULT_RANGE: Duration = Duration::from_secs(3600);
 /// Messages rendered ahead of what the client has taken.
 const QUEUE: usize = 64;
 /// How much of the log one read takes at most.
@@ -92,7 +90,7 @@ pub(crate) async fn stream(
         0 => 0,
         limit => checked_limit(limit, store_config.max_limit)?,
     };
-    let range = params.range.resolve_or(SystemTime::now(), DEFAULT_RANGE)?;
+    let range = params.range.resolve(SystemTime::now())?;
     let labels = LabelReader::new(&store_config.labels);
     let (send, receive) = mpsc::channel(QUEUE);
     let subscriber = Subscriber {
@@ -134,6 +132,8 @@ enum Ended {
     Gone,
     /// flumen is stopping: the client is told to reconnect.
     Closing,
+    /// The stream cannot go on; the client was told why.
+    Failed,
 }
 
 /// One client's stream.
@@ -197,12 +197,7 @@ impl Subscriber {
                     // store's among them, had read them).
                     after = self.catch_up(after, to.get()).await?;
                 }
-                Err(error) => {
-                    let error = json!({ "error": error.to_string() });
-                    self.send_raw(format!("event: error\ndata: {error}\n\n"))
-                        .await?;
-                    return Ok(());
-                }
+                Err(error) => return Err(self.fail(error.to_string()).await),
             }
         }
     }
@@ -232,10 +227,10 @@ impl Subscriber {
             direction: Direction::Backward,
             after: None,
         };
-        let found = tokio::task::spawn_blocking(move || store.search(&request))
-            .await
-            .map(|result| result.events)
-            .unwrap_or_default();
+        let found = match tokio::task::spawn_blocking(move || store.search(&request)).await {
+            Ok(result) => result.events,
+            Err(error) => return Err(self.fail(format!("the search failed: {error}")).await),
+        };
         // Events the store took after `stored` was read come from the log instead.
         for event in found
             .iter()
@@ -268,9 +263,12 @@ impl Subscriber {
                 limit: CATCH_UP_PAGE,
             };
             let store = store.clone();
-            let page = tokio::task::spawn_blocking(move || store.scan_log_order(&request))
+            let page = match tokio::task::spawn_blocking(move || store.scan_log_order(&request))
                 .await
-                .unwrap_or_default();
+            {
+                Ok(page) => page,
+                Err(error) => return Err(self.fail(format!("the catch-up failed: {error}")).await),
+            };
             for event in &page.events {
                 self.send_event(event).await?;
                 after = Some(event.position);
@@ -326,6 +324,19 @@ impl Subscriber {
         let data = event_json(event);
         self.send_raw(format!("id: {}\ndata: {data}\n\n", event.position))
             .await
+    }
+
+    /// Tells the client why its stream ends here (`event: error`), rather than going on past
+    /// events it could not send.
+    async fn fail(&mut self, error: String) -> Ended {
+        let error = json!({ "error": error });
+        match self
+            .send_raw(format!("event: error\ndata: {error}\n\n"))
+            .await
+        {
+            Ok(()) => Ended::Failed,
+            Err(ended) => ended,
+        }
     }
 
     /// Queues a message; waits while the client is behind, unless flumen stops.
