@@ -77,17 +77,9 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
     if !args.forward {
         events.reverse();
     }
-    let colour = args.output == OutputFormat::Text
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none();
-    let mut out = std::io::stdout().lock();
+    let printer = Printer::new(args.output);
     for event in &events {
-        let printed = match args.output {
-            OutputFormat::Json => writeln!(out, "{event}"),
-            OutputFormat::Raw => writeln!(out, "{}", text(event, "line")),
-            OutputFormat::Text => writeln!(out, "{}", human_line(event, colour)),
-        };
-        if printed.is_err() {
+        if !printer.print(event) {
             return Ok(()); // The reader went away (`| head`).
         }
     }
@@ -101,6 +93,33 @@ pub fn run(args: &QueryArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints events as the command line asks.
+pub(crate) struct Printer {
+    output: OutputFormat,
+    colour: bool,
+}
+
+impl Printer {
+    /// Colours only text on a terminal, and not with `NO_COLOR` set.
+    pub(crate) fn new(output: OutputFormat) -> Self {
+        let colour = output == OutputFormat::Text
+            && std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none();
+        Self { output, colour }
+    }
+
+    /// Prints one event; false when standard output is closed.
+    pub(crate) fn print(&self, event: &Value) -> bool {
+        let mut out = std::io::stdout().lock();
+        let printed = match self.output {
+            OutputFormat::Json => writeln!(out, "{event}"),
+            OutputFormat::Raw => writeln!(out, "{}", text(event, "line")),
+            OutputFormat::Text => writeln!(out, "{}", human_line(event, self.colour)),
+        };
+        printed.and_then(|()| out.flush()).is_ok()
+    }
 }
 
 /// GETs `url` and returns the body; an answer other than 2xx is the error, with its text.
@@ -234,13 +253,13 @@ fn rfc3339(seconds: f64) -> String {
     time.to_string()
 }
 
-pub(crate) fn text<'a>(event: &'a Value, key: &str) -> &'a str {
+fn text<'a>(event: &'a Value, key: &str) -> &'a str {
     event.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
 /// `2026-12-03T12:00:00.123Z ERROR api  the line`, with the level coloured and each service
 /// in a colour of its own (as `stern` colours pods).
-pub(crate) fn human_line(event: &Value, colour: bool) -> String {
+fn human_line(event: &Value, colour: bool) -> String {
     let labels = event.get("labels");
     let record = event.get("record");
     let field = |name: &str| {

@@ -4,14 +4,14 @@
 //! connection drops or flumen restarts it says so, reconnects by itself and resumes after the
 //! last event it printed (`Last-Event-ID`): no line missing, none twice.
 
-use std::io::{BufRead, BufReader, IsTerminal, Write};
+use std::io::{BufRead, BufReader};
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use serde_json::Value;
 
-use crate::query::{OutputFormat, encode, get, human_line, text};
+use crate::query::{OutputFormat, Printer, encode, get};
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
@@ -63,13 +63,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub fn run(args: &TailArgs) -> anyhow::Result<()> {
     let query = narrowed_query(args)?;
     let server = args.server.trim_end_matches('/');
-    let colour = args.output == OutputFormat::Text
-        && std::io::stdout().is_terminal()
-        && std::env::var_os("NO_COLOR").is_none();
-    let printer = Printer {
-        output: args.output,
-        colour,
-    };
+    let printer = Printer::new(args.output);
     let since = args.since.as_deref().unwrap_or("1h");
     if args.no_follow {
         return print_past(server, &query, args.lines, since, &printer);
@@ -197,25 +191,6 @@ fn print_past(
         }
     }
     Ok(())
-}
-
-/// How events are printed.
-struct Printer {
-    output: OutputFormat,
-    colour: bool,
-}
-
-impl Printer {
-    /// Prints one event; false when standard output is closed.
-    fn print(&self, event: &Value) -> bool {
-        let mut out = std::io::stdout().lock();
-        let printed = match self.output {
-            OutputFormat::Json => writeln!(out, "{event}"),
-            OutputFormat::Raw => writeln!(out, "{}", text(event, "line")),
-            OutputFormat::Text => writeln!(out, "{}", human_line(event, self.colour)),
-        };
-        printed.and_then(|()| out.flush()).is_ok()
-    }
 }
 
 /// The query, with the flags' matchers added to its selector.
