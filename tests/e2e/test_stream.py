@@ -43,6 +43,15 @@ def _send(flumen, numbers) -> None:
         s.close()
 
 
+def _wait_stored(flumen, count: int) -> None:
+    """Waits until the store holds `count` events (of the last hour)."""
+    def stored():
+        r = requests.get(f"{flumen.api}/api/v1/query",
+                         params={"query": "{}", "since": "1h", "limit": 5000}, timeout=10)
+        return len(r.text.splitlines()) - 1 >= count or None  # less the closing line
+    wait_for(stored, 20, f"{count} events stored")
+
+
 class Stream:
     """One SSE connection, read on a thread into a list of (event, id, data)."""
 
@@ -94,9 +103,7 @@ def test_a_stream_sends_the_stored_events_then_the_new_ones_each_with_its_positi
         flumen_factory):
     flumen = flumen_factory(forward_source() + STORE)
     _send(flumen, range(40))
-    wait_for(lambda: len(requests.get(f"{flumen.api}/api/v1/query",
-                                      params={"query": "{}", "since": "1h", "limit": 1000},
-                                      timeout=10).text.splitlines()) > 40, 20, "40 stored")
+    _wait_stored(flumen, 40)
     stream = Stream(flumen, "{}", limit=1000)
     assert sorted(stream.wait_numbers(40)) == list(range(40))
     _send(flumen, range(40, 70))
@@ -182,11 +189,9 @@ def test_a_client_back_after_the_log_dropped_its_records_catches_up_from_the_sto
     flumen = flumen_factory(small_log + forward_source(extra='max_frame_size = "64KiB"') + STORE)
     stream, first, last = _listen_then_send(flumen, 10)
     stream.close()
+    assert first == list(range(10))
     _send(flumen, range(10, 600))
-    stored = wait_for(lambda: requests.get(
-        f"{flumen.api}/api/v1/query", params={"query": "{}", "since": "1h", "limit": 1000},
-        timeout=10).text.count("\n") > 600 or None, 20, "600 events stored")
-    assert stored
+    _wait_stored(flumen, 600)
     # The record of the last event seen is gone from the log by now.
     wait_for(lambda: int(last.split(".")[0]) < _first_record(flumen.metrics_text()) or None, 20,
              "the log's oldest segments removed")
@@ -195,7 +200,6 @@ def test_a_client_back_after_the_log_dropped_its_records_catches_up_from_the_sto
     assert again.wait_numbers(len(expected)) == expected
     _send(flumen, range(600, 606))
     assert again.wait_numbers(len(expected) + 2)[len(expected):] == [601, 604]
-    assert first == list(range(10))
     again.close()
 
 
@@ -208,9 +212,7 @@ def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_on
         flumen_factory):
     flumen = flumen_factory(forward_source() + STORE)
     _send(flumen, range(20))
-    wait_for(lambda: requests.get(f"{flumen.api}/api/v1/query",
-                                  params={"query": "{}", "since": "1h", "limit": 100},
-                                  timeout=10).text.count("\n") > 20 or None, 20, "20 stored")
+    _wait_stored(flumen, 20)
     # The last 5 past events of one service, then stop.
     past = subprocess.run([FLUMEN_BIN, "tail", "--server", flumen.api, "--service", "api",
                            "-n", "5", "--no-follow", "-o", "json"],
