@@ -863,19 +863,25 @@ mod tests {
         let mut bytes = head.clone();
         bytes.extend_from_slice(&body);
         // Every cut and every flipped byte of head and body: an error or events, never a panic.
-        for split in [head.len()] {
-            for cut in 0..bytes.len() {
-                let (h, b) = bytes[..cut].split_at(split.min(cut));
-                let _ = Block::decode(h.to_vec(), Some(b.to_vec()), 1);
+        let split = head.len();
+        for cut in 0..bytes.len() {
+            let (h, b) = bytes[..cut].split_at(split.min(cut));
+            let _ = Block::decode(h.to_vec(), Some(b.to_vec()), 1);
+            // A head read alone (counting) gets the same checks.
+            let _ = Block::decode(h.to_vec(), None, 1);
+        }
+        for i in 0..bytes.len() {
+            let mut garbled = bytes.clone();
+            garbled[i] ^= 0xff;
+            let (h, b) = garbled.split_at(split);
+            if let Ok(block) = Block::decode(h.to_vec(), Some(b.to_vec()), 1) {
+                for j in 0..block.len() {
+                    let _ = block.get(j);
+                }
             }
-            for i in 0..bytes.len() {
-                let mut garbled = bytes.clone();
-                garbled[i] ^= 0xff;
-                let (h, b) = garbled.split_at(split);
-                if let Ok(block) = Block::decode(h.to_vec(), Some(b.to_vec()), 1) {
-                    for j in 0..block.len() {
-                        let _ = block.get(j);
-                    }
+            if let Ok(block) = Block::decode(h.to_vec(), None, 1) {
+                for j in 0..block.len() {
+                    let _ = (block.time(j), block.record_len(j));
                 }
             }
         }

@@ -786,3 +786,43 @@ impl Store {
         dirs.iter().try_for_each(|dir| sync_dir(dir))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use flumen_event::record::{Record, Value as RecordValue};
+
+    use super::*;
+    use crate::fields::line_bytes;
+
+    /// A search rules out whole chunks by `string_lines`: the writer must find a string line
+    /// exactly where `line_bytes`, which the per-record prefilter uses, finds one.
+    #[test]
+    fn the_writer_sees_a_string_line_exactly_where_line_bytes_does() {
+        let records: Vec<Vec<(&str, RecordValue)>> = vec![
+            vec![("message", "m".into())],
+            vec![("msg", "m".into()), ("log", "l".into())],
+            vec![("message", RecordValue::UInt(5)), ("log", "l".into())],
+            vec![("log", RecordValue::UInt(5)), ("msg", "m".into())],
+            vec![("other", "x".into())],
+            vec![("message", "a".into()), ("message", RecordValue::UInt(1))],
+            vec![
+                ("service", "message".into()),
+                ("message", RecordValue::Null),
+            ],
+        ];
+        let reader = FieldReader::new(&["service".to_owned(), "message".to_owned()], &[]);
+        for fields in records {
+            let record = Record::from(
+                fields
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect::<Vec<_>>(),
+            );
+            let mut raw = Vec::new();
+            record.write_msgpack(&mut raw);
+            let (mut values, mut keys) = (Vec::new(), Vec::new());
+            let string_line = reader.read("t", &raw, &mut values, &mut keys);
+            assert_eq!(string_line, line_bytes(&raw).is_some(), "{record:?}");
+        }
+    }
+}
