@@ -74,6 +74,7 @@ impl ServerConfig {
             data_dir: self.data_dir.clone(),
             wal,
             api_address: self.api.address,
+            max_live_streams: self.api.max_live_streams,
             sources: self.sources.clone(),
             outputs,
             routes: Arc::new(routes),

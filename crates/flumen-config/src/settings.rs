@@ -116,12 +116,16 @@ impl Default for LogConfig {
 pub struct ApiConfig {
     /// Listen address for `/healthz`, `/readyz` and `/metrics`.
     pub address: SocketAddr,
+    /// Live streams (`/api/v1/stream`, `/api/v1/tail`, Loki's `tail`) open at once; more are
+    /// refused (HTTP 429, or WebSocket close code 4429).
+    pub max_live_streams: usize,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         Self {
             address: "0.0.0.0:8080".parse().expect("valid address"),
+            max_live_streams: 20_000,
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct ServerSpec {
     pub(crate) data_dir: PathBuf,
     pub(crate) wal: WalConfig,
     pub(crate) api_address: SocketAddr,
+    pub(crate) max_live_streams: usize,
     pub(crate) sources: BTreeMap<String, SourceConfig>,
     pub(crate) outputs: BTreeMap<String, OutputSpec>,
     pub(crate) routes: Arc<RouteTable>,
@@ -66,6 +67,11 @@ impl ServerSpec {
     /// Where the operations API listens.
     pub fn api_address(&self) -> SocketAddr {
         self.api_address
+    }
+
+    /// How many live streams may be open at once.
+    pub fn max_live_streams(&self) -> usize {
+        self.max_live_streams
     }
 
     /// Inputs, by name; each carries its route label.

@@ -534,6 +534,13 @@ impl Selector {
     }
 }
 
+/// The text of field `name` of an event as matchers read it: a dotted path into the record,
+/// `tag` falling back to the event's tag, `""` when missing. For indexes that look an event up
+/// by the values its selectors' equality matchers want.
+pub fn field_text<'r>(tag: &'r str, record: &'r Record, name: &str) -> Cow<'r, str> {
+    Fields::of_record(tag, record).text(name)
+}
+
 impl FromStr for Selector {
     type Err = ParseError;
 

@@ -15,6 +15,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use flumen_live::{LiveConfig, LiveHub};
 use flumen_store::Store;
 use flumen_wal::Wal;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -152,13 +153,29 @@ impl Server {
             sources.spawn(bound.run(shared.clone(), sources_stop.clone()));
         }
 
+        let closing = watch::Sender::new(false);
+        let store_handle = store.as_ref().map(|(store, _)| store.clone());
+        let live = LiveHub::start(
+            wal.clone(),
+            store_handle.clone(),
+            closing.subscribe(),
+            LiveConfig {
+                labels: store_handle.as_ref().map_or_else(
+                    || LiveConfig::default().labels,
+                    |store| store.config().labels.clone(),
+                ),
+                max_streams: spec.max_live_streams(),
+                ..LiveConfig::default()
+            },
+        );
         let api_state = Arc::new(ApiState {
             ready: false.into(),
             wal: wal.clone(),
             metrics,
             stopped_outputs,
-            store: store.as_ref().map(|(store, _)| store.clone()),
-            closing: watch::Sender::new(false),
+            store: store_handle,
+            closing,
+            live,
         });
         // Loki's push API on the API port, as Loki serves it beside its query API.
         let loki_push = LokiPush::new(LOKI_PUSH_SOURCE, &LokiConfig::default(), &shared)

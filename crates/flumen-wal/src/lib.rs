@@ -99,7 +99,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -409,6 +409,8 @@ struct Shared {
     disk_full: AtomicBool,
     /// Set when the log is shutting down, so that a writer waiting for space gives up.
     closing: AtomicBool,
+    /// How many [`CloseFollower`]s live: while any does, every write is synced at once.
+    close_followers: AtomicUsize,
     /// Readers' committed cursors; the minimum decides which segments may go.
     cursors: Mutex<HashMap<String, u64>>,
     /// Signalled when segments are removed, for a writer waiting for space.
@@ -629,6 +631,18 @@ impl std::future::Future for AppendTicket {
     }
 }
 
+/// While it lives, the log syncs every write at once: see [`Wal::follow_closely`].
+#[derive(Debug)]
+pub struct CloseFollower {
+    shared: Arc<Shared>,
+}
+
+impl Drop for CloseFollower {
+    fn drop(&mut self) {
+        self.shared.close_followers.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 /// The durable log. Cheap to share behind an `Arc`; appends may come from any task.
 #[derive(Debug)]
 pub struct Wal {
@@ -660,6 +674,7 @@ impl Wal {
             corruption: Corruption::default(),
             disk_full: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            close_followers: AtomicUsize::new(0),
             // Every persisted cursor holds its segments from the start, not only those of
             // readers opened again: an output that commits first after a restart must not
             // remove what another, not reopened yet, still needs.
@@ -823,6 +838,19 @@ impl Wal {
     /// gets there: [`Wal::durable_end`] reads from now on.
     pub fn reader_at(&self, position: Position) -> WalReader {
         WalReader::detached(self.shared.clone(), position)
+    }
+
+    /// Asks that what is written be synced at once rather than at the interval, for as long
+    /// as the returned guard lives: a live stream shows events once they are durable, and
+    /// with [`Persistence::Interval`] records that no sender waits for (no acknowledgement
+    /// asked) would otherwise become durable, and visible, only when the interval is up.
+    /// Syncs still run one at a time, each covering everything written before it (group
+    /// commit), so this costs at most one `fdatasync` per write group.
+    pub fn follow_closely(&self) -> CloseFollower {
+        self.shared.close_followers.fetch_add(1, Ordering::AcqRel);
+        CloseFollower {
+            shared: self.shared.clone(),
+        }
     }
 
     /// One past the newest durable record: the position of the next record readers will see.

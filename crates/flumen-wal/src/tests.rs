@@ -454,6 +454,35 @@ async fn interval_persistence_acknowledges_after_the_next_sync() {
     assert_eq!(read_all(&mut reader).len(), 5);
 }
 
+#[tokio::test]
+async fn a_close_follower_sees_records_nobody_awaits_without_waiting_for_the_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Wal::open(WalConfig {
+        persistence: Persistence::Interval(Duration::from_secs(3600)),
+        ..config(dir.path())
+    })
+    .unwrap();
+    let mut reader = wal.reader_at(wal.durable_end());
+    let follower = wal.follow_closely();
+    // Nobody awaits the ticket: only the follower makes the record durable before the hour.
+    drop(wal.append(payload(0)).await.unwrap());
+    tokio::time::timeout(Duration::from_secs(10), reader.wait())
+        .await
+        .expect("a followed record is durable at once")
+        .unwrap();
+    drop(follower);
+    drop(wal.append(payload(1)).await.unwrap());
+    let waited = tokio::time::timeout(Duration::from_millis(300), async {
+        reader.read(10, 1 << 20).await.unwrap();
+        reader.wait().await
+    })
+    .await;
+    assert!(
+        waited.is_err(),
+        "without a follower the interval applies again"
+    );
+}
+
 #[test]
 fn bad_reader_names_and_sizes_are_refused() {
     let dir = tempfile::tempdir().unwrap();

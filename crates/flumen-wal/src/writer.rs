@@ -474,11 +474,13 @@ impl Writer {
     /// yet. The sync thread runs one `fdatasync` at a time and each covers everything written
     /// before it started, so syncs asked for while one runs are served together by the next:
     /// the disk's sync latency, not the interval, bounds how long an awaited ticket waits.
-    /// `asked` is a `Command::Sync` in the group just written.
+    /// `asked` is a `Command::Sync` in the group just written. While a live stream follows the
+    /// log closely ([`Wal::follow_closely`](crate::Wal::follow_closely)), every group is.
     fn sync_due(&mut self, asked: bool) -> bool {
         match self.shared.config.persistence {
             Persistence::Interval(every) => {
-                let awaited = (self.sync_wanted.swap(false, Ordering::AcqRel) | asked)
+                let followed = self.shared.close_followers.load(Ordering::Acquire) > 0;
+                let awaited = (self.sync_wanted.swap(false, Ordering::AcqRel) | asked | followed)
                     && (self.unsynced || !self.waiting.is_empty());
                 awaited || self.last_sync.elapsed() >= every
             }

@@ -14,6 +14,9 @@ pub enum ApiError {
     /// What the request names does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// A limit is reached (too many live streams): the caller may try again later.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// flumen cannot do it now (starting, stopping, the log failed, the disk is full): the
     /// caller, or a load balancer, should try again later or elsewhere.
     #[error("{0}")]
@@ -26,6 +29,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -46,6 +50,10 @@ mod tests {
         for (error, status) in [
             (ApiError::BadRequest("bad".into()), StatusCode::BAD_REQUEST),
             (ApiError::NotFound("none".into()), StatusCode::NOT_FOUND),
+            (
+                ApiError::TooManyRequests("many".into()),
+                StatusCode::TOO_MANY_REQUESTS,
+            ),
             (
                 ApiError::Unavailable("later".into()),
                 StatusCode::SERVICE_UNAVAILABLE,

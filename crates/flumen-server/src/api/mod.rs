@@ -1,6 +1,7 @@
 //! The API: `GET /healthz`, `GET /readyz`, `GET /metrics`, and search over the store
 //! (`query.rs`: `GET /api/v1/query`, label names and values, `POST /api/v1/store/compact`),
-//! and live streams (`stream.rs`: `GET /api/v1/stream`, Server-Sent Events).
+//! and live streams (`stream.rs`: `GET /api/v1/stream`, Server-Sent Events; `tail.rs`:
+//! `GET /api/v1/tail` and Loki's `GET /loki/api/v1/tail`, WebSocket).
 //!
 //! - `health.rs`: liveness and readiness.
 //! - `metrics.rs`: Prometheus text.
@@ -18,6 +19,7 @@ mod loki;
 mod metrics;
 mod query;
 mod stream;
+mod tail;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -50,6 +52,8 @@ pub struct ApiState {
     pub store: Option<Arc<flumen_store::Store>>,
     /// Set when flumen stops: live streams tell their clients to reconnect, and end.
     pub closing: watch::Sender<bool>,
+    /// Live streams.
+    pub live: Arc<flumen_live::LiveHub>,
 }
 
 /// Outputs whose delivery loop ended with an error, and why: such an output delivers nothing
@@ -90,6 +94,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/api/v1/labels", get(query::labels))
         .route("/api/v1/store/compact", post(query::compact))
         .route("/api/v1/stream", get(stream::stream))
+        .route("/api/v1/tail", get(tail::tail))
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::instant))
@@ -98,6 +103,7 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/loki/api/v1/series", get(loki::series))
         .route("/loki/api/v1/index/stats", get(loki::index_stats))
         .route("/loki/api/v1/index/volume", get(loki::index_volume))
+        .route("/loki/api/v1/tail", get(tail::loki_tail))
         .with_state(state)
 }
 

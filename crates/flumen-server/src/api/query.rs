@@ -22,9 +22,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use flumen_event::TenantId;
-use flumen_event::record::Record;
 use flumen_select::Selector;
-use flumen_store::{Direction, FoundEvent, SearchCursor, SearchRequest, SearchResult, Store};
+use flumen_store::{Direction, SearchCursor, SearchRequest, SearchResult, Store};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -41,6 +40,16 @@ pub(crate) struct RangeParams {
     start: Option<String>,
     end: Option<String>,
     since: Option<String>,
+}
+
+impl RangeParams {
+    /// From `start` (Loki's `tail` takes no other bound).
+    pub(crate) fn starting(start: Option<String>) -> Self {
+        Self {
+            start,
+            ..Self::default()
+        }
+    }
 }
 
 /// `GET /api/v1/query`'s parameters.
@@ -293,7 +302,7 @@ pub(crate) fn parse_time(text: &str) -> Result<u64, String> {
 fn render_ndjson(result: &SearchResult) -> Vec<u8> {
     let mut out = Vec::with_capacity(result.events.len() * 256);
     for event in &result.events {
-        serde_json::to_writer(&mut out, &event_json(event)).expect("JSON to a Vec");
+        flumen_live::render::write_event(&mut out, &event.into());
         out.push(b'\n');
     }
     let stats = &result.stats;
@@ -313,32 +322,6 @@ fn render_ndjson(result: &SearchResult) -> Vec<u8> {
     serde_json::to_writer(&mut out, &closing).expect("JSON to a Vec");
     out.push(b'\n');
     out
-}
-
-/// One found event as JSON.
-pub(crate) fn event_json(event: &FoundEvent) -> serde_json::Value {
-    let record = Record::decode(&event.record).unwrap_or_default();
-    let record: serde_json::Value = serde_json::from_str(&record.to_json()).unwrap_or_default();
-    let labels: serde_json::Map<String, serde_json::Value> = event
-        .labels
-        .iter()
-        .chain(&event.extracted)
-        .map(|(k, v)| (k.clone(), serde_json::Value::from(v.as_str())))
-        .collect();
-    json!({
-        "time": rfc3339_ns(event.time_ns),
-        "time_ns": event.time_ns,
-        "position": event.position.to_string(),
-        "tag": event.tag,
-        "labels": labels,
-        "line": event.line,
-        "record": record,
-    })
-}
-
-fn rfc3339_ns(ns: u64) -> String {
-    let time = flumen_event::EventTime::new(ns / 1_000_000_000, (ns % 1_000_000_000) as u32);
-    time.to_string()
 }
 
 #[cfg(test)]

@@ -269,6 +269,7 @@ impl Slot {
             },
             api: ApiConfig {
                 address: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+                ..ApiConfig::default()
             },
             sources,
             outputs: [(

@@ -1,0 +1,365 @@
+//! One client's stream: what it has been sent, and where the next events come from.
+//!
+//! A subscription goes through these phases, and back to reading when it falls behind:
+//!
+//! 1. **Backfill**: the newest `limit` stored events in a time range, oldest first (or, with
+//!    a position to resume after, nothing).
+//! 2. **Reading** the log by itself, from the first record the store had not taken (or the
+//!    record of the position resumed after).
+//! 3. **Catching up** from the store, when the log no longer holds what it was to read next:
+//!    the store has every event the log dropped, in log order. With the store off, a
+//!    [`Message::Gap`] says which records were missed.
+//! 4. **Joined**: once it reads nothing new, the hub feeds it. If its queue fills, the hub
+//!    lets it go, and it reads by itself again from its last event.
+//!
+//! Every event carries its log position, and the subscription never sends a position at or
+//! before the last one it sent, so the phases join with no gap and no duplicate.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use flumen_event::TenantId;
+use flumen_select::Selector;
+use flumen_store::{Direction, EventPosition, LogOrderRequest, SearchRequest};
+use flumen_wal::{CloseFollower, Position, Read, WalReader};
+use tokio::sync::{mpsc, watch};
+
+use crate::hub::{LiveHub, READ_BYTES, READ_RECORDS, Rendered, select_record};
+use crate::render::{EventView, Format};
+
+/// How long a stream may go without sending anything before it sends a heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// Events per page when catching up from the store.
+const CATCH_UP_PAGE: usize = 1000;
+
+/// Where a stream starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// The newest `limit` stored events whose time is in `range` (Unix nanoseconds, end
+    /// excluded), then what follows them. `limit` 0: only what follows.
+    Backfill { limit: usize, range: (u64, u64) },
+    /// The events after this one.
+    After(EventPosition),
+}
+
+/// What a stream sends next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// An event the query selects, rendered in the subscription's format.
+    Event(Arc<Rendered>),
+    /// The events of log records `from..to` are lost to this stream: they left the log before
+    /// it read them, and the store, which would have them, is off.
+    Gap { from: Position, to: Position },
+    /// Nothing was sent for [`HEARTBEAT`]: a sign of life for proxies.
+    Heartbeat,
+    /// The stream cannot go on, for this reason; the last message.
+    Error(String),
+    /// flumen is stopping: reconnect, resuming after the last event. The last message.
+    Closing,
+}
+
+enum Phase {
+    Backfill {
+        limit: usize,
+        range: (u64, u64),
+    },
+    Reading(WalReader),
+    /// The log lost what comes next: read the store up to this log record.
+    CatchingUp {
+        before: Position,
+    },
+    Joined(mpsc::Receiver<Arc<Rendered>>),
+}
+
+/// One client's stream of events; see the [module documentation](self). Call
+/// [`next`](Self::next) until it returns `None`.
+pub struct Subscription {
+    hub: Arc<LiveHub>,
+    id: u64,
+    query: Selector,
+    format: Format,
+    /// The last event sent: nothing at or before it is sent again.
+    after: Option<EventPosition>,
+    /// Every log record before this one has been read for this stream (by it or the hub).
+    read_to: Position,
+    phase: Phase,
+    pending: VecDeque<Message>,
+    closing: watch::Receiver<bool>,
+    last_sent: Instant,
+    ended: bool,
+    /// Makes the log sync at once while the stream is open, so events show without delay.
+    _close_follower: CloseFollower,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("id", &self.id)
+            .field("query", &self.query.as_str())
+            .field("after", &self.after)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.hub.leave(self.id);
+    }
+}
+
+impl Subscription {
+    pub(crate) fn new(
+        hub: Arc<LiveHub>,
+        id: u64,
+        query: Selector,
+        format: Format,
+        start: Start,
+    ) -> Self {
+        let (after, read_to, phase) = match start {
+            Start::Backfill { limit, range } => {
+                (None, Position::new(0), Phase::Backfill { limit, range })
+            }
+            Start::After(after) => (
+                Some(after),
+                after.record,
+                Phase::Reading(hub.wal.reader_at(after.record)),
+            ),
+        };
+        Self {
+            _close_follower: hub.wal.follow_closely(),
+            closing: hub.closing.clone(),
+            hub,
+            id,
+            query,
+            format,
+            after,
+            read_to,
+            phase,
+            pending: VecDeque::new(),
+            last_sent: Instant::now(),
+            ended: false,
+        }
+    }
+
+    /// The next message; `None` once the stream has ended (after [`Message::Error`] or
+    /// [`Message::Closing`]). Cancel-safe: a call dropped before it returns loses nothing.
+    pub async fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Some(message) = self.take_pending() {
+                return Some(message);
+            }
+            if self.ended {
+                return None;
+            }
+            if *self.closing.borrow() {
+                self.ended = true;
+                return Some(Message::Closing);
+            }
+            self.step().await;
+        }
+    }
+
+    /// The next message if one is ready now, without waiting: for writing several at once.
+    pub fn try_next(&mut self) -> Option<Message> {
+        if let Some(message) = self.take_pending() {
+            return Some(message);
+        }
+        while let Phase::Joined(queue) = &mut self.phase
+            && let Ok(event) = queue.try_recv()
+        {
+            if self.accept(event.position) {
+                self.last_sent = Instant::now();
+                return Some(Message::Event(event));
+            }
+        }
+        None
+    }
+
+    fn take_pending(&mut self) -> Option<Message> {
+        let message = self.pending.pop_front()?;
+        self.last_sent = Instant::now();
+        Some(message)
+    }
+
+    /// True (and `after` moved) when the event at `position` is new to this stream.
+    fn accept(&mut self, position: EventPosition) -> bool {
+        if self.after.is_some_and(|after| position <= after) {
+            return false;
+        }
+        self.after = Some(position);
+        self.read_to = self.read_to.max(position.record);
+        true
+    }
+
+    fn push_event(&mut self, event: Rendered) {
+        if self.accept(event.position) {
+            self.pending.push_back(Message::Event(Arc::new(event)));
+        }
+    }
+
+    fn fail(&mut self, reason: String) {
+        self.pending.push_back(Message::Error(reason));
+        self.ended = true;
+    }
+
+    /// Moves the stream on: queues messages, or changes phase, or waits for either.
+    async fn step(&mut self) {
+        let heartbeat_due = tokio::time::Instant::from_std(self.last_sent + HEARTBEAT);
+        match &mut self.phase {
+            Phase::Backfill { limit, range } => {
+                let (limit, range) = (*limit, *range);
+                self.backfill(limit, range).await;
+            }
+            Phase::CatchingUp { before } => {
+                let before = *before;
+                self.catch_up(before).await;
+            }
+            Phase::Reading(reader) => {
+                let read = tokio::select! {
+                    read = reader.read(READ_RECORDS, READ_BYTES) => read,
+                    _ = self.closing.wait_for(|c| *c) => return,
+                };
+                match read {
+                    Ok(Read::Records(records)) if records.is_empty() => {
+                        self.join_or_wait(heartbeat_due).await;
+                    }
+                    Ok(Read::Records(records)) => {
+                        for record in &records {
+                            for event in
+                                select_record(&self.query, self.format, &self.hub.labels, record)
+                            {
+                                self.push_event(event);
+                            }
+                            self.read_to = record.position.next();
+                        }
+                    }
+                    Ok(Read::Removed { from, to }) => match self.hub.store {
+                        Some(_) => self.phase = Phase::CatchingUp { before: to },
+                        None => {
+                            self.pending.push_back(Message::Gap { from, to });
+                            self.read_to = to;
+                        }
+                    },
+                    Err(error) => self.fail(format!("reading the log failed: {error}")),
+                }
+            }
+            Phase::Joined(queue) => {
+                let received = tokio::select! {
+                    received = queue.recv() => received,
+                    _ = tokio::time::sleep_until(heartbeat_due) => {
+                        self.pending.push_back(Message::Heartbeat);
+                        return;
+                    }
+                    _ = self.closing.wait_for(|c| *c) => return,
+                };
+                match received {
+                    Some(event) => {
+                        if self.accept(event.position) {
+                            self.pending.push_back(Message::Event(event));
+                        }
+                    }
+                    // The hub let go (this stream fell behind, or flumen is stopping): read
+                    // by itself from the last event on.
+                    None => self.phase = Phase::Reading(self.hub.wal.reader_at(self.read_to)),
+                }
+            }
+        }
+    }
+
+    /// Caught up with the log: joins the hub, or waits for the log to grow.
+    async fn join_or_wait(&mut self, heartbeat_due: tokio::time::Instant) {
+        if let Some(queue) = self
+            .hub
+            .join(self.id, &self.query, self.format, self.read_to)
+            .await
+        {
+            self.phase = Phase::Joined(queue);
+            return;
+        }
+        let Phase::Reading(reader) = &mut self.phase else {
+            return;
+        };
+        tokio::select! {
+            _ = reader.wait() => {}
+            _ = tokio::time::sleep_until(heartbeat_due) => self.pending.push_back(Message::Heartbeat),
+            _ = self.closing.wait_for(|c| *c) => {}
+        }
+    }
+
+    /// Sends the newest `limit` stored events in `range`, oldest first; the log is then read
+    /// from the first record the store had not taken.
+    async fn backfill(&mut self, limit: usize, (start_ns, end_ns): (u64, u64)) {
+        let Some(store) = self.hub.store.clone() else {
+            // No store: from what the log receives from now on.
+            self.read_from(self.hub.wal.durable_end());
+            return;
+        };
+        let stored = store.stored_up_to();
+        if limit > 0 {
+            let request = SearchRequest {
+                tenant: TenantId::DEFAULT_NAME.to_owned(),
+                query: self.query.clone(),
+                start_ns,
+                end_ns,
+                limit,
+                direction: Direction::Backward,
+                after: None,
+            };
+            let found = match tokio::task::spawn_blocking(move || store.search(&request)).await {
+                Ok(result) => result.events,
+                Err(error) => return self.fail(format!("the search failed: {error}")),
+            };
+            // Events the store took after `stored` was read come from the log instead.
+            for event in found.iter().rev().filter(|e| e.position.record < stored) {
+                self.push_event(rendered(self.format, &EventView::from(event)));
+            }
+        }
+        self.read_from(stored);
+    }
+
+    /// Sends a page of the stored events after the last one sent, of log records before
+    /// `before`, in log order; reads the log from `before` once there are no more.
+    async fn catch_up(&mut self, before: Position) {
+        let Some(store) = self.hub.store.clone() else {
+            return self.read_from(before);
+        };
+        // Records before `read_to` were read for this stream already.
+        let read = self.read_to.get().checked_sub(1).map(last_event_of);
+        let request = LogOrderRequest {
+            tenant: TenantId::DEFAULT_NAME.to_owned(),
+            query: self.query.clone(),
+            after: self.after.max(read),
+            before_record: before.get(),
+            limit: CATCH_UP_PAGE,
+        };
+        let page = match tokio::task::spawn_blocking(move || store.scan_log_order(&request)).await {
+            Ok(page) => page,
+            Err(error) => return self.fail(format!("the catch-up failed: {error}")),
+        };
+        for event in &page.events {
+            self.push_event(rendered(self.format, &EventView::from(event)));
+        }
+        if page.next.is_none() {
+            self.read_from(before);
+        }
+    }
+
+    fn read_from(&mut self, record: Position) {
+        self.read_to = self.read_to.max(record);
+        self.phase = Phase::Reading(self.hub.wal.reader_at(self.read_to));
+    }
+}
+
+fn rendered(format: Format, view: &EventView<'_>) -> Rendered {
+    Rendered {
+        position: view.position,
+        body: Bytes::from(format.render(view)),
+    }
+}
+
+/// A position past every event of log record `record`.
+fn last_event_of(record: u64) -> EventPosition {
+    EventPosition::new(Position::new(record), u32::MAX)
+}
