@@ -143,6 +143,19 @@ fn init_logging(format: LogFormat, filter: &str) {
     }
 }
 
+/// Raises the soft limit on open files to the hard limit, as Go programs do by themselves:
+/// every connection and live stream is a file, and the usual soft limit (1,024) is far below
+/// the thousands of live streams one flumen serves.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+        && let Err(error) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard)
+    {
+        tracing::warn!(message = "Could not raise the limit on open files.", soft, hard, %error);
+    }
+}
+
 fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<()> {
     // Before the spec: checking it compiles the filters, which register their counters with
     // whatever recorder is installed at that moment.
@@ -156,6 +169,7 @@ fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Res
     if let Some(dir) = data_dir {
         spec = spec.with_data_dir(dir);
     }
+    raise_open_files_limit();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("flumen-worker")

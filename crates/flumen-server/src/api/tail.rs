@@ -48,6 +48,10 @@ const CLOSE_TOO_MANY: u16 = 4429;
 const LOKI_ENTRIES_PER_FRAME: usize = 100;
 /// Frames written before one flush at most.
 const FRAMES_PER_FLUSH: usize = 256;
+/// A client only ever sends closes and pongs: a small read buffer, so that ten thousand
+/// streams do not each hold the 128 KiB tungstenite reads into by default.
+const CLIENT_MESSAGE_BYTES: usize = 16 << 10;
+const READ_BUFFER_BYTES: usize = 4 << 10;
 /// Loki refuses a `delay_for` above this many seconds.
 const LOKI_MAX_DELAY_FOR: u64 = 5;
 
@@ -57,7 +61,7 @@ pub(crate) async fn tail(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let subscription = subscribe(&state, &params, None, Format::Event);
-    upgrade.on_upgrade(move |socket| serve(socket, subscription, Framing::Events))
+    small_buffers(upgrade).on_upgrade(move |socket| serve(socket, subscription, Framing::Events))
 }
 
 /// `GET /loki/api/v1/tail`'s parameters, as Loki documents them.
@@ -83,7 +87,14 @@ pub(crate) async fn loki_tail(
         };
         subscribe(&state, &params, None, Format::Loki)
     });
-    upgrade.on_upgrade(move |socket| serve(socket, subscription, Framing::Loki))
+    small_buffers(upgrade).on_upgrade(move |socket| serve(socket, subscription, Framing::Loki))
+}
+
+fn small_buffers(upgrade: WebSocketUpgrade) -> WebSocketUpgrade {
+    upgrade
+        .read_buffer_size(READ_BUFFER_BYTES)
+        .max_message_size(CLIENT_MESSAGE_BYTES)
+        .max_frame_size(CLIENT_MESSAGE_BYTES)
 }
 
 /// Checks Loki's `delay_for`. flumen shows events once durable, in log order, so it has no
