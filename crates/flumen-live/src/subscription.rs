@@ -50,8 +50,15 @@ pub enum Message {
     /// An event the query selects, rendered in the subscription's format.
     Event(Arc<Rendered>),
     /// The events of log records `from..to` are lost to this stream: they left the log before
-    /// it read them, and the store, which would have them, is off.
-    Gap { from: Position, to: Position },
+    /// it read them, and the store is off or its retention removed them too.
+    /// `events_at_most` bounds how many events they were, when known: the events of the store
+    /// files retention removed there since flumen started (whole files, so a file the stream
+    /// had partly read counts whole).
+    Gap {
+        from: Position,
+        to: Position,
+        events_at_most: Option<u64>,
+    },
     /// Nothing was sent for [`HEARTBEAT`]: a sign of life for proxies.
     Heartbeat,
     /// The stream cannot go on, for this reason; the last message.
@@ -66,9 +73,11 @@ enum Phase {
         range: (u64, u64),
     },
     Reading(WalReader),
-    /// The log lost what comes next: read the store up to this log record.
+    /// The log lost what comes next: read the store up to this log record (after checking
+    /// that the store's retention has not removed it too).
     CatchingUp {
         before: Position,
+        checked: bool,
     },
     Joined(mpsc::Receiver<Arc<Rendered>>),
 }
@@ -212,8 +221,11 @@ impl Subscription {
                 let (limit, range) = (*limit, *range);
                 self.backfill(limit, range).await;
             }
-            Phase::CatchingUp { before } => {
+            Phase::CatchingUp { before, checked } => {
                 let before = *before;
+                if !std::mem::replace(checked, true) {
+                    self.check_retention(before);
+                }
                 self.catch_up(before).await;
             }
             Phase::Reading(reader) => {
@@ -236,9 +248,18 @@ impl Subscription {
                         }
                     }
                     Ok(Read::Removed { from, to }) => match self.hub.store {
-                        Some(_) => self.phase = Phase::CatchingUp { before: to },
+                        Some(_) => {
+                            self.phase = Phase::CatchingUp {
+                                before: to,
+                                checked: false,
+                            };
+                        }
                         None => {
-                            self.pending.push_back(Message::Gap { from, to });
+                            self.pending.push_back(Message::Gap {
+                                from,
+                                to,
+                                events_at_most: None,
+                            });
                             self.read_to = to;
                         }
                     },
@@ -317,6 +338,32 @@ impl Subscription {
             }
         }
         self.read_from(stored);
+    }
+
+    /// Before catching up from the store on log records before `before`: if retention has
+    /// removed the oldest of those too, says so with a gap, and goes on after it.
+    fn check_retention(&mut self, before: Position) {
+        let Some(store) = &self.hub.store else {
+            return;
+        };
+        let from = match self.after {
+            // The rest of that record is still wanted.
+            Some(after) if after.record >= self.read_to => after.record,
+            _ => self.read_to,
+        };
+        let tenant = TenantId::DEFAULT_NAME;
+        let to = store
+            .held_from(tenant)
+            .map_or(before, |held| held.record.min(before));
+        if to > from {
+            let events_at_most = store.removed_events(tenant, from, to);
+            self.pending.push_back(Message::Gap {
+                from,
+                to,
+                events_at_most,
+            });
+            self.read_to = to;
+        }
     }
 
     /// Sends a page of the stored events after the last one sent, of log records before

@@ -9,7 +9,7 @@ use flumen_event::record::{Record, Value};
 use flumen_event::{EventTime, TenantId, entry};
 use flumen_live::{Format, LiveConfig, LiveHub, Message, Start, Subscription};
 use flumen_select::Selector;
-use flumen_store::EventPosition;
+use flumen_store::{EventPosition, LOG_READER, Retention, Store, StoreConfig};
 use flumen_wal::{Persistence, Position, Wal, WalConfig};
 use tokio::sync::watch;
 
@@ -248,7 +248,8 @@ async fn without_a_store_records_gone_from_the_log_are_a_gap() {
         message,
         Some(Message::Gap {
             from: Position::new(0),
-            to: first
+            to: first,
+            events_at_most: None
         })
     );
     let next = receive(&mut stream, 1).await;
@@ -284,4 +285,88 @@ async fn streams_over_the_limit_are_refused_and_closing_ends_every_stream() {
         assert_eq!(message, Some(Message::Closing));
         assert_eq!(stream.next().await, None);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_back_after_the_stores_retention_is_told_of_the_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal = Arc::new(
+        Wal::open(WalConfig {
+            persistence: Persistence::Always,
+            segment_size: 4096,
+            max_size: 64 << 20,
+            ..WalConfig::new(dir.path().join("wal"))
+        })
+        .unwrap(),
+    );
+    let store = Store::open(StoreConfig {
+        flush_interval: Duration::from_millis(20),
+        retention: Retention {
+            max_age: Some(Duration::from_secs(3600)),
+            max_bytes: None,
+        },
+        ..StoreConfig::new(dir.path().join("store"))
+    })
+    .unwrap();
+    let (stop, stopped) = watch::channel(None);
+    let writer = store
+        .spawn_writer(
+            wal.reader(LOG_READER).unwrap(),
+            tokio::runtime::Handle::current(),
+            stopped,
+        )
+        .unwrap();
+    append(&wal, 0..400).await;
+    let end = Position::new(400 / EVENTS_PER_BATCH);
+    tokio::time::timeout(Duration::from_secs(20), store.wait_stored(end))
+        .await
+        .expect("stored");
+    // Everything stored is hours past its retention; the log lets go of what the store took.
+    store.apply_retention(std::time::SystemTime::now() + Duration::from_secs(3 * 3600));
+    assert_eq!(store.held_from(TenantId::DEFAULT_NAME), None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while wal.stats().first.get() == 0 {
+        assert!(std::time::Instant::now() < deadline, "the log kept its segments");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let first = wal.stats().first;
+    let closing = watch::Sender::new(false);
+    let hub = LiveHub::start(
+        wal.clone(),
+        Some(store.clone()),
+        closing.subscribe(),
+        LiveConfig::default(),
+    );
+    let mut stream = hub
+        .subscribe(
+            Selector::match_all(),
+            Format::Event,
+            Start::After(EventPosition::new(Position::new(0), 0)),
+        )
+        .unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .unwrap();
+    let Some(Message::Gap {
+        from,
+        to,
+        events_at_most: Some(at_most),
+    }) = message
+    else {
+        panic!("a gap with a count, not {message:?}");
+    };
+    assert_eq!((from, to), (Position::new(0), first));
+    // Whole files are counted: at least what was lost, at most what retention removed.
+    let lost = first.get() * EVENTS_PER_BATCH;
+    assert!((lost..=400).contains(&at_most), "{at_most} not in {lost}..=400");
+    // Then what the log still holds, from its first record on.
+    assert_eq!(
+        receive(&mut stream, 1).await,
+        [EventPosition::new(first, 0)]
+    );
+    stop.send_replace(Some(std::time::Instant::now() + Duration::from_secs(5)));
+    drop(stream);
+    tokio::task::spawn_blocking(move || writer.join().unwrap())
+        .await
+        .unwrap();
 }

@@ -43,7 +43,7 @@
 //! - **A full disk pauses the store**, not flumen: the writer stops reading the log (which
 //!   keeps the events), reports `flumen_store_paused` = 1, and resumes by itself.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -207,7 +207,21 @@ pub struct Store {
     stored_up_to: watch::Sender<Position>,
     /// Why the writer cannot write, while it cannot.
     paused: std::sync::Mutex<Option<String>>,
+    /// What retention removed since the store opened, by tenant, newest last.
+    removed: std::sync::Mutex<HashMap<String, VecDeque<RemovedSpan>>>,
 }
+
+/// The events of one file that retention removed, by log position.
+#[derive(Debug, Clone, Copy)]
+struct RemovedSpan {
+    first: EventPosition,
+    last: EventPosition,
+    events: u64,
+}
+
+/// Removed spans remembered per tenant (a week of hourly partitions is 168 of them, before
+/// merges make one file of each).
+const REMOVED_SPANS_KEPT: usize = 10_000;
 
 impl Store {
     /// Opens (or creates) the store in `config.dir`: recovers from an unfinished flush or
@@ -256,6 +270,7 @@ impl Store {
             stopping: std::sync::atomic::AtomicBool::new(false),
             maintenance: std::sync::Mutex::new(None),
             paused: std::sync::Mutex::new(None),
+            removed: std::sync::Mutex::new(HashMap::new()),
         }))
     }
 
@@ -316,6 +331,62 @@ impl Store {
             .spawn(move || writer.run(runtime, stop))
     }
 
+    /// The position of the oldest event the store holds of `tenant`'s: retention removes the
+    /// oldest partitions first, and partitions are by arrival, so the store holds every event
+    /// from there on that it has taken from the log.
+    pub fn held_from(&self, tenant: &str) -> Option<EventPosition> {
+        let catalog = self.catalog.snapshot();
+        catalog
+            .files(tenant)
+            .iter()
+            .flat_map(|file| &file.footer.chunks)
+            .map(format::ChunkMeta::first_position)
+            .min()
+    }
+
+    /// At most how many of `tenant`'s events of log records `from..to` retention removed, as
+    /// far as this process saw it remove them: the events of every removed file with events
+    /// there (a file only partly there counts whole). `None` when it removed none there since
+    /// the store opened (before that, the count is not known).
+    pub fn removed_events(&self, tenant: &str, from: Position, to: Position) -> Option<u64> {
+        let removed = self.removed.lock().expect("removed lock");
+        let spans = removed.get(tenant)?;
+        let within = spans
+            .iter()
+            .filter(|span| span.last.record >= from && span.first.record < to);
+        let mut events = None;
+        for span in within {
+            *events.get_or_insert(0) += span.events;
+        }
+        events
+    }
+
+    /// Remembers what the files `removed` held, for [`Store::removed_events`].
+    fn remember_removed(&self, catalog: &catalog::Catalog, removed: &BTreeSet<u64>) {
+        let mut remembered = self.removed.lock().expect("removed lock");
+        for (tenant, files) in &catalog.tenants {
+            for file in files.iter().filter(|f| removed.contains(&f.footer.seq)) {
+                let chunks = &file.footer.chunks;
+                let (Some(first), Some(last)) = (
+                    chunks.iter().map(format::ChunkMeta::first_position).min(),
+                    chunks.iter().map(format::ChunkMeta::last_position).max(),
+                ) else {
+                    continue;
+                };
+                let events = chunks.iter().map(|c| u64::from(c.count)).sum();
+                let spans = remembered.entry(tenant.clone()).or_default();
+                spans.push_back(RemovedSpan {
+                    first,
+                    last,
+                    events,
+                });
+                if spans.len() > REMOVED_SPANS_KEPT {
+                    spans.pop_front();
+                }
+            }
+        }
+    }
+
     /// Removes partitions past their tenant's retention, by age, then by size, oldest first.
     ///
     /// The maintenance thread does this every half minute.
@@ -324,7 +395,7 @@ impl Store {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
         let catalog = self.catalog.snapshot();
-        let mut removed = std::collections::BTreeSet::new();
+        let mut removed = BTreeSet::new();
         for (tenant, files) in &catalog.tenants {
             let retention = self.config.retention_of(tenant);
             if let Some(max_age) = retention.max_age {
@@ -360,6 +431,7 @@ impl Store {
             );
             metrics::counter!("flumen_store_retention_removed_files_total")
                 .increment(removed.len() as u64);
+            self.remember_removed(&catalog, &removed);
             drop(catalog);
             self.catalog.publish(Vec::new(), &removed);
         }

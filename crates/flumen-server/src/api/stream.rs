@@ -10,8 +10,10 @@
 //! frames their messages:
 //!
 //! - an event: `id: <position>` and `data: <event>`;
-//! - `event: gap`, `{"from":…,"to":…,"records":…}`: log records the stream could not send
-//!   (they left the log before it read them, and the store is off);
+//! - `event: gap`, `{"from":…,"to":…,"records":…,"events_at_most":…}`: log records the stream
+//!   could not send (they left the log before it read them, and the store is off or its
+//!   retention removed them; `events_at_most` bounds how many events they held, or is null
+//!   when not known);
 //! - `: heartbeat` after [`HEARTBEAT`](flumen_live::HEARTBEAT) without anything else;
 //! - `event: error`, `{"error":…}`, then the end, when the stream cannot go on;
 //! - `event: close`, `{"reason":"shutting down","reconnect":true}`, when flumen stops.
@@ -132,8 +134,12 @@ fn write_message(out: &mut Vec<u8>, message: &Message) {
             out.extend_from_slice(&event.body);
             out.extend_from_slice(b"\n\n");
         }
-        Message::Gap { from, to } => {
-            let gap = gap_json(*from, *to);
+        Message::Gap {
+            from,
+            to,
+            events_at_most,
+        } => {
+            let gap = gap_json(*from, *to, *events_at_most);
             out.extend_from_slice(format!("event: gap\ndata: {gap}\n\n").as_bytes());
         }
         Message::Heartbeat => out.extend_from_slice(b": heartbeat\n\n"),
@@ -149,11 +155,16 @@ fn write_message(out: &mut Vec<u8>, message: &Message) {
 }
 
 /// What a stream says of log records it could not send.
-pub(crate) fn gap_json(from: flumen_wal::Position, to: flumen_wal::Position) -> serde_json::Value {
+pub(crate) fn gap_json(
+    from: flumen_wal::Position,
+    to: flumen_wal::Position,
+    events_at_most: Option<u64>,
+) -> serde_json::Value {
     json!({
         "from": from.get(),
         "to": to.get(),
         "records": to.get().saturating_sub(from.get()),
-        "reason": "these log records left the log before the stream read them, and the store is off",
+        "events_at_most": events_at_most,
+        "reason": "these log records left the log before the stream read them, and the store no longer holds them",
     })
 }

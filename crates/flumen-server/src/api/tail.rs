@@ -178,8 +178,15 @@ impl Framing {
                         frames.push(loki_frame(&mut loki_entries));
                     }
                 }
-                (Self::Events, Message::Gap { from, to }) => {
-                    let mut gap = gap_json(from, to);
+                (
+                    Self::Events,
+                    Message::Gap {
+                        from,
+                        to,
+                        events_at_most,
+                    },
+                ) => {
+                    let mut gap = gap_json(from, to, events_at_most);
                     gap["type"] = json!("gap");
                     frames.push(Frame::Text(gap.to_string().into()));
                 }
