@@ -24,7 +24,7 @@ as_root() {
 # golang-github-fluent-fluent-logger-golang-dev is the Go library inside Docker's fluentd
 # logging driver; the Go client in tests/e2e/go is built against it in GOPATH mode.
 # rsyslog and bsdutils (logger) are the real syslog senders of tests/e2e; openssl makes
-# their TLS certificates.
+# their TLS certificates; curl reads a live stream (`curl -N`, test_tail_ws.py).
 apt_packages=(golang-go golang-github-fluent-fluent-logger-golang-dev curl rsyslog bsdutils openssl)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -1,8 +1,10 @@
 """Shared helpers for the end-to-end suite: waiting, reading file outputs, comparing events,
-building forward-protocol frames by hand and reading Prometheus metrics."""
+building forward-protocol frames by hand, sending events with the PyPI fluent-logger (the live
+stream tests) and reading Prometheus metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import gzip
 import json
@@ -14,6 +16,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import msgpack
+import requests
+from fluent import sender as fluent_sender
 
 # ---------------------------------------------------------------------------------------
 # Waiting
@@ -31,6 +35,20 @@ def wait_for(predicate: Callable[[], Any], timeout: float, desc: str, interval: 
         if time.monotonic() >= deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {desc}; last value: {last!r}")
         time.sleep(interval)
+
+
+async def async_wait_for(predicate: Callable[[], Any], timeout: float, desc: str,
+                         interval: float = 0.02):
+    """`wait_for` inside an event loop: sleeps with asyncio, so that the loop's other tasks
+    (clients reading their streams) go on meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        last = predicate()
+        if last:
+            return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {desc}; last value: {last!r}")
+        await asyncio.sleep(interval)
 
 
 # ---------------------------------------------------------------------------------------
@@ -248,6 +266,54 @@ def send_all_tolerant(sock: socket.socket, data: bytes) -> None:
         sock.sendall(data)
     except (BrokenPipeError, ConnectionResetError):
         pass
+
+
+# ---------------------------------------------------------------------------------------
+# Events for the live streams, sent with the PyPI fluent-logger
+
+# A store that flushes quickly, so that a stream's backfill finds what was just sent.
+FAST_STORE = """
+[store]
+flush_interval = "100ms"
+"""
+
+SERVICES = ["api", "web", "billing"]
+
+
+def numbered_record(i: int) -> dict:
+    """Event number `i`: service `SERVICES[i % 3]`, level error for every fifth, and a
+    message (the event's line) that says "upstream timeout" for every fourth."""
+    return {
+        "service": SERVICES[i % 3],
+        "level": "error" if i % 5 == 0 else "info",
+        "n": i,
+        "message": f"request {i} " + ("upstream timeout" if i % 4 == 0 else "ok"),
+    }
+
+
+def send_records(flumen, records: Iterable[dict], tag: str = "app.logs") -> None:
+    """Sends `records` timed now, in order, on one connection to the forward source `fwd`."""
+    prefix, _, label = tag.partition(".")
+    s = fluent_sender.FluentSender(prefix, host="127.0.0.1", port=flumen.ports["fwd"], timeout=10)
+    try:
+        for record in records:
+            assert s.emit_with_time(label, int(time.time()), record), s.last_error
+    finally:
+        s.close()
+
+
+def send_numbered(flumen, numbers: Iterable[int]) -> None:
+    """Sends `numbered_record(i)` for each of `numbers`, tagged app.logs."""
+    send_records(flumen, (numbered_record(i) for i in numbers))
+
+
+def wait_stored(flumen, count: int) -> None:
+    """Waits until the store holds `count` events (of the last hour)."""
+    def stored():
+        r = requests.get(f"{flumen.api}/api/v1/query",
+                         params={"query": "{}", "since": "1h", "limit": 5000}, timeout=10)
+        return len(r.text.splitlines()) - 1 >= count or None  # less the closing line
+    wait_for(stored, 20, f"{count} events stored")
 
 
 # ---------------------------------------------------------------------------------------

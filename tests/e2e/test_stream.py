@@ -15,41 +15,10 @@ import time
 
 import requests
 import sseclient
-from fluent import sender as fluent_sender
 
 from conftest import FLUMEN_BIN, NODE_DIR, forward_source
-from helpers import metric_sum, parse_metrics, wait_for
-
-STORE = """
-[store]
-flush_interval = "100ms"
-"""
-
-SERVICES = ["api", "web", "billing"]
-
-
-def _send(flumen, numbers) -> None:
-    s = fluent_sender.FluentSender("app", host="127.0.0.1", port=flumen.ports["fwd"], timeout=10)
-    try:
-        for i in numbers:
-            record = {
-                "service": SERVICES[i % 3],
-                "level": "error" if i % 5 == 0 else "info",
-                "n": i,
-                "message": f"request {i} " + ("upstream timeout" if i % 4 == 0 else "ok"),
-            }
-            assert s.emit_with_time("logs", int(time.time()), record), s.last_error
-    finally:
-        s.close()
-
-
-def _wait_stored(flumen, count: int) -> None:
-    """Waits until the store holds `count` events (of the last hour)."""
-    def stored():
-        r = requests.get(f"{flumen.api}/api/v1/query",
-                         params={"query": "{}", "since": "1h", "limit": 5000}, timeout=10)
-        return len(r.text.splitlines()) - 1 >= count or None  # less the closing line
-    wait_for(stored, 20, f"{count} events stored")
+from helpers import (FAST_STORE, SERVICES, metric_sum, parse_metrics, send_numbered, wait_for,
+                     wait_stored)
 
 
 class Stream:
@@ -101,12 +70,12 @@ class Stream:
 
 def test_a_stream_sends_the_stored_events_then_the_new_ones_each_with_its_position(
         flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
-    _send(flumen, range(40))
-    _wait_stored(flumen, 40)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
+    send_numbered(flumen, range(40))
+    wait_stored(flumen, 40)
     stream = Stream(flumen, "{}", limit=1000)
     assert sorted(stream.wait_numbers(40)) == list(range(40))
-    _send(flumen, range(40, 70))
+    send_numbered(flumen, range(40, 70))
     got = stream.wait_numbers(70)
     # The live part comes in the order it was sent, after the backfill; nothing twice.
     assert got[40:] == list(range(40, 70)), got
@@ -120,10 +89,10 @@ def test_a_stream_sends_the_stored_events_then_the_new_ones_each_with_its_positi
 
 
 def test_a_stream_selects_what_its_query_asks_for(flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
     stream = Stream(flumen, '{service="api"} |= "timeout"', limit=0)
     time.sleep(0.3)
-    _send(flumen, range(60))
+    send_numbered(flumen, range(60))
     expected = [i for i in range(60) if i % 3 == 0 and i % 4 == 0]
     assert stream.wait_numbers(len(expected)) == expected
     time.sleep(0.5)
@@ -136,17 +105,17 @@ def _listen_then_send(flumen, count: int) -> tuple[Stream, list[int], str]:
     the stream, their numbers and the last id."""
     stream = Stream(flumen, "{}", limit=0)
     time.sleep(0.3)
-    _send(flumen, range(count))
+    send_numbered(flumen, range(count))
     return stream, stream.wait_numbers(count), stream.last_id()
 
 
 def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_gets_nothing_twice(
         flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
     stream, first, last = _listen_then_send(flumen, 30)
     stream.close()
     # Sent while no one listens; then the client comes back where it was.
-    _send(flumen, range(30, 80))
+    send_numbered(flumen, range(30, 80))
     again = Stream(flumen, "{}", last_event_id=last)
     rest = again.wait_numbers(50)
     assert first + rest == list(range(80)), (first, rest)
@@ -157,7 +126,7 @@ def test_a_client_that_reconnects_with_last_event_id_misses_nothing_and_gets_not
 
 def test_a_stream_resumes_across_a_restart_and_is_told_to_reconnect_when_flumen_stops(
         flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
     stream, first, last = _listen_then_send(flumen, 25)
     flumen.stop()
     closes = wait_for(lambda: [d for kind, _, d in stream.messages if kind == "close"] or None,
@@ -165,7 +134,7 @@ def test_a_stream_resumes_across_a_restart_and_is_told_to_reconnect_when_flumen_
     assert json.loads(closes[0]) == {"reason": "shutting down", "reconnect": True}
     stream.close()
     flumen.start()
-    _send(flumen, range(25, 60))
+    send_numbered(flumen, range(25, 60))
     # `?after=` does what Last-Event-ID does, for a client that cannot set the header.
     again = Stream(flumen, "{}", after=last)
     rest = again.wait_numbers(35)
@@ -174,7 +143,7 @@ def test_a_stream_resumes_across_a_restart_and_is_told_to_reconnect_when_flumen_
 
 
 def test_a_bad_query_or_position_is_refused_before_the_stream_starts(flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
     r = requests.get(f"{flumen.api}/api/v1/stream", params={"query": '{service="api"'}, timeout=10)
     assert r.status_code == 400 and "query" in r.text
     r = requests.get(f"{flumen.api}/api/v1/stream", params={"query": "{}"},
@@ -186,19 +155,20 @@ def test_a_client_back_after_the_log_dropped_its_records_catches_up_from_the_sto
         flumen_factory):
     # Small log segments, removed as soon as the store has stored them.
     small_log = '[log]\nsegment_size = "16KiB"\nmax_size = "4MiB"\n'
-    flumen = flumen_factory(small_log + forward_source(extra='max_frame_size = "64KiB"') + STORE)
+    flumen = flumen_factory(small_log + forward_source(extra='max_frame_size = "64KiB"')
+                            + FAST_STORE)
     stream, first, last = _listen_then_send(flumen, 10)
     stream.close()
     assert first == list(range(10))
-    _send(flumen, range(10, 600))
-    _wait_stored(flumen, 600)
+    send_numbered(flumen, range(10, 600))
+    wait_stored(flumen, 600)
     # The record of the last event seen is gone from the log by now.
     wait_for(lambda: int(last.split(".")[0]) < _first_record(flumen.metrics_text()) or None, 20,
              "the log's oldest segments removed")
     again = Stream(flumen, '{service="web"}', last_event_id=last)
     expected = [i for i in range(10, 600) if i % 3 == 1]
     assert again.wait_numbers(len(expected)) == expected
-    _send(flumen, range(600, 606))
+    send_numbered(flumen, range(600, 606))
     assert again.wait_numbers(len(expected) + 2)[len(expected):] == [601, 604]
     again.close()
 
@@ -210,9 +180,9 @@ def _first_record(metrics_text: str) -> int:
 
 def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_once(
         flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
-    _send(flumen, range(20))
-    _wait_stored(flumen, 20)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
+    send_numbered(flumen, range(20))
+    wait_stored(flumen, 20)
     # The last 5 past events of one service, then stop.
     past = subprocess.run([FLUMEN_BIN, "tail", "--server", flumen.api, "--service", "api",
                            "-n", "5", "--no-follow", "-o", "json"],
@@ -233,7 +203,7 @@ def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_on
         wait_for(lambda: len(lines) >= len(errors) or None, 20, "the past error events")
         flumen.stop()
         flumen.start()
-        _send(flumen, range(20, 60))
+        send_numbered(flumen, range(20, 60))
         errors += [i for i in range(20, 60) if i % 5 == 0]
         wait_for(lambda: len(lines) >= len(errors) or None, 30, "the new error events")
         time.sleep(0.5)
@@ -245,7 +215,7 @@ def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_on
 
 
 def test_the_npm_eventsource_client_reconnects_by_itself_and_misses_nothing(flumen_factory):
-    flumen = flumen_factory(forward_source() + STORE)
+    flumen = flumen_factory(forward_source() + FAST_STORE)
     url = f"{flumen.api}/api/v1/stream?query=" + requests.utils.quote('{service="web"}') + "&limit=0"
     client = subprocess.Popen(["node", str(NODE_DIR / "stream.js"), url, "20"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -256,13 +226,13 @@ def test_the_npm_eventsource_client_reconnects_by_itself_and_misses_nothing(flum
                                   daemon=True)
         reader.start()
         time.sleep(1.0)
-        _send(flumen, range(30))
+        send_numbered(flumen, range(30))
         wait_for(lambda: len(got) >= 10 or None, 20, "the first 10 web events")
         # flumen stops (the stream says close) and starts again: EventSource reconnects after
         # the stream's `retry`, sending the last id it saw.
         flumen.stop()
         flumen.start()
-        _send(flumen, range(30, 60))
+        send_numbered(flumen, range(30, 60))
         assert client.wait(timeout=30) == 0
         reader.join(5)
     finally:

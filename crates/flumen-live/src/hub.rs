@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use flumen_event::TenantId;
@@ -70,8 +70,21 @@ pub struct TooManyStreams(pub usize);
 pub struct Rendered {
     /// The event's log position.
     pub position: EventPosition,
+    /// The event's time, Unix nanoseconds.
+    pub time_ns: u64,
     /// The event in its subscription's [`Format`].
     pub body: Bytes,
+}
+
+impl Rendered {
+    /// `event` rendered in `format`.
+    pub(crate) fn new(format: Format, event: &EventView<'_>) -> Self {
+        Self {
+            position: event.position,
+            time_ns: event.time_ns,
+            body: Bytes::from(format.render(event)),
+        }
+    }
 }
 
 /// The live streams of one flumen: where subscriptions are made, and the handle to the hub.
@@ -83,7 +96,8 @@ pub struct LiveHub {
     pub(crate) closing: watch::Receiver<bool>,
     pub(crate) config: LiveConfig,
     commands: mpsc::UnboundedSender<Command>,
-    streams: Arc<AtomicUsize>,
+    /// How many streams are open; watched to wait for them to end at shutdown.
+    streams: watch::Sender<usize>,
     next_id: AtomicU64,
 }
 
@@ -123,7 +137,7 @@ impl LiveHub {
             closing,
             config,
             commands,
-            streams: Arc::new(AtomicUsize::new(0)),
+            streams: watch::Sender::new(0),
             next_id: AtomicU64::new(0),
         })
     }
@@ -136,12 +150,12 @@ impl LiveHub {
         start: Start,
     ) -> Result<Subscription, TooManyStreams> {
         let max = self.config.max_streams;
-        let counted = self
-            .streams
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-                (n < max).then_some(n + 1)
-            });
-        if counted.is_err() {
+        let counted = self.streams.send_if_modified(|open| {
+            let room = *open < max;
+            *open += usize::from(room);
+            room
+        });
+        if !counted {
             metrics::counter!("flumen_live_streams_refused_total").increment(1);
             return Err(TooManyStreams(max));
         }
@@ -152,12 +166,22 @@ impl LiveHub {
 
     /// How many streams are open.
     pub fn streams(&self) -> usize {
-        self.streams.load(Ordering::Acquire)
+        *self.streams.borrow()
+    }
+
+    /// Waits until every stream has ended (each sends its closing message first, once flumen
+    /// is closing), or until `deadline`; true if they all did. Streams over WebSocket are not
+    /// the HTTP server's to wait for: the server forgets a connection once it is upgraded.
+    pub async fn wait_closed(&self, deadline: std::time::Instant) -> bool {
+        let mut streams = self.streams.subscribe();
+        tokio::time::timeout_at(deadline.into(), streams.wait_for(|open| *open == 0))
+            .await
+            .is_ok()
     }
 
     /// Called when a subscription ends: the hub forgets it.
     pub(crate) fn leave(&self, id: u64) {
-        self.streams.fetch_sub(1, Ordering::AcqRel);
+        self.streams.send_modify(|open| *open -= 1);
         metrics::gauge!("flumen_live_streams").decrement(1.0);
         let _ = self.commands.send(Command::Leave(id));
     }
@@ -347,10 +371,7 @@ impl HubTask {
                     line: &processed.line,
                     extracted: &processed.labels,
                 };
-                let rendered = Arc::new(Rendered {
-                    position: view.position,
-                    body: Bytes::from(shared.format.render(&view)),
-                });
+                let rendered = Arc::new(Rendered::new(shared.format, &view));
                 shared.send(&rendered, &mut self.released);
             }
         }
@@ -506,10 +527,7 @@ pub(crate) fn select_record(
             line: &processed.line,
             extracted: &processed.labels,
         };
-        selected.push(Rendered {
-            position: view.position,
-            body: Bytes::from(format.render(&view)),
-        });
+        selected.push(Rendered::new(format, &view));
     }
     selected
 }

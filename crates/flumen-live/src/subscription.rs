@@ -19,7 +19,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use flumen_event::TenantId;
 use flumen_select::Selector;
 use flumen_store::{Direction, EventPosition, LogOrderRequest, SearchRequest};
@@ -309,22 +308,27 @@ impl Subscription {
         }
     }
 
-    /// Sends the newest `limit` stored events in `range`, oldest first; the log is then read
-    /// from the first record the store had not taken.
-    async fn backfill(&mut self, limit: usize, (start_ns, end_ns): (u64, u64)) {
-        let Some(store) = self.hub.store.clone() else {
-            // No store: from what the log receives from now on.
-            self.read_from(self.hub.wal.durable_end());
-            return;
+    /// Sends the newest `limit` events in `range` as of now, oldest first: those of the log
+    /// the store has not taken yet (the last seconds), and before them the store's. The log
+    /// is then read from its durable end as it was.
+    async fn backfill(&mut self, limit: usize, range: (u64, u64)) {
+        let end = self.hub.wal.durable_end();
+        let Some(store) = self.hub.store.clone().filter(|_| limit > 0) else {
+            // No backfill (or no store to take it from): what the log receives from now on.
+            return self.read_from(end);
         };
-        let stored = store.stored_up_to();
-        if limit > 0 {
+        let stored = store.stored_up_to().min(end);
+        let newest = match self.newest_in_log(stored, end, limit, range).await {
+            Ok(newest) => newest,
+            Err(error) => return self.fail(format!("reading the log failed: {error}")),
+        };
+        if newest.len() < limit {
             let request = SearchRequest {
                 tenant: TenantId::DEFAULT_NAME.to_owned(),
                 query: self.query.clone(),
-                start_ns,
-                end_ns,
-                limit,
+                start_ns: range.0,
+                end_ns: range.1,
+                limit: limit - newest.len(),
                 direction: Direction::Backward,
                 after: None,
             };
@@ -332,12 +336,48 @@ impl Subscription {
                 Ok(result) => result.events,
                 Err(error) => return self.fail(format!("the search failed: {error}")),
             };
-            // Events the store took after `stored` was read come from the log instead.
+            // Events the store took after `stored` was read are among the log's.
             for event in found.iter().rev().filter(|e| e.position.record < stored) {
-                self.push_event(rendered(self.format, &EventView::from(event)));
+                self.push_event(Rendered::new(self.format, &EventView::from(event)));
             }
         }
-        self.read_from(stored);
+        for event in newest {
+            self.push_event(event);
+        }
+        self.read_from(end);
+    }
+
+    /// The newest `limit` events in `range` of log records `from..to`, oldest first.
+    async fn newest_in_log(
+        &self,
+        from: Position,
+        to: Position,
+        limit: usize,
+        (start_ns, end_ns): (u64, u64),
+    ) -> Result<VecDeque<Rendered>, flumen_wal::WalError> {
+        let mut newest = VecDeque::new();
+        let mut reader = self.hub.wal.reader_at(from);
+        while reader.position() < to {
+            let records = match reader.read(READ_RECORDS, READ_BYTES).await? {
+                Read::Records(records) if records.is_empty() => break,
+                Read::Records(records) => records,
+                // Only a log dropping its oldest records when full removes what the store has
+                // not taken: those are gone.
+                Read::Removed { .. } => continue,
+            };
+            for record in records.iter().filter(|r| r.position < to) {
+                let selected = select_record(&self.query, self.format, &self.hub.labels, record);
+                for event in selected {
+                    if (start_ns..end_ns).contains(&event.time_ns) {
+                        newest.push_back(event);
+                        if newest.len() > limit {
+                            newest.pop_front();
+                        }
+                    }
+                }
+            }
+        }
+        Ok(newest)
     }
 
     /// Before catching up from the store on log records before `before`: if retention has
@@ -386,7 +426,7 @@ impl Subscription {
             Err(error) => return self.fail(format!("the catch-up failed: {error}")),
         };
         for event in &page.events {
-            self.push_event(rendered(self.format, &EventView::from(event)));
+            self.push_event(Rendered::new(self.format, &EventView::from(event)));
         }
         if page.next.is_none() {
             self.read_from(before);
@@ -396,13 +436,6 @@ impl Subscription {
     fn read_from(&mut self, record: Position) {
         self.read_to = self.read_to.max(record);
         self.phase = Phase::Reading(self.hub.wal.reader_at(self.read_to));
-    }
-}
-
-fn rendered(format: Format, view: &EventView<'_>) -> Rendered {
-    Rendered {
-        position: view.position,
-        body: Bytes::from(format.render(view)),
     }
 }
 

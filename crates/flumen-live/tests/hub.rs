@@ -326,7 +326,10 @@ async fn a_stream_back_after_the_stores_retention_is_told_of_the_gap() {
     assert_eq!(store.held_from(TenantId::DEFAULT_NAME), None);
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while wal.stats().first.get() == 0 {
-        assert!(std::time::Instant::now() < deadline, "the log kept its segments");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the log kept its segments"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let first = wal.stats().first;
@@ -358,7 +361,10 @@ async fn a_stream_back_after_the_stores_retention_is_told_of_the_gap() {
     assert_eq!((from, to), (Position::new(0), first));
     // Whole files are counted: at least what was lost, at most what retention removed.
     let lost = first.get() * EVENTS_PER_BATCH;
-    assert!((lost..=400).contains(&at_most), "{at_most} not in {lost}..=400");
+    assert!(
+        (lost..=400).contains(&at_most),
+        "{at_most} not in {lost}..=400"
+    );
     // Then what the log still holds, from its first record on.
     assert_eq!(
         receive(&mut stream, 1).await,

@@ -113,6 +113,7 @@ pub struct Api {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
+    live: Arc<flumen_live::LiveHub>,
 }
 
 impl Api {
@@ -128,6 +129,7 @@ impl Api {
             .with_context(|| format!("api: cannot listen on {address}"))?;
         let addr = listener.local_addr()?;
         let (stop, mut stopped) = watch::channel(false);
+        let live = state.live.clone();
         let app = app(state)
             .merge(inputs)
             .into_make_service_with_connect_info::<SocketAddr>();
@@ -142,7 +144,12 @@ impl Api {
             }
         });
         tracing::info!(message = "API listening.", address = %addr);
-        Ok(Self { addr, stop, task })
+        Ok(Self {
+            addr,
+            stop,
+            task,
+            live,
+        })
     }
 
     /// The address the API is bound to.
@@ -150,7 +157,9 @@ impl Api {
         self.addr
     }
 
-    /// Stops serving: requests under way may finish until `deadline`, then are cut.
+    /// Stops serving: requests under way may finish until `deadline`, then are cut. Live
+    /// streams (closing since flumen began to stop) may send what they hold and their closing
+    /// message until then too: a WebSocket is no longer the server's once upgraded.
     pub async fn stop(mut self, deadline: Instant) {
         let _ = self.stop.send(true);
         if tokio::time::timeout_at(deadline.into(), &mut self.task)
@@ -158,6 +167,12 @@ impl Api {
             .is_err()
         {
             self.task.abort();
+        }
+        if !self.live.wait_closed(deadline).await {
+            tracing::warn!(
+                message = "Live streams whose clients did not read their closing message are cut.",
+                streams = self.live.streams()
+            );
         }
     }
 }
