@@ -215,6 +215,11 @@ impl Subscription {
     /// Moves the stream on: queues messages, or changes phase, or waits for either.
     async fn step(&mut self) {
         let heartbeat_due = tokio::time::Instant::from_std(self.last_sent + HEARTBEAT);
+        if heartbeat_due <= tokio::time::Instant::now() {
+            // Also while reading a long stretch of the log that the query selects nothing of.
+            self.pending.push_back(Message::Heartbeat);
+            return;
+        }
         match &mut self.phase {
             Phase::Backfill { limit, range } => {
                 let (limit, range) = (*limit, *range);
