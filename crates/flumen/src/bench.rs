@@ -14,6 +14,10 @@
 //!   chunk that asks, reads those four fields from each record, and reports per run how many
 //!   events arrived, how many were unique, duplicated or missing (gaps below the highest `seq`
 //!   seen), and the latency from `sent_ns` to receipt.
+//! - The **live-tail receiver** (`flumen bench --tail URL --subscribers N`) opens N WebSocket
+//!   subscriptions to a flumen's `/api/v1/tail`, keeps the receiver's books per subscriber and
+//!   reports which subscribers missed events, and the latency from `sent_ns` to receipt over
+//!   all of them (see `tail.rs`).
 //! - With `--corpus day` the sender sends a generated corpus that looks like production
 //!   instead of tracer records (see `corpus.rs`), for benchmarks of the store; with
 //!   `--write-jsonl PATH` it writes that corpus as JSON lines instead of sending it.
@@ -22,17 +26,45 @@ mod corpus;
 mod receive;
 mod record;
 mod send;
+mod tail;
 mod track;
 
 use std::time::Duration;
 
-use clap::{Args, ValueEnum};
+use clap::{ArgGroup, Args, ValueEnum};
 
-/// Arguments of `flumen bench`: the sender's by default, the receiver's with `--listen`.
+/// The sender's arguments, which the receivers take none of.
+const SENDER_ARGS: [&str; 18] = [
+    "to",
+    "events",
+    "duration",
+    "rate",
+    "batch",
+    "record_size",
+    "log_lines",
+    "connections",
+    "mode",
+    "ack",
+    "in_flight",
+    "ack_timeout",
+    "give_up_after",
+    "run_id",
+    "tag",
+    "corpus",
+    "seed",
+    "write_jsonl",
+];
+
+/// Arguments of `flumen bench`: the sender's by default, the receiver's with `--listen`, the
+/// live-tail receiver's with `--tail`.
 #[derive(Debug, Args)]
+#[command(group(ArgGroup::new("receiver").args(["listen", "tail"])))]
 #[command(after_long_help = "\
 Examples:
   flumen bench --listen 127.0.0.1:24230 --until-idle 5s --json
+  flumen bench --tail 'ws://127.0.0.1:8080/api/v1/tail?query={}&limit=0' --until-idle 2s
+  flumen bench --tail 'ws://127.0.0.1:8080/api/v1/tail?query={conn=\"0\"}&limit=0' \\
+    --tail 'ws://127.0.0.1:8080/api/v1/tail?query={conn=\"1\"}&limit=0' --subscribers 1000
   flumen bench --to 127.0.0.1:24230 --events 2000000 --ack --connections 2
   flumen bench --to 127.0.0.1:24224 --duration 30s --rate 50000 --ack --mode compressed
   flumen bench --to 127.0.0.1:24224 --corpus day --events 20000000 --seed 1
@@ -40,7 +72,11 @@ Examples:
 
 The receiver counts, per run and connection, the unique sequence numbers it saw, duplicates,
 and missing ones (gaps below the highest seq seen). Events lost after the last one that
-arrived are not visible to it: compare its unique count with the sender's event count.")]
+arrived are not visible to it: compare its unique count with the sender's event count.
+
+The live-tail receiver keeps the same books per subscriber. A subscriber is complete when it
+has no gap and no duplicate, as many events as any other subscriber of the same URL, and with
+--expect N at least N.")]
 pub struct BenchArgs {
     // --- Receiver ---
     /// Run as the receiving end instead of sending: a Forward server on this host:port that
@@ -50,11 +86,7 @@ pub struct BenchArgs {
         long,
         value_name = "ADDR",
         help_heading = "Receiver",
-        conflicts_with_all = [
-            "to", "events", "duration", "rate", "batch", "record_size", "log_lines", "connections",
-            "mode", "ack", "in_flight", "ack_timeout", "give_up_after", "run_id", "tag",
-            "corpus", "seed", "write_jsonl",
-        ],
+        conflicts_with_all = SENDER_ARGS,
     )]
     listen: Option<String>,
     /// Stop after this long without an event, once at least one has arrived
@@ -64,13 +96,37 @@ pub struct BenchArgs {
         value_name = "DURATION",
         default_value = "5s",
         value_parser = humantime::parse_duration,
-        requires = "listen",
+        requires = "receiver",
         help_heading = "Receiver"
     )]
     until_idle: Duration,
-    /// Stop as soon as this many unique events (over all runs) have arrived.
-    #[arg(long, value_name = "N", requires = "listen", help_heading = "Receiver")]
+    /// Stop as soon as this many unique events (over all runs) have arrived; with --tail, once
+    /// every subscriber has this many.
+    #[arg(
+        long,
+        value_name = "N",
+        requires = "receiver",
+        help_heading = "Receiver"
+    )]
     expect: Option<u64>,
+
+    // --- Live tail ---
+    /// Subscribe to a flumen's live stream instead of sending: a WebSocket URL of its
+    /// `/api/v1/tail`, such as 'ws://127.0.0.1:8080/api/v1/tail?query={}&limit=0'. Given more
+    /// than once, the subscribers take the URLs in turn. Each subscription tracks the
+    /// run/conn/seq/sent_ns fields of its events' records as the receiver does; the report
+    /// names the subscribers that missed events, and the latency from sent_ns to receipt over
+    /// all of them. --until-idle (default 5s) and --expect say when to stop.
+    #[arg(
+        long,
+        value_name = "URL",
+        help_heading = "Live tail",
+        conflicts_with_all = SENDER_ARGS,
+    )]
+    tail: Vec<String>,
+    /// Subscriptions in all, spread over the --tail URLs in turn. Default: one per URL.
+    #[arg(long, value_name = "N", requires = "tail", help_heading = "Live tail")]
+    subscribers: Option<usize>,
 
     // --- Sender ---
     /// Where to send: host:port of a Forward receiver (a flumen, or `flumen bench --listen`).
@@ -246,13 +302,24 @@ impl Mode {
     }
 }
 
-/// Runs the receiver with `--listen`, the sender otherwise.
+/// Runs the receiver with `--listen`, the live-tail receiver with `--tail`, the sender
+/// otherwise.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    let until_idle = (!args.until_idle.is_zero()).then_some(args.until_idle);
+    if !args.tail.is_empty() {
+        let options = tail::Options {
+            urls: args.tail.clone(),
+            subscribers: args.subscribers.unwrap_or(args.tail.len()),
+            until_idle,
+            expect: args.expect,
+        };
+        return tail::run(&options, args.json);
+    }
     match &args.listen {
         Some(addr) => receive::run(
             addr,
             receive::Options {
-                until_idle: (!args.until_idle.is_zero()).then_some(args.until_idle),
+                until_idle,
                 expect: args.expect,
             },
             args.json,
@@ -323,6 +390,28 @@ mod tests {
             "receiver flags and sender flags do not mix"
         );
         assert!(Cli::try_parse_from(["bench", "--expect", "5"]).is_err());
+    }
+
+    #[test]
+    fn parses_live_tail_flags() {
+        let t = parse(&[
+            "--tail",
+            "ws://h/a",
+            "--tail",
+            "ws://h/b",
+            "--subscribers",
+            "10",
+            "--expect",
+            "5",
+        ]);
+        assert_eq!(t.tail, ["ws://h/a", "ws://h/b"]);
+        assert_eq!((t.subscribers, t.expect), (Some(10), Some(5)));
+        let mixed = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).is_err()
+        };
+        assert!(mixed(&["--tail", "ws://h/a", "--listen", "x:1"]));
+        assert!(mixed(&["--tail", "ws://h/a", "--rate", "5"]));
+        assert!(mixed(&["--subscribers", "5"]));
     }
 
     fn runtime() -> tokio::runtime::Runtime {

@@ -1,6 +1,6 @@
 //! The receiver: a Forward server that acknowledges chunks and keeps the tracer's books.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use super::record::tracer_fields;
-use super::track::{Histogram, SeqTracker};
+use super::track::{ConnReport, Counts, Histogram, Latency, SeqBooks};
 
 /// When the receiver stops (besides a signal).
 #[derive(Debug, Clone, Copy)]
@@ -40,20 +40,7 @@ pub fn run(addr: &str, options: Options, json: bool) -> anyhow::Result<()> {
                 .local_addr()
                 .map_or(addr.to_owned(), |a| a.to_string())
         );
-        let stop = async {
-            use tokio::signal::unix::{SignalKind, signal};
-            match (
-                signal(SignalKind::terminate()),
-                signal(SignalKind::interrupt()),
-            ) {
-                (Ok(mut term), Ok(mut int)) => tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                },
-                _ => std::future::pending().await,
-            }
-        };
-        anyhow::Ok(receive(listener, options, stop).await)
+        anyhow::Ok(receive(listener, options, signalled()).await)
     })?;
     // Connection tasks may be blocked in a read; do not wait for them.
     runtime.shutdown_background();
@@ -63,20 +50,6 @@ pub fn run(addr: &str, options: Options, json: bool) -> anyhow::Result<()> {
         print!("{}", report.to_text());
     }
     Ok(())
-}
-
-/// What the receiver saw on one (run, conn).
-#[derive(Debug, Clone)]
-pub struct ConnReport {
-    pub conn: u64,
-    pub received: u64,
-    pub unique: u64,
-    pub duplicated: u64,
-    pub missing: u64,
-    pub out_of_order: u64,
-    pub max_seq: Option<u64>,
-    /// The first missing ranges, inclusive.
-    pub gaps: Vec<(u64, u64)>,
 }
 
 /// What the receiver saw of one run.
@@ -91,8 +64,7 @@ pub struct RunReport {
     /// From the first event of the run to its last, seconds.
     pub window_secs: f64,
     pub events_per_sec: f64,
-    /// Latency percentiles, nanoseconds: p50, p90, p99, max.
-    pub latency_ns: [u64; 4],
+    pub latency: Latency,
     pub connections: Vec<ConnReport>,
 }
 
@@ -112,11 +84,8 @@ pub struct Report {
     pub stopped_by: &'static str,
 }
 
-const GAPS_SHOWN: usize = 10;
-
 impl Report {
     pub fn to_json(&self) -> serde_json::Value {
-        let ms = |ns: u64| ns as f64 / 1e6;
         let runs: Vec<_> = self
             .runs
             .iter()
@@ -130,22 +99,8 @@ impl Report {
                     "out_of_order": r.out_of_order,
                     "window_secs": r.window_secs,
                     "events_per_sec": r.events_per_sec,
-                    "latency_ms": {
-                        "p50": ms(r.latency_ns[0]),
-                        "p90": ms(r.latency_ns[1]),
-                        "p99": ms(r.latency_ns[2]),
-                        "max": ms(r.latency_ns[3]),
-                    },
-                    "connections": r.connections.iter().map(|c| json!({
-                        "conn": c.conn,
-                        "received": c.received,
-                        "unique": c.unique,
-                        "duplicated": c.duplicated,
-                        "missing": c.missing,
-                        "out_of_order": c.out_of_order,
-                        "max_seq": c.max_seq,
-                        "first_gaps": c.gaps,
-                    })).collect::<Vec<_>>(),
+                    "latency_ms": r.latency.to_json(),
+                    "connections": r.connections.iter().map(ConnReport::to_json).collect::<Vec<_>>(),
                 })
             })
             .collect();
@@ -167,7 +122,6 @@ impl Report {
 
     pub fn to_text(&self) -> String {
         use std::fmt::Write;
-        let ms = |ns: u64| ns as f64 / 1e6;
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -183,7 +137,7 @@ impl Report {
         for r in &self.runs {
             let _ = writeln!(
                 out,
-                "run {}: received {}, unique {}, duplicated {}, missing {}, out of order {}; {:.0} events/s over {:.2} s; latency p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+                "run {}: received {}, unique {}, duplicated {}, missing {}, out of order {}; {:.0} events/s over {:.2} s; latency {}",
                 r.run,
                 r.received,
                 r.unique,
@@ -192,51 +146,19 @@ impl Report {
                 r.out_of_order,
                 r.events_per_sec,
                 r.window_secs,
-                ms(r.latency_ns[0]),
-                ms(r.latency_ns[1]),
-                ms(r.latency_ns[2]),
-                ms(r.latency_ns[3]),
+                r.latency.to_text(),
             );
             for c in &r.connections {
-                let _ = write!(
-                    out,
-                    "  conn {}: received {}, unique {}, duplicated {}, missing {}, highest seq {}",
-                    c.conn,
-                    c.received,
-                    c.unique,
-                    c.duplicated,
-                    c.missing,
-                    c.max_seq.map_or("-".to_owned(), |m| m.to_string()),
-                );
-                if !c.gaps.is_empty() {
-                    let gaps: Vec<String> = c
-                        .gaps
-                        .iter()
-                        .map(|&(a, b)| {
-                            if a == b {
-                                a.to_string()
-                            } else {
-                                format!("{a}-{b}")
-                            }
-                        })
-                        .collect();
-                    let more = if c.gaps.len() == GAPS_SHOWN {
-                        ", ..."
-                    } else {
-                        ""
-                    };
-                    let _ = write!(out, ", gaps {}{more}", gaps.join(", "));
-                }
-                out.push('\n');
+                let _ = writeln!(out, "{}", c.to_text());
             }
         }
         out
     }
 }
 
+/// When a run's events arrived, and how late.
 #[derive(Debug, Default)]
-struct RunTally {
-    conns: BTreeMap<u64, SeqTracker>,
+struct RunTiming {
     latency: Histogram,
     first: Option<Instant>,
     last: Option<Instant>,
@@ -244,8 +166,8 @@ struct RunTally {
 
 #[derive(Debug, Default)]
 struct Tally {
-    runs: HashMap<Vec<u8>, RunTally>,
-    unique: u64,
+    books: SeqBooks,
+    timing: HashMap<Vec<u8>, RunTiming>,
     foreign: u64,
     frames: u64,
     tcp_connections: u64,
@@ -313,26 +235,27 @@ impl Tally {
         }
         self.first.get_or_insert(now);
         self.last = Some(now);
-        let mut i = 0;
-        while i < batch.seen.len() {
+        let mut rest = batch.seen.as_slice();
+        while let Some(first) = rest.first() {
             // Records come in runs of the same (run, conn): one lookup per run of them.
-            let (run, conn) = (batch.seen[i].run, batch.seen[i].conn);
+            let (run, conn) = (first.run, first.conn);
+            let len = rest
+                .iter()
+                .take_while(|s| s.run == run && s.conn == conn)
+                .count();
+            let (same, next) = rest.split_at(len);
             let key = batch.runs[run].as_slice();
-            if !self.runs.contains_key(key) {
-                self.runs.insert(key.to_vec(), RunTally::default());
+            self.books.record(key, conn, same.iter().map(|s| s.seq));
+            if !self.timing.contains_key(key) {
+                self.timing.insert(key.to_vec(), RunTiming::default());
             }
-            let tally = self.runs.get_mut(key).expect("inserted");
-            tally.first.get_or_insert(now);
-            tally.last = Some(now);
-            let tracker = tally.conns.entry(conn).or_default();
-            while i < batch.seen.len() && batch.seen[i].run == run && batch.seen[i].conn == conn {
-                let s = &batch.seen[i];
-                if tracker.record(s.seq) {
-                    self.unique += 1;
-                }
-                tally.latency.record(now_ns.saturating_sub(s.sent_ns));
-                i += 1;
+            let timing = self.timing.get_mut(key).expect("inserted");
+            timing.first.get_or_insert(now);
+            timing.last = Some(now);
+            for s in same {
+                timing.latency.record(now_ns.saturating_sub(s.sent_ns));
             }
+            rest = next;
         }
     }
 
@@ -341,51 +264,32 @@ impl Tally {
             (Some(a), Some(b)) => (b - a).as_secs_f64(),
             _ => 0.0,
         };
-        let mut runs: Vec<RunReport> = self
-            .runs
-            .iter()
-            .map(|(run, t)| {
-                let connections: Vec<ConnReport> = t
-                    .conns
-                    .iter()
-                    .map(|(&conn, s)| ConnReport {
-                        conn,
-                        received: s.received,
-                        unique: s.unique,
-                        duplicated: s.duplicates,
-                        missing: s.missing(),
-                        out_of_order: s.out_of_order,
-                        max_seq: s.max,
-                        gaps: s.gaps(GAPS_SHOWN),
-                    })
-                    .collect();
-                let sum = |f: fn(&ConnReport) -> u64| connections.iter().map(f).sum::<u64>();
-                let window_secs = secs(t.first, t.last);
-                let received = sum(|c| c.received);
+        let runs = self
+            .books
+            .reports()
+            .into_iter()
+            .map(|(run, connections)| {
+                let timing = &self.timing[run];
+                let counts = Counts::of(&connections);
+                let window_secs = secs(timing.first, timing.last);
                 RunReport {
                     run: String::from_utf8_lossy(run).into_owned(),
-                    received,
-                    unique: sum(|c| c.unique),
-                    duplicated: sum(|c| c.duplicated),
-                    missing: sum(|c| c.missing),
-                    out_of_order: sum(|c| c.out_of_order),
+                    received: counts.received,
+                    unique: counts.unique,
+                    duplicated: counts.duplicated,
+                    missing: counts.missing,
+                    out_of_order: counts.out_of_order,
                     window_secs,
                     events_per_sec: if window_secs > 0.0 {
-                        received as f64 / window_secs
+                        counts.received as f64 / window_secs
                     } else {
                         0.0
                     },
-                    latency_ns: [
-                        t.latency.quantile(0.5),
-                        t.latency.quantile(0.9),
-                        t.latency.quantile(0.99),
-                        t.latency.max(),
-                    ],
+                    latency: Latency::of(&timing.latency),
                     connections,
                 }
             })
             .collect();
-        runs.sort_by(|a, b| a.run.cmp(&b.run));
         Report {
             runs,
             foreign: self.foreign,
@@ -398,10 +302,26 @@ impl Tally {
     }
 }
 
-fn unix_nanos() -> u64 {
+/// Now, Unix nanoseconds: the clock `sent_ns` is read from.
+pub(super) fn unix_nanos() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// Completes on SIGTERM or SIGINT (never, if they cannot be watched).
+pub(super) async fn signalled() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        },
+        _ => std::future::pending().await,
+    }
 }
 
 /// Serves Forward connections from `listener` until `stop` completes or `options` say so, and
@@ -432,7 +352,7 @@ pub async fn receive(
             Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             _ = tick.tick() => {
                 let t = tally.lock().expect("tally");
-                if options.expect.is_some_and(|n| t.unique >= n) {
+                if options.expect.is_some_and(|n| t.books.unique >= n) {
                     break "expect";
                 }
                 let idle = match (options.until_idle, t.last) {
@@ -547,7 +467,7 @@ mod tests {
         entries.extend_from_slice(&[0x92, 1, 0x80]);
         foreign.add_entries(&entries);
         t.apply(&foreign, now, 1);
-        assert_eq!(t.unique, 5 + 2 + 1);
+        assert_eq!(t.books.unique, 5 + 2 + 1);
         let r = t.report("idle");
         assert_eq!(r.foreign, 2);
         assert_eq!(r.runs.len(), 2);

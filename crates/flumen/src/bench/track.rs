@@ -1,7 +1,10 @@
-//! The receiver's bookkeeping: which sequence numbers of a (run, conn) arrived, and a latency
-//! histogram.
+//! The receivers' bookkeeping (the Forward receiver's and the live-tail subscribers'): which
+//! sequence numbers of a (run, conn) arrived, a latency histogram, and the parts of a report
+//! both receivers show.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::json;
 
 /// Sequence numbers per page: 2^16, a page is 8 KiB of bits. 100 M events in a sequence take
 /// 1526 pages, 12.5 MiB; pages are only allocated where numbers arrived.
@@ -178,6 +181,214 @@ impl Histogram {
             }
         }
         self.max
+    }
+}
+
+/// Which sequence numbers arrived, per run and connection: the books of the Forward receiver,
+/// or of one live-tail subscriber.
+#[derive(Debug, Default)]
+pub struct SeqBooks {
+    runs: HashMap<Vec<u8>, BTreeMap<u64, SeqTracker>>,
+    /// Distinct events over all runs.
+    pub unique: u64,
+}
+
+impl SeqBooks {
+    /// Records events `seqs` of (`run`, `conn`); returns how many were new.
+    pub fn record(&mut self, run: &[u8], conn: u64, seqs: impl IntoIterator<Item = u64>) -> u64 {
+        // Looked up by slice first: a run's id is copied once, not per event.
+        if !self.runs.contains_key(run) {
+            self.runs.insert(run.to_vec(), BTreeMap::new());
+        }
+        let tracker = self
+            .runs
+            .get_mut(run)
+            .expect("inserted")
+            .entry(conn)
+            .or_default();
+        let new = seqs.into_iter().filter(|&seq| tracker.record(seq)).count() as u64;
+        self.unique += new;
+        new
+    }
+
+    /// Every run with its connections' reports, runs in order of their ids.
+    pub fn reports(&self) -> Vec<(&[u8], Vec<ConnReport>)> {
+        let mut runs: Vec<_> = self
+            .runs
+            .iter()
+            .map(|(run, conns)| {
+                let connections = conns
+                    .iter()
+                    .map(|(&conn, tracker)| ConnReport::of(conn, tracker))
+                    .collect();
+                (run.as_slice(), connections)
+            })
+            .collect();
+        runs.sort_by(|a, b| a.0.cmp(b.0));
+        runs
+    }
+}
+
+/// How many missing ranges a report names per connection.
+const GAPS_SHOWN: usize = 10;
+
+/// What arrived of one (run, conn).
+#[derive(Debug, Clone)]
+pub struct ConnReport {
+    pub conn: u64,
+    pub received: u64,
+    pub unique: u64,
+    pub duplicated: u64,
+    pub missing: u64,
+    pub out_of_order: u64,
+    pub max_seq: Option<u64>,
+    /// The first missing ranges, inclusive.
+    pub gaps: Vec<(u64, u64)>,
+}
+
+impl ConnReport {
+    fn of(conn: u64, tracker: &SeqTracker) -> Self {
+        Self {
+            conn,
+            received: tracker.received,
+            unique: tracker.unique,
+            duplicated: tracker.duplicates,
+            missing: tracker.missing(),
+            out_of_order: tracker.out_of_order,
+            max_seq: tracker.max,
+            gaps: tracker.gaps(GAPS_SHOWN),
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "conn": self.conn,
+            "received": self.received,
+            "unique": self.unique,
+            "duplicated": self.duplicated,
+            "missing": self.missing,
+            "out_of_order": self.out_of_order,
+            "max_seq": self.max_seq,
+            "first_gaps": self.gaps,
+        })
+    }
+
+    /// One line: `  conn C: received …, unique …, duplicated …, missing …, highest seq …, gaps …`.
+    pub fn to_text(&self) -> String {
+        let mut line = format!(
+            "  conn {}: received {}, unique {}, duplicated {}, missing {}, highest seq {}",
+            self.conn,
+            self.received,
+            self.unique,
+            self.duplicated,
+            self.missing,
+            self.max_seq.map_or("-".to_owned(), |m| m.to_string()),
+        );
+        if !self.gaps.is_empty() {
+            let gaps: Vec<String> = self
+                .gaps
+                .iter()
+                .map(|&(a, b)| {
+                    if a == b {
+                        a.to_string()
+                    } else {
+                        format!("{a}-{b}")
+                    }
+                })
+                .collect();
+            let more = if self.gaps.len() == GAPS_SHOWN {
+                ", ..."
+            } else {
+                ""
+            };
+            line += &format!(", gaps {}{more}", gaps.join(", "));
+        }
+        line
+    }
+}
+
+/// Connections' counts added up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub received: u64,
+    pub unique: u64,
+    pub duplicated: u64,
+    pub missing: u64,
+    pub out_of_order: u64,
+}
+
+impl Counts {
+    pub fn of<'a>(connections: impl IntoIterator<Item = &'a ConnReport>) -> Self {
+        let mut sum = Self::default();
+        for c in connections {
+            sum += Self {
+                received: c.received,
+                unique: c.unique,
+                duplicated: c.duplicated,
+                missing: c.missing,
+                out_of_order: c.out_of_order,
+            };
+        }
+        sum
+    }
+}
+
+impl std::ops::AddAssign for Counts {
+    fn add_assign(&mut self, other: Self) {
+        self.received += other.received;
+        self.unique += other.unique;
+        self.duplicated += other.duplicated;
+        self.missing += other.missing;
+        self.out_of_order += other.out_of_order;
+    }
+}
+
+/// A latency histogram's percentiles, nanoseconds, as the reports show them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Latency {
+    pub p50: u64,
+    pub p90: u64,
+    pub p99: u64,
+    pub p999: u64,
+    pub max: u64,
+}
+
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+impl Latency {
+    pub fn of(histogram: &Histogram) -> Self {
+        Self {
+            p50: histogram.quantile(0.5),
+            p90: histogram.quantile(0.9),
+            p99: histogram.quantile(0.99),
+            p999: histogram.quantile(0.999),
+            max: histogram.max(),
+        }
+    }
+
+    /// Milliseconds: `{"p50":…,"p90":…,"p99":…,"p99.9":…,"max":…}`.
+    pub fn to_json(self) -> serde_json::Value {
+        json!({
+            "p50": ms(self.p50),
+            "p90": ms(self.p90),
+            "p99": ms(self.p99),
+            "p99.9": ms(self.p999),
+            "max": ms(self.max),
+        })
+    }
+
+    /// `p50 … ms, p90 … ms, p99 … ms, p99.9 … ms, max … ms`.
+    pub fn to_text(self) -> String {
+        format!(
+            "p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            ms(self.p50),
+            ms(self.p90),
+            ms(self.p99),
+            ms(self.p999),
+            ms(self.max),
+        )
     }
 }
 
