@@ -11,13 +11,14 @@
 #  (a) latency at each rate of RATES: one subscriber to `{}` (limit=0, only new events),
 #      CONNECTIONS sender connections, RATE x DURATION events; p50/p99/p99.9/max.
 #  (b) CPU and peak RSS with each number of SUBSCRIBERS at FANOUT_RATE events/s for DURATION
-#      seconds: subscriber i reads `{conn="i mod QUERIES"}`, and the sender has QUERIES
-#      connections (conn 0 .. QUERIES-1), so every query gets 1/QUERIES of the events and each
-#      event goes to SUBSCRIBERS/QUERIES subscribers: FANOUT_RATE x SUBSCRIBERS / QUERIES frames
-#      a second in all (5 million with 10,000 subscribers over 100 queries).
+#      seconds, as people watch their deployments: the sender's records carry a deployment_id
+#      among QUERIES deployments (default: as many as subscribers), and subscriber i reads
+#      `{deployment_id="d-<i mod QUERIES>"}`, so each event goes to SUBSCRIBERS/QUERIES
+#      subscribers (one by default: FANOUT_RATE frames a second in all) and the hub tests it
+#      against the one query its deployment files it under, not against every subscriber.
 #  (c) ingest: events/s acknowledged with the sender flat out (no --rate) for INGEST_DURATION
-#      seconds on QUERIES connections, with each number of INGEST_SUBSCRIBERS subscribed as in
-#      (b). With no subscriber the log syncs on its interval; with one, at every write.
+#      seconds on CONNECTIONS connections, with each number of INGEST_SUBSCRIBERS subscribed
+#      as in (b). With no subscriber the log syncs on its interval; with one, at every write.
 #
 # The client (the sender and the subscribers, `flumen bench`) runs on the same machine: flumen's
 # CPU figures are its process's alone, but the client competes with it for the cores, and the
@@ -26,8 +27,7 @@
 #   QUICK=1 bash scripts/bench-live.sh                # a smoke test, half a minute
 #   bash scripts/bench-live.sh                        # the full run
 #   RATES="10000" SUBSCRIBERS="1000" INGEST_SUBSCRIBERS=0 bash scripts/bench-live.sh
-#   QUERIES=1000 SUBSCRIBERS=1000 bash scripts/bench-live.sh   # each subscriber its own query
-#                                                     # (and the sender 1,000 connections)
+#   QUERIES=10 SUBSCRIBERS=1000 bash scripts/bench-live.sh     # 100 subscribers per query
 #   FLUMEN_BIN=/path/to/flumen bash scripts/bench-live.sh      # a binary built elsewhere
 #
 # Needs curl, jq and awk.
@@ -36,16 +36,17 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [ -n "${QUICK:-}" ]; then
   : "${DURATION:=2}" "${RATES:=2000 10000}" "${SUBSCRIBERS:=20 200}" "${FANOUT_RATE:=5000}"
-  : "${QUERIES:=10}" "${INGEST_DURATION:=2}" "${INGEST_SUBSCRIBERS:=0 50}" "${TAIL_TIMEOUT:=30}"
+  : "${INGEST_DURATION:=2}" "${INGEST_SUBSCRIBERS:=0 50}" "${TAIL_TIMEOUT:=30}"
 fi
 DURATION=${DURATION:-30}                       # seconds of each (a) and (b) run
 RATES=${RATES:-10000 100000}                   # (a): events/s
 SUBSCRIBERS=${SUBSCRIBERS:-1000 10000}         # (b)
 FANOUT_RATE=${FANOUT_RATE:-50000}              # (b): events/s
-QUERIES=${QUERIES:-100}                        # (b), (c): distinct queries, sender connections
+QUERIES=${QUERIES:-}                           # (b), (c): deployments watched (default: one
+                                               # per subscriber)
 INGEST_DURATION=${INGEST_DURATION:-$DURATION}  # (c): seconds
 INGEST_SUBSCRIBERS=${INGEST_SUBSCRIBERS:-0 1000}
-CONNECTIONS=${CONNECTIONS:-2}                  # (a): sender connections
+CONNECTIONS=${CONNECTIONS:-2}                  # sender connections
 BATCH=${BATCH:-100}                            # events per chunk in (a) and (c)
 # (b): events per chunk. The connections' rate limits start together and stay in step, so
 # each round of chunks arrives at once: small chunks keep those bursts small.
@@ -112,10 +113,10 @@ ticks_of() {
 # The live-stream URL of query $1, only events from now on.
 tail_url() { echo "ws://127.0.0.1:$API_PORT/api/v1/tail?query=$1&limit=0"; }
 
-# The URLs of the queries {conn="0"} .. {conn="QUERIES-1"}.
+# The URLs of the queries {deployment_id="d-0"} .. {deployment_id="d-<$1 - 1>"}.
 query_urls() {
   local k
-  for ((k = 0; k < QUERIES; k++)); do tail_url "{conn=\"$k\"}"; done
+  for ((k = 0; k < $1; k++)); do tail_url "{deployment_id=\"d-$k\"}"; done
 }
 
 # Opens $1 subscriptions spread over the URLs $3..., which stop once each has $2 events (when
@@ -222,17 +223,15 @@ note_incomplete() {
   fi
 }
 
-# The events the subscribers of (b) and (c) should have got between them: subscriber i reads
-# conn i mod QUERIES, every event the sender sent on that connection.
+# The events the subscribers of (b) and (c) should have got between them: $1 subscribers over
+# $2 deployments ($1 a multiple of $2), each deployment 1/$2 of what was sent.
 expected_deliveries() {
-  jq --argjson n "$1" --argjson q "$QUERIES" '
-    [.per_connection[] | select(.conn < $q)
-     | ((($n - .conn + $q - 1) / $q | floor) | if . < 0 then 0 else . end) * .events] | add // 0
-  ' "$work/sent.json"
+  jq --argjson n "$1" --argjson q "$2" '[.per_connection[].events] | add // 0 | . * $n / $q | round' \
+    "$work/sent.json"
 }
 
 notes=()
-echo "bench-live: $(nproc) cores; $("$bin" --version 2>/dev/null || echo "$bin"); DURATION=${DURATION}s QUERIES=$QUERIES" >&2
+echo "bench-live: $(nproc) cores; $("$bin" --version 2>/dev/null || echo "$bin"); DURATION=${DURATION}s" >&2
 
 # --- (a) Latency ------------------------------------------------------------------------------
 declare -a latency_rows
@@ -257,22 +256,24 @@ done
 # --- (b) Many subscribers -------------------------------------------------------------------------
 declare -a fanout_rows
 for n in $SUBSCRIBERS; do
-  # A multiple of QUERIES, so that every connection, and every query, has as many events.
-  events=$((FANOUT_RATE * DURATION / QUERIES * QUERIES))
-  per_query=$((events / QUERIES))
-  echo "(b) $n subscribers over $QUERIES queries at $FANOUT_RATE events/s ($((FANOUT_RATE * n / QUERIES)) frames/s)..." >&2
+  queries=${QUERIES:-$n}
+  # A multiple of connections x deployments, so that every deployment has as many events.
+  events=$((FANOUT_RATE * DURATION / (queries * CONNECTIONS) * queries * CONNECTIONS))
+  per_query=$((events / queries))
+  echo "(b) $n subscribers over $queries deployments at $FANOUT_RATE events/s ($((FANOUT_RATE * n / queries)) frames/s)..." >&2
   start_flumen
-  mapfile -t urls < <(query_urls)
+  mapfile -t urls < <(query_urls "$queries")
   start_tail "$n" "$per_query" "${urls[@]}"
   start_clocks
-  send --rate "$FANOUT_RATE" --events "$events" --connections "$QUERIES" --batch "$FANOUT_BATCH"
+  send --rate "$FANOUT_RATE" --events "$events" --connections "$CONNECTIONS" \
+    --batch "$FANOUT_BATCH" --deployments "$queries"
   await_tail
   stop_clocks
   read -r wall cpu pct rss client <<<"$clocks"
   read -r received unique complete p50 p99 p999 max stopped <<<"$(tail_figures)"
-  expected=$(expected_deliveries "$n")
+  expected=$(expected_deliveries "$n" "$queries")
   acked_rate=$(jq '.acked / .secs | round' "$work/sent.json")
-  fanout_rows+=("| $n | $acked_rate | $((acked_rate * n / QUERIES)) | $unique of $expected | $complete | $p50 | $p99 | $p999 | $max | $cpu s | ${pct}% | $rss MB | $client s |")
+  fanout_rows+=("| $n | $queries | $acked_rate | $((acked_rate * n / queries)) | $unique of $expected | $complete | $p50 | $p99 | $p999 | $max | $cpu s | ${pct}% | $rss MB | $client s |")
   note_incomplete "(b) $n subscribers"
   [ "$stopped" = expect ] || notes+=("(b) $n subscribers: stopped by $stopped, not with every event")
   stop_flumen
@@ -281,12 +282,18 @@ done
 # --- (c) Ingest --------------------------------------------------------------------------------
 declare -a ingest_rows
 for n in $INGEST_SUBSCRIBERS; do
+  # The same records with and without subscribers: with deployments.
+  queries=${QUERIES:-$((n > 0 ? n : 1000))}
   echo "(c) ingest flat out for ${INGEST_DURATION}s with $n subscribers..." >&2
   start_flumen
   tail_pid=""
-  if [ "$n" -gt 0 ]; then mapfile -t urls < <(query_urls); start_tail "$n" "" "${urls[@]}"; fi
+  if [ "$n" -gt 0 ]; then
+    mapfile -t urls < <(query_urls "$queries")
+    start_tail "$n" "" "${urls[@]}"
+  fi
   start_clocks
-  send --duration "${INGEST_DURATION}s" --connections "$QUERIES" --batch "$BATCH"
+  send --duration "${INGEST_DURATION}s" --connections "$CONNECTIONS" --batch "$BATCH" \
+    --deployments "$queries"
   stop_clocks
   read -r wall cpu pct rss client <<<"$clocks"
   acked_rate=$(jq '.acked / .secs | round' "$work/sent.json")
@@ -294,7 +301,7 @@ for n in $INGEST_SUBSCRIBERS; do
   if [ -n "$tail_pid" ]; then
     await_tail
     read -r received unique complete p50 p99 p999 max stopped <<<"$(tail_figures)"
-    delivered="$unique of $(expected_deliveries "$n"), $complete complete, p99 $p99 ms"
+    delivered="$unique of $(expected_deliveries "$n" "$queries"), $complete complete, p99 $p99 ms"
     note_incomplete "(c) $n subscribers"
   fi
   ingest_rows+=("| $n | $acked_rate | $cpu s, ${pct}% | $rss MB | $client s | $delivered |")
@@ -317,15 +324,15 @@ echo "| rate | acked/s | sent | received | complete | p50 ms | p99 ms | p99.9 ms
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${latency_rows[@]}"; do echo "$row"; done
 echo
-echo "(b) subscriber i reads {conn=\"i mod $QUERIES\"}, the sender has $QUERIES connections at $FANOUT_RATE"
-echo "    events/s for ${DURATION}s; each event goes to subscribers/$QUERIES subscribers; CPU from the"
-echo "    first send until every subscriber has every event (% of a core: over that time):"
+echo "(b) subscriber i reads {deployment_id=\"d-<i mod deployments>\"}, the sender's records cycle"
+echo "    over the deployments, $CONNECTIONS connections at $FANOUT_RATE events/s for ${DURATION}s; CPU"
+echo "    from the first send until every subscriber has every event (% of a core: over that time):"
 echo
-echo "| subscribers | acked/s | frames/s | events received | complete | p50 ms | p99 ms | p99.9 ms | max ms | flumen CPU | % of a core | flumen peak RSS | client CPU |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| subscribers | deployments | acked/s | frames/s | events received | complete | p50 ms | p99 ms | p99.9 ms | max ms | flumen CPU | % of a core | flumen peak RSS | client CPU |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${fanout_rows[@]}"; do echo "$row"; done
 echo
-echo "(c) ingest with the sender flat out on $QUERIES connections for ${INGEST_DURATION}s, subscribers as in (b);"
+echo "(c) ingest with the sender flat out on $CONNECTIONS connections for ${INGEST_DURATION}s, subscribers as in (b);"
 echo "    CPU over the send (the subscribers may still be catching up after it):"
 echo
 echo "| subscribers | acked events/s | flumen CPU | flumen peak RSS | client CPU | subscribers got |"

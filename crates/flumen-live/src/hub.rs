@@ -348,10 +348,19 @@ impl HubTask {
         let mut candidates = std::mem::take(&mut self.candidates);
         for (index, entry) in batch.iter().enumerate() {
             let Ok(entry) = entry else { break };
+            let known = self
+                .index
+                .candidates_raw(batch.tag, entry.record, &mut candidates);
+            if known && candidates.is_empty() {
+                // Nobody can want it: not even decoded.
+                continue;
+            }
             let Ok(decoded) = Record::decode(entry.record) else {
                 continue;
             };
-            self.index.candidates(batch.tag, &decoded, &mut candidates);
+            if !known {
+                self.index.candidates(batch.tag, &decoded, &mut candidates);
+            }
             let mut labels = None;
             for id in &candidates {
                 let Some(shared) = self.queries.get_mut(id) else {

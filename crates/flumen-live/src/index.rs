@@ -12,6 +12,7 @@ use std::collections::HashMap;
 
 use flumen_event::record::Record;
 use flumen_select::{MatchOp, Selector, field_text};
+use flumen_store::raw_fields::{scalar_text, scan_raw_fields};
 
 /// A query's identity in the index (the hub's group of subscribers sharing it).
 pub(crate) type QueryId = u64;
@@ -28,6 +29,8 @@ pub(crate) struct SubscriptionIndex {
     /// Field name → wanted value → the queries filed under it. A few fields at most, looked
     /// up in order for every event.
     fields: Vec<(String, HashMap<String, Vec<QueryId>>)>,
+    /// The fields' names, in the same order (what the raw scan looks for).
+    field_names: Vec<String>,
     /// Queries without an equality matcher: every event is theirs to test.
     everywhere: Vec<QueryId>,
 }
@@ -51,6 +54,7 @@ impl SubscriptionIndex {
             Some(at) => &mut self.fields[at].1,
             None => {
                 self.fields.push((field.clone(), HashMap::new()));
+                self.field_names.push(field.clone());
                 &mut self.fields.last_mut().expect("just pushed").1
             }
         };
@@ -75,6 +79,7 @@ impl SubscriptionIndex {
                 }
                 if by_value.is_empty() {
                     self.fields.remove(at);
+                    self.field_names.remove(at);
                 }
             }
         }
@@ -84,6 +89,46 @@ impl SubscriptionIndex {
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {
         self.fields.is_empty() && self.everywhere.is_empty()
+    }
+
+    /// [`candidates`](Self::candidates) read from the event's msgpack bytes, without decoding
+    /// it: most events are wanted by nobody, and decoding costs far more than walking the
+    /// top-level keys. False (with `out` unspecified) when the bytes cannot tell: a field
+    /// looked up is nested (`a.b`), or its value is not a scalar.
+    pub(crate) fn candidates_raw(&self, tag: &str, record: &[u8], out: &mut Vec<QueryId>) -> bool {
+        out.clear();
+        if self.fields.len() > 64 || self.fields.iter().any(|(f, _)| f.contains('.')) {
+            return false;
+        }
+        let mut seen: u64 = 0;
+        let mut readable = true;
+        let lookup = |field: usize, text: &str, out: &mut Vec<QueryId>| {
+            if let Some(ids) = self.fields[field].1.get(text) {
+                out.extend_from_slice(ids);
+            }
+        };
+        scan_raw_fields(record, &self.field_names, |field, value| {
+            if seen & (1 << field) != 0 {
+                // A key twice: the first counts, as for a decoded record.
+                return;
+            }
+            seen |= 1 << field;
+            match scalar_text(value) {
+                Some(text) => lookup(field, &text, out),
+                None => readable = false,
+            }
+        });
+        if !readable {
+            return false;
+        }
+        for (field, (name, _)) in self.fields.iter().enumerate() {
+            if seen & (1 << field) == 0 {
+                // Missing: "" to a matcher, but `tag` is the event's tag.
+                lookup(field, if name == "tag" { tag } else { "" }, out);
+            }
+        }
+        out.extend_from_slice(&self.everywhere);
+        true
     }
 
     /// Puts into `out` (cleared first) every query that can select this event; each once.
@@ -162,6 +207,50 @@ mod tests {
     }
 
     #[test]
+    fn the_raw_lookup_finds_what_the_decoded_one_finds() {
+        let mut index = SubscriptionIndex::default();
+        for (id, query) in [
+            r#"{service="api"}"#,
+            r#"{tag="app.web"}"#,
+            r#"{status="500"}"#,
+            r#"{zone=""}"#,
+            r#"{level=~"warn|error"}"#,
+        ]
+        .iter()
+        .enumerate()
+        {
+            index.insert(id as QueryId, &query.parse().unwrap());
+        }
+        let events = [
+            ("app.web", record(&[("service", "api")])),
+            ("app.api", record(&[("tag", "app.web"), ("zone", "eu")])),
+            (
+                "x",
+                Record::from(vec![
+                    ("status".to_owned(), Value::UInt(500)),
+                    ("service".to_owned(), Value::from("api")),
+                    ("service".to_owned(), Value::from("web")),
+                ]),
+            ),
+        ];
+        for (tag, event) in &events {
+            let mut raw = Vec::new();
+            event.write_msgpack(&mut raw);
+            let (mut decoded, mut read) = (Vec::new(), Vec::new());
+            index.candidates(tag, event, &mut decoded);
+            assert!(index.candidates_raw(tag, &raw, &mut read));
+            decoded.sort_unstable();
+            read.sort_unstable();
+            assert_eq!(read, decoded, "{tag} {event:?}");
+        }
+        // A map where a looked-up field is: the bytes cannot tell.
+        let nested = Record::from(vec![("service".to_owned(), Value::Map(Vec::new()))]);
+        let mut raw = Vec::new();
+        nested.write_msgpack(&mut raw);
+        assert!(!index.candidates_raw("t", &raw, &mut Vec::new()));
+    }
+
+    #[test]
     fn a_nested_field_is_looked_up_by_its_path() {
         let mut index = SubscriptionIndex::default();
         index.insert(1, &r#"{kubernetes.pod="p-1"}"#.parse().unwrap());
@@ -172,5 +261,11 @@ mod tests {
         let mut out = Vec::new();
         index.candidates("t", &nested, &mut out);
         assert_eq!(out, [1]);
+        let mut raw = Vec::new();
+        nested.write_msgpack(&mut raw);
+        assert!(
+            !index.candidates_raw("t", &raw, &mut out),
+            "a path needs the decoded record"
+        );
     }
 }

@@ -14,7 +14,7 @@ use flumen_event::msgpack::{Reader, Value};
 /// The text of a scalar msgpack value as a user sees it (as `Value::to_text` renders it):
 /// strings as they are, numbers in decimal, booleans as `true`/`false`, nil as empty. Maps,
 /// arrays, binaries and extensions have no label text (`None`).
-pub(crate) fn scalar_text<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
+pub fn scalar_text<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
     Some(match value {
         // Most values are ASCII: checked a word at a time, where the lossy conversion walks
         // its chunks.
@@ -34,7 +34,7 @@ pub(crate) fn scalar_text<'a>(value: Value<'a>) -> Option<Cow<'a, str>> {
 
 /// Calls `found(index, value)` for each top-level field of `record` whose name is
 /// `names[index]`, with the value's msgpack header (a scalar's header is the scalar).
-pub(crate) fn scan_raw_fields<'a>(
+pub fn scan_raw_fields<'a>(
     record: &'a [u8],
     names: &[String],
     mut found: impl FnMut(usize, Value<'a>),

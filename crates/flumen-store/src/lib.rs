@@ -68,6 +68,12 @@ pub use query::{
 };
 pub use writer::LabelReader;
 
+/// Top-level fields read out of a msgpack record without decoding it, as the store reads its
+/// labels: for others that look events up by field values (live streams' subscription index).
+pub mod raw_fields {
+    pub use crate::fields::{scalar_text, scan_raw_fields};
+}
+
 use catalog::SharedCatalog;
 use checkpoint::{Checkpoint, Commits};
 

@@ -34,7 +34,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, ValueEnum};
 
 /// The sender's arguments, which the receivers take none of.
-const SENDER_ARGS: [&str; 18] = [
+const SENDER_ARGS: [&str; 19] = [
     "to",
     "events",
     "duration",
@@ -42,6 +42,7 @@ const SENDER_ARGS: [&str; 18] = [
     "batch",
     "record_size",
     "log_lines",
+    "deployments",
     "connections",
     "mode",
     "ack",
@@ -177,6 +178,10 @@ pub struct BenchArgs {
     /// say, to measure parsing filters), instead of padding records to --record-size.
     #[arg(long, value_name = "FILE", help_heading = "Sender")]
     log_lines: Option<std::path::PathBuf>,
+    /// Give each record a `deployment_id` field, `d-<seq mod N>`: N deployments that live-stream
+    /// subscribers can each watch (`{deployment_id="d-7"}`), as people watch theirs.
+    #[arg(long, value_name = "N", help_heading = "Sender")]
+    deployments: Option<u32>,
     /// Concurrent connections, each with its own `conn` number and sequence.
     #[arg(long, value_name = "N", default_value_t = 2, help_heading = "Sender")]
     connections: u32,

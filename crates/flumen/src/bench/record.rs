@@ -109,6 +109,28 @@ impl Template {
         self
     }
 
+    /// The same template with a `deployment_id` field, `d-<seq mod deployments>`, before the
+    /// `log` field (none when `deployments` is 0).
+    pub fn with_deployments(mut self, deployments: u32) -> Self {
+        if deployments == 0 {
+            return self;
+        }
+        // One more field in the map: the head starts with its fixmap header.
+        debug_assert_eq!(self.head[0] & 0xf0, 0x80);
+        self.head[0] += 1;
+        let logs = std::mem::take(&mut self.tails);
+        self.tails = (0..deployments as usize)
+            .map(|d| {
+                let mut tail = Vec::new();
+                rmp::encode::write_str(&mut tail, "deployment_id").expect("Vec write");
+                rmp::encode::write_str(&mut tail, &format!("d-{d}")).expect("Vec write");
+                tail.extend_from_slice(&logs[d % logs.len()]);
+                tail
+            })
+            .collect();
+        self
+    }
+
     /// Appends the record with this `seq` and `sent_ns`.
     pub fn write_record(&self, out: &mut Vec<u8>, seq: u64, sent_ns: u64) {
         out.extend_from_slice(&self.head);
@@ -261,6 +283,20 @@ mod tests {
                     sent_ns: 1_700_000_000_123_456_789
                 })
             );
+        }
+    }
+
+    #[test]
+    fn records_take_their_deployment_by_seq() {
+        let t = Template::new("abc", 7, 200).with_deployments(3);
+        for seq in [0, 1, 5] {
+            let mut rec = Vec::new();
+            t.write_record(&mut rec, seq, 1);
+            let record = flumen_event::record::Record::decode(&rec).unwrap();
+            let deployment = record.get("deployment_id").and_then(|v| v.as_str());
+            assert_eq!(deployment, Some(format!("d-{}", seq % 3).as_str()));
+            assert_eq!(tracer_fields(&rec).map(|f| f.seq), Some(seq));
+            assert!(record.get("log").is_some());
         }
     }
 

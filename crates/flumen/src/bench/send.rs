@@ -418,7 +418,10 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
             event: Default::default(),
         }),
         None => {
-            Box::new(Template::new(&plan.run, conn, args.record_size).with_lines(&plan.log_lines))
+            let template = Template::new(&plan.run, conn, args.record_size)
+                .with_lines(&plan.log_lines)
+                .with_deployments(args.deployments.unwrap_or(0));
+            Box::new(template)
         }
     };
     let mut bucket = plan.rate.map(|rate| Bucket {
