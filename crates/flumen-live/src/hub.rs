@@ -39,7 +39,8 @@ pub(crate) const READ_BYTES: usize = 4 << 20;
 pub struct LiveConfig {
     /// Streams open at once; more are refused ([`TooManyStreams`]).
     pub max_streams: usize,
-    /// Messages queued for one subscriber before the hub lets it go to catch up by itself.
+    /// Batches (each the events of one read of the log its query selects) queued for one
+    /// subscriber before the hub lets it go to catch up by itself.
     pub queue: usize,
     /// Records the hub keeps for subscriptions joining it, and at most this many bytes of them.
     pub window_records: usize,
@@ -52,7 +53,7 @@ impl Default for LiveConfig {
     fn default() -> Self {
         Self {
             max_streams: 20_000,
-            queue: 1024,
+            queue: 64,
             window_records: 4096,
             window_bytes: 32 << 20,
             labels: flumen_store::StoreConfig::new("").labels,
@@ -64,6 +65,11 @@ impl Default for LiveConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("too many live streams: {0} are open, the most this flumen serves")]
 pub struct TooManyStreams(pub usize);
+
+/// The events of one read of the log that one query selects, in log order: what the hub
+/// queues for each of that query's subscribers at once (one wake-up, and one write to the
+/// client, for all of them).
+pub(crate) type Batch = Arc<Vec<Arc<Rendered>>>;
 
 /// One event rendered for a client, shared by every subscriber it goes to.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,6 +104,8 @@ pub struct LiveHub {
     commands: mpsc::UnboundedSender<Command>,
     /// How many streams are open; watched to wait for them to end at shutdown.
     streams: watch::Sender<usize>,
+    /// Subscribers the hub let go because their queue was full.
+    let_go: Arc<AtomicU64>,
     next_id: AtomicU64,
 }
 
@@ -112,7 +120,9 @@ impl LiveHub {
     ) -> Arc<Self> {
         let labels = Arc::new(LabelReader::new(&config.labels));
         let (commands, receiver) = mpsc::unbounded_channel();
+        let let_go = Arc::new(AtomicU64::new(0));
         let task = HubTask {
+            let_go: let_go.clone(),
             wal: wal.clone(),
             labels: labels.clone(),
             config: config.clone(),
@@ -138,6 +148,7 @@ impl LiveHub {
             config,
             commands,
             streams: watch::Sender::new(0),
+            let_go,
             next_id: AtomicU64::new(0),
         })
     }
@@ -162,6 +173,11 @@ impl LiveHub {
         metrics::gauge!("flumen_live_streams").increment(1.0);
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         Ok(Subscription::new(self.clone(), id, query, format, start))
+    }
+
+    /// How many times a subscriber was let go to catch up by itself, its queue full.
+    pub fn subscribers_let_go(&self) -> u64 {
+        self.let_go.load(Ordering::Relaxed)
     }
 
     /// How many streams are open.
@@ -195,7 +211,7 @@ impl LiveHub {
         query: &Selector,
         format: Format,
         from: Position,
-    ) -> Option<mpsc::Receiver<Arc<Rendered>>> {
+    ) -> Option<mpsc::Receiver<Batch>> {
         let (queue, receiver) = mpsc::channel(self.config.queue);
         let (reply, joined) = oneshot::channel();
         let join = Join {
@@ -226,7 +242,7 @@ struct Join {
 
 struct Member {
     id: u64,
-    queue: mpsc::Sender<Arc<Rendered>>,
+    queue: mpsc::Sender<Batch>,
 }
 
 /// The subscribers sharing one query and format: each event is run through the query and
@@ -236,17 +252,24 @@ struct SharedQuery {
     format: Format,
     filed: Filed,
     members: Vec<Member>,
+    /// What it selected of the read under way.
+    selected: Vec<Arc<Rendered>>,
 }
 
 impl SharedQuery {
-    /// Queues `event` for every member; those whose queue is full or gone are let go and
-    /// their ids added to `released`.
-    fn send(&mut self, event: &Arc<Rendered>, released: &mut Vec<u64>) {
+    /// Queues what it selected of the read just done for every member; those whose queue is
+    /// full or gone are let go and their ids added to `released`.
+    fn send(&mut self, released: &mut Vec<u64>, let_go: &AtomicU64) {
+        if self.selected.is_empty() {
+            return;
+        }
+        let batch = Arc::new(std::mem::take(&mut self.selected));
         self.members.retain(|member| {
-            match member.queue.try_send(event.clone()) {
+            match member.queue.try_send(batch.clone()) {
                 Ok(()) => return true,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!("flumen_live_subscribers_behind_total").increment(1);
+                    let_go.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
             }
@@ -258,6 +281,7 @@ impl SharedQuery {
 
 struct HubTask {
     wal: Arc<Wal>,
+    let_go: Arc<AtomicU64>,
     labels: Arc<LabelReader>,
     config: LiveConfig,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -317,9 +341,10 @@ impl HubTask {
         match reader.read(READ_RECORDS, READ_BYTES).await {
             Ok(Read::Records(records)) => {
                 for record in records {
-                    self.deliver(&record);
+                    self.select(&record);
                     self.remember(record);
                 }
+                self.send();
             }
             Ok(Read::Removed { from, to }) => {
                 // The hub itself fell behind the log: every member catches up by itself.
@@ -337,8 +362,18 @@ impl HubTask {
         }
     }
 
-    /// Sends every event of `record` to the members whose query selects it.
-    fn deliver(&mut self, record: &WalRecord) {
+    /// Queues what each query selected of the read just done for its members.
+    fn send(&mut self) {
+        for shared in self.queries.values_mut() {
+            shared.send(&mut self.released, &self.let_go);
+        }
+        for id in std::mem::take(&mut self.released) {
+            self.leave(id);
+        }
+    }
+
+    /// Adds every event of `record` to what the queries that select it selected.
+    fn select(&mut self, record: &WalRecord) {
         let Ok(batch) = BatchRef::parse(&record.payload) else {
             return;
         };
@@ -381,13 +416,10 @@ impl HubTask {
                     extracted: &processed.labels,
                 };
                 let rendered = Arc::new(Rendered::new(shared.format, &view));
-                shared.send(&rendered, &mut self.released);
+                shared.selected.push(rendered);
             }
         }
         self.candidates = candidates;
-        for id in std::mem::take(&mut self.released) {
-            self.leave(id);
-        }
     }
 
     /// Keeps `record` in the window, dropping the oldest beyond its limits.
@@ -429,14 +461,17 @@ impl HubTask {
             Some(_) => {}
         }
         // What the hub read since `from`, for this member alone.
-        for record in self.window.iter().filter(|r| r.position >= join.from) {
-            for event in select_record(&join.query, join.format, &self.labels, record) {
-                if join.member.queue.try_send(Arc::new(event)).is_err() {
-                    let _ = join.reply.send(false);
-                    self.idle_if_alone();
-                    return;
-                }
-            }
+        let missed: Vec<Arc<Rendered>> = self
+            .window
+            .iter()
+            .filter(|r| r.position >= join.from)
+            .flat_map(|record| select_record(&join.query, join.format, &self.labels, record))
+            .map(Arc::new)
+            .collect();
+        if !missed.is_empty() && join.member.queue.try_send(Arc::new(missed)).is_err() {
+            let _ = join.reply.send(false);
+            self.idle_if_alone();
+            return;
         }
         let key = (join.format, join.query.as_str().to_owned());
         let id = match self.query_ids.get(&key) {
@@ -452,6 +487,7 @@ impl HubTask {
                         format: join.format,
                         filed,
                         members: Vec::new(),
+                        selected: Vec::new(),
                     },
                 );
                 self.query_ids.insert(key, id);

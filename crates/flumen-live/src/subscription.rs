@@ -25,7 +25,7 @@ use flumen_store::{Direction, EventPosition, LogOrderRequest, SearchRequest};
 use flumen_wal::{CloseFollower, Position, Read, WalReader};
 use tokio::sync::{mpsc, watch};
 
-use crate::hub::{LiveHub, READ_BYTES, READ_RECORDS, Rendered, select_record};
+use crate::hub::{Batch, LiveHub, READ_BYTES, READ_RECORDS, Rendered, select_record};
 use crate::render::{EventView, Format};
 
 /// How long a stream may go without sending anything before it sends a heartbeat.
@@ -78,7 +78,7 @@ enum Phase {
         before: Position,
         checked: bool,
     },
-    Joined(mpsc::Receiver<Arc<Rendered>>),
+    Joined(mpsc::Receiver<Batch>),
 }
 
 /// One client's stream of events; see the [module documentation](self). Call
@@ -175,14 +175,23 @@ impl Subscription {
             return Some(message);
         }
         while let Phase::Joined(queue) = &mut self.phase
-            && let Ok(event) = queue.try_recv()
+            && let Ok(batch) = queue.try_recv()
         {
-            if self.accept(event.position) {
-                self.last_sent = Instant::now();
-                return Some(Message::Event(event));
+            self.push_batch(&batch);
+            if let Some(message) = self.take_pending() {
+                return Some(message);
             }
         }
         None
+    }
+
+    /// Queues the events of a batch from the hub that are new to this stream.
+    fn push_batch(&mut self, batch: &Batch) {
+        for event in batch.iter() {
+            if self.accept(event.position) {
+                self.pending.push_back(Message::Event(event.clone()));
+            }
+        }
     }
 
     fn take_pending(&mut self) -> Option<Message> {
@@ -280,11 +289,7 @@ impl Subscription {
                     _ = self.closing.wait_for(|c| *c) => return,
                 };
                 match received {
-                    Some(event) => {
-                        if self.accept(event.position) {
-                            self.pending.push_back(Message::Event(event));
-                        }
-                    }
+                    Some(batch) => self.push_batch(&batch),
                     // The hub let go (this stream fell behind, or flumen is stopping): read
                     // by itself from the last event on.
                     None => self.phase = Phase::Reading(self.hub.wal.reader_at(self.read_to)),

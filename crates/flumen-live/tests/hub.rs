@@ -179,7 +179,7 @@ async fn many_subscribers_each_get_exactly_what_their_query_selects() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_subscriber_catches_up_by_itself_and_loses_nothing() {
     let config = LiveConfig {
-        queue: 8,
+        queue: 1,
         window_records: 4,
         ..LiveConfig::default()
     };
@@ -192,9 +192,19 @@ async fn a_slow_subscriber_catches_up_by_itself_and_loses_nothing() {
     let fast_query: Selector = r#"{service="api"}"#.parse().unwrap();
     let want_fast = expected(&fast_query, count);
     let fast_reader = tokio::spawn(async move { receive(&mut fast, want_fast.len()).await });
-    append(&setup.wal, 0..count).await;
+    // In rounds, so that the hub reads (and queues) them in many batches.
+    for round in 0..50 {
+        append(&setup.wal, round * 100..(round + 1) * 100).await;
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     // The slow one has not read a thing yet: its queue overflowed long ago.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while setup.hub.subscribers_let_go() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the hub lets the slow subscriber go");
     let got = receive(&mut slow, count as usize).await;
     assert_eq!(got, expected(&Selector::match_all(), count));
     assert_eq!(

@@ -34,7 +34,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, ValueEnum};
 
 /// The sender's arguments, which the receivers take none of.
-const SENDER_ARGS: [&str; 19] = [
+const SENDER_ARGS: [&str; 18] = [
     "to",
     "events",
     "duration",
@@ -42,7 +42,6 @@ const SENDER_ARGS: [&str; 19] = [
     "batch",
     "record_size",
     "log_lines",
-    "deployments",
     "connections",
     "mode",
     "ack",
@@ -179,7 +178,9 @@ pub struct BenchArgs {
     #[arg(long, value_name = "FILE", help_heading = "Sender")]
     log_lines: Option<std::path::PathBuf>,
     /// Give each record a `deployment_id` field, `d-<seq mod N>`: N deployments that live-stream
-    /// subscribers can each watch (`{deployment_id="d-7"}`), as people watch theirs.
+    /// subscribers can each watch (`{deployment_id="d-7"}`), as people watch theirs. With
+    /// --tail: the subscribers watch one deployment each, and count every N-th sequence number
+    /// as their own sequence.
     #[arg(long, value_name = "N", help_heading = "Sender")]
     deployments: Option<u32>,
     /// Concurrent connections, each with its own `conn` number and sequence.
@@ -317,6 +318,7 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             subscribers: args.subscribers.unwrap_or(args.tail.len()),
             until_idle,
             expect: args.expect,
+            deployments: args.deployments,
         };
         return tail::run(&options, args.json);
     }

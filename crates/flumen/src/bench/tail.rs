@@ -45,6 +45,9 @@ pub struct Options {
     pub until_idle: Option<Duration>,
     /// Stop once every subscriber has this many unique events.
     pub expect: Option<u64>,
+    /// The sender's `--deployments`: a subscriber watching one deployment sees every N-th
+    /// sequence number of a connection, which it books as its own sequence (seq / N).
+    pub deployments: Option<u32>,
 }
 
 /// Subscribes as `options` say until they stop, then prints the report.
@@ -75,7 +78,7 @@ pub async fn tail(options: &Options, stop: impl Future<Output = ()>) -> anyhow::
         "--tail needs a URL and --subscribers at least 1"
     );
     let n = options.subscribers;
-    let shared = Arc::new(Shared::new(options.expect));
+    let shared = Arc::new(Shared::new(options.expect, options.deployments));
     let connecting = Arc::new(Semaphore::new(CONNECTING_AT_ONCE));
     let (stop_subscribers, stopped) = watch::channel(());
     let started = Instant::now();
@@ -138,10 +141,12 @@ struct Shared {
     expect: Option<u64>,
     /// Subscribers holding `expect` unique events.
     satisfied: AtomicUsize,
+    /// See [`Options::deployments`].
+    deployments: Option<u32>,
 }
 
 impl Shared {
-    fn new(expect: Option<u64>) -> Self {
+    fn new(expect: Option<u64>, deployments: Option<u32>) -> Self {
         Self {
             latency: Mutex::new(Histogram::default()),
             first_event_ns: AtomicU64::new(0),
@@ -151,6 +156,7 @@ impl Shared {
             ended: AtomicUsize::new(0),
             expect,
             satisfied: AtomicUsize::new(0),
+            deployments,
         }
     }
 
@@ -275,7 +281,11 @@ impl Subscriber {
     }
 
     fn on_event(&mut self, f: Fields<'_>, now_ns: u64) {
-        let new = self.books.seqs.record(f.run, f.conn, [f.seq]);
+        let seq = self
+            .shared
+            .deployments
+            .map_or(f.seq, |n| f.seq / u64::from(n.max(1)));
+        let new = self.books.seqs.record(f.run, f.conn, [seq]);
         if new == 1 && Some(self.books.seqs.unique) == self.shared.expect {
             self.shared.satisfied.fetch_add(1, Ordering::Relaxed);
         }
@@ -705,6 +715,7 @@ mod tests {
             subscribers,
             until_idle: Some(Duration::from_millis(300)),
             expect,
+            deployments: None,
         }
     }
 
