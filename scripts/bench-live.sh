@@ -17,7 +17,9 @@
 #      subscribers (one by default: FANOUT_RATE frames a second in all) and the hub tests it
 #      against the one query its deployment files it under, not against every subscriber.
 #  (c) ingest: events/s acknowledged with the sender flat out (no --rate) for INGEST_DURATION
-#      seconds on CONNECTIONS connections, with each number of INGEST_SUBSCRIBERS subscribed
+#      seconds on INGEST_CONNECTIONS connections with INGEST_IN_FLIGHT chunks in flight each
+#      (a sender that keeps the pipe full, as Fluent Bit's workers do), with each number of
+#      INGEST_SUBSCRIBERS subscribed
 #      as in (b). With no subscriber the log syncs on its interval; with one, at every write.
 #
 # The client (the sender and the subscribers, `flumen bench`) runs on the same machine: flumen's
@@ -46,12 +48,15 @@ QUERIES=${QUERIES:-}                           # (b), (c): deployments watched (
                                                # per subscriber)
 INGEST_DURATION=${INGEST_DURATION:-$DURATION}  # (c): seconds
 INGEST_SUBSCRIBERS=${INGEST_SUBSCRIBERS:-0 1000}
-CONNECTIONS=${CONNECTIONS:-2}                  # sender connections
+CONNECTIONS=${CONNECTIONS:-2}                  # (a): sender connections
+FANOUT_CONNECTIONS=${FANOUT_CONNECTIONS:-8}    # (b): sender connections
+INGEST_CONNECTIONS=${INGEST_CONNECTIONS:-4}    # (c): sender connections ...
+INGEST_IN_FLIGHT=${INGEST_IN_FLIGHT:-4}        # ... each with this many chunks in flight
 BATCH=${BATCH:-100}                            # events per chunk in (a) and (c)
 # (b): events per chunk. The connections' rate limits start together and stay in step, so
 # each round of chunks arrives at once: small chunks keep those bursts small.
-FANOUT_BATCH=${FANOUT_BATCH:-10}
-IN_FLIGHT=${IN_FLIGHT:-1}                      # chunks in flight per connection (acks)
+FANOUT_BATCH=${FANOUT_BATCH:-50}
+IN_FLIGHT=${IN_FLIGHT:-1}                      # (a), (b): chunks in flight per connection
 IDLE=${IDLE:-5s}                               # subscribers stop after this long without events
 TAIL_TIMEOUT=${TAIL_TIMEOUT:-300}              # seconds after the sender is done, at most
 API_BASE=${API_BASE:-18390}
@@ -119,14 +124,16 @@ query_urls() {
   for ((k = 0; k < $1; k++)); do tail_url "{deployment_id=\"d-$k\"}"; done
 }
 
-# Opens $1 subscriptions spread over the URLs $3..., which stop once each has $2 events (when
-# $2 is not empty) or after IDLE without any; returns once they are open. Sets $tail_pid; the
-# report goes to $work/tail.json.
+# Opens $1 subscriptions spread over the URLs $4..., which stop once each has $2 events (when
+# $2 is not empty) or after IDLE without any, each watching one of $3 deployments (when not
+# empty); returns once they are open. Sets $tail_pid; the report goes to $work/tail.json.
 start_tail() {
-  local n=$1 expect=$2 url
-  shift 2
-  local args=()
-  for url in "$@"; do args+=(--tail "$url"); done
+  local n=$1 expect=$2 deployments=$3
+  shift 3
+  local args=(${deployments:+--deployments "$deployments"})
+  # In a file: ten thousand URLs do not fit on a command line.
+  printf '%s\n' "$@" >"$work/tail.urls"
+  args+=(--tail "@$work/tail.urls")
   : >"$work/tail.json"
   "$bin" bench "${args[@]}" --subscribers "$n" --until-idle "$IDLE" \
     ${expect:+--expect "$expect"} --json >"$work/tail.json" 2>"$work/tail.log" &
@@ -178,7 +185,7 @@ await_tail() {
 # Sends with acks to flumen's Forward source, with the extra flags $@: the summary goes to
 # $work/sent.json, the sender's CPU seconds to $sender_cpu.
 send() {
-  { time "$bin" bench --to "127.0.0.1:$FORWARD_PORT" --ack --in-flight "$IN_FLIGHT" \
+  { time "$bin" bench --to "127.0.0.1:$FORWARD_PORT" --ack \
       --json "$@" >"$work/sent.json" 2>"$work/sender.log"; } \
     2>"$work/sender.time" || echo "the sender failed: $(tail -3 "$work/sender.log")" >&2
   sender_cpu=$(awk '{print $1 + $2}' "$work/sender.time")
@@ -239,9 +246,10 @@ for rate in $RATES; do
   events=$((rate * DURATION))
   echo "(a) $rate events/s: $events events, one subscriber to {}..." >&2
   start_flumen
-  start_tail 1 "$events" "$(tail_url '{}')"
+  start_tail 1 "$events" "" "$(tail_url '{}')"
   start_clocks
-  send --rate "$rate" --events "$events" --connections "$CONNECTIONS" --batch "$BATCH"
+  send --rate "$rate" --events "$events" --connections "$CONNECTIONS" --batch "$BATCH" \
+    --in-flight "$IN_FLIGHT"
   await_tail
   stop_clocks
   read -r wall cpu pct rss client <<<"$clocks"
@@ -258,15 +266,15 @@ declare -a fanout_rows
 for n in $SUBSCRIBERS; do
   queries=${QUERIES:-$n}
   # A multiple of connections x deployments, so that every deployment has as many events.
-  events=$((FANOUT_RATE * DURATION / (queries * CONNECTIONS) * queries * CONNECTIONS))
+  events=$((FANOUT_RATE * DURATION / (queries * FANOUT_CONNECTIONS) * queries * FANOUT_CONNECTIONS))
   per_query=$((events / queries))
   echo "(b) $n subscribers over $queries deployments at $FANOUT_RATE events/s ($((FANOUT_RATE * n / queries)) frames/s)..." >&2
   start_flumen
   mapfile -t urls < <(query_urls "$queries")
-  start_tail "$n" "$per_query" "${urls[@]}"
+  start_tail "$n" "$per_query" "$queries" "${urls[@]}"
   start_clocks
-  send --rate "$FANOUT_RATE" --events "$events" --connections "$CONNECTIONS" \
-    --batch "$FANOUT_BATCH" --deployments "$queries"
+  send --rate "$FANOUT_RATE" --events "$events" --connections "$FANOUT_CONNECTIONS" \
+    --batch "$FANOUT_BATCH" --in-flight "$IN_FLIGHT" --deployments "$queries"
   await_tail
   stop_clocks
   read -r wall cpu pct rss client <<<"$clocks"
@@ -289,11 +297,11 @@ for n in $INGEST_SUBSCRIBERS; do
   tail_pid=""
   if [ "$n" -gt 0 ]; then
     mapfile -t urls < <(query_urls "$queries")
-    start_tail "$n" "" "${urls[@]}"
+    start_tail "$n" "" "$queries" "${urls[@]}"
   fi
   start_clocks
-  send --duration "${INGEST_DURATION}s" --connections "$CONNECTIONS" --batch "$BATCH" \
-    --deployments "$queries"
+  send --duration "${INGEST_DURATION}s" --connections "$INGEST_CONNECTIONS" --batch "$BATCH" \
+    --in-flight "$INGEST_IN_FLIGHT" --deployments "$queries"
   stop_clocks
   read -r wall cpu pct rss client <<<"$clocks"
   acked_rate=$(jq '.acked / .secs | round' "$work/sent.json")
@@ -313,7 +321,7 @@ echo
 echo "flumen live streams (GET /api/v1/tail, WebSocket), $(nproc) cores. The client (flumen bench:"
 echo "the sender and the subscribers) runs on the same machine: flumen's CPU is its process's alone,"
 echo "but the client competes with it for the cores and the latencies include the client's delays."
-echo "Sender: Forward with acks, $IN_FLIGHT chunk(s) in flight per connection, $BATCH events a chunk"
+echo "Sender: Forward with acks, $IN_FLIGHT chunk(s) in flight per connection ($INGEST_IN_FLIGHT in (c)), $BATCH events a chunk"
 echo "($FANOUT_BATCH in (b))."
 echo
 echo "(a) latency from the send of a chunk (sent_ns) to its events' frames on one WebSocket"
@@ -325,14 +333,14 @@ echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${latency_rows[@]}"; do echo "$row"; done
 echo
 echo "(b) subscriber i reads {deployment_id=\"d-<i mod deployments>\"}, the sender's records cycle"
-echo "    over the deployments, $CONNECTIONS connections at $FANOUT_RATE events/s for ${DURATION}s; CPU"
+echo "    over the deployments, $FANOUT_CONNECTIONS connections at $FANOUT_RATE events/s for ${DURATION}s; CPU"
 echo "    from the first send until every subscriber has every event (% of a core: over that time):"
 echo
 echo "| subscribers | deployments | acked/s | frames/s | events received | complete | p50 ms | p99 ms | p99.9 ms | max ms | flumen CPU | % of a core | flumen peak RSS | client CPU |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 for row in "${fanout_rows[@]}"; do echo "$row"; done
 echo
-echo "(c) ingest with the sender flat out on $CONNECTIONS connections for ${INGEST_DURATION}s, subscribers as in (b);"
+echo "(c) ingest with the sender flat out on $INGEST_CONNECTIONS connections for ${INGEST_DURATION}s, subscribers as in (b);"
 echo "    CPU over the send (the subscribers may still be catching up after it):"
 echo
 echo "| subscribers | acked events/s | flumen CPU | flumen peak RSS | client CPU | subscribers got |"

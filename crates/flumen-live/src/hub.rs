@@ -22,7 +22,7 @@ use flumen_event::TenantId;
 use flumen_event::batch::BatchRef;
 use flumen_event::record::Record;
 use flumen_select::Selector;
-use flumen_store::{EventPosition, LabelReader, Store};
+use flumen_store::{EventPosition, LabelReader, RawPrefilter, Store};
 use flumen_wal::{Position, Read, Wal, WalReader, WalRecord};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -47,6 +47,10 @@ pub struct LiveConfig {
     pub window_bytes: usize,
     /// The labels events are shown with (the store's `labels`).
     pub labels: Vec<String>,
+    /// Subscriptions reading the log by themselves at once (catching up, or about to join);
+    /// the others wait their turn, so that many falling behind at once cost the CPU of this
+    /// many, not of all of them.
+    pub concurrent_reads: usize,
 }
 
 impl Default for LiveConfig {
@@ -57,6 +61,7 @@ impl Default for LiveConfig {
             window_records: 4096,
             window_bytes: 32 << 20,
             labels: flumen_store::StoreConfig::new("").labels,
+            concurrent_reads: std::thread::available_parallelism().map_or(2, usize::from),
         }
     }
 }
@@ -101,6 +106,8 @@ pub struct LiveHub {
     pub(crate) labels: Arc<LabelReader>,
     pub(crate) closing: watch::Receiver<bool>,
     pub(crate) config: LiveConfig,
+    /// Permits to read the log by oneself (see [`LiveConfig::concurrent_reads`]).
+    pub(crate) own_reads: Arc<tokio::sync::Semaphore>,
     commands: mpsc::UnboundedSender<Command>,
     /// How many streams are open; watched to wait for them to end at shutdown.
     streams: watch::Sender<usize>,
@@ -137,6 +144,7 @@ impl LiveHub {
             window_bytes: 0,
             next_query: 0,
             candidates: Vec::new(),
+            selecting: Vec::new(),
             released: Vec::new(),
         };
         tokio::spawn(task.run());
@@ -145,6 +153,7 @@ impl LiveHub {
             store,
             labels,
             closing,
+            own_reads: Arc::new(tokio::sync::Semaphore::new(config.concurrent_reads.max(1))),
             config,
             commands,
             streams: watch::Sender::new(0),
@@ -299,6 +308,8 @@ struct HubTask {
     next_query: QueryId,
     /// Scratch space: the queries an event is tested against, and members let go.
     candidates: Vec<QueryId>,
+    /// The queries that selected something of the read under way.
+    selecting: Vec<QueryId>,
     released: Vec<u64>,
 }
 
@@ -364,8 +375,11 @@ impl HubTask {
 
     /// Queues what each query selected of the read just done for its members.
     fn send(&mut self) {
-        for shared in self.queries.values_mut() {
-            shared.send(&mut self.released, &self.let_go);
+        // Only the queries that selected something: with ten thousand queries, most did not.
+        for id in std::mem::take(&mut self.selecting) {
+            if let Some(shared) = self.queries.get_mut(&id) {
+                shared.send(&mut self.released, &self.let_go);
+            }
         }
         for id in std::mem::take(&mut self.released) {
             self.leave(id);
@@ -416,6 +430,9 @@ impl HubTask {
                     extracted: &processed.labels,
                 };
                 let rendered = Arc::new(Rendered::new(shared.format, &view));
+                if shared.selected.is_empty() {
+                    self.selecting.push(*id);
+                }
                 shared.selected.push(rendered);
             }
         }
@@ -465,7 +482,9 @@ impl HubTask {
             .window
             .iter()
             .filter(|r| r.position >= join.from)
-            .flat_map(|record| select_record(&join.query, join.format, &self.labels, record))
+            .flat_map(|record| {
+                RecordSelector::new(&join.query, join.format, &self.labels).select(record)
+            })
             .map(Arc::new)
             .collect();
         if !missed.is_empty() && join.member.queue.try_send(Arc::new(missed)).is_err() {
@@ -540,39 +559,58 @@ impl HubTask {
     }
 }
 
-/// The events of log record `record` that `query` selects, rendered in `format`, in order:
-/// for a subscription reading the log by itself, and for the hub's replay to one joining.
-pub(crate) fn select_record(
-    query: &Selector,
+/// One query's reading of log records by itself: for a subscription reading the log on its
+/// own, and for the hub's replay to one joining. Events whose bytes already rule them out
+/// (a field an equality matcher wants differs, a required literal is missing) are not decoded:
+/// a thousand subscriptions catching up at once each read everything.
+pub(crate) struct RecordSelector<'q> {
+    query: &'q Selector,
+    prefilter: RawPrefilter<'q>,
     format: Format,
-    labels: &LabelReader,
-    record: &WalRecord,
-) -> Vec<Rendered> {
-    let mut selected = Vec::new();
-    let Ok(batch) = BatchRef::parse(&record.payload) else {
-        return selected;
-    };
-    if batch.tenant != TenantId::DEFAULT_NAME {
-        return selected;
+    labels: &'q LabelReader,
+}
+
+impl<'q> RecordSelector<'q> {
+    pub(crate) fn new(query: &'q Selector, format: Format, labels: &'q LabelReader) -> Self {
+        Self {
+            query,
+            prefilter: RawPrefilter::new(query),
+            format,
+            labels,
+        }
     }
-    for (index, entry) in batch.iter().enumerate() {
-        let Ok(entry) = entry else { break };
-        let Ok(decoded) = Record::decode(entry.record) else {
-            continue;
+
+    /// The events of `record` the query selects, rendered, in order.
+    pub(crate) fn select(&self, record: &WalRecord) -> Vec<Rendered> {
+        let mut selected = Vec::new();
+        let Ok(batch) = BatchRef::parse(&record.payload) else {
+            return selected;
         };
-        let Some(processed) = query.process(batch.tag, &decoded) else {
-            continue;
-        };
-        let view = EventView {
-            position: EventPosition::new(record.position, index as u32),
-            time_ns: u64::try_from(entry.time.as_unix_nanos()).unwrap_or(0),
-            tag: batch.tag,
-            record: entry.record,
-            labels: &labels.read(batch.tag, entry.record),
-            line: &processed.line,
-            extracted: &processed.labels,
-        };
-        selected.push(Rendered::new(format, &view));
+        if batch.tenant != TenantId::DEFAULT_NAME {
+            return selected;
+        }
+        for (index, entry) in batch.iter().enumerate() {
+            let Ok(entry) = entry else { break };
+            if self.prefilter.rejects(entry.record) {
+                continue;
+            }
+            let Ok(decoded) = Record::decode(entry.record) else {
+                continue;
+            };
+            let Some(processed) = self.query.process(batch.tag, &decoded) else {
+                continue;
+            };
+            let view = EventView {
+                position: EventPosition::new(record.position, index as u32),
+                time_ns: u64::try_from(entry.time.as_unix_nanos()).unwrap_or(0),
+                tag: batch.tag,
+                record: entry.record,
+                labels: &self.labels.read(batch.tag, entry.record),
+                line: &processed.line,
+                extracted: &processed.labels,
+            };
+            selected.push(Rendered::new(self.format, &view));
+        }
+        selected
     }
-    selected
 }

@@ -25,11 +25,15 @@ use flumen_store::{Direction, EventPosition, LogOrderRequest, SearchRequest};
 use flumen_wal::{CloseFollower, Position, Read, WalReader};
 use tokio::sync::{mpsc, watch};
 
-use crate::hub::{Batch, LiveHub, READ_BYTES, READ_RECORDS, Rendered, select_record};
+use crate::hub::{Batch, LiveHub, RecordSelector, Rendered};
 use crate::render::{EventView, Format};
 
 /// How long a stream may go without sending anything before it sends a heartbeat.
 pub const HEARTBEAT: Duration = Duration::from_secs(15);
+/// How much of the log one read of a subscription's own takes at most: a thousand
+/// subscriptions may be reading at once.
+const READ_RECORDS: usize = 64;
+const READ_BYTES: usize = 512 << 10;
 /// Events per page when catching up from the store.
 const CATCH_UP_PAGE: usize = 1000;
 
@@ -86,7 +90,7 @@ enum Phase {
 pub struct Subscription {
     hub: Arc<LiveHub>,
     id: u64,
-    query: Selector,
+    query: Arc<Selector>,
     format: Format,
     /// The last event sent: nothing at or before it is sent again.
     after: Option<EventPosition>,
@@ -140,7 +144,7 @@ impl Subscription {
             closing: hub.closing.clone(),
             hub,
             id,
-            query,
+            query: Arc::new(query),
             format,
             after,
             read_to,
@@ -239,22 +243,30 @@ impl Subscription {
                 if !std::mem::replace(checked, true) {
                     self.check_retention(before);
                 }
+                let Some(_turn) = own_turn(&self.hub, &mut self.closing).await else {
+                    return;
+                };
                 self.catch_up(before).await;
             }
             Phase::Reading(reader) => {
+                // Held while reading and selecting, not while waiting for the log to grow.
+                let Some(turn) = own_turn(&self.hub, &mut self.closing).await else {
+                    return;
+                };
                 let read = tokio::select! {
                     read = reader.read(READ_RECORDS, READ_BYTES) => read,
                     _ = self.closing.wait_for(|c| *c) => return,
                 };
                 match read {
                     Ok(Read::Records(records)) if records.is_empty() => {
+                        drop(turn);
                         self.join_or_wait(heartbeat_due).await;
                     }
                     Ok(Read::Records(records)) => {
+                        let (query, labels) = (self.query.clone(), self.hub.labels.clone());
+                        let selector = RecordSelector::new(&query, self.format, &labels);
                         for record in &records {
-                            for event in
-                                select_record(&self.query, self.format, &self.hub.labels, record)
-                            {
+                            for event in selector.select(record) {
                                 self.push_event(event);
                             }
                             self.read_to = record.position.next();
@@ -335,7 +347,7 @@ impl Subscription {
         if newest.len() < limit {
             let request = SearchRequest {
                 tenant: TenantId::DEFAULT_NAME.to_owned(),
-                query: self.query.clone(),
+                query: Selector::clone(&self.query),
                 start_ns: range.0,
                 end_ns: range.1,
                 limit: limit - newest.len(),
@@ -366,6 +378,7 @@ impl Subscription {
         (start_ns, end_ns): (u64, u64),
     ) -> Result<VecDeque<Rendered>, flumen_wal::WalError> {
         let mut newest = VecDeque::new();
+        let selector = RecordSelector::new(&self.query, self.format, &self.hub.labels);
         let mut reader = self.hub.wal.reader_at(from);
         while reader.position() < to {
             let records = match reader.read(READ_RECORDS, READ_BYTES).await? {
@@ -376,8 +389,7 @@ impl Subscription {
                 Read::Removed { .. } => continue,
             };
             for record in records.iter().filter(|r| r.position < to) {
-                let selected = select_record(&self.query, self.format, &self.hub.labels, record);
-                for event in selected {
+                for event in selector.select(record) {
                     if (start_ns..end_ns).contains(&event.time_ns) {
                         newest.push_back(event);
                         if newest.len() > limit {
@@ -426,7 +438,7 @@ impl Subscription {
         let read = self.read_to.get().checked_sub(1).map(last_event_of);
         let request = LogOrderRequest {
             tenant: TenantId::DEFAULT_NAME.to_owned(),
-            query: self.query.clone(),
+            query: Selector::clone(&self.query),
             after: self.after.max(read),
             before_record: before.get(),
             limit: CATCH_UP_PAGE,
@@ -446,6 +458,18 @@ impl Subscription {
     fn read_from(&mut self, record: Position) {
         self.read_to = self.read_to.max(record);
         self.phase = Phase::Reading(self.hub.wal.reader_at(self.read_to));
+    }
+}
+
+/// Waits for a turn to read the log or the store by oneself (see
+/// `LiveConfig::concurrent_reads`); `None` when flumen is closing.
+async fn own_turn(
+    hub: &LiveHub,
+    closing: &mut watch::Receiver<bool>,
+) -> Option<tokio::sync::OwnedSemaphorePermit> {
+    tokio::select! {
+        turn = hub.own_reads.clone().acquire_owned() => turn.ok(),
+        _ = closing.wait_for(|c| *c) => None,
     }
 }
 

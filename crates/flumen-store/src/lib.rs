@@ -64,7 +64,7 @@ pub use format::EventRef;
 pub use position::{BadEventPosition, EventPosition};
 pub use query::{
     BadSearchCursor, Direction, FoundEvent, LogOrderRequest, MetricRequest, MetricResult,
-    ScanStats, SearchCursor, SearchRequest, SearchResult, StreamStats, Truncated,
+    RawPrefilter, ScanStats, SearchCursor, SearchRequest, SearchResult, StreamStats, Truncated,
 };
 pub use writer::LabelReader;
 

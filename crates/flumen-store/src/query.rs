@@ -579,7 +579,8 @@ impl Store {
 /// field that differs from the value an equality matcher wants. Anything it cannot tell from
 /// the bytes (a line that is not a string, a field that is a number) it leaves to the decoded
 /// record, so it never rejects an event the query would select.
-pub(crate) struct RawPrefilter<'q> {
+#[derive(Debug)]
+pub struct RawPrefilter<'q> {
     literals: Vec<memchr::memmem::Finder<'q>>,
     /// Field names (top level, not `tag`) and the values `=` matchers want.
     names: Vec<String>,

@@ -29,6 +29,7 @@ mod send;
 mod tail;
 mod track;
 
+use anyhow::Context as _;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, ValueEnum};
@@ -113,7 +114,8 @@ pub struct BenchArgs {
     // --- Live tail ---
     /// Subscribe to a flumen's live stream instead of sending: a WebSocket URL of its
     /// `/api/v1/tail`, such as 'ws://127.0.0.1:8080/api/v1/tail?query={}&limit=0'. Given more
-    /// than once, the subscribers take the URLs in turn. Each subscription tracks the
+    /// than once, the subscribers take the URLs in turn; `@FILE` reads URLs from a file, one a
+    /// line. Each subscription tracks the
     /// run/conn/seq/sent_ns fields of its events' records as the receiver does; the report
     /// names the subscribers that missed events, and the latency from sent_ns to receipt over
     /// all of them. --until-idle (default 5s) and --expect say when to stop.
@@ -308,14 +310,36 @@ impl Mode {
     }
 }
 
+/// The `--tail` URLs, those of `@FILE` read from the file (one a line): ten thousand URLs do
+/// not fit on a command line.
+fn tail_urls(args: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut urls = Vec::new();
+    for arg in args {
+        match arg.strip_prefix('@') {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading the URLs in {path}"))?;
+                urls.extend(
+                    text.lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(str::to_owned),
+                );
+            }
+            None => urls.push(arg.clone()),
+        }
+    }
+    Ok(urls)
+}
+
 /// Runs the receiver with `--listen`, the live-tail receiver with `--tail`, the sender
 /// otherwise.
 pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let until_idle = (!args.until_idle.is_zero()).then_some(args.until_idle);
     if !args.tail.is_empty() {
+        let urls = tail_urls(&args.tail)?;
         let options = tail::Options {
-            urls: args.tail.clone(),
-            subscribers: args.subscribers.unwrap_or(args.tail.len()),
+            subscribers: args.subscribers.unwrap_or(urls.len()),
+            urls,
             until_idle,
             expect: args.expect,
             deployments: args.deployments,
