@@ -29,7 +29,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FLUMEN_BIN = Path(os.environ.get("FLUMEN_BIN") or REPO_ROOT / "target" / "debug" / "flumen").resolve()
 GO_CLIENT = REPO_ROOT / "target" / "e2e" / "fluent-go-client"
-NODE_DIR = Path(__file__).resolve().parent / "node"
+from helpers import NODE_DIR  # noqa: E402,F401  (tests import it from here too)
 
 READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0

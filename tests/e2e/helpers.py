@@ -11,6 +11,8 @@ import json
 import re
 import socket
 import struct
+import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterable
@@ -18,6 +20,9 @@ from typing import Any, Callable, Iterable
 import msgpack
 import requests
 from fluent import sender as fluent_sender
+
+# The npm clients (package.json, their scripts).
+NODE_DIR = Path(__file__).resolve().parent / "node"
 
 # ---------------------------------------------------------------------------------------
 # Waiting
@@ -305,6 +310,36 @@ def send_records(flumen, records: Iterable[dict], tag: str = "app.logs") -> None
 def send_numbered(flumen, numbers: Iterable[int]) -> None:
     """Sends `numbered_record(i)` for each of `numbers`, tagged app.logs."""
     send_records(flumen, (numbered_record(i) for i in numbers))
+
+
+def node_client_across_restart(flumen, script: str, url: str) -> tuple[list[dict], str]:
+    """Runs the Node live-stream client `script` (in tests/e2e/node) on `url` until it has 20
+    events, while numbered events 0..29 are sent, flumen stops and starts again once the
+    client has 10, and 30..59 are sent; returns the JSON lines it printed and its stderr."""
+    client = subprocess.Popen(["node", str(NODE_DIR / script), url, "20"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        got: list[dict] = []
+        reader = threading.Thread(target=lambda: got.extend(json.loads(line)
+                                                            for line in client.stdout),
+                                  daemon=True)
+        reader.start()
+        wait_for(lambda: metric_sum(parse_metrics(flumen.metrics_text()),
+                                    "flumen_live_streams") == 1 or None,
+                 10, "the client connected")
+        send_numbered(flumen, range(30))
+        wait_for(lambda: len(got) >= 10 or None, 20, "the first 10 events")
+        # flumen stops (the stream says close) and starts again: the client reconnects,
+        # resuming after the last position it saw.
+        flumen.stop()
+        flumen.start()
+        send_numbered(flumen, range(30, 60))
+        assert client.wait(timeout=30) == 0
+        reader.join(5)
+    finally:
+        client.kill()
+        stderr = client.stderr.read()
+    return got, stderr
 
 
 def wait_stored(flumen, count: int) -> None:

@@ -16,8 +16,8 @@ import time
 import requests
 import sseclient
 
-from conftest import FLUMEN_BIN, NODE_DIR, forward_source
-from helpers import (FAST_STORE, SERVICES, metric_sum, parse_metrics, send_numbered, wait_for,
+from conftest import FLUMEN_BIN, forward_source
+from helpers import (node_client_across_restart, FAST_STORE, SERVICES, metric_sum, parse_metrics, send_numbered, wait_for,
                      wait_stored)
 
 
@@ -217,27 +217,8 @@ def test_flumen_tail_follows_reconnects_after_a_restart_and_prints_every_line_on
 def test_the_npm_eventsource_client_reconnects_by_itself_and_misses_nothing(flumen_factory):
     flumen = flumen_factory(forward_source() + FAST_STORE)
     url = f"{flumen.api}/api/v1/stream?query=" + requests.utils.quote('{service="web"}') + "&limit=0"
-    client = subprocess.Popen(["node", str(NODE_DIR / "stream.js"), url, "20"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        got: list[dict] = []
-        reader = threading.Thread(target=lambda: got.extend(json.loads(line)
-                                                            for line in client.stdout),
-                                  daemon=True)
-        reader.start()
-        time.sleep(1.0)
-        send_numbered(flumen, range(30))
-        wait_for(lambda: len(got) >= 10 or None, 20, "the first 10 web events")
-        # flumen stops (the stream says close) and starts again: EventSource reconnects after
-        # the stream's `retry`, sending the last id it saw.
-        flumen.stop()
-        flumen.start()
-        send_numbered(flumen, range(30, 60))
-        assert client.wait(timeout=30) == 0
-        reader.join(5)
-    finally:
-        client.kill()
-        stderr = client.stderr.read()
+    # EventSource reconnects after the stream's `retry`, sending the last id it saw.
+    got, stderr = node_client_across_restart(flumen, "stream.js", url)
     assert [e["n"] for e in got] == [i for i in range(60) if i % 3 == 1], (got, stderr)
     assert all(e["id"].count(".") == 1 for e in got)
     assert "close:" in stderr, stderr

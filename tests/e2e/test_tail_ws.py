@@ -21,8 +21,8 @@ import requests
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from conftest import NODE_DIR, forward_source
-from helpers import (FAST_STORE, async_wait_for, metric_sum, numbered_record,
+from conftest import forward_source
+from helpers import (node_client_across_restart, FAST_STORE, async_wait_for, metric_sum, numbered_record,
                      parse_metrics, send_numbered, send_records, wait_for, wait_stored)
 
 
@@ -406,8 +406,9 @@ def test_a_slow_reader_during_a_burst_gets_every_line_in_order_and_so_does_a_fas
     async def main():
         fast = await Tail.open(flumen, "{}", limit=0)
         # A small TCP window, and a reader that reads nothing until the fast one has every
-        # event, then stops for a while every 2,000 frames: its queue of 1,024 in flumen
-        # fills, and the hub lets it go to read the log by itself.
+        # event, then stops for a while every 2,000 frames: its queue in flumen (64 batches,
+        # one per read of the log that found events for it) fills, and the hub lets it go to
+        # read the log by itself.
         slow = await Tail.open(flumen, "{}", limit=0, receive_buffer=8192)
         slow.pause_every, slow.pause_for = 2000, 0.3
         slow.reading.clear()
@@ -418,7 +419,8 @@ def test_a_slow_reader_during_a_burst_gets_every_line_in_order_and_so_does_a_fas
                               "flumen_live_subscribers_behind_total") or 0
         before = let_go()
         started = time.monotonic()
-        await send(flumen, range(total))
+        # In small steps, so that the hub reads the log (and queues a batch) many times.
+        await send(flumen, paced(range(total), 100, 0.005))
         sent = time.monotonic()
         await fast.wait_numbers(total, timeout=60)
         fast_done = time.monotonic()
@@ -530,25 +532,7 @@ def test_curl_on_the_sse_stream_prints_id_and_data_lines_for_each_event(flumen_f
 def test_the_npm_ws_client_resumes_after_its_last_position_across_a_restart(flumen_factory):
     flumen = flumen_factory(forward_source() + FAST_STORE)
     url = ws_url(flumen, "/api/v1/tail", query='{service="web"}', limit=0)
-    client = subprocess.Popen(["node", str(NODE_DIR / "tail_ws.js"), url, "20"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        got: list[dict] = []
-        reader = threading.Thread(target=lambda: got.extend(json.loads(line)
-                                                            for line in client.stdout),
-                                  daemon=True)
-        reader.start()
-        wait_for(lambda: live_streams(flumen) == 1 or None, 10, "the client connected")
-        send_numbered(flumen, range(30))
-        wait_for(lambda: len(got) >= 10 or None, 20, "the first 10 web events")
-        flumen.stop()
-        flumen.start()
-        send_numbered(flumen, range(30, 60))
-        assert client.wait(timeout=30) == 0
-        reader.join(5)
-    finally:
-        client.kill()
-        stderr = client.stderr.read()
+    got, stderr = node_client_across_restart(flumen, "tail_ws.js", url)
     expected = [i for i in range(60) if i % 3 == 1]
     assert [e["n"] for e in got] == expected, (got, stderr)
     assert [e["line"] for e in got] == [numbered_record(i)["message"] for i in expected]
