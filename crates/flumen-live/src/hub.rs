@@ -18,10 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
+use flumen_event::Entry;
 use flumen_event::TenantId;
 use flumen_event::batch::BatchRef;
 use flumen_event::record::Record;
-use flumen_select::Selector;
+use flumen_select::{Processed, Selector};
 use flumen_store::{EventPosition, LabelReader, RawPrefilter, Store};
 use flumen_wal::{Position, Read, Wal, WalReader, WalRecord};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -388,18 +389,11 @@ impl HubTask {
 
     /// Adds every event of `record` to what the queries that select it selected.
     fn select(&mut self, record: &WalRecord) {
-        let Ok(batch) = BatchRef::parse(&record.payload) else {
-            return;
-        };
-        if batch.tenant != TenantId::DEFAULT_NAME {
-            return;
-        }
         let mut candidates = std::mem::take(&mut self.candidates);
-        for (index, entry) in batch.iter().enumerate() {
-            let Ok(entry) = entry else { break };
+        for (position, tag, entry) in logged_events(record) {
             let known = self
                 .index
-                .candidates_raw(batch.tag, entry.record, &mut candidates);
+                .candidates_raw(tag, entry.record, &mut candidates);
             if known && candidates.is_empty() {
                 // Nobody can want it: not even decoded.
                 continue;
@@ -408,32 +402,24 @@ impl HubTask {
                 continue;
             };
             if !known {
-                self.index.candidates(batch.tag, &decoded, &mut candidates);
+                self.index.candidates(tag, &decoded, &mut candidates);
             }
             let mut labels = None;
             for id in &candidates {
                 let Some(shared) = self.queries.get_mut(id) else {
                     continue;
                 };
-                let Some(processed) = shared.query.process(batch.tag, &decoded) else {
+                let Some(processed) = shared.query.process(tag, &decoded) else {
                     continue;
                 };
-                let labels =
-                    labels.get_or_insert_with(|| self.labels.read(batch.tag, entry.record));
-                let view = EventView {
-                    position: EventPosition::new(record.position, index as u32),
-                    time_ns: u64::try_from(entry.time.as_unix_nanos()).unwrap_or(0),
-                    tag: batch.tag,
-                    record: entry.record,
-                    labels,
-                    line: &processed.line,
-                    extracted: &processed.labels,
-                };
-                let rendered = Arc::new(Rendered::new(shared.format, &view));
+                let labels = labels.get_or_insert_with(|| self.labels.read(tag, entry.record));
+                let view = event_view(position, tag, &entry, labels, &processed);
                 if shared.selected.is_empty() {
                     self.selecting.push(*id);
                 }
-                shared.selected.push(rendered);
+                shared
+                    .selected
+                    .push(Arc::new(Rendered::new(shared.format, &view)));
             }
         }
         self.candidates = candidates;
@@ -583,34 +569,62 @@ impl<'q> RecordSelector<'q> {
     /// The events of `record` the query selects, rendered, in order.
     pub(crate) fn select(&self, record: &WalRecord) -> Vec<Rendered> {
         let mut selected = Vec::new();
-        let Ok(batch) = BatchRef::parse(&record.payload) else {
-            return selected;
-        };
-        if batch.tenant != TenantId::DEFAULT_NAME {
-            return selected;
-        }
-        for (index, entry) in batch.iter().enumerate() {
-            let Ok(entry) = entry else { break };
+        for (position, tag, entry) in logged_events(record) {
             if self.prefilter.rejects(entry.record) {
                 continue;
             }
             let Ok(decoded) = Record::decode(entry.record) else {
                 continue;
             };
-            let Some(processed) = self.query.process(batch.tag, &decoded) else {
+            let Some(processed) = self.query.process(tag, &decoded) else {
                 continue;
             };
-            let view = EventView {
-                position: EventPosition::new(record.position, index as u32),
-                time_ns: u64::try_from(entry.time.as_unix_nanos()).unwrap_or(0),
-                tag: batch.tag,
-                record: entry.record,
-                labels: &self.labels.read(batch.tag, entry.record),
-                line: &processed.line,
-                extracted: &processed.labels,
-            };
+            let labels = self.labels.read(tag, entry.record);
+            let view = event_view(position, tag, &entry, &labels, &processed);
             selected.push(Rendered::new(self.format, &view));
         }
         selected
+    }
+}
+
+/// The events of log record `record` that live streams show (the default tenant's), with
+/// their positions and tag, in order. A record that is not a batch shows nothing, and a
+/// batch shows nothing after an entry that does not read.
+fn logged_events(record: &WalRecord) -> impl Iterator<Item = (EventPosition, &str, Entry<'_>)> {
+    let batch = BatchRef::parse(&record.payload)
+        .ok()
+        .filter(|batch| batch.tenant == TenantId::DEFAULT_NAME);
+    batch.into_iter().flat_map(move |batch| {
+        let tag = batch.tag;
+        batch
+            .iter()
+            .map_while(Result::ok)
+            .enumerate()
+            .map(move |(index, entry)| {
+                (
+                    EventPosition::new(record.position, index as u32),
+                    tag,
+                    entry,
+                )
+            })
+    })
+}
+
+/// What a client is shown of an event a query selected (`processed`).
+fn event_view<'a>(
+    position: EventPosition,
+    tag: &'a str,
+    entry: &Entry<'a>,
+    labels: &'a [(String, String)],
+    processed: &'a Processed<'_>,
+) -> EventView<'a> {
+    EventView {
+        position,
+        time_ns: u64::try_from(entry.time.as_unix_nanos()).unwrap_or(0),
+        tag,
+        record: entry.record,
+        labels,
+        line: &processed.line,
+        extracted: &processed.labels,
     }
 }

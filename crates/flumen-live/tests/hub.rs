@@ -130,6 +130,20 @@ fn subscribe(hub: &Arc<LiveHub>, query: &str) -> Subscription {
         .unwrap()
 }
 
+/// A stream of every event after the log's very first.
+fn from_the_first_event(hub: &Arc<LiveHub>) -> Subscription {
+    let first = EventPosition::new(Position::new(0), 0);
+    hub.subscribe(Selector::match_all(), Format::Event, Start::After(first))
+        .unwrap()
+}
+
+/// The stream's next message, within 10 s.
+async fn next_message(stream: &mut Subscription) -> Option<Message> {
+    tokio::time::timeout(Duration::from_secs(10), stream.next())
+        .await
+        .expect("a message within 10 s")
+}
+
 /// Lets every subscription reach the end of the (empty) log and join the hub.
 async fn settle(subscriptions: &mut [Subscription]) {
     for subscription in subscriptions {
@@ -243,17 +257,8 @@ async fn without_a_store_records_gone_from_the_log_are_a_gap() {
     output.commit(end).await.unwrap();
     let first = setup.wal.stats().first;
     assert!(first.get() > 0, "segments were removed");
-    let mut stream = setup
-        .hub
-        .subscribe(
-            Selector::match_all(),
-            Format::Event,
-            Start::After(EventPosition::new(Position::new(0), 0)),
-        )
-        .unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .unwrap();
+    let mut stream = from_the_first_event(&setup.hub);
+    let message = next_message(&mut stream).await;
     assert_eq!(
         message,
         Some(Message::Gap {
@@ -289,10 +294,7 @@ async fn streams_over_the_limit_are_refused_and_closing_ends_every_stream() {
     settle(std::slice::from_mut(&mut one)).await;
     setup._closing.send_replace(true);
     for stream in [&mut one, &mut three] {
-        let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
-            .await
-            .unwrap();
-        assert_eq!(message, Some(Message::Closing));
+        assert_eq!(next_message(stream).await, Some(Message::Closing));
         assert_eq!(stream.next().await, None);
     }
 }
@@ -348,16 +350,8 @@ async fn a_stream_back_after_the_stores_retention_is_told_of_the_gap() {
         closing.subscribe(),
         LiveConfig::default(),
     );
-    let mut stream = hub
-        .subscribe(
-            Selector::match_all(),
-            Format::Event,
-            Start::After(EventPosition::new(Position::new(0), 0)),
-        )
-        .unwrap();
-    let message = tokio::time::timeout(Duration::from_secs(10), stream.next())
-        .await
-        .unwrap();
+    let mut stream = from_the_first_event(&hub);
+    let message = next_message(&mut stream).await;
     let Some(Message::Gap {
         from,
         to,
