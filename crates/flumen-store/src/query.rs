@@ -121,6 +121,16 @@ pub struct FoundEvent {
     pub extracted: Vec<(String, String)>,
 }
 
+impl SearchResult {
+    /// Takes `events` as the answer: a full page (`limit` of them) has a cursor to the next.
+    fn take_page(&mut self, events: Vec<FoundEvent>, limit: usize) {
+        if events.len() == limit {
+            self.next = events.last().map(FoundEvent::cursor);
+        }
+        self.events = events;
+    }
+}
+
 impl FoundEvent {
     fn cursor(&self) -> SearchCursor {
         SearchCursor {
@@ -321,11 +331,7 @@ impl Store {
                 }
                 true
             }));
-        let events = best.into_sorted();
-        if events.len() == limit {
-            result.next = events.last().map(FoundEvent::cursor);
-        }
-        result.events = events;
+        result.take_page(best.into_sorted(), limit);
         result
     }
 
@@ -385,11 +391,7 @@ impl Store {
                 }
                 true
             }));
-        let events = best.into_sorted();
-        if events.len() == limit {
-            result.next = events.last().map(FoundEvent::cursor);
-        }
-        result.events = events;
+        result.take_page(best.into_sorted(), limit);
         result
     }
 
