@@ -31,6 +31,9 @@ pub(crate) struct SubscriptionIndex {
     fields: Vec<(String, HashMap<String, Vec<QueryId>>)>,
     /// The fields' names, in the same order (what the raw scan looks for).
     field_names: Vec<String>,
+    /// True when the raw scan cannot read every field: a nested name, or more than 64 of them
+    /// (the scan's bitmask of fields seen). Kept with the names rather than checked per event.
+    needs_decoding: bool,
     /// Queries without an equality matcher: every event is theirs to test.
     everywhere: Vec<QueryId>,
 }
@@ -55,11 +58,18 @@ impl SubscriptionIndex {
             None => {
                 self.fields.push((field.clone(), HashMap::new()));
                 self.field_names.push(field.clone());
+                self.note_field_names();
                 &mut self.fields.last_mut().expect("just pushed").1
             }
         };
         by_value.entry(value.clone()).or_default().push(id);
         Filed::Under { field, value }
+    }
+
+    /// Recomputes `needs_decoding` after the field names changed.
+    fn note_field_names(&mut self) {
+        self.needs_decoding =
+            self.field_names.len() > 64 || self.field_names.iter().any(|f| f.contains('.'));
     }
 
     /// Takes query `id` out of where [`insert`](Self::insert) filed it.
@@ -80,6 +90,7 @@ impl SubscriptionIndex {
                 if by_value.is_empty() {
                     self.fields.remove(at);
                     self.field_names.remove(at);
+                    self.note_field_names();
                 }
             }
         }
@@ -97,7 +108,7 @@ impl SubscriptionIndex {
     /// looked up is nested (`a.b`), or its value is not a scalar.
     pub(crate) fn candidates_raw(&self, tag: &str, record: &[u8], out: &mut Vec<QueryId>) -> bool {
         out.clear();
-        if self.fields.len() > 64 || self.fields.iter().any(|(f, _)| f.contains('.')) {
+        if self.needs_decoding {
             return false;
         }
         let mut seen: u64 = 0;
