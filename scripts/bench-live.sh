@@ -19,8 +19,9 @@
 #  (c) ingest: events/s acknowledged with the sender flat out (no --rate) for INGEST_DURATION
 #      seconds on INGEST_CONNECTIONS connections with INGEST_IN_FLIGHT chunks in flight each
 #      (a sender that keeps the pipe full, as Fluent Bit's workers do), with each number of
-#      INGEST_SUBSCRIBERS subscribed
-#      as in (b). With no subscriber the log syncs on its interval; with one, at every write.
+#      INGEST_SUBSCRIBERS subscribed as in (b), then with each number of INGEST_IDLE_SUBSCRIBERS
+#      attached to deployments that receive none of the traffic. With no subscriber the log
+#      syncs on its interval; with one, at every write.
 #
 # The client (the sender and the subscribers, `flumen bench`) runs on the same machine: flumen's
 # CPU figures are its process's alone, but the client competes with it for the cores, and the
@@ -38,7 +39,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 if [ -n "${QUICK:-}" ]; then
   : "${DURATION:=2}" "${RATES:=2000 10000}" "${SUBSCRIBERS:=20 200}" "${FANOUT_RATE:=5000}"
-  : "${INGEST_DURATION:=2}" "${INGEST_SUBSCRIBERS:=0 50}" "${TAIL_TIMEOUT:=30}"
+  : "${INGEST_DURATION:=2}" "${INGEST_SUBSCRIBERS:=0 50}" "${INGEST_IDLE_SUBSCRIBERS:=50}" "${TAIL_TIMEOUT:=30}"
 fi
 DURATION=${DURATION:-30}                       # seconds of each (a) and (b) run
 RATES=${RATES:-10000 100000}                   # (a): events/s
@@ -48,6 +49,8 @@ QUERIES=${QUERIES:-}                           # (b), (c): deployments watched (
                                                # per subscriber)
 INGEST_DURATION=${INGEST_DURATION:-$DURATION}  # (c): seconds
 INGEST_SUBSCRIBERS=${INGEST_SUBSCRIBERS:-0 1000}
+# (c): subscribers attached to deployments that get none of the traffic
+INGEST_IDLE_SUBSCRIBERS=${INGEST_IDLE_SUBSCRIBERS:-1000}
 CONNECTIONS=${CONNECTIONS:-2}                  # (a): sender connections
 FANOUT_CONNECTIONS=${FANOUT_CONNECTIONS:-8}    # (b): sender connections
 INGEST_CONNECTIONS=${INGEST_CONNECTIONS:-4}    # (c): sender connections ...
@@ -118,10 +121,11 @@ ticks_of() {
 # The live-stream URL of query $1, only events from now on.
 tail_url() { echo "ws://127.0.0.1:$API_PORT/api/v1/tail?query=$1&limit=0"; }
 
-# The URLs of the queries {deployment_id="d-0"} .. {deployment_id="d-<$1 - 1>"}.
+# The URLs of the queries {deployment_id="<$2>0"} .. {deployment_id="<$2><$1 - 1>"}; $2 is
+# "d-" unless given.
 query_urls() {
-  local k
-  for ((k = 0; k < $1; k++)); do tail_url "{deployment_id=\"d-$k\"}"; done
+  local k prefix=${2:-d-}
+  for ((k = 0; k < $1; k++)); do tail_url "{deployment_id=\"$prefix$k\"}"; done
 }
 
 # Opens $1 subscriptions spread over the URLs $4..., which stop once each has $2 events (when
@@ -288,15 +292,18 @@ for n in $SUBSCRIBERS; do
 done
 
 # --- (c) Ingest --------------------------------------------------------------------------------
-declare -a ingest_rows
-for n in $INGEST_SUBSCRIBERS; do
+# Measures ingest beside $1 subscribers whose deployments are named $2<k>: "d-" are those the
+# sender's records cycle over (every event goes to one of them), any other prefix names
+# deployments that receive nothing (subscribers attached, idle). $3 labels the row.
+measure_ingest() {
+  local n=$1 prefix=$2 label=$3
   # The same records with and without subscribers: with deployments.
-  queries=${QUERIES:-$((n > 0 ? n : 1000))}
-  echo "(c) ingest flat out for ${INGEST_DURATION}s with $n subscribers..." >&2
+  local queries=${QUERIES:-$((n > 0 ? n : 1000))}
+  echo "(c) ingest flat out for ${INGEST_DURATION}s with $label..." >&2
   start_flumen
   tail_pid=""
   if [ "$n" -gt 0 ]; then
-    mapfile -t urls < <(query_urls "$queries")
+    mapfile -t urls < <(query_urls "$queries" "$prefix")
     start_tail "$n" "" "$queries" "${urls[@]}"
   fi
   start_clocks
@@ -307,13 +314,27 @@ for n in $INGEST_SUBSCRIBERS; do
   acked_rate=$(jq '.acked / .secs | round' "$work/sent.json")
   delivered="-"
   if [ -n "$tail_pid" ]; then
-    await_tail
-    read -r received unique complete p50 p99 p999 max stopped <<<"$(tail_figures)"
-    delivered="$unique of $(expected_deliveries "$n" "$queries"), $complete complete, p99 $p99 ms"
-    note_incomplete "(c) $n subscribers"
+    if [ "$prefix" = d- ]; then
+      await_tail
+      read -r received unique complete p50 p99 p999 max stopped <<<"$(tail_figures)"
+      delivered="$unique of $(expected_deliveries "$n" "$queries"), $complete complete, p99 $p99 ms"
+      note_incomplete "(c) $label"
+    else
+      kill -INT "$tail_pid"
+      await_tail
+      delivered="none (nothing for them)"
+    fi
   fi
-  ingest_rows+=("| $n | $acked_rate | $cpu s, ${pct}% | $rss MB | $client s | $delivered |")
+  ingest_rows+=("| $label | $acked_rate | $cpu s, ${pct}% | $rss MB | $client s | $delivered |")
   stop_flumen
+}
+
+declare -a ingest_rows
+for n in $INGEST_SUBSCRIBERS; do
+  measure_ingest "$n" d- "$n subscribers"
+done
+for n in $INGEST_IDLE_SUBSCRIBERS; do
+  measure_ingest "$n" x- "$n idle subscribers"
 done
 
 # --- Report ------------------------------------------------------------------------------------
