@@ -64,6 +64,7 @@ impl ServerConfig {
             .map_err(|e| InvalidConfig::new(Vec::new(), e.to_string()))?;
         self.check_inputs_fit_in_the_log(wal.largest_record())?;
         let store = self.store_config()?;
+        let deployments_database = self.deployments_database()?;
         let routes = if store.is_some() {
             routes.with_store()
         } else {
@@ -71,6 +72,7 @@ impl ServerConfig {
         };
         Ok(ServerSpec {
             store,
+            deployments_database,
             data_dir: self.data_dir.clone(),
             wal,
             api_address: self.api.address,
@@ -159,6 +161,28 @@ impl ServerConfig {
     }
 
     /// The store's settings in the form the store takes; `None` when it is off.
+    /// The catalogue's database URL, `None` when deployments are off.
+    fn deployments_database(&self) -> Result<Option<String>, InvalidConfig> {
+        let database = self.deployments.database.trim();
+        let at = || path([name("deployments"), name("database")]);
+        match database {
+            "off" => Ok(None),
+            "sqlite" => Ok(Some(crate::spec::sqlite_catalogue(&self.data_dir))),
+            url if url.starts_with("sqlite:")
+                || url.starts_with("postgres://")
+                || url.starts_with("postgresql://") =>
+            {
+                Ok(Some(url.to_owned()))
+            }
+            other => Err(InvalidConfig::new(
+                at(),
+                format!(
+                    "deployments.database: {other:?} is none of \"sqlite\", \"off\", a sqlite:// or a postgres:// URL"
+                ),
+            )),
+        }
+    }
+
     fn store_config(&self) -> Result<Option<flumen_store::StoreConfig>, InvalidConfig> {
         let Some(settings) = self.store.as_ref().filter(|s| s.enabled) else {
             return Ok(None);

@@ -26,7 +26,9 @@ mod spec;
 
 pub use check::{InvalidConfig, Key};
 pub use file::ConfigError;
-pub use settings::{ApiConfig, LogConfig, PersistenceMode, RouteConfig, ServerConfig, WhenFull};
+pub use settings::{
+    ApiConfig, DeploymentsConfig, LogConfig, PersistenceMode, RouteConfig, ServerConfig, WhenFull,
+};
 pub use spec::ServerSpec;
 
 pub use flumen_sinks::config::{BatchConfig, OutputConfig, OutputSpec, RetryConfig, SinkSpec};

@@ -43,6 +43,26 @@ pub struct ServerConfig {
     /// The embedded store, when the section is present (the embedded default has it).
     #[serde(default)]
     pub store: Option<StoreSettings>,
+    /// The deployment catalogue.
+    #[serde(default)]
+    pub deployments: DeploymentsConfig,
+}
+
+/// `[deployments]`: the deployment catalogue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeploymentsConfig {
+    /// `"sqlite"` (a file in the data directory), a `sqlite://PATH` or `postgres://...` URL,
+    /// or `"off"`.
+    pub database: String,
+}
+
+impl Default for DeploymentsConfig {
+    fn default() -> Self {
+        Self {
+            database: "sqlite".into(),
+        }
+    }
 }
 
 fn default_data_dir() -> PathBuf {

@@ -29,11 +29,21 @@ pub struct ServerSpec {
     pub(crate) pipeline: Arc<Pipeline>,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) store: Option<StoreConfig>,
+    pub(crate) deployments_database: Option<String>,
 }
 
 /// The store lives in `<data_dir>/store` unless configured elsewhere.
 pub(crate) fn store_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("store")
+}
+
+/// The deployment catalogue's SQLite database is `<data_dir>/deployments.db` unless
+/// configured elsewhere.
+pub(crate) fn sqlite_catalogue(data_dir: &Path) -> String {
+    format!(
+        "sqlite://{}?mode=rwc",
+        data_dir.join("deployments.db").display()
+    )
 }
 
 /// The log lives in `<data_dir>/wal`.
@@ -49,6 +59,9 @@ impl ServerSpec {
             && store.dir == store_dir(&self.data_dir)
         {
             store.dir = store_dir(&dir);
+        }
+        if self.deployments_database.as_deref() == Some(&sqlite_catalogue(&self.data_dir)) {
+            self.deployments_database = Some(sqlite_catalogue(&dir));
         }
         self.data_dir = dir;
         self
@@ -97,6 +110,11 @@ impl ServerSpec {
     /// The embedded store's settings, when it is on.
     pub fn store(&self) -> Option<&StoreConfig> {
         self.store.as_ref()
+    }
+
+    /// The deployment catalogue's database URL, when deployments are on.
+    pub fn deployments_database(&self) -> Option<&str> {
+        self.deployments_database.as_deref()
     }
 
     /// How long a graceful shutdown may take.

@@ -338,12 +338,10 @@ impl Catalogue {
             let events: i64 = row.try_get(2)?;
             let first: i64 = row.try_get(3)?;
             let last: i64 = row.try_get(4)?;
-            counts.entry(id).or_default().add(
-                &level,
-                events as u64,
-                first as u64,
-                last as u64,
-            );
+            counts
+                .entry(id)
+                .or_default()
+                .add(&level, events as u64, first as u64, last as u64);
         }
         Ok(counts)
     }

@@ -6,6 +6,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use flumen_parse::Level;
 use serde_json::{Map, Value};
 
 /// The longest deployment id.
@@ -324,7 +325,12 @@ impl FromStr for PageCursor {
     type Err = Invalid;
 
     fn from_str(text: &str) -> Result<Self, Invalid> {
-        let bad = || Invalid(format!("cursor {:?} is not one a list returned", truncated(text, 80)));
+        let bad = || {
+            Invalid(format!(
+                "cursor {:?} is not one a list returned",
+                truncated(text, 80)
+            ))
+        };
         let (started_at, id) = text.split_once('.').ok_or_else(bad)?;
         let started_at = started_at.parse().map_err(|_| bad())?;
         check_id(id).map_err(|_| bad())?;
@@ -346,7 +352,8 @@ pub struct Page {
 /// The events counted towards a deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventCounts {
-    /// By canonical level (`info`, `error`, ...); `""` for events without one.
+    /// By canonical level (`INFO`, `ERROR`, ... as `flumen_parse::Level` names them); `""`
+    /// for events without one.
     pub by_level: BTreeMap<String, u64>,
     /// Unix nanoseconds of the earliest and latest event.
     pub first_event: Option<u64>,
@@ -361,7 +368,8 @@ impl EventCounts {
 
     /// Events at level error or worse.
     pub fn errors(&self) -> u64 {
-        ["error", "fatal"]
+        [Level::Error, Level::Fatal]
+            .map(Level::as_str)
             .iter()
             .filter_map(|level| self.by_level.get(*level))
             .sum()
@@ -380,7 +388,11 @@ impl EventCounts {
             *self.by_level.entry(level.clone()).or_default() += events;
         }
         for (mine, theirs, pick) in [
-            (&mut self.first_event, other.first_event, u64::min as fn(u64, u64) -> u64),
+            (
+                &mut self.first_event,
+                other.first_event,
+                u64::min as fn(u64, u64) -> u64,
+            ),
             (&mut self.last_event, other.last_event, u64::max),
         ] {
             if let Some(theirs) = theirs {
@@ -472,9 +484,9 @@ mod tests {
     #[test]
     fn counts_merge() {
         let mut a = EventCounts::default();
-        a.add("info", 2, 10, 20);
+        a.add("INFO", 2, 10, 20);
         let mut b = EventCounts::default();
-        b.add("error", 1, 5, 15);
+        b.add("ERROR", 1, 5, 15);
         a.merge(&b);
         assert_eq!((a.total(), a.errors()), (3, 1));
         assert_eq!((a.first_event, a.last_event), (Some(5), Some(20)));

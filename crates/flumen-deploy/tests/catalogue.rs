@@ -54,7 +54,10 @@ async fn a_deployment_starts_finishes_once_and_reads_back() {
     for (catalogue, _dir) in databases() {
         let tenant = unique("t");
         let id = unique("d");
-        let started = catalogue.create(&tenant, new(&id, "api"), 1_000).await.unwrap();
+        let started = catalogue
+            .create(&tenant, new(&id, "api"), 1_000)
+            .await
+            .unwrap();
         assert_eq!(started.status, Status::Running);
         let again = catalogue.create(&tenant, new(&id, "api"), 2_000).await;
         assert!(
@@ -64,7 +67,10 @@ async fn a_deployment_starts_finishes_once_and_reads_back() {
 
         let read = catalogue.get(&tenant, &id).await.unwrap();
         assert_eq!(read, started, "{}", catalogue.describe());
-        assert_eq!(read.property("metadata.container").as_deref(), Some("api-7f9"));
+        assert_eq!(
+            read.property("metadata.container").as_deref(),
+            Some("api-7f9")
+        );
         assert_eq!(read.property("metadata.pr").as_deref(), Some("12"));
 
         let finished = catalogue
@@ -77,7 +83,10 @@ async fn a_deployment_starts_finishes_once_and_reads_back() {
         let twice = catalogue
             .finish(&tenant, &id, Status::Succeeded, None, 6_000)
             .await;
-        assert!(matches!(twice, Err(CatalogueError::Conflict(_))), "{twice:?}");
+        assert!(
+            matches!(twice, Err(CatalogueError::Conflict(_))),
+            "{twice:?}"
+        );
         assert_eq!(catalogue.get(&tenant, &id).await.unwrap(), finished);
 
         catalogue.set_finish_record(&id, 42).await.unwrap();
@@ -89,10 +98,16 @@ async fn a_deployment_starts_finishes_once_and_reads_back() {
         let unknown = catalogue
             .finish(&tenant, "no-such", Status::Failed, None, 1)
             .await;
-        assert!(matches!(unknown, Err(CatalogueError::NotFound(_))), "{unknown:?}");
+        assert!(
+            matches!(unknown, Err(CatalogueError::NotFound(_))),
+            "{unknown:?}"
+        );
         // Another tenant's deployment is not found.
         let other = catalogue.get("other-tenant", &id).await;
-        assert!(matches!(other, Err(CatalogueError::NotFound(_))), "{other:?}");
+        assert!(
+            matches!(other, Err(CatalogueError::NotFound(_))),
+            "{other:?}"
+        );
     }
 }
 
@@ -197,7 +212,10 @@ async fn lists_filter_and_page_newest_first() {
             })
             .await
             .unwrap();
-        assert!(nothing.deployments.is_empty(), "values are bound, never SQL");
+        assert!(
+            nothing.deployments.is_empty(),
+            "values are bound, never SQL"
+        );
     }
 }
 
@@ -214,7 +232,7 @@ async fn counts_add_up_with_the_position_in_one_transaction() {
         let mut first = HashMap::new();
         let mut counts = EventCounts::default();
         counts.add("info", 3, 100, 300);
-        counts.add("error", 1, 250, 250);
+        counts.add("ERROR", 1, 250, 250);
         first.insert(a.clone(), counts);
         // An id that names no deployment adds nothing and fails nothing.
         let mut stray = EventCounts::default();
@@ -234,7 +252,10 @@ async fn counts_add_up_with_the_position_in_one_transaction() {
         let counted_a = &all[&a];
         assert_eq!((counted_a.total(), counted_a.errors()), (6, 1));
         assert_eq!(counted_a.by_level["info"], 5);
-        assert_eq!((counted_a.first_event, counted_a.last_event), (Some(50), Some(400)));
+        assert_eq!(
+            (counted_a.first_event, counted_a.last_event),
+            (Some(50), Some(400))
+        );
         assert_eq!(all[&b].total(), 2);
         assert!(!all.contains_key("never-started"));
     }

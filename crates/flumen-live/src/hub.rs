@@ -112,6 +112,9 @@ pub struct LiveHub {
     commands: mpsc::UnboundedSender<Command>,
     /// How many streams are open; watched to wait for them to end at shutdown.
     streams: watch::Sender<usize>,
+    /// Every log record before this one has been read by the hub, and what its queries
+    /// selected of them queued for their members.
+    pub(crate) read_through: watch::Sender<Position>,
     /// Subscribers the hub let go because their queue was full.
     let_go: Arc<AtomicU64>,
     next_id: AtomicU64,
@@ -129,8 +132,10 @@ impl LiveHub {
         let labels = Arc::new(LabelReader::new(&config.labels));
         let (commands, receiver) = mpsc::unbounded_channel();
         let let_go = Arc::new(AtomicU64::new(0));
+        let read_through = watch::Sender::new(wal.durable_end());
         let task = HubTask {
             let_go: let_go.clone(),
+            read_through: read_through.clone(),
             wal: wal.clone(),
             labels: labels.clone(),
             config: config.clone(),
@@ -158,6 +163,7 @@ impl LiveHub {
             config,
             commands,
             streams: watch::Sender::new(0),
+            read_through,
             let_go,
             next_id: AtomicU64::new(0),
         })
@@ -292,6 +298,7 @@ impl SharedQuery {
 struct HubTask {
     wal: Arc<Wal>,
     let_go: Arc<AtomicU64>,
+    read_through: watch::Sender<Position>,
     labels: Arc<LabelReader>,
     config: LiveConfig,
     commands: mpsc::UnboundedReceiver<Command>,
@@ -357,6 +364,8 @@ impl HubTask {
                     self.remember(record);
                 }
                 self.send();
+                self.read_through
+                    .send_replace(reader_position(&self.reader));
             }
             Ok(Read::Removed { from, to }) => {
                 // The hub itself fell behind the log: every member catches up by itself.
@@ -585,6 +594,12 @@ impl<'q> RecordSelector<'q> {
         }
         selected
     }
+}
+
+fn reader_position(reader: &Option<WalReader>) -> Position {
+    reader
+        .as_ref()
+        .map_or(Position::new(0), WalReader::position)
 }
 
 /// The events of log record `record` that live streams show (the default tenant's), with

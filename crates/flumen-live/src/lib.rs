@@ -22,4 +22,4 @@ mod subscription;
 
 pub use hub::{LiveConfig, LiveHub, Rendered, TooManyStreams};
 pub use render::{EventView, Format};
-pub use subscription::{HEARTBEAT, Message, Start, Subscription};
+pub use subscription::{HEARTBEAT, Message, Start, StreamEnd, Subscription};

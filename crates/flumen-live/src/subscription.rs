@@ -68,6 +68,18 @@ pub enum Message {
     Error(String),
     /// flumen is stopping: reconnect, resuming after the last event. The last message.
     Closing,
+    /// The stream is complete ([`Subscription::end_when`]): this message, then nothing.
+    End(String),
+}
+
+/// When a stream is complete: once every log record up to and including `through` has been
+/// read for it (a deployment's stream, through its finish marker).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamEnd {
+    /// The last log record the stream reads.
+    pub through: Position,
+    /// What the stream says last ([`Message::End`]).
+    pub message: String,
 }
 
 enum Phase {
@@ -101,6 +113,14 @@ pub struct Subscription {
     closing: watch::Receiver<bool>,
     last_sent: Instant,
     ended: bool,
+    /// Where the stream ends by itself, once that is known; with the hub's progress, which
+    /// tells a joined stream that the hub read past it.
+    ends: Option<(
+        watch::Receiver<Option<StreamEnd>>,
+        watch::Receiver<Position>,
+    )>,
+    /// The last record of a stream whose end is known: nothing after it is sent.
+    through: Option<Position>,
     /// Makes the log sync at once while the stream is open, so events show without delay.
     _close_follower: CloseFollower,
 }
@@ -152,11 +172,20 @@ impl Subscription {
             pending: VecDeque::new(),
             last_sent: Instant::now(),
             ended: false,
+            ends: None,
+            through: None,
         }
     }
 
-    /// The next message; `None` once the stream has ended (after [`Message::Error`] or
-    /// [`Message::Closing`]). Cancel-safe: a call dropped before it returns loses nothing.
+    /// Ends the stream with [`Message::End`] once `ends` holds a [`StreamEnd`] and every
+    /// log record through it has been read for the stream (and its events sent).
+    pub fn end_when(&mut self, ends: watch::Receiver<Option<StreamEnd>>) {
+        self.ends = Some((ends, self.hub.read_through.subscribe()));
+    }
+
+    /// The next message; `None` once the stream has ended (after [`Message::Error`],
+    /// [`Message::Closing`] or [`Message::End`]). Cancel-safe: a call dropped before it
+    /// returns loses nothing.
     pub async fn next(&mut self) -> Option<Message> {
         loop {
             if let Some(message) = self.take_pending() {
@@ -169,8 +198,48 @@ impl Subscription {
                 self.ended = true;
                 return Some(Message::Closing);
             }
+            if self.reached_end() {
+                continue;
+            }
             self.step().await;
         }
+    }
+
+    /// True (and the end queued after what is pending) once the stream has read through its
+    /// end.
+    fn reached_end(&mut self) -> bool {
+        let Some(end) = self
+            .ends
+            .as_ref()
+            .and_then(|(ends, _)| ends.borrow().clone())
+        else {
+            return false;
+        };
+        if self.through.is_none() {
+            // Events past the end may have been queued before it was known.
+            self.through = Some(end.through);
+            self.pending.retain(
+                |message| !matches!(message, Message::Event(e) if e.position.record > end.through),
+            );
+        }
+        let mut read_to = self.read_to;
+        if let Phase::Joined(queue) = &mut self.phase {
+            // The hub queues what it selected of a read before it says it has read it: once
+            // the queue is drained, every record before `hub_at` has been sent.
+            let hub_at = self.ends.as_ref().map_or(read_to, |(_, hub)| *hub.borrow());
+            let mut batches = Vec::new();
+            while let Ok(batch) = queue.try_recv() {
+                batches.push(batch);
+            }
+            batches.iter().for_each(|batch| self.push_batch(batch));
+            read_to = read_to.max(hub_at);
+        }
+        if read_to <= end.through {
+            return false;
+        }
+        self.pending.push_back(Message::End(end.message));
+        self.ended = true;
+        true
     }
 
     /// The next message if one is ready now, without waiting: for writing several at once.
@@ -206,7 +275,11 @@ impl Subscription {
 
     /// True (and `after` moved) when the event at `position` is new to this stream.
     fn accept(&mut self, position: EventPosition) -> bool {
-        if self.after.is_some_and(|after| position <= after) {
+        if self.after.is_some_and(|after| position <= after)
+            || self
+                .through
+                .is_some_and(|through| position.record > through)
+        {
             return false;
         }
         self.after = Some(position);
@@ -294,6 +367,7 @@ impl Subscription {
             Phase::Joined(queue) => {
                 let received = tokio::select! {
                     received = queue.recv() => received,
+                    _ = end_news(&mut self.ends) => return,
                     _ = tokio::time::sleep_until(heartbeat_due) => {
                         self.pending.push_back(Message::Heartbeat);
                         return;
@@ -325,6 +399,7 @@ impl Subscription {
         };
         tokio::select! {
             _ = reader.wait() => {}
+            _ = end_news(&mut self.ends) => {}
             _ = tokio::time::sleep_until(heartbeat_due) => self.pending.push_back(Message::Heartbeat),
             _ = self.closing.wait_for(|c| *c) => {}
         }
@@ -470,6 +545,29 @@ async fn own_turn(
     tokio::select! {
         turn = hub.own_reads.clone().acquire_owned() => turn.ok(),
         _ = closing.wait_for(|c| *c) => None,
+    }
+}
+
+/// Waits until the stream's end becomes known, or, once it is, until the hub has read more;
+/// forever for a stream without an end.
+async fn end_news(
+    ends: &mut Option<(
+        watch::Receiver<Option<StreamEnd>>,
+        watch::Receiver<Position>,
+    )>,
+) {
+    let Some((ends, hub)) = ends else {
+        return std::future::pending().await;
+    };
+    let known = ends.borrow_and_update().is_some();
+    let changed = if known {
+        hub.changed().await
+    } else {
+        ends.changed().await
+    };
+    if changed.is_err() {
+        // The hub or the end's sender is gone: nothing more will come from it.
+        std::future::pending::<()>().await;
     }
 }
 

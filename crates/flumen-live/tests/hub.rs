@@ -373,3 +373,56 @@ async fn a_stream_back_after_the_stores_retention_is_told_of_the_gap() {
         [EventPosition::new(first, 0)]
     );
 }
+
+/// The stream's messages until it ends, failing if that takes over 10 s.
+async fn until_end(stream: &mut Subscription) -> (Vec<EventPosition>, Option<String>) {
+    let mut positions = Vec::new();
+    loop {
+        match next_message(stream).await {
+            Some(Message::Event(event)) => positions.push(event.position),
+            Some(Message::Heartbeat) => {}
+            Some(Message::End(message)) => {
+                assert!(
+                    next_message(stream).await.is_none(),
+                    "nothing after the end"
+                );
+                return (positions, Some(message));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_with_an_end_sends_everything_through_it_then_ends() {
+    let setup = setup(LiveConfig::default(), 64 << 20);
+    let (end_tx, end_rx) = watch::channel(None);
+    // Joined to the hub before anything is logged: one that selects events, one that selects
+    // none (only the hub's progress tells it where it is); and one reading by itself.
+    let mut joined = subscribe(&setup.hub, r#"{deployment_id="d-3"}"#);
+    let mut selecting_nothing = subscribe(&setup.hub, r#"{deployment_id="d-3", level="none"}"#);
+    settle(std::slice::from_mut(&mut joined)).await;
+    settle(std::slice::from_mut(&mut selecting_nothing)).await;
+    append(&setup.wal, 0..100).await;
+    let mut reading = from_the_first_event(&setup.hub);
+    for stream in [&mut joined, &mut selecting_nothing, &mut reading] {
+        stream.end_when(end_rx.clone());
+    }
+    // The end is the fifth record (events 80..100); what is logged after it is not sent.
+    end_tx.send_replace(Some(flumen_live::StreamEnd {
+        through: Position::new(4),
+        message: "finished".into(),
+    }));
+    append(&setup.wal, 100..300).await;
+
+    let d3: Selector = r#"{deployment_id="d-3"}"#.parse().unwrap();
+    let (events, end) = until_end(&mut joined).await;
+    assert_eq!(events, expected(&d3, 100));
+    assert_eq!(end.as_deref(), Some("finished"));
+    let (events, end) = until_end(&mut selecting_nothing).await;
+    assert!(events.is_empty());
+    assert_eq!(end.as_deref(), Some("finished"));
+    let (events, _) = until_end(&mut reading).await;
+    let all_after_first = expected(&Selector::match_all(), 100).split_off(1);
+    assert_eq!(events, all_after_first);
+}

@@ -23,6 +23,7 @@
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod deployments;
 pub mod topology;
 
 pub use flumen_sinks as outputs;

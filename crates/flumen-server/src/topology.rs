@@ -32,6 +32,9 @@ use flumen_sources::loki::{LokiConfig, LokiPush};
 use flumen_sources::{BoundSource, SourceShared};
 
 use flumen_config::ServerSpec;
+use flumen_deploy::Catalogue;
+
+use crate::deployments::Deployments;
 
 /// The source name of Loki pushes to the API port, in metrics and logs.
 const LOKI_PUSH_SOURCE: &str = "api-loki-push";
@@ -51,6 +54,9 @@ pub struct Server {
     outputs: JoinSet<()>,
     /// The store's writer thread, when the store is on.
     store_writer: Option<std::thread::JoinHandle<()>>,
+    /// The deployments' counter and refresh, when deployments are on.
+    deployment_tasks: JoinSet<()>,
+    stop_deployments: watch::Sender<bool>,
     shutdown_timeout: Duration,
 }
 
@@ -168,6 +174,20 @@ impl Server {
                 ..LiveConfig::default()
             },
         );
+        let deployments = match spec.deployments_database() {
+            Some(url) => {
+                let catalogue = Catalogue::open(url)
+                    .map_err(|e| anyhow::anyhow!("cannot open the deployment catalogue: {e}"))?;
+                tracing::info!(message = "Deployment catalogue.", database = %catalogue.describe());
+                Some(Deployments::new(Arc::new(catalogue), wal.clone()))
+            }
+            None => None,
+        };
+        let stop_deployments = watch::Sender::new(false);
+        let deployment_tasks = match &deployments {
+            Some(deployments) => deployments.spawn(node_id.clone(), stop_deployments.subscribe()),
+            None => JoinSet::new(),
+        };
         let api_state = Arc::new(ApiState {
             ready: false.into(),
             wal: wal.clone(),
@@ -176,6 +196,7 @@ impl Server {
             store: store_handle,
             closing,
             live,
+            deployments,
         });
         // Loki's push API on the API port, as Loki serves it beside its query API.
         let loki_push = LokiPush::new(LOKI_PUSH_SOURCE, &LokiConfig::default(), &shared)
@@ -196,6 +217,8 @@ impl Server {
             sources,
             outputs,
             store_writer: store.map(|(_, writer)| writer),
+            deployment_tasks,
+            stop_deployments,
             shutdown_timeout: spec.shutdown_timeout(),
         })
     }
@@ -260,6 +283,11 @@ impl Server {
                     message = "The store is still flushing at the shutdown timeout; it reads those events from the log again at start."
                 );
             }
+        }
+        // The counter writes what it counted; the rest is counted again from the log at start.
+        self.stop_deployments.send_replace(true);
+        if !join_all_until(&mut self.deployment_tasks, deadline).await {
+            abort_all(&mut self.deployment_tasks).await;
         }
         self.api.stop(deadline).await;
         tracing::info!(message = "Stopped.");

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod bench;
+mod deploy;
 mod query;
 mod run;
 mod tail;
@@ -81,6 +82,9 @@ enum Command {
     /// Search a running flumen's store: `flumen query '{service="api"} |= "timeout"' --since
     /// 1h`.
     Query(Box<query::QueryArgs>),
+    /// A running flumen's deployments: `flumen deploy start --service api --env prod`
+    /// (prints the id), `finish ID --exit-code $?`, `list`, `show ID`.
+    Deploy(Box<deploy::DeployArgs>),
     /// Follow a running flumen's events live: `flumen tail --deployment d-42 --level warn -n
     /// 100`; reconnects by itself and resumes where it was.
     Tail(Box<tail::TailArgs>),
@@ -115,6 +119,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(&args),
         Command::Query(args) => query::run(&args),
         Command::Tail(args) => tail::run(&args),
+        Command::Deploy(args) => deploy::run(&args),
         Command::Run(args) => match run::run(&args) {
             Ok(code) => return code,
             Err(error) => Err(error),

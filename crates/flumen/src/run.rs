@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use flumen_event::EventTime;
 
+use crate::deploy::{self, FinalStatus, StartArgs};
 use events::{StaticFields, Stream, Value};
 use output::Message;
 use ship::{Delivery, Shared};
@@ -123,6 +124,13 @@ pub struct RunArgs {
     /// --flush-timeout. Exits 0 when nothing is left, 1 otherwise.
     #[arg(long, conflicts_with = "command")]
     flush: bool,
+    /// A flumen API to register the run with as a deployment (e.g. http://127.0.0.1:8080):
+    /// started before the command (with --deployment as its id, or a generated one), and
+    /// finished once the command's events are delivered — succeeded on exit code 0,
+    /// cancelled when a signal (INT, TERM, HUP) ended it, failed otherwise. Without it, the
+    /// events carry the deployment's fields and nothing is registered.
+    #[arg(long, value_name = "URL", env = "FLUMEN_SERVER")]
+    server: Option<String>,
     /// The command and its arguments (after `--`).
     #[arg(
         trailing_var_arg = true,
@@ -198,6 +206,11 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
+    let registered = args
+        .server
+        .as_deref()
+        .and_then(|server| register(server, args));
+    let deployment_id = registered.as_deref().or(args.deployment.as_deref());
     let command_line = events::shell_join(&args.command);
     let mut command = Command::new(&args.command[0]);
     command
@@ -218,7 +231,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .map(|h| h.to_string_lossy().into_owned());
     let mut statics = StaticFields::default();
     statics
-        .str("deployment_id", args.deployment.as_deref())
+        .str("deployment_id", deployment_id)
         .str("service", args.service.as_deref())
         .str("environment", args.environment.as_deref())
         .str("version", args.service_version.as_deref())
@@ -349,7 +362,44 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
+    if let (Some(server), Some(id)) = (args.server.as_deref(), registered.as_deref()) {
+        // Ended by an interrupt, a hangup or a termination: of the signal, or exiting as a
+        // shell does when one reached it (128 + its number).
+        let status = match (signal.as_deref(), end.code) {
+            (Some("SIGINT" | "SIGTERM" | "SIGHUP"), _) | (None, 129 | 130 | 143) => {
+                FinalStatus::Cancelled
+            }
+            (_, 0) => FinalStatus::Succeeded,
+            _ => FinalStatus::Failed,
+        };
+        let server = server.trim_end_matches('/');
+        if let Err(error) = deploy::finish_deployment(server, id, status, Some(&message)) {
+            tracing::warn!(
+                message = format!("Deployment {id} not finished at {server}: {error:#}")
+            );
+        }
+    }
     Ok(ExitCode::from(end.code))
+}
+
+/// Starts the run's deployment at `server`; its id, or `None` (with a warning) if that failed.
+fn register(server: &str, args: &RunArgs) -> Option<String> {
+    let start = StartArgs {
+        service: args.service.clone(),
+        environment: args.environment.clone(),
+        service_version: args.service_version.clone(),
+        ..StartArgs::default()
+    };
+    let server = server.trim_end_matches('/');
+    match deploy::start_deployment(server, &start, args.deployment.as_deref()) {
+        Ok(deployment) => deployment["id"].as_str().map(str::to_owned),
+        Err(error) => {
+            tracing::warn!(
+                message = format!("The deployment is not registered at {server}: {error:#}")
+            );
+            None
+        }
+    }
 }
 
 fn round_ms(duration: Duration) -> Duration {

@@ -14,6 +14,12 @@ pub enum ApiError {
     /// What the request names does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// 409: the request contradicts what is there (an id taken, a deployment finished).
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is too large.
+    #[error("{0}")]
+    PayloadTooLarge(String),
     /// A limit is reached (too many live streams): the caller may try again later.
     #[error("{0}")]
     TooManyRequests(String),
@@ -29,6 +35,8 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -50,6 +58,11 @@ mod tests {
         for (error, status) in [
             (ApiError::BadRequest("bad".into()), StatusCode::BAD_REQUEST),
             (ApiError::NotFound("none".into()), StatusCode::NOT_FOUND),
+            (ApiError::Conflict("taken".into()), StatusCode::CONFLICT),
+            (
+                ApiError::PayloadTooLarge("big".into()),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ),
             (
                 ApiError::TooManyRequests("many".into()),
                 StatusCode::TOO_MANY_REQUESTS,

@@ -13,6 +13,7 @@
 //! runs it on a listener. This is the only module that knows the operations endpoints' HTTP
 //! shapes. A new endpoint is a module here and a line in [`app`].
 
+mod deployments;
 mod error;
 mod health;
 mod loki;
@@ -29,6 +30,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use axum::Router;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use flumen_wal::Wal;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -54,6 +56,8 @@ pub struct ApiState {
     pub closing: watch::Sender<bool>,
     /// Live streams.
     pub live: Arc<flumen_live::LiveHub>,
+    /// The deployments, unless they are off.
+    pub deployments: Option<Arc<crate::deployments::Deployments>>,
 }
 
 /// Outputs whose delivery loop ended with an error, and why: such an output delivers nothing
@@ -95,6 +99,17 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/api/v1/store/compact", post(query::compact))
         .route("/api/v1/stream", get(stream::stream))
         .route("/api/v1/tail", get(tail::tail))
+        .route(
+            "/api/v1/deployments",
+            get(deployments::list)
+                .post(deployments::create)
+                .layer(DefaultBodyLimit::max(deployments::MAX_BODY)),
+        )
+        .route("/api/v1/deployments/{id}", get(deployments::show))
+        .route(
+            "/api/v1/deployments/{id}/finish",
+            post(deployments::finish).layer(DefaultBodyLimit::max(deployments::MAX_BODY)),
+        )
         .route("/api/v1/label/{name}/values", get(query::label_values))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::instant))

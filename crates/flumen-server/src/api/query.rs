@@ -43,6 +43,11 @@ pub(crate) struct RangeParams {
 }
 
 impl RangeParams {
+    /// True when the request names no bound.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.start.is_none() && self.end.is_none() && self.since.is_none()
+    }
+
     /// From `start` (Loki's `tail` takes no other bound).
     pub(crate) fn starting(start: Option<String>) -> Self {
         Self {

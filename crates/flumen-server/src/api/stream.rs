@@ -34,8 +34,10 @@ use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::json;
 
+use super::deployments::deployments_of;
 use super::query::{RangeParams, checked_limit, required_query};
 use super::{ApiError, ApiState};
+use flumen_deploy::check_id;
 
 /// The backfill's size when the request names none (as Loki's `tail`); 0 is none.
 const DEFAULT_BACKFILL: usize = 100;
@@ -50,19 +52,31 @@ pub(crate) struct StreamParams {
     pub(crate) query: Option<String>,
     pub(crate) limit: Option<usize>,
     pub(crate) after: Option<String>,
+    /// Only this deployment's events; the stream ends after its finish.
+    pub(crate) deployment: Option<String>,
     #[serde(flatten)]
     pub(crate) range: RangeParams,
 }
 
 /// Opens the stream a request asks for: `resume_after` (a `Last-Event-ID`) when the request
 /// names no `after`.
-pub(crate) fn subscribe(
+pub(crate) async fn subscribe(
     state: &ApiState,
     params: &StreamParams,
     resume_after: Option<&str>,
     format: Format,
 ) -> Result<Subscription, ApiError> {
-    let query = required_query(params.query.as_deref())?;
+    let deployment = match &params.deployment {
+        Some(id) => {
+            check_id(id).map_err(|e| ApiError::BadRequest(format!("deployment: {e}")))?;
+            Some(deployments_of(state)?.get(id).await?.0)
+        }
+        None => None,
+    };
+    let query = match &deployment {
+        Some(deployment) => scoped_query(params.query.as_deref(), &deployment.id)?,
+        None => required_query(params.query.as_deref())?,
+    };
     let after = params
         .after
         .as_deref()
@@ -83,14 +97,50 @@ pub(crate) fn subscribe(
                 0 => 0,
                 limit => checked_limit(limit, max_limit)?,
             };
-            let range = params.range.resolve(SystemTime::now())?;
+            let range = match &deployment {
+                // A deployment's stream starts with its start, and shows all it can of it.
+                Some(deployment) if params.range.is_empty() => {
+                    (deployment.started_at.saturating_sub(EARLY_NS), u64::MAX)
+                }
+                _ => params.range.resolve(SystemTime::now())?,
+            };
+            let limit = match (&deployment, params.limit) {
+                (Some(_), None) => max_limit,
+                _ => limit,
+            };
             Start::Backfill { limit, range }
         }
     };
-    state
+    let mut subscription = state
         .live
         .subscribe(query, format, start)
-        .map_err(|e| ApiError::TooManyRequests(e.to_string()))
+        .map_err(|e| ApiError::TooManyRequests(e.to_string()))?;
+    if let (Some(deployment), Ok(deployments)) = (&deployment, deployments_of(state)) {
+        subscription.end_when(deployments.stream_end(deployment));
+    }
+    Ok(subscription)
+}
+
+/// How long before its deployment's start an event may be and still be shown in its stream:
+/// a sender's clock may be a little behind.
+const EARLY_NS: u64 = 60_000_000_000;
+
+/// `query` (by default `{}`) narrowed to the events of deployment `id`.
+fn scoped_query(query: Option<&str>, id: &str) -> Result<flumen_select::Selector, ApiError> {
+    let query = query.unwrap_or("{}").trim_start();
+    let Some(rest) = query.strip_prefix('{') else {
+        return Err(ApiError::BadRequest(
+            "query: a deployment's stream takes a query that starts with a stream selector ({...})"
+                .into(),
+        ));
+    };
+    // The id is letters, digits, '.', '_' and '-' (checked): nothing to escape.
+    let separator = if rest.trim_start().starts_with('}') {
+        ""
+    } else {
+        ", "
+    };
+    required_query(Some(&format!("{{deployment_id=\"{id}\"{separator}{rest}")))
 }
 
 pub(crate) async fn stream(
@@ -102,7 +152,7 @@ pub(crate) async fn stream(
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty());
-    let subscription = subscribe(&state, &params, last_event_id, Format::Event)?;
+    let subscription = subscribe(&state, &params, last_event_id, Format::Event).await?;
     let retry = Bytes::from(format!("retry: {RETRY_MS}\n\n"));
     let events = futures_util::stream::unfold(subscription, |mut subscription| async move {
         let first = subscription.next().await?;
@@ -150,6 +200,9 @@ fn write_message(out: &mut Vec<u8>, message: &Message) {
         Message::Closing => {
             let close = json!({ "reason": "shutting down", "reconnect": true });
             out.extend_from_slice(format!("event: close\ndata: {close}\n\n").as_bytes());
+        }
+        Message::End(end) => {
+            out.extend_from_slice(format!("event: end\ndata: {end}\n\n").as_bytes())
         }
     }
 }

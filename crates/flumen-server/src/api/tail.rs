@@ -40,6 +40,7 @@ use super::stream::{StreamParams, gap_json, subscribe};
 use super::{ApiError, ApiState};
 
 /// Close codes (see the module documentation).
+const CLOSE_COMPLETE: u16 = 1000;
 const CLOSE_SHUTTING_DOWN: u16 = 1012;
 const CLOSE_FAILED: u16 = 1011;
 const CLOSE_BAD_REQUEST: u16 = 4400;
@@ -60,7 +61,7 @@ pub(crate) async fn tail(
     Query(params): Query<StreamParams>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let subscription = subscribe(&state, &params, None, Format::Event);
+    let subscription = subscribe(&state, &params, None, Format::Event).await;
     small_buffers(upgrade).on_upgrade(move |socket| serve(socket, subscription, Framing::Events))
 }
 
@@ -78,15 +79,18 @@ pub(crate) async fn loki_tail(
     Query(params): Query<LokiTailParams>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let subscription = loki_delay(params.delay_for.as_deref()).and_then(|()| {
-        let params = StreamParams {
-            query: params.query,
-            limit: params.limit,
-            after: None,
-            range: RangeParams::starting(params.start),
-        };
-        subscribe(&state, &params, None, Format::Loki)
-    });
+    let subscription = match loki_delay(params.delay_for.as_deref()) {
+        Ok(()) => {
+            let params = StreamParams {
+                query: params.query,
+                limit: params.limit,
+                range: RangeParams::starting(params.start),
+                ..StreamParams::default()
+            };
+            subscribe(&state, &params, None, Format::Loki).await
+        }
+        Err(error) => Err(error),
+    };
     small_buffers(upgrade).on_upgrade(move |socket| serve(socket, subscription, Framing::Loki))
 }
 
@@ -127,7 +131,10 @@ async fn serve(socket: WebSocket, subscription: Result<Subscription, ApiError>, 
         Err(error) => {
             let (code, reconnect) = match error {
                 ApiError::TooManyRequests(_) => (CLOSE_TOO_MANY, true),
-                ApiError::BadRequest(_) | ApiError::NotFound(_) => (CLOSE_BAD_REQUEST, false),
+                ApiError::BadRequest(_)
+                | ApiError::NotFound(_)
+                | ApiError::Conflict(_)
+                | ApiError::PayloadTooLarge(_) => (CLOSE_BAD_REQUEST, false),
                 ApiError::Unavailable(_) => (CLOSE_FAILED, true),
             };
             let _ = sink.send(close(code, &error.to_string(), reconnect)).await;
@@ -197,6 +204,12 @@ impl Framing {
                 (_, Message::Error(error)) => frames.push(close(CLOSE_FAILED, &error, true)),
                 (_, Message::Closing) => {
                     frames.push(close(CLOSE_SHUTTING_DOWN, "shutting down", true));
+                }
+                (framing, Message::End(end)) => {
+                    if matches!(framing, Self::Events) {
+                        frames.push(Frame::Text(end.into()));
+                    }
+                    frames.push(close(CLOSE_COMPLETE, "deployment finished", false));
                 }
             }
             if frames.len() < FRAMES_PER_FLUSH {

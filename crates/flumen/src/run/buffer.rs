@@ -22,8 +22,8 @@ use std::time::Duration;
 use anyhow::Context;
 use bytesize::ByteSize;
 use flumen_config::{
-    ApiConfig, BatchConfig, LogConfig, OutputConfig, PersistenceMode, RetryConfig, RouteConfig,
-    ServerConfig, ServerSpec, SourceConfig,
+    ApiConfig, BatchConfig, DeploymentsConfig, LogConfig, OutputConfig, PersistenceMode,
+    RetryConfig, RouteConfig, ServerConfig, ServerSpec, SourceConfig,
 };
 use flumen_server::outputs::forward::{ForwardOutputConfig, ForwardServerConfig};
 use flumen_server::sources::forward::ForwardSourceConfig;
@@ -272,6 +272,10 @@ impl Slot {
                 ..ApiConfig::default()
             },
             sources,
+            // flumen run's own pipeline keeps no catalogue: the aggregator does.
+            deployments: DeploymentsConfig {
+                database: "off".into(),
+            },
             outputs: [(
                 AGGREGATOR_OUTPUT.to_owned(),
                 OutputConfig::Forward(aggregator),
