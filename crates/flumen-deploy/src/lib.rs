@@ -20,6 +20,5 @@ pub use catalogue::{Catalogue, CatalogueError, describe_url};
 pub use counter::{DEPLOYMENT_FIELD, DeploymentCounter, MARKER_TAG};
 pub use model::{
     CheckedNew, Deployment, EventCounts, Finish, Invalid, ListFilter, MAX_ID_LEN,
-    MAX_METADATA_BYTES, MAX_PAGE, NewDeployment, PROPERTIES, Page, PageCursor, Status, check_id,
-    generate_id,
+    MAX_METADATA_BYTES, MAX_PAGE, NewDeployment, Page, PageCursor, Status, check_id, generate_id,
 };

@@ -128,16 +128,6 @@ impl Deployment {
     }
 }
 
-/// The properties attribution rules may name besides `metadata.KEY`.
-pub const PROPERTIES: [&str; 6] = [
-    "id",
-    "service",
-    "environment",
-    "version",
-    "commit",
-    "started_by",
-];
-
 /// A deployment to start.
 #[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
 #[serde(deny_unknown_fields)]

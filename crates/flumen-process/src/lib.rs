@@ -14,6 +14,7 @@
 
 #![deny(missing_docs)]
 
+pub mod attribute;
 pub mod enrich;
 pub mod fields;
 mod joiner;

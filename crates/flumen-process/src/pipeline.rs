@@ -11,6 +11,7 @@ use flumen_select::Selector;
 use metrics::Counter;
 use serde::Deserialize;
 
+use crate::attribute::{AttributeConfig, Attributor, DeploymentDirectory, properties_of};
 use crate::enrich::{Enrich, EnrichConfig, level_of, received_at_now};
 use crate::fields::{FieldEdits, FieldsConfig};
 use crate::joiner::{Joiner, Numbered};
@@ -64,6 +65,8 @@ pub enum StepConfig {
     Sample(SampleConfig),
     /// Cap events per key and window.
     RateLimit(RateLimitConfig),
+    /// Give events without a `deployment_id` the one of the deployment they match.
+    Deployment(AttributeConfig),
 }
 
 impl StepConfig {
@@ -80,6 +83,7 @@ impl StepConfig {
             Self::Redact(_) => "redact",
             Self::Sample(_) => "sample",
             Self::RateLimit(_) => "rate_limit",
+            Self::Deployment(_) => "deployment",
         }
     }
 }
@@ -132,6 +136,7 @@ enum StepKind {
     Redact(Redactor),
     Sample(Sampler),
     RateLimit(RateLimiter),
+    Attribute(Attributor),
 }
 
 #[derive(Debug)]
@@ -175,11 +180,20 @@ impl Step {
 #[derive(Debug, Default)]
 pub struct Pipeline {
     steps: Vec<Step>,
+    /// The deployments its `deployment` steps attribute events to, when it has such steps.
+    deployments: Option<Arc<DeploymentDirectory>>,
 }
 
 impl Pipeline {
     /// Compiles `filters` in order.
     pub fn new(filters: &[FilterConfig]) -> Result<Self, FilterError> {
+        let attributing = filters.iter().filter_map(|f| match &f.step {
+            StepConfig::Deployment(config) => Some(config),
+            _ => None,
+        });
+        let properties = properties_of(attributing.clone());
+        let deployments =
+            (attributing.count() > 0).then(|| Arc::new(DeploymentDirectory::new(properties)));
         let steps = filters
             .iter()
             .enumerate()
@@ -198,7 +212,7 @@ impl Pipeline {
                     .iter()
                     .map(|t| TagPattern::parse(t).map_err(|e| fail(format!("match: {e}"))))
                     .collect::<Result<_, _>>()?;
-                let kind = compile(&filter.step).map_err(fail)?;
+                let kind = compile(&filter.step, deployments.as_ref()).map_err(fail)?;
                 Ok(Step {
                     tags,
                     kind,
@@ -208,7 +222,13 @@ impl Pipeline {
                 })
             })
             .collect::<Result<_, _>>()?;
-        Ok(Self { steps })
+        Ok(Self { steps, deployments })
+    }
+
+    /// The deployments its `deployment` steps attribute events to, for the server to keep
+    /// current; `None` without such steps.
+    pub fn deployment_directory(&self) -> Option<&Arc<DeploymentDirectory>> {
+        self.deployments.as_ref()
     }
 
     /// True when some filter joins events (`multiline`, `join_partial`) and so may hold them
@@ -242,7 +262,10 @@ impl Pipeline {
     }
 }
 
-fn compile(step: &StepConfig) -> Result<StepKind, String> {
+fn compile(
+    step: &StepConfig,
+    deployments: Option<&Arc<DeploymentDirectory>>,
+) -> Result<StepKind, String> {
     Ok(match step {
         StepConfig::Parse(c) => StepKind::Parse(Parser::new(c)?),
         StepConfig::Multiline(c) => {
@@ -259,6 +282,12 @@ fn compile(step: &StepConfig) -> Result<StepKind, String> {
         StepConfig::Redact(c) => StepKind::Redact(Redactor::new(c)?),
         StepConfig::Sample(c) => StepKind::Sample(Sampler::new(c)?),
         StepConfig::RateLimit(c) => StepKind::RateLimit(RateLimiter::new(c)?),
+        StepConfig::Deployment(c) => StepKind::Attribute(Attributor::new(
+            c,
+            deployments
+                .expect("made for pipelines with deployment steps")
+                .clone(),
+        )?),
     })
 }
 
@@ -417,6 +446,11 @@ impl Session {
                 }
                 StepKind::Sample(sampler) => events.retain(|(_, e)| sampler.keep(e)),
                 StepKind::RateLimit(limiter) => events.retain(|(_, e)| limiter.keep(tag, e, now)),
+                StepKind::Attribute(attributor) => {
+                    for (_, e) in &mut events {
+                        attributor.apply(e);
+                    }
+                }
             }
             step.dropped.increment((before - events.len()) as u64);
         }

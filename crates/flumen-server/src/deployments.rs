@@ -25,11 +25,13 @@ use flumen_event::batch::BatchBuilder;
 use flumen_event::record::{Record, Value};
 use flumen_event::{EventTime, TenantId, entry};
 use flumen_live::StreamEnd;
+use flumen_process::attribute::{DeploymentDirectory, KnownDeployment};
 use flumen_wal::{Position, Wal};
 use tokio::sync::watch;
 
-/// How long after its finish a deployment's events are still counted (they may arrive late).
-pub const LATE: Duration = Duration::from_secs(300);
+/// How long after its finish a deployment's events are still counted and attributed (they
+/// may arrive late).
+pub const LATE: Duration = flumen_process::attribute::MAX_LATE;
 /// How often the running deployments are read back from the catalogue.
 const REFRESH: Duration = Duration::from_secs(2);
 
@@ -41,17 +43,31 @@ pub struct Deployments {
     wal: Arc<Wal>,
     /// The ends of the deployments that live streams wait on, by id.
     ends: Mutex<HashMap<String, watch::Sender<Option<StreamEnd>>>>,
+    /// What the pipeline's `deployment` steps attribute events to, when it has any.
+    directory: Option<Arc<DeploymentDirectory>>,
 }
 
 impl Deployments {
-    /// Deployments kept in `catalogue`, marked in `wal`.
-    pub fn new(catalogue: Arc<Catalogue>, wal: Arc<Wal>) -> Arc<Self> {
+    /// Deployments kept in `catalogue`, marked in `wal`, known to `directory`.
+    pub fn new(
+        catalogue: Arc<Catalogue>,
+        wal: Arc<Wal>,
+        directory: Option<Arc<DeploymentDirectory>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             catalogue,
             counter: Arc::new(DeploymentCounter::default()),
             wal,
             ends: Mutex::new(HashMap::new()),
+            directory,
         })
+    }
+
+    /// Tells attribution of `deployment` (started or finished).
+    fn update_directory(&self, deployment: &Deployment) {
+        if let Some(directory) = &self.directory {
+            directory.upsert(known(directory, deployment));
+        }
     }
 
     /// The catalogue.
@@ -85,6 +101,9 @@ impl Deployments {
                     reported = false;
                     self.counter
                         .know_only(active.iter().map(|d| d.id.clone()).collect::<HashSet<_>>());
+                    if let Some(directory) = &self.directory {
+                        directory.replace(active.iter().map(|d| known(directory, d)).collect());
+                    }
                     for deployment in active.iter().filter(|d| d.status.is_final()) {
                         self.announce_end(deployment);
                     }
@@ -110,6 +129,7 @@ impl Deployments {
             .create(TenantId::DEFAULT_NAME, new, now_ns())
             .await?;
         self.counter.know(&deployment.id);
+        self.update_directory(&deployment);
         let started = format!(
             "deployment {} of {} started",
             deployment.id,
@@ -152,6 +172,7 @@ impl Deployments {
                 tracing::warn!(message = "The deployment's finish could not be logged.", deployment = %id, %error)
             }
         }
+        self.update_directory(&deployment);
         self.announce_end(&deployment);
         Ok(deployment)
     }
@@ -269,6 +290,20 @@ impl Deployments {
         let payload =
             BatchBuilder::new(TenantId::default(), "")?.encode(MARKER_TAG, b"", 1, &entries)?;
         Ok(self.wal.append(payload).await?.durable().await?)
+    }
+}
+
+/// `deployment` as attribution sees it: the properties its rules name.
+fn known(directory: &DeploymentDirectory, deployment: &Deployment) -> KnownDeployment {
+    KnownDeployment {
+        id: deployment.id.clone(),
+        properties: directory
+            .properties()
+            .iter()
+            .filter_map(|name| Some((name.clone(), deployment.property(name)?)))
+            .collect(),
+        started_at: deployment.started_at,
+        finished_at: deployment.finished_at,
     }
 }
 

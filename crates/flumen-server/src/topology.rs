@@ -179,7 +179,12 @@ impl Server {
                 let catalogue = Catalogue::open(url)
                     .map_err(|e| anyhow::anyhow!("cannot open the deployment catalogue: {e}"))?;
                 tracing::info!(message = "Deployment catalogue.", database = %catalogue.describe());
-                Some(Deployments::new(Arc::new(catalogue), wal.clone()))
+                let directory = spec.pipeline().deployment_directory().cloned();
+                Some(Deployments::new(
+                    Arc::new(catalogue),
+                    wal.clone(),
+                    directory,
+                ))
             }
             None => None,
         };
