@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::{Value, json};
 
@@ -248,9 +248,22 @@ fn post_json(url: &str, server: &str, body: &Value) -> anyhow::Result<Value> {
         .read_to_string()
         .context("reading flumen's answer")?;
     if !status.is_success() {
-        bail!("{} ({status})", text.trim());
+        return Err(Refused {
+            status: status.as_u16(),
+            reason: format!("{} ({status})", text.trim()),
+        }
+        .into());
     }
     serde_json::from_str(&text).context("flumen's answer is not JSON")
+}
+
+/// flumen answered, and refused the request.
+#[derive(Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct Refused {
+    /// The HTTP status.
+    pub status: u16,
+    reason: String,
 }
 
 /// "deployment d-42 of api 1.4.2 to staging: failed after 1m 3s (exit code 3), 1234 events, 2 errors".

@@ -382,7 +382,9 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(end.code))
 }
 
-/// Starts the run's deployment at `server`; its id, or `None` (with a warning) if that failed.
+/// Starts the run's deployment at `server`: its id, which flumen run finishes at the end; or
+/// `None` if it was started already (a pipeline's earlier `flumen deploy start`: whoever
+/// started it finishes it) or could not be (with a warning).
 fn register(server: &str, args: &RunArgs) -> Option<String> {
     let start = StartArgs {
         service: args.service.clone(),
@@ -393,6 +395,14 @@ fn register(server: &str, args: &RunArgs) -> Option<String> {
     let server = server.trim_end_matches('/');
     match deploy::start_deployment(server, &start, args.deployment.as_deref()) {
         Ok(deployment) => deployment["id"].as_str().map(str::to_owned),
+        Err(error)
+            if error
+                .downcast_ref::<deploy::Refused>()
+                .is_some_and(|refused| refused.status == 409) =>
+        {
+            tracing::info!(message = "The deployment was started already; flumen run joins it.");
+            None
+        }
         Err(error) => {
             tracing::warn!(
                 message = format!("The deployment is not registered at {server}: {error:#}")

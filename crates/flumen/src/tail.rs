@@ -18,7 +18,9 @@ pub struct TailArgs {
     /// The query, such as '{deployment_id="d-42"} |= "timeout"' (default: every event); the
     /// flags below narrow its selector.
     query: Option<String>,
-    /// Only this deployment's events (`deployment_id`).
+    /// Only this deployment's events, from its start (or the last -n); once it has finished
+    /// and its last events are shown, says how it ended and exits: 0 if it succeeded, 1 if
+    /// not.
     #[arg(long)]
     deployment: Option<String>,
     /// Only this service's events.
@@ -30,9 +32,10 @@ pub struct TailArgs {
     /// Only events of this level or a more severe one (debug, info, warn, error).
     #[arg(long)]
     level: Option<String>,
-    /// How many past events to show first.
-    #[arg(short = 'n', long = "lines", default_value_t = 10)]
-    lines: usize,
+    /// How many past events to show first (default 10; with --deployment, all of it that
+    /// the store returns at once).
+    #[arg(short = 'n', long = "lines")]
+    lines: Option<usize>,
     /// How far back those past events may be: 10m, 1h (default: an hour).
     #[arg(long)]
     since: Option<String>,
@@ -61,19 +64,31 @@ const LEVELS: &[&[&str]] = &[
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 pub fn run(args: &TailArgs) -> anyhow::Result<()> {
-    let query = narrowed_query(args)?;
     let server = args.server.trim_end_matches('/');
     let printer = Printer::new(args.output);
     let since = args.since.as_deref().unwrap_or("1h");
     if args.no_follow {
-        return print_past(server, &query, args.lines, since, &printer);
+        let query = narrowed_query(args, true)?;
+        return print_past(server, &query, args.lines.unwrap_or(10), since, &printer);
     }
+    // A deployment's own stream: it starts with the deployment and ends after it.
+    let query = narrowed_query(args, false)?;
     let mut last_id: Option<String> = None;
     let mut backoff = Duration::from_millis(500);
     loop {
         let mut url = format!("{server}/api/v1/stream?query={}", encode(&query));
+        if let Some(deployment) = &args.deployment {
+            url.push_str(&format!("&deployment={}", encode(deployment)));
+        }
         if last_id.is_none() {
-            url.push_str(&format!("&limit={}&since={}", args.lines, encode(since)));
+            match (args.lines, &args.deployment, &args.since) {
+                (None, Some(_), None) => {}
+                (lines, _, _) => url.push_str(&format!(
+                    "&limit={}&since={}",
+                    lines.unwrap_or(10),
+                    encode(since)
+                )),
+            }
         }
         let mut request = ureq::get(&url);
         if let Some(id) = &last_id {
@@ -82,7 +97,10 @@ pub fn run(args: &TailArgs) -> anyhow::Result<()> {
         let ended = match request.config().http_status_as_error(false).build().call() {
             Ok(response) if response.status().is_success() => {
                 backoff = Duration::from_millis(500);
-                follow(response, &printer, &mut last_id)?
+                match follow(response, &printer, &mut last_id)? {
+                    Ended::Finished(end) => return finished(&end),
+                    Ended::Broken(why) => why,
+                }
             }
             Ok(mut response) => {
                 // A refusal (a bad query) does not get better by asking again.
@@ -104,22 +122,45 @@ pub fn run(args: &TailArgs) -> anyhow::Result<()> {
     }
 }
 
-/// Prints a stream's events until it ends; returns why it ended. `last_id` follows the last
+/// How a stream ended.
+enum Ended {
+    /// The deployment it followed finished: the `end` message.
+    Finished(String),
+    /// The connection or flumen went away, for this reason: reconnect.
+    Broken(String),
+}
+
+/// Says how the deployment ended; exits 0 if it succeeded, 1 if not.
+fn finished(end: &str) -> anyhow::Result<()> {
+    let end: Value = serde_json::from_str(end).context("flumen's end message is not JSON")?;
+    let status = end["status"].as_str().unwrap_or("finished");
+    let mut line = format!(
+        "flumen tail: deployment {} {status}",
+        end["deployment_id"].as_str().unwrap_or("?")
+    );
+    if let Some(message) = end["message"].as_str() {
+        line.push_str(&format!(": {message}"));
+    }
+    eprintln!("{line}");
+    std::process::exit(if status == "succeeded" { 0 } else { 1 });
+}
+
+/// Prints a stream's events until it ends; returns how it ended. `last_id` follows the last
 /// event printed.
 fn follow(
     response: ureq::http::Response<ureq::Body>,
     printer: &Printer,
     last_id: &mut Option<String>,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<Ended> {
     let mut reader = BufReader::new(response.into_body().into_reader());
     let (mut kind, mut id, mut data) = (String::new(), None::<String>, String::new());
     let mut line = String::new();
     loop {
         line.clear();
         match reader.read_line(&mut line) {
-            Ok(0) => return Ok("the connection closed".to_owned()),
+            Ok(0) => return Ok(Ended::Broken("the connection closed".to_owned())),
             Ok(_) => {}
-            Err(error) => return Ok(format!("the connection broke ({error})")),
+            Err(error) => return Ok(Ended::Broken(format!("the connection broke ({error})"))),
         }
         let line = line.trim_end_matches(['\r', '\n']);
         if !line.is_empty() {
@@ -151,9 +192,10 @@ fn follow(
                     *last_id = id.take();
                 }
             }
-            "close" => return Ok(format!("flumen closed the stream ({data})")),
+            "close" => return Ok(Ended::Broken(format!("flumen closed the stream ({data})"))),
             "gap" => eprintln!("flumen tail: events were lost before this point ({data})"),
-            "error" => return Ok(format!("flumen ended the stream ({data})")),
+            "error" => return Ok(Ended::Broken(format!("flumen ended the stream ({data})"))),
+            "end" => return Ok(Ended::Finished(data)),
             _ => {}
         }
         kind.clear();
@@ -193,11 +235,13 @@ fn print_past(
     Ok(())
 }
 
-/// The query, with the flags' matchers added to its selector.
-fn narrowed_query(args: &TailArgs) -> anyhow::Result<String> {
+/// The query, with the flags' matchers added to its selector (the deployment's too with
+/// `with_deployment`; a deployment's stream is scoped by flumen itself).
+fn narrowed_query(args: &TailArgs, with_deployment: bool) -> anyhow::Result<String> {
     let mut matchers = Vec::new();
+    let deployment = args.deployment.as_ref().filter(|_| with_deployment);
     for (name, value) in [
-        ("deployment_id", &args.deployment),
+        ("deployment_id", &deployment.cloned()),
         ("service", &args.service),
         ("environment", &args.environment),
     ] {
@@ -253,7 +297,7 @@ mod tests {
 
     fn narrowed(args: &[&str]) -> String {
         let cli = Cli::parse_from(std::iter::once("tail").chain(args.iter().copied()));
-        narrowed_query(&cli.tail).unwrap()
+        narrowed_query(&cli.tail, true).unwrap()
     }
 
     #[test]
@@ -262,6 +306,12 @@ mod tests {
         assert_eq!(
             narrowed(&["--deployment", "d-42"]),
             r#"{deployment_id="d-42"}"#
+        );
+        // Following, flumen scopes a deployment's stream itself.
+        let cli = Cli::parse_from(["tail", "--deployment", "d-42", "--service", "api"]);
+        assert_eq!(
+            narrowed_query(&cli.tail, false).unwrap(),
+            r#"{service="api"}"#
         );
         assert_eq!(
             narrowed(&[r#"{env="x"} |= "a\"b""#, "--service", "a\"pi"]),
