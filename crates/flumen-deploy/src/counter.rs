@@ -104,6 +104,7 @@ impl DeploymentCounter {
         if counted.is_empty() {
             return;
         }
+        metrics::counter!("flumen_deployment_events_counted_total").increment(counted.len() as u64);
         let mut pending = self.pending.lock().expect("pending counts lock");
         for (id, level, time) in counted {
             pending.entry(id).or_default().add(level, 1, time, time);

@@ -96,7 +96,10 @@ impl Deployments {
         let mut reported = false;
         loop {
             let since = now_ns().saturating_sub(LATE.as_nanos() as u64);
-            match self.catalogue.active(since).await {
+            let active = self.catalogue.active(since).await;
+            metrics::gauge!("flumen_deployment_catalogue_up")
+                .set(f64::from(u8::from(active.is_ok())));
+            match active {
                 Ok(active) => {
                     reported = false;
                     self.counter
@@ -130,6 +133,7 @@ impl Deployments {
             .await?;
         self.counter.know(&deployment.id);
         self.update_directory(&deployment);
+        metrics::counter!("flumen_deployments_started_total").increment(1);
         let started = format!(
             "deployment {} of {} started",
             deployment.id,
@@ -174,6 +178,8 @@ impl Deployments {
         }
         self.update_directory(&deployment);
         self.announce_end(&deployment);
+        metrics::counter!("flumen_deployments_finished_total", "status" => status.as_str())
+            .increment(1);
         Ok(deployment)
     }
 
