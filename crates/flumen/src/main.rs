@@ -91,6 +91,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // `flumen run` starts its command through this binary (see `run::signals`).
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == run::EXEC_SUBCOMMAND)
+        && argv.get(2).is_some_and(|a| a == "--")
+    {
+        return ExitCode::from(run::exec_unblocked(&argv[3..]));
+    }
     let cli = Cli::parse();
     let default_level = match cli.command {
         Command::Run(_) => "warn,flumen_sinks=error",

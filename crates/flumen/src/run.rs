@@ -23,11 +23,13 @@ mod output;
 mod ship;
 mod signals;
 
+pub use signals::{EXEC_SUBCOMMAND, exec_unblocked};
+
 use std::fs::File;
 use std::os::fd::OwnedFd;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, ExitCode, ExitStatus, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, OnceLock};
@@ -212,9 +214,8 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         .and_then(|server| register(server, args));
     let deployment_id = registered.as_deref().or(args.deployment.as_deref());
     let command_line = events::shell_join(&args.command);
-    let mut command = Command::new(&args.command[0]);
+    let mut command = signals::unblocked_command(&args.command);
     command
-        .args(&args.command[1..])
         .stdin(Stdio::inherit())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());

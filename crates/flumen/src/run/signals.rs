@@ -1,8 +1,10 @@
 //! Signals: what `flumen run` receives goes to the command, once.
 //!
 //! The signals below are blocked in every thread (the mask is set before the first thread
-//! starts, and threads inherit it; the child's mask is reset by `std::process`) and read from a
-//! `signalfd`, which also says where each came from:
+//! starts, and threads inherit it) and read from a `signalfd`, which also says where each came
+//! from. A child inherits the mask too, and `std::process` does not reset it: the command is
+//! started through `flumen __run-exec`, which unblocks them and `exec`s it in the same process
+//! (see [`unblocked_command`]), so that it gets them as it would from a shell.
 //!
 //! - **On a terminal** (flumen run is in the terminal's foreground process group), the command
 //!   stays in flumen run's process group, so it stays in the foreground: it can read the
@@ -32,6 +34,68 @@ pub const FORWARDED: [Signal; 6] = [
     Signal::SIGUSR1,
     Signal::SIGUSR2,
 ];
+
+/// The hidden subcommand that unblocks the forwarded signals and becomes the command.
+pub const EXEC_SUBCOMMAND: &str = "__run-exec";
+
+/// A `Command` that runs `argv` with the forwarded signals unblocked: `flumen __run-exec --
+/// argv...`, which `exec`s it (same pid). When the program cannot be found or this binary
+/// cannot be named, the command is started directly, so that `spawn` reports why as usual.
+pub fn unblocked_command(argv: &[String]) -> std::process::Command {
+    let program = &argv[0];
+    let trampoline = std::env::current_exe().ok().filter(|_| resolves(program));
+    match trampoline {
+        Some(flumen) => {
+            let mut command = std::process::Command::new(flumen);
+            command.arg(EXEC_SUBCOMMAND).arg("--").args(argv);
+            command
+        }
+        None => {
+            let mut command = std::process::Command::new(program);
+            command.args(&argv[1..]);
+            command
+        }
+    }
+}
+
+/// True when `program` names an executable file, as `execvp` looks for it.
+fn resolves(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    let executable = |path: &std::path::Path| {
+        std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if program.contains('/') {
+        return executable(std::path::Path::new(program));
+    }
+    std::env::var_os("PATH")
+        .is_some_and(|path| std::env::split_paths(&path).any(|dir| executable(&dir.join(program))))
+}
+
+/// `flumen __run-exec -- PROGRAM ARGS...`: unblocks the forwarded signals and becomes the
+/// program. Returns only if that failed: the exit code then (127 not found, 126 otherwise).
+pub fn exec_unblocked(argv: &[std::ffi::OsString]) -> u8 {
+    let mut mask = SigSet::empty();
+    for signal in FORWARDED {
+        mask.add(signal);
+    }
+    let _ = pthread_sigmask(SigmaskHow::SIG_UNBLOCK, Some(&mask), None);
+    let Some((program, args)) = argv.split_first() else {
+        eprintln!("flumen run: no command");
+        return 127;
+    };
+    // std's exec restores what the Rust runtime changed (SIGPIPE ignored) before it execs.
+    let error =
+        std::os::unix::process::CommandExt::exec(std::process::Command::new(program).args(args));
+    eprintln!(
+        "flumen run: cannot run {}: {error}",
+        program.to_string_lossy()
+    );
+    if error.kind() == std::io::ErrorKind::NotFound {
+        127
+    } else {
+        126
+    }
+}
 
 /// Whether flumen run is in the foreground process group of its controlling terminal.
 pub fn foreground_on_terminal() -> bool {
