@@ -25,7 +25,10 @@ as_root() {
 # logging driver; the Go client in tests/e2e/go is built against it in GOPATH mode.
 # rsyslog and bsdutils (logger) are the real syslog senders of tests/e2e; openssl makes
 # their TLS certificates; curl reads a live stream (`curl -N`, test_tail_ws.py).
-apt_packages=(golang-go golang-github-fluent-fluent-logger-golang-dev curl rsyslog bsdutils openssl)
+# postgresql is the deployments catalogue's second database: scripts/postgres.sh runs
+# throwaway clusters of it for `cargo test` (scripts/test.sh) and tests/e2e (pg.py).
+apt_packages=(golang-go golang-github-fluent-fluent-logger-golang-dev curl rsyslog bsdutils openssl
+    postgresql)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

@@ -18,6 +18,14 @@ cargo fmt --all -- --check
 step "cargo clippy"
 cargo clippy --workspace --all-targets -- -D warnings
 
+step "postgres"
+# One throwaway PostgreSQL cluster for the tests of the deployments catalogue on PostgreSQL
+# (they read FLUMEN_TEST_POSTGRES_URL), stopped whatever way this script ends.
+postgres_dir="$repo_root/target/postgres"
+trap 'bash scripts/postgres.sh stop "$postgres_dir"' EXIT
+FLUMEN_TEST_POSTGRES_URL="$(bash scripts/postgres.sh start "$postgres_dir" "${FLUMEN_TEST_POSTGRES_PORT:-54329}")"
+export FLUMEN_TEST_POSTGRES_URL
+
 step "cargo test"
 # CI runs the log's crash and model tests at full length (hundreds of kill -9 rounds and
 # property cases, a few minutes); a developer's run takes the short version unless asked.

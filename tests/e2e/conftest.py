@@ -11,6 +11,9 @@ text may contain placeholders, filled in before the file is written:
 The `[api]` section and `data_dir` are prepended when the config has none, so tests only
 write the parts they are about. On teardown every instance gets SIGTERM and must exit within
 a bounded time. When a test fails, each instance's stderr is attached to the report.
+
+`postgres` is a PostgreSQL cluster of the test's own (pg.py, scripts/postgres.sh), started;
+`postgres.url` names its database `flumen`. When a test fails, its server log is attached too.
 """
 
 from __future__ import annotations
@@ -207,6 +210,11 @@ def pytest_runtest_makereport(item, call):
                 text = "...(truncated)...\n" + text[-20000:]
             rep.sections.append((f"flumen {inst.name} stderr ({inst.stderr_path})", text or "(empty)"))
             rep.sections.append((f"flumen {inst.name} config", inst.config_text))
+        for pg in getattr(item, "_postgres_instances", []):
+            text = pg.log()
+            if len(text) > 20000:
+                text = "...(truncated)...\n" + text[-20000:]
+            rep.sections.append((f"postgres {pg.url} log", text or "(empty)"))
 
 
 @pytest.fixture
@@ -231,6 +239,22 @@ def flumen_factory(request, tmp_path):
             problems.append(str(e))
     if problems:
         pytest.fail("; ".join(problems))
+
+
+@pytest.fixture
+def postgres(request):
+    """A PostgreSQL cluster of its own (pg.py), started: `postgres.url` is the URL of its
+    database `flumen`; `postgres.stop()` and `postgres.start()` take it away and bring it back
+    with its data. Stopped and deleted after the test."""
+    from pg import Postgres  # here: pg.py imports this module
+
+    pg = Postgres()
+    request.node._postgres_instances = [pg]
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.remove()
 
 
 # A file output that writes every event to <dir>/<tag>.log, flushing quickly.

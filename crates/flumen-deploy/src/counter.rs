@@ -36,6 +36,18 @@ const RETRY: Duration = Duration::from_secs(2);
 const READ_RECORDS: usize = 256;
 const READ_BYTES: usize = 4 << 20;
 
+/// A level's name in counts: lower case, as most senders and Loki write levels.
+pub fn level_name(level: Level) -> &'static str {
+    match level {
+        Level::Trace => "trace",
+        Level::Debug => "debug",
+        Level::Info => "info",
+        Level::Warn => "warn",
+        Level::Error => "error",
+        Level::Fatal => "fatal",
+    }
+}
+
 /// The field that names an event's deployment.
 pub const DEPLOYMENT_FIELD: &str = "deployment_id";
 
@@ -92,7 +104,7 @@ impl DeploymentCounter {
                 if index == 0 {
                     id = Some(text);
                 } else {
-                    level = Level::parse(&text).map_or("", Level::as_str);
+                    level = Level::parse(&text).map_or("", level_name);
                 }
             });
             if let Some(id) = id.filter(|id| known.contains(id.as_ref())) {

@@ -17,8 +17,9 @@ mod counter;
 mod model;
 
 pub use catalogue::{Catalogue, CatalogueError, describe_url};
-pub use counter::{DEPLOYMENT_FIELD, DeploymentCounter, MARKER_TAG};
+pub use counter::{DEPLOYMENT_FIELD, DeploymentCounter, MARKER_TAG, level_name};
 pub use model::{
     CheckedNew, Deployment, EventCounts, Finish, Invalid, ListFilter, MAX_ID_LEN,
-    MAX_METADATA_BYTES, MAX_PAGE, NewDeployment, Page, PageCursor, Status, check_id, generate_id,
+    MAX_METADATA_BYTES, MAX_PAGE, NewDeployment, Page, PageCursor, Refusal, Status, check_id,
+    generate_id,
 };

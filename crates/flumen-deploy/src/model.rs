@@ -84,6 +84,17 @@ impl FromStr for Status {
 #[error("{0}")]
 pub struct Invalid(pub String);
 
+/// A request over a size limit (metadata), and by how much.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// It does not pass the checks.
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    /// Something in it is larger than allowed.
+    #[error("{0}")]
+    TooLarge(String),
+}
+
 /// A deployment as the catalogue holds it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Deployment {
@@ -160,7 +171,7 @@ pub struct CheckedNew {
 
 impl NewDeployment {
     /// Checks every field; generates the id when none is given.
-    pub fn check(self) -> Result<CheckedNew, Invalid> {
+    pub fn check(self) -> Result<CheckedNew, Refusal> {
         let id = match self.id {
             Some(id) => {
                 check_id(&id)?;
@@ -184,11 +195,11 @@ impl NewDeployment {
         let metadata = match self.metadata {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map,
-            Some(_) => return Err(Invalid("metadata must be a JSON object".into())),
+            Some(_) => return Err(Invalid("metadata must be a JSON object".into()).into()),
         };
         let metadata_len = serde_json::to_vec(&metadata).map_or(0, |v| v.len());
         if metadata_len > MAX_METADATA_BYTES {
-            return Err(Invalid(format!(
+            return Err(Refusal::TooLarge(format!(
                 "metadata is {metadata_len} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"
             )));
         }
@@ -342,8 +353,8 @@ pub struct Page {
 /// The events counted towards a deployment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventCounts {
-    /// By canonical level (`INFO`, `ERROR`, ... as `flumen_parse::Level` names them); `""`
-    /// for events without one.
+    /// By level (`info`, `error`, ..., [`level_name`](crate::level_name)); `""` for events
+    /// without one.
     pub by_level: BTreeMap<String, u64>,
     /// Unix nanoseconds of the earliest and latest event.
     pub first_event: Option<u64>,
@@ -359,7 +370,7 @@ impl EventCounts {
     /// Events at level error or worse.
     pub fn errors(&self) -> u64 {
         [Level::Error, Level::Fatal]
-            .map(Level::as_str)
+            .map(crate::level_name)
             .iter()
             .filter_map(|level| self.by_level.get(*level))
             .sum()
@@ -436,7 +447,7 @@ mod tests {
             metadata: Some(serde_json::json!({"blob": "x".repeat(MAX_METADATA_BYTES)})),
             ..Default::default()
         };
-        assert!(too_big.check().unwrap_err().0.contains("metadata"));
+        assert!(matches!(too_big.check(), Err(Refusal::TooLarge(m)) if m.contains("metadata")));
         let not_object = NewDeployment {
             metadata: Some(serde_json::json!([1])),
             ..Default::default()
@@ -474,9 +485,9 @@ mod tests {
     #[test]
     fn counts_merge() {
         let mut a = EventCounts::default();
-        a.add("INFO", 2, 10, 20);
+        a.add("info", 2, 10, 20);
         let mut b = EventCounts::default();
-        b.add("ERROR", 1, 5, 15);
+        b.add("error", 1, 5, 15);
         a.merge(&b);
         assert_eq!((a.total(), a.errors()), (3, 1));
         assert_eq!((a.first_event, a.last_event), (Some(5), Some(20)));

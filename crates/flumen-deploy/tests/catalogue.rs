@@ -232,7 +232,7 @@ async fn counts_add_up_with_the_position_in_one_transaction() {
         let mut first = HashMap::new();
         let mut counts = EventCounts::default();
         counts.add("info", 3, 100, 300);
-        counts.add("ERROR", 1, 250, 250);
+        counts.add("error", 1, 250, 250);
         first.insert(a.clone(), counts);
         // An id that names no deployment adds nothing and fails nothing.
         let mut stray = EventCounts::default();

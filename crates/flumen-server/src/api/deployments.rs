@@ -22,8 +22,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use flumen_deploy::{
-    CatalogueError, Deployment, EventCounts, Finish, ListFilter, NewDeployment, PageCursor, Status,
-    check_id,
+    CatalogueError, Deployment, EventCounts, Finish, ListFilter, NewDeployment, PageCursor,
+    Refusal, Status, check_id,
 };
 use flumen_event::TenantId;
 use serde::Deserialize;
@@ -80,9 +80,10 @@ pub(crate) async fn create(
     request: Result<Json<NewDeployment>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let deployments = deployments_of(&state)?;
-    let new = body(request)?
-        .check()
-        .map_err(|e| ApiError::BadRequest(e.0))?;
+    let new = body(request)?.check().map_err(|refusal| match refusal {
+        Refusal::Invalid(invalid) => ApiError::BadRequest(invalid.0),
+        Refusal::TooLarge(why) => ApiError::PayloadTooLarge(why),
+    })?;
     let deployment = deployments.start(new).await?;
     let view = deployment_json(&deployment, &EventCounts::default(), now_ns());
     Ok((StatusCode::CREATED, Json(view)).into_response())
@@ -177,6 +178,18 @@ fn list_filter(params: ListParams, now: SystemTime) -> Result<ListFilter, ApiErr
     })
 }
 
+/// A duration in its largest whole unit, as people write retentions: `30d`, `36h`, `90m`.
+fn compact_duration(duration: Duration) -> String {
+    let secs = duration.as_secs();
+    [(86_400, "d"), (3_600, "h"), (60, "m")]
+        .into_iter()
+        .find(|(unit, _)| secs.is_multiple_of(*unit) && secs > 0)
+        .map_or_else(
+            || format!("{secs}s"),
+            |(unit, name)| format!("{}{name}", secs / unit),
+        )
+}
+
 /// A deployment as the API shows it, with its counts; `now` makes a running one's duration.
 pub(crate) fn deployment_json(deployment: &Deployment, counts: &EventCounts, now: u64) -> Value {
     let duration_ns = deployment
@@ -199,7 +212,7 @@ pub(crate) fn deployment_json(deployment: &Deployment, counts: &EventCounts, now
         "commit": deployment.commit,
         "started_by": deployment.started_by,
         "metadata": deployment.metadata,
-        "retention": deployment.retention.map(|d| humantime::format_duration(d).to_string()),
+        "retention": deployment.retention.map(compact_duration),
         "status": deployment.status.as_str(),
         "message": deployment.message,
         "started_at": rfc3339(deployment.started_at),

@@ -44,6 +44,7 @@ const CLOSE_COMPLETE: u16 = 1000;
 const CLOSE_SHUTTING_DOWN: u16 = 1012;
 const CLOSE_FAILED: u16 = 1011;
 const CLOSE_BAD_REQUEST: u16 = 4400;
+const CLOSE_NOT_FOUND: u16 = 4404;
 const CLOSE_TOO_MANY: u16 = 4429;
 /// Entries per Loki frame at most, as Loki's own `tail`.
 const LOKI_ENTRIES_PER_FRAME: usize = 100;
@@ -131,10 +132,10 @@ async fn serve(socket: WebSocket, subscription: Result<Subscription, ApiError>, 
         Err(error) => {
             let (code, reconnect) = match error {
                 ApiError::TooManyRequests(_) => (CLOSE_TOO_MANY, true),
-                ApiError::BadRequest(_)
-                | ApiError::NotFound(_)
-                | ApiError::Conflict(_)
-                | ApiError::PayloadTooLarge(_) => (CLOSE_BAD_REQUEST, false),
+                ApiError::NotFound(_) => (CLOSE_NOT_FOUND, false),
+                ApiError::BadRequest(_) | ApiError::Conflict(_) | ApiError::PayloadTooLarge(_) => {
+                    (CLOSE_BAD_REQUEST, false)
+                }
                 ApiError::Unavailable(_) => (CLOSE_FAILED, true),
             };
             let _ = sink.send(close(code, &error.to_string(), reconnect)).await;
