@@ -52,10 +52,21 @@ pub fn level_name(level: Level) -> &'static str {
 pub const DEPLOYMENT_FIELD: &str = "deployment_id";
 
 /// The counter's shared state: the deployments that count, and sums not written yet.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DeploymentCounter {
     known: RwLock<HashSet<String>>,
     pending: Mutex<HashMap<String, EventCounts>>,
+    field_finder: memchr::memmem::Finder<'static>,
+}
+
+impl Default for DeploymentCounter {
+    fn default() -> Self {
+        Self {
+            known: RwLock::default(),
+            pending: Mutex::default(),
+            field_finder: memchr::memmem::Finder::new(DEPLOYMENT_FIELD.as_bytes()),
+        }
+    }
 }
 
 impl DeploymentCounter {
@@ -90,7 +101,8 @@ impl DeploymentCounter {
             return;
         }
         let known = self.known.read().expect("known deployments lock");
-        if known.is_empty() {
+        // Most records name no deployment: one search of the bytes rules them out.
+        if known.is_empty() || self.field_finder.find(&record.payload).is_none() {
             return;
         }
         let names = [DEPLOYMENT_FIELD.to_owned(), "level".to_owned()];
