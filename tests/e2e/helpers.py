@@ -19,6 +19,7 @@ from typing import Any, Callable, Iterable
 
 import msgpack
 import requests
+import sseclient
 from fluent import sender as fluent_sender
 
 # The npm clients (package.json, their scripts).
@@ -374,3 +375,47 @@ def metric_sum(samples, name: str, **labels) -> float | None:
     """Sum of samples called `name` whose labels include `labels`; None if there are none."""
     vals = [v for n, l, v in samples if n == name and all(l.get(k) == w for k, w in labels.items())]
     return sum(vals) if vals else None
+
+
+# ---------------------------------------------------------------------------------------
+# Server-Sent Events
+
+
+class SseReader:
+    """One connection to `GET /api/v1/stream` with `params`, read on a thread into a list of
+    (event, id, data) with the PyPI `sseclient-py`; `ended` is set once the response ends."""
+
+    def __init__(self, flumen, params: dict, last_event_id: str | None = None):
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        self.response = requests.get(f"{flumen.api}/api/v1/stream", params=params,
+                                     headers=headers, stream=True, timeout=(5, 30))
+        assert self.response.status_code == 200, (self.response.status_code, self.response.text)
+        assert self.response.headers["content-type"].startswith("text/event-stream")
+        self.messages: list[tuple[str, str, str]] = []
+        self.ended = threading.Event()
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        try:
+            for event in sseclient.SSEClient(self.response).events():
+                self.messages.append((event.event, event.id, event.data))
+        except Exception:  # the connection closed under the reader
+            pass
+        finally:
+            self.ended.set()
+
+    def events(self) -> list[dict]:
+        return [json.loads(data) for kind, _, data in list(self.messages) if kind == "message"]
+
+    def close(self) -> None:
+        # Shut the socket first: closing the response alone waits for the reader thread,
+        # which waits for the next message (a heartbeat comes every 15 s).
+        connection = getattr(self.response.raw, "_connection", None)
+        sock = getattr(connection, "sock", None)
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+        self.response.close()
+        self.thread.join(5)

@@ -73,7 +73,6 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -81,14 +80,13 @@ from urllib.parse import quote, urlencode
 
 import pytest
 import requests
-import sseclient
 from fluent import sender as fluent_sender
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import FLUMEN_BIN, forward_source
-from helpers import (FAST_STORE, TIME_RE, async_wait_for, entries_blob, event_time, packb,
-                     read_msgpack_reply, rfc3339_ns, send_records, wait_for)
+from helpers import (FAST_STORE, TIME_RE, SseReader, async_wait_for, entries_blob, event_time,
+                     packb, read_msgpack_reply, rfc3339_ns, send_records, wait_for)
 
 DEPLOYMENT_KEYS = {"id", "service", "environment", "version", "commit", "started_by", "metadata",
                    "retention", "status", "message", "started_at", "finished_at", "duration_ms",
@@ -363,30 +361,11 @@ async def ws_refused(flumen, deployment: str) -> int:
     return code
 
 
-class Stream:
-    """An SSE client of `/api/v1/stream?deployment=…`, read on a thread; `ended` is set when
-    the response ends."""
+class Stream(SseReader):
+    """An SSE client of `/api/v1/stream?deployment=…`; `ended` is set when the response ends."""
 
     def __init__(self, flumen, deployment: str, **params):
-        self.response = requests.get(f"{flumen.api}/api/v1/stream",
-                                     params={"deployment": deployment, **params},
-                                     headers={"Accept": "text/event-stream"},
-                                     stream=True, timeout=(5, 30))
-        assert self.response.status_code == 200, (self.response.status_code, self.response.text)
-        assert self.response.headers["content-type"].startswith("text/event-stream")
-        self.messages: list[tuple[str, str, str]] = []
-        self.ended = threading.Event()
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for event in sseclient.SSEClient(self.response).events():
-                self.messages.append((event.event, event.id, event.data))
-        except Exception:  # the connection closed under the reader
-            pass
-        finally:
-            self.ended.set()
+        super().__init__(flumen, {"deployment": deployment, **params})
 
     def records(self) -> list[dict]:
         return [json.loads(d)["record"] for kind, _, d in list(self.messages) if kind == "message"]
@@ -397,14 +376,6 @@ class Stream:
     def wait_ended(self, timeout: float = 30) -> None:
         assert self.ended.wait(timeout), (
             f"the stream did not end within {timeout}s; last messages {self.messages[-3:]}")
-
-    def close(self) -> None:
-        connection = getattr(self.response.raw, "_connection", None)
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-        self.response.close()
-        self.thread.join(5)
 
 
 # ---------------------------------------------------------------------------------------

@@ -8,44 +8,22 @@ following across a restart."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import threading
 import time
 
 import requests
-import sseclient
 
 from conftest import FLUMEN_BIN, forward_source
-from helpers import (node_client_across_restart, FAST_STORE, SERVICES, metric_sum, parse_metrics, send_numbered, wait_for,
+from helpers import (node_client_across_restart, FAST_STORE, SseReader, SERVICES, metric_sum, parse_metrics, send_numbered, wait_for,
                      wait_stored)
 
 
-class Stream:
-    """One SSE connection, read on a thread into a list of (event, id, data)."""
+class Stream(SseReader):
+    """One SSE connection of `query`."""
 
     def __init__(self, flumen, query: str, last_event_id: str | None = None, **params):
-        headers = {"Accept": "text/event-stream"}
-        if last_event_id:
-            headers["Last-Event-ID"] = last_event_id
-        self.response = requests.get(f"{flumen.api}/api/v1/stream",
-                                     params={"query": query, **params}, headers=headers,
-                                     stream=True, timeout=(5, 30))
-        assert self.response.status_code == 200, self.response.text
-        assert self.response.headers["content-type"].startswith("text/event-stream")
-        self.messages: list[tuple[str, str, str]] = []
-        self.thread = threading.Thread(target=self._read, daemon=True)
-        self.thread.start()
-
-    def _read(self) -> None:
-        try:
-            for event in sseclient.SSEClient(self.response).events():
-                self.messages.append((event.event, event.id, event.data))
-        except Exception:  # the connection closed under the reader
-            pass
-
-    def events(self) -> list[dict]:
-        return [json.loads(data) for kind, _, data in list(self.messages) if kind == "message"]
+        super().__init__(flumen, {"query": query, **params}, last_event_id)
 
     def numbers(self) -> list[int]:
         return [e["record"]["n"] for e in self.events()]
@@ -57,15 +35,6 @@ class Stream:
     def last_id(self) -> str:
         return [i for kind, i, _ in self.messages if kind == "message"][-1]
 
-    def close(self) -> None:
-        # Shut the socket first: closing the response alone waits for the reader thread,
-        # which waits for the next message (a heartbeat comes every 15 s).
-        connection = getattr(self.response.raw, "_connection", None)
-        sock = getattr(connection, "sock", None)
-        if sock is not None:
-            sock.shutdown(socket.SHUT_RDWR)
-        self.response.close()
-        self.thread.join(5)
 
 
 def test_a_stream_sends_the_stored_events_then_the_new_ones_each_with_its_position(
