@@ -15,9 +15,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{AnyPool, Row};
 use tokio::sync::Mutex;
 
-use crate::model::{
-    CheckedNew, Deployment, EventCounts, Invalid, ListFilter, Page, PageCursor, Status,
-};
+use crate::model::{Deployment, EventCounts, Invalid, ListFilter, Page, PageCursor, Status};
 
 /// The migrations, in order. A released migration is never edited: a change is a new one.
 const MIGRATIONS: &[(i64, &str, &str)] = &[(
@@ -139,58 +137,35 @@ impl Catalogue {
         Ok(&self.pool)
     }
 
-    /// Starts a deployment (status running) at `now` (Unix nanoseconds).
-    pub async fn create(
-        &self,
-        tenant: &str,
-        new: CheckedNew,
-        now: u64,
-    ) -> Result<Deployment, CatalogueError> {
+    /// Inserts a deployment that starts: an id taken already is a conflict.
+    pub async fn create(&self, deployment: &Deployment) -> Result<(), CatalogueError> {
         let pool = self.ready().await?;
-        let metadata = serde_json::to_string(&new.metadata).expect("a JSON map serializes");
+        let metadata = serde_json::to_string(&deployment.metadata).expect("a JSON map serializes");
         let inserted = sqlx::query(
             "INSERT INTO deployments (id, tenant, service, environment, version, git_commit, \
              started_by, metadata, retention_secs, status, started_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'running', $10)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
-        .bind(&new.id)
-        .bind(tenant)
-        .bind(&new.service)
-        .bind(&new.environment)
-        .bind(&new.version)
-        .bind(&new.commit)
-        .bind(&new.started_by)
+        .bind(&deployment.id)
+        .bind(&deployment.tenant)
+        .bind(&deployment.service)
+        .bind(&deployment.environment)
+        .bind(&deployment.version)
+        .bind(&deployment.commit)
+        .bind(&deployment.started_by)
         .bind(&metadata)
-        .bind(new.retention.map(|d| d.as_secs() as i64))
-        .bind(now as i64)
+        .bind(deployment.retention.map(|d| d.as_secs() as i64))
+        .bind(deployment.status.as_str())
+        .bind(deployment.started_at as i64)
         .execute(pool)
         .await;
         match inserted {
-            Ok(_) => {}
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                return Err(CatalogueError::Conflict(format!(
-                    "deployment {:?} exists already",
-                    new.id
-                )));
-            }
-            Err(error) => return Err(error.into()),
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => Err(
+                CatalogueError::Conflict(format!("deployment {:?} exists already", deployment.id)),
+            ),
+            Err(error) => Err(error.into()),
         }
-        Ok(Deployment {
-            id: new.id,
-            tenant: tenant.to_owned(),
-            service: new.service,
-            environment: new.environment,
-            version: new.version,
-            commit: new.commit,
-            started_by: new.started_by,
-            metadata: new.metadata,
-            retention: new.retention,
-            status: Status::Running,
-            message: None,
-            started_at: now,
-            finished_at: None,
-            finish_record: None,
-        })
     }
 
     /// Finishes a running deployment with `status`: exactly one of concurrent calls succeeds;

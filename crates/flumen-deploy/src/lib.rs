@@ -19,7 +19,6 @@ mod model;
 pub use catalogue::{Catalogue, CatalogueError, describe_url};
 pub use counter::{DEPLOYMENT_FIELD, DeploymentCounter, MARKER_TAG, level_name};
 pub use model::{
-    CheckedNew, Deployment, EventCounts, Finish, Invalid, ListFilter, MAX_ID_LEN,
-    MAX_METADATA_BYTES, MAX_PAGE, NewDeployment, Page, PageCursor, Refusal, Status, check_id,
-    generate_id,
+    Deployment, EventCounts, Finish, Invalid, ListFilter, MAX_ID_LEN, MAX_METADATA_BYTES, MAX_PAGE,
+    NewDeployment, Page, PageCursor, Refusal, Status, check_id, generate_id,
 };

@@ -156,22 +156,10 @@ pub struct NewDeployment {
     pub retention: Option<String>,
 }
 
-/// A new deployment, checked: what the catalogue inserts.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CheckedNew {
-    pub id: String,
-    pub service: Option<String>,
-    pub environment: Option<String>,
-    pub version: Option<String>,
-    pub commit: Option<String>,
-    pub started_by: Option<String>,
-    pub metadata: Map<String, Value>,
-    pub retention: Option<Duration>,
-}
-
 impl NewDeployment {
-    /// Checks every field; generates the id when none is given.
-    pub fn check(self) -> Result<CheckedNew, Refusal> {
+    /// The deployment of `tenant` these fields start at `now` (Unix nanoseconds), once every
+    /// field is checked; the id is generated when none is given.
+    pub fn check(self, tenant: &str, now: u64) -> Result<Deployment, Refusal> {
         let id = match self.id {
             Some(id) => {
                 check_id(&id)?;
@@ -217,8 +205,9 @@ impl NewDeployment {
                     })
             })
             .transpose()?;
-        Ok(CheckedNew {
+        Ok(Deployment {
             id,
+            tenant: tenant.to_owned(),
             service: field("service", self.service)?,
             environment: field("environment", self.environment)?,
             version: field("version", self.version)?,
@@ -226,6 +215,11 @@ impl NewDeployment {
             started_by: field("started_by", self.started_by)?,
             metadata,
             retention,
+            status: Status::Running,
+            message: None,
+            started_at: now,
+            finished_at: None,
+            finish_record: None,
         })
     }
 }
@@ -437,9 +431,10 @@ mod tests {
             retention: Some("30d".into()),
             ..Default::default()
         }
-        .check()
+        .check("t", 7)
         .unwrap();
         assert!(checked.id.starts_with("d-") && checked.id.len() == 18);
+        assert_eq!((checked.status, checked.started_at), (Status::Running, 7));
         assert_eq!(checked.environment, None, "empty is absent");
         assert_eq!(checked.retention, Some(Duration::from_secs(30 * 86400)));
 
@@ -447,17 +442,19 @@ mod tests {
             metadata: Some(serde_json::json!({"blob": "x".repeat(MAX_METADATA_BYTES)})),
             ..Default::default()
         };
-        assert!(matches!(too_big.check(), Err(Refusal::TooLarge(m)) if m.contains("metadata")));
+        assert!(
+            matches!(too_big.check("t", 0), Err(Refusal::TooLarge(m)) if m.contains("metadata"))
+        );
         let not_object = NewDeployment {
             metadata: Some(serde_json::json!([1])),
             ..Default::default()
         };
-        assert!(not_object.check().is_err());
+        assert!(not_object.check("t", 0).is_err());
         let bad_retention = NewDeployment {
             retention: Some("soon".into()),
             ..Default::default()
         };
-        assert!(bad_retention.check().is_err());
+        assert!(bad_retention.check("t", 0).is_err());
     }
 
     #[test]

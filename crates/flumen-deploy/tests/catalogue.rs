@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use flumen_deploy::{
-    Catalogue, CatalogueError, EventCounts, ListFilter, NewDeployment, PageCursor, Status,
+    Catalogue, CatalogueError, Deployment, EventCounts, ListFilter, NewDeployment, PageCursor,
+    Status,
 };
 
 const POSTGRES_URL: &str = "FLUMEN_TEST_POSTGRES_URL";
@@ -35,7 +36,8 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{:012x}", fastrand::u64(..) >> 16)
 }
 
-fn new(id: &str, service: &str) -> flumen_deploy::CheckedNew {
+/// A deployment of `tenant` starting at `now`.
+fn new(tenant: &str, id: &str, service: &str, now: u64) -> Deployment {
     NewDeployment {
         id: Some(id.to_owned()),
         service: Some(service.to_owned()),
@@ -45,7 +47,7 @@ fn new(id: &str, service: &str) -> flumen_deploy::CheckedNew {
         retention: Some("30d".into()),
         ..Default::default()
     }
-    .check()
+    .check(tenant, now)
     .unwrap()
 }
 
@@ -54,12 +56,9 @@ async fn a_deployment_starts_finishes_once_and_reads_back() {
     for (catalogue, _dir) in databases() {
         let tenant = unique("t");
         let id = unique("d");
-        let started = catalogue
-            .create(&tenant, new(&id, "api"), 1_000)
-            .await
-            .unwrap();
-        assert_eq!(started.status, Status::Running);
-        let again = catalogue.create(&tenant, new(&id, "api"), 2_000).await;
+        let started = new(&tenant, &id, "api", 1_000);
+        catalogue.create(&started).await.unwrap();
+        let again = catalogue.create(&new(&tenant, &id, "api", 2_000)).await;
         assert!(
             matches!(again, Err(CatalogueError::Conflict(_))),
             "{again:?}"
@@ -117,7 +116,10 @@ async fn concurrent_finishes_let_exactly_one_through() {
         let catalogue = Arc::new(catalogue);
         let tenant = unique("t");
         let id = unique("d");
-        catalogue.create(&tenant, new(&id, "api"), 1).await.unwrap();
+        catalogue
+            .create(&new(&tenant, &id, "api", 1))
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..8)
             .map(|i| {
                 let (catalogue, tenant, id) = (catalogue.clone(), tenant.clone(), id.clone());
@@ -149,7 +151,7 @@ async fn lists_filter_and_page_newest_first() {
             let id = format!("{}-{i}", unique("d"));
             let service = if i % 2 == 0 { "api" } else { "web" };
             catalogue
-                .create(&tenant, new(&id, service), 1_000 + i / 2)
+                .create(&new(&tenant, &id, service, 1_000 + i / 2))
                 .await
                 .unwrap();
             ids.push((id, service, 1_000 + i / 2));
@@ -225,8 +227,8 @@ async fn counts_add_up_with_the_position_in_one_transaction() {
         let tenant = unique("t");
         let node = unique("node");
         let (a, b) = (unique("d"), unique("d"));
-        catalogue.create(&tenant, new(&a, "api"), 1).await.unwrap();
-        catalogue.create(&tenant, new(&b, "web"), 1).await.unwrap();
+        catalogue.create(&new(&tenant, &a, "api", 1)).await.unwrap();
+        catalogue.create(&new(&tenant, &b, "web", 1)).await.unwrap();
         assert_eq!(catalogue.counted_up_to(&node).await.unwrap(), None);
 
         let mut first = HashMap::new();

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use flumen_deploy::{
-    Catalogue, CatalogueError, CheckedNew, Deployment, DeploymentCounter, EventCounts, ListFilter,
-    MARKER_TAG, Page, Status,
+    Catalogue, CatalogueError, Deployment, DeploymentCounter, EventCounts, ListFilter, MARKER_TAG,
+    Page, Status,
 };
 use flumen_event::batch::BatchBuilder;
 use flumen_event::record::{Record, Value};
@@ -126,11 +126,8 @@ impl Deployments {
     }
 
     /// Starts a deployment and logs its start.
-    pub async fn start(&self, new: CheckedNew) -> Result<Deployment, CatalogueError> {
-        let deployment = self
-            .catalogue
-            .create(TenantId::DEFAULT_NAME, new, now_ns())
-            .await?;
+    pub async fn start(&self, deployment: Deployment) -> Result<Deployment, CatalogueError> {
+        self.catalogue.create(&deployment).await?;
         self.counter.know(&deployment.id);
         self.update_directory(&deployment);
         metrics::counter!("flumen_deployments_started_total").increment(1);

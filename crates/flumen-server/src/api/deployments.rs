@@ -80,10 +80,12 @@ pub(crate) async fn create(
     request: Result<Json<NewDeployment>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let deployments = deployments_of(&state)?;
-    let new = body(request)?.check().map_err(|refusal| match refusal {
-        Refusal::Invalid(invalid) => ApiError::BadRequest(invalid.0),
-        Refusal::TooLarge(why) => ApiError::PayloadTooLarge(why),
-    })?;
+    let new = body(request)?
+        .check(TenantId::DEFAULT_NAME, now_ns())
+        .map_err(|refusal| match refusal {
+            Refusal::Invalid(invalid) => ApiError::BadRequest(invalid.0),
+            Refusal::TooLarge(why) => ApiError::PayloadTooLarge(why),
+        })?;
     let deployment = deployments.start(new).await?;
     let view = deployment_json(&deployment, &EventCounts::default(), now_ns());
     Ok((StatusCode::CREATED, Json(view)).into_response())
