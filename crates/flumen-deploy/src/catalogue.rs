@@ -288,6 +288,23 @@ impl Catalogue {
         rows.iter().map(deployment_of).collect()
     }
 
+    /// Every deployment whose events are kept longer or shorter than its tenant's default:
+    /// its id and how long.
+    pub async fn retentions(&self) -> Result<HashMap<String, Duration>, CatalogueError> {
+        let rows = sqlx::query(
+            "SELECT id, retention_secs FROM deployments WHERE retention_secs IS NOT NULL",
+        )
+        .fetch_all(self.ready().await?)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get(0)?;
+                let secs: i64 = row.try_get(1)?;
+                Ok((id, Duration::from_secs(secs.max(0) as u64)))
+            })
+            .collect()
+    }
+
     /// The events counted towards each of `ids` (absent: none yet).
     pub async fn counts(
         &self,

@@ -88,6 +88,12 @@ async fn a_deployment_starts_finishes_once_and_reads_back() {
         );
         assert_eq!(catalogue.get(&tenant, &id).await.unwrap(), finished);
 
+        let retentions = catalogue.retentions().await.unwrap();
+        assert_eq!(
+            retentions.get(&id),
+            Some(&std::time::Duration::from_secs(30 * 86_400))
+        );
+
         catalogue.set_finish_record(&id, 42).await.unwrap();
         assert_eq!(
             catalogue.get(&tenant, &id).await.unwrap().finish_record,
