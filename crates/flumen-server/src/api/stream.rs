@@ -18,7 +18,12 @@
 //! - `event: error`, `{"error":…}`, then the end, when the stream cannot go on;
 //! - `event: close`, `{"reason":"shutting down","reconnect":true}`, when flumen stops.
 //!
-//! A bad query is answered 400 and too many streams 429, before the stream starts.
+//! - `event: end`, `{"type":"end","deployment_id":…,"status":…}`, then the end, when the
+//!   stream is a deployment's (`?deployment=ID`: only its events, from its start) and the
+//!   deployment has finished and every event logged before its finish was sent.
+//!
+//! A bad query is answered 400, an unknown deployment 404 and too many streams 429, before the
+//! stream starts.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +33,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
+use flumen_deploy::check_id;
 use flumen_live::{Format, Message, Start, Subscription};
 use flumen_store::{EventPosition, StoreConfig};
 use futures_util::StreamExt as _;
@@ -37,7 +43,6 @@ use serde_json::json;
 use super::deployments::deployments_of;
 use super::query::{RangeParams, checked_limit, required_query};
 use super::{ApiError, ApiState};
-use flumen_deploy::check_id;
 
 /// The backfill's size when the request names none (as Loki's `tail`); 0 is none.
 const DEFAULT_BACKFILL: usize = 100;
