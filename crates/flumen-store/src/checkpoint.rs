@@ -8,19 +8,27 @@
 //!
 //! It also lists the files compaction or retention withdrew that may still be on disk (a
 //! search was reading them), so that a start after a crash removes them even when the file
-//! that replaced them was itself replaced since.
+//! that replaced them was itself replaced since; and, by tenant, the last event retention
+//! removed, so that after a restart the store still knows from where it holds every event
+//! (`Store::held_from`) though a deployment's retention left older events in place.
 //!
-//! The file is JSON (`{"version":1,"stored_up_to":…,"next_seq":…,"removing":[…]}`), replaced
+//! The file is JSON (`{"version":1,"stored_up_to":…,"next_seq":…,"removing":[…],
+//! "removed_through":{tenant:[record,index]}}`; a checkpoint without `removed_through`, as
+//! earlier versions wrote, reads as none removed, and earlier versions ignore it), replaced
 //! atomically: written to `checkpoint.tmp`, synced, renamed, and the directory synced. A new
 //! store writes one at once, so that a crash during its first flush leaves nothing unaccounted
 //! for.
 
+use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
+use flumen_wal::Position;
 use serde::{Deserialize, Serialize};
+
+use crate::position::EventPosition;
 
 const FILE: &str = "checkpoint";
 const VERSION: u32 = 1;
@@ -36,6 +44,9 @@ pub(crate) struct Checkpoint {
     /// Files withdrawn from the catalog that may still be on disk.
     #[serde(default)]
     pub removing: Vec<u64>,
+    /// By tenant, the position (record, index) of the last event retention removed.
+    #[serde(default)]
+    pub removed_through: BTreeMap<String, (u64, u32)>,
 }
 
 impl Checkpoint {
@@ -45,6 +56,7 @@ impl Checkpoint {
             stored_up_to,
             next_seq,
             removing,
+            removed_through: BTreeMap::new(),
         }
     }
 
@@ -89,14 +101,34 @@ impl Checkpoint {
 pub(crate) struct Commits {
     saved: Mutex<Checkpoint>,
     next_seq: AtomicU64,
+    /// What the next checkpoint says retention removed: apart from `saved`, whose lock a flush
+    /// holds while it writes, so that reading it never waits for a flush.
+    removed_through: Mutex<BTreeMap<String, (u64, u32)>>,
 }
 
 impl Commits {
     pub fn new(checkpoint: Checkpoint) -> Self {
         Self {
             next_seq: AtomicU64::new(checkpoint.next_seq),
+            removed_through: Mutex::new(checkpoint.removed_through.clone()),
             saved: Mutex::new(checkpoint),
         }
+    }
+
+    /// The last event of `tenant`'s that retention removed, as far as the store knows.
+    pub fn removed_through(&self, tenant: &str) -> Option<EventPosition> {
+        let removed = self.removed_through.lock().expect("removed lock");
+        let &(record, index) = removed.get(tenant)?;
+        Some(EventPosition::new(Position::new(record), index))
+    }
+
+    /// Notes that retention removed `tenant`'s event at `position`; every checkpoint saved from
+    /// now on says so. Noted before the checkpoint that withdraws the event's file is saved.
+    pub fn note_removed(&self, tenant: &str, position: EventPosition) {
+        let mut removed = self.removed_through.lock().expect("removed lock");
+        let noted = (position.record.get(), position.index);
+        let through = removed.entry(tenant.to_owned()).or_insert(noted);
+        *through = (*through).max(noted);
     }
 
     /// A new file number.
@@ -110,6 +142,7 @@ impl Commits {
     pub fn lock(&self) -> CommitGuard<'_> {
         CommitGuard {
             next_seq: &self.next_seq,
+            removed_through: &self.removed_through,
             saved: self.saved.lock().expect("checkpoint lock"),
         }
     }
@@ -118,6 +151,7 @@ impl Commits {
 /// The right to save the checkpoint (see [`Commits::lock`]).
 pub(crate) struct CommitGuard<'a> {
     next_seq: &'a AtomicU64,
+    removed_through: &'a Mutex<BTreeMap<String, (u64, u32)>>,
     saved: MutexGuard<'a, Checkpoint>,
 }
 
@@ -127,10 +161,12 @@ impl CommitGuard<'_> {
         &self.saved
     }
 
-    /// Saves a checkpoint in `dir`: `stored_up_to`, every file number handed out so far, and
-    /// the withdrawn files in `removing`.
+    /// Saves a checkpoint in `dir`: `stored_up_to`, every file number handed out so far, the
+    /// withdrawn files in `removing`, and what retention removed as noted so far.
     pub fn save(&mut self, dir: &Path, stored_up_to: u64, removing: Vec<u64>) -> io::Result<()> {
-        let next = Checkpoint::new(stored_up_to, self.next_seq.load(Ordering::SeqCst), removing);
+        let mut next =
+            Checkpoint::new(stored_up_to, self.next_seq.load(Ordering::SeqCst), removing);
+        next.removed_through = self.removed_through.lock().expect("removed lock").clone();
         next.save(dir)?;
         *self.saved = next;
         Ok(())

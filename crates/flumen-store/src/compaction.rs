@@ -20,6 +20,10 @@
 //! again at higher tiers, and they are small. A merge holds one chunk being built and one
 //! chunk read, whatever the size of the files.
 //!
+//! Retention rewrites a partition through the same merge, keeping only some deployments'
+//! events (see `retention.rs`): chunks whose filters rule out every event to leave out are
+//! taken as they are, chunks whose filters rule out every event to keep are not read.
+//!
 //! Crash safety: the merged file is written whole (temporary name, sync, rename), names the
 //! files it replaces in its footer, and a checkpoint listing them as withdrawn is saved before
 //! they leave the catalog. A start after a crash keeps either the new file (and removes the
@@ -34,8 +38,11 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::catalog::{Catalog, FileEntry};
+use crate::fields::{scalar_text, scan_raw_fields};
 use crate::format::{self, ChunkDecoder, ChunkMeta, FileFooter, FileWriter};
+use crate::position::EventPosition;
 use crate::query::report_corrupt_chunk;
+use crate::retention::{DEPLOYMENT_FIELD, Fate, Keep};
 use crate::writer::{CHUNK_TARGET, FieldReader, Labels, OpenChunk, Sealer, remove_files};
 use crate::{Store, StoreError};
 
@@ -88,19 +95,14 @@ impl Store {
 /// The maintenance thread's state.
 struct Compactor {
     store: Arc<Store>,
-    sealer: Sealer,
-    decoder: ChunkDecoder,
-    /// Index keys and string lines of the events a merge gathers.
-    fields: FieldReader,
+    merger: Merger,
     last_retention: Option<Instant>,
 }
 
 impl Compactor {
     fn new(store: Arc<Store>) -> io::Result<Self> {
         Ok(Self {
-            sealer: Sealer::new(store.config.compression_level)?,
-            decoder: ChunkDecoder::new()?,
-            fields: FieldReader::new(&[], &store.config.indexed_fields),
+            merger: Merger::new(&store)?,
             store,
             last_retention: None,
         })
@@ -144,11 +146,14 @@ impl Compactor {
     /// partition's files (as they are now: flushes keep coming) into one.
     fn compact(&mut self, everything: bool) -> Result<(), StoreError> {
         if everything {
+            let _turn = self.store.maintenance_turn();
             let catalog = self.store.catalog.snapshot();
             for files in catalog.tenants.values() {
                 for partition in files.chunk_by(|a, b| a.footer.hour == b.footer.hour) {
                     if partition.len() > 1 {
-                        self.merge(partition.to_vec(), top_tier(partition).saturating_add(1))?;
+                        let tier = top_tier(partition).saturating_add(1);
+                        self.merger
+                            .merge(&self.store, partition.to_vec(), tier, None)?;
                     }
                 }
             }
@@ -156,14 +161,80 @@ impl Compactor {
         let now_secs = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        while let Some((files, tier)) = next_merge(&self.store.catalog.snapshot(), now_secs) {
-            self.merge(files, tier)?;
+        loop {
+            // Chosen under the turn: a retention pass may have withdrawn files meanwhile.
+            let _turn = self.store.maintenance_turn();
+            let Some((files, tier)) = next_merge(&self.store.catalog.snapshot(), now_secs) else {
+                return Ok(());
+            };
+            self.merger.merge(&self.store, files, tier, None)?;
         }
-        Ok(())
+    }
+}
+
+/// What a merge left out (a retention rewrite's events whose retention expired).
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct LeftOut {
+    /// How many events.
+    pub events: u64,
+    /// The first and last of them, by log position.
+    pub span: Option<(EventPosition, EventPosition)>,
+}
+
+impl LeftOut {
+    /// Counts `events` events from `first` to `last`.
+    fn add(&mut self, events: u64, first: EventPosition, last: EventPosition) {
+        self.events += events;
+        self.span = Some(match self.span {
+            Some((from, to)) => (from.min(first), to.max(last)),
+            None => (first, last),
+        });
+    }
+}
+
+/// What a merge did.
+#[derive(Debug, Default)]
+pub(crate) struct Merged {
+    /// False when a merge that filters found nothing to leave out and wrote nothing: the files
+    /// stay as they are.
+    pub replaced: bool,
+    /// The file written in their place, unless nothing was kept.
+    pub written: Option<Arc<FileEntry>>,
+    pub left_out: LeftOut,
+}
+
+/// Merges a partition's files into one: the machinery compaction and retention's rewrites
+/// share, with one compression context and one decompression context kept from merge to merge.
+pub(crate) struct Merger {
+    sealer: Sealer,
+    decoder: ChunkDecoder,
+    /// Index keys and string lines of the events a merge gathers.
+    fields: FieldReader,
+    /// The deployment field, the one a filter reads.
+    deployment_field: [String; 1],
+}
+
+impl Merger {
+    pub fn new(store: &Store) -> io::Result<Self> {
+        Ok(Self {
+            sealer: Sealer::new(store.config.compression_level)?,
+            decoder: ChunkDecoder::new()?,
+            fields: FieldReader::new(&[], &store.config.indexed_fields),
+            deployment_field: [DEPLOYMENT_FIELD.to_owned()],
+        })
     }
 
-    /// Merges `files` (of one partition) into one file of tier `tier`.
-    fn merge(&mut self, mut files: Vec<Arc<FileEntry>>, tier: u8) -> Result<(), StoreError> {
+    /// Merges `files` (of one partition) into one file of tier `tier`, keeping every event, or
+    /// with `keep` only the events it keeps. A merge with `keep` that leaves nothing out writes
+    /// nothing; one that keeps nothing withdraws the files without writing one. The caller
+    /// holds the maintenance turn ([`Store::maintenance_turn`]).
+    pub fn merge(
+        &mut self,
+        store: &Store,
+        mut files: Vec<Arc<FileEntry>>,
+        tier: u8,
+        keep: Option<&Keep>,
+    ) -> Result<Merged, StoreError> {
         // Each file holds a range of the log that no other file of the partition overlaps, so
         // taking files in log order and chunks in file order keeps each stream in log order.
         files.sort_by_key(|f| f.footer.chunks.iter().map(|c| c.first).min());
@@ -188,24 +259,34 @@ impl Compactor {
         let footer = FileFooter {
             tenant: tenant.clone(),
             hour,
-            seq: self.store.commits.file_number(),
+            seq: store.commits.file_number(),
             tier,
             replaces: replaced.iter().copied().collect(),
             chunks: Vec::new(),
         };
         let mut dirs = BTreeSet::new();
-        let mut out = self.store.create_file(&footer, &mut dirs)?;
+        let mut out = store.create_file(&footer, &mut dirs)?;
         let mut open = OpenChunk::new(0, &tenant, hour, Vec::new());
         let mut keys = Vec::new();
+        let mut left_out = LeftOut::default();
         for (labels, chunks) in streams {
-            if self.store.stopping.load(Ordering::SeqCst) {
+            if store.stopping.load(Ordering::SeqCst) {
                 return Err(io::Error::from(io::ErrorKind::Interrupted).into());
             }
             open.clear();
             open.labels = labels.clone();
             for (file, meta) in chunks {
                 let handle = &handles[file];
-                if meta.raw_len as usize >= BIG_CHUNK {
+                let fate = keep.map_or(Fate::Kept, |keep| keep.fate(|d| store.may_hold(meta, d)));
+                if fate == Fate::LeftOut {
+                    left_out.add(
+                        u64::from(meta.count),
+                        meta.first_position(),
+                        meta.last_position(),
+                    );
+                    continue;
+                }
+                if fate == Fate::Kept && meta.raw_len as usize >= BIG_CHUNK {
                     self.seal(&mut open, &mut out)?;
                     if let Some(compressed) =
                         skip_damaged(&files[file], format::read_compressed(handle, meta))?
@@ -222,6 +303,13 @@ impl Compactor {
                 let mut values = Vec::new();
                 for i in 0..block.len() {
                     let event = block.get(i);
+                    if fate == Fate::Decide
+                        && let Some(keep) = keep
+                        && !keep.keeps(self.deployment_of(event.record).as_deref())
+                    {
+                        left_out.add(1, event.position, event.position);
+                        continue;
+                    }
                     // Never needed when the files hold disjoint ranges of the log; a chunk's
                     // positions must rise, whatever the files say.
                     if open
@@ -242,31 +330,61 @@ impl Compactor {
             }
             self.seal(&mut open, &mut out)?;
         }
-        let written = self.store.finish_file(out, footer)?;
-        let committed = self.store.sync_dirs(&dirs).and_then(|()| {
+        if keep.is_some() && left_out.events == 0 {
+            // Dropping the writer removes its temporary file.
+            return Ok(Merged::default());
+        }
+        let written = if keep.is_some() && out.chunk_count() == 0 {
+            drop(out); // Nothing kept: no file (its temporary one is removed).
+            None
+        } else {
+            Some(store.finish_file(out, footer)?)
+        };
+        let committed = store.sync_dirs(&dirs).and_then(|()| {
             // The replaced files are withdrawn as of this checkpoint, even if a search keeps
             // them on disk a while longer.
-            let mut commit = self.store.commits.lock();
-            let mut removing = self.store.catalog.withdrawn();
+            let mut commit = store.commits.lock();
+            if let Some((_, last)) = left_out.span {
+                store.commits.note_removed(&tenant, last);
+            }
+            let mut removing = store.catalog.withdrawn();
             removing.extend(&replaced);
             let stored_up_to = commit.saved().stored_up_to;
-            commit.save(&self.store.dir, stored_up_to, removing)?;
+            commit.save(&store.dir, stored_up_to, removing)?;
             metrics::counter!("flumen_store_compactions_total").increment(1);
-            metrics::counter!("flumen_store_written_bytes_total").increment(written.size);
-            self.store.catalog.publish(vec![written.clone()], &replaced);
+            if let Some(written) = &written {
+                metrics::counter!("flumen_store_written_bytes_total").increment(written.size);
+            }
+            store
+                .catalog
+                .publish(written.iter().cloned().collect(), &replaced);
             Ok(())
         });
         if let Err(error) = committed {
-            remove_files(&[written]);
+            remove_files(&written.into_iter().collect::<Vec<_>>());
             return Err(error.into());
         }
         tracing::debug!(
             message = "Merged store files.",
             tenant,
             files = replaced.len(),
-            tier
+            tier,
+            left_out = left_out.events
         );
-        Ok(())
+        Ok(Merged {
+            replaced: true,
+            written,
+            left_out,
+        })
+    }
+
+    /// The event's deployment: its top-level `deployment_id`, as its index key reads it.
+    fn deployment_of<'a>(&self, record: &'a [u8]) -> Option<std::borrow::Cow<'a, str>> {
+        let mut deployment = None;
+        scan_raw_fields(record, &self.deployment_field, |_, value| {
+            deployment = scalar_text(value);
+        });
+        deployment
     }
 
     /// Compresses the chunk being built into `out`, if it has events, and empties it.
@@ -293,12 +411,12 @@ fn skip_damaged<T>(file: &FileEntry, read: io::Result<T>) -> io::Result<Option<T
 }
 
 /// True for the error of a merge given up because flumen stops.
-fn is_interrupted(error: &StoreError) -> bool {
+pub(crate) fn is_interrupted(error: &StoreError) -> bool {
     matches!(error, StoreError::Io(e) if e.kind() == io::ErrorKind::Interrupted)
 }
 
 /// The highest tier among `files`.
-fn top_tier(files: &[Arc<FileEntry>]) -> u8 {
+pub(crate) fn top_tier(files: &[Arc<FileEntry>]) -> u8 {
     files.iter().map(|f| f.footer.tier).max().unwrap_or(0)
 }
 

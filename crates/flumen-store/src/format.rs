@@ -306,6 +306,11 @@ impl FileWriter {
         self.write(meta.clone(), &[compressed])
     }
 
+    /// How many chunks it holds so far.
+    pub fn chunk_count(&self) -> usize {
+        self.chunks.len()
+    }
+
     fn write(&mut self, mut meta: ChunkMeta, parts: &[&[u8]]) -> io::Result<()> {
         let out = self.out.as_mut().expect("open until finished");
         for part in parts {

@@ -23,9 +23,36 @@
 //! - `writer.rs`: the log reader that gathers events into chunks and flushes them.
 //! - `compaction.rs`: the maintenance thread that merges files into larger chunks and applies
 //!   retention.
+//! - `retention.rs`: what retention removes, by age and size, and by deployment.
 //! - `query.rs`: search (log queries, newest or oldest first, with a cursor), label names
 //!   and values, and the pruning of chunks by time, labels and indexed fields.
 //! - `fields.rs`: labels and indexed values read from msgpack without decoding records.
+//!
+//! # Retention
+//!
+//! Each tenant has a [`Retention`]: partitions whose hour ended longer ago than `max_age` are
+//! removed whole, and the oldest go while the tenant's files take more than `max_bytes`.
+//! A deployment can keep its events longer or shorter than its tenant
+//! ([`Store::set_deployment_retention`]: `deployment_id` to how long after its hour its events
+//! are kept), since one deployment's logs may be wanted for an audit while another's are noise:
+//!
+//! - **Longer**: a partition past its tenant's `max_age` that may hold (by its chunks' index
+//!   filters, before anything is read) events of a deployment still kept for its hour is
+//!   rewritten with only those events; once none is kept any longer it is removed whole.
+//! - **Shorter**: a partition within its tenant's `max_age` that may hold events of a
+//!   deployment whose own retention expired for its hour is rewritten without them.
+//!
+//! Events of other deployments, and events without a `deployment_id`, follow the tenant's
+//! retention; `max_bytes` removes whole partitions, thinned or not. A rewrite is compaction's
+//! merge with a filter, crash-safe as merges are (a whole file naming those it replaces, a
+//! checkpoint before they leave the catalog); a pass that changes nothing rewrites nothing
+//! (see `retention.rs`). The map is applied by the next retention pass (within half a
+//! minute), is not saved, and a longer retention keeps only what is still stored when set.
+//!
+//! Live streams catching up from the store are told what retention removed with a gap: the
+//! store holds every event from [`Store::held_from`] on, which is past the last event
+//! retention removed, thinning included, and [`Store::removed_events`] bounds what a gap before
+//! it loses, the events a thinned partition still holds included.
 //!
 //! # Guarantees
 //!
@@ -35,8 +62,8 @@
 //!   stored twice. The log cursor is committed only after the checkpoint, so the log keeps
 //!   every record the store has not made durable.
 //! - **Bounded**: the writer holds at most `flush_size` bytes of events before flushing;
-//!   retention removes whole partitions by age and by each tenant's total size; small files
-//!   are merged.
+//!   retention removes whole partitions by age and by each tenant's total size, and events of
+//!   deployments kept shorter than their tenant; small files are merged.
 //! - **Damage is skipped, not fatal**: a file whose footer does not check out is set aside at
 //!   start, and a chunk that does not check out is skipped by queries; both are logged and
 //!   counted (`flumen_store_corrupt_files_total`, `flumen_store_corrupt_chunks_total`).
@@ -46,7 +73,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use flumen_wal::{Position, WalReader};
 use tokio::sync::watch;
@@ -58,6 +85,7 @@ mod fields;
 mod format;
 mod position;
 mod query;
+mod retention;
 mod writer;
 
 pub use format::EventRef;
@@ -83,7 +111,8 @@ pub const LOG_READER: &str = "@store";
 /// How long a tenant's events are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Retention {
-    /// Partitions whose hour ended longer ago than this are removed.
+    /// Partitions whose hour ended longer ago than this are removed, but for the events of
+    /// deployments kept longer ([`Store::set_deployment_retention`]).
     pub max_age: Option<Duration>,
     /// The oldest partitions are removed while the tenant's files take more than this.
     pub max_bytes: Option<u64>,
@@ -215,11 +244,19 @@ pub struct Store {
     paused: std::sync::Mutex<Option<String>>,
     /// What retention removed since the store opened, by tenant, newest last.
     removed: std::sync::Mutex<HashMap<String, VecDeque<RemovedSpan>>>,
+    /// Deployments kept longer or shorter than their tenant (see `retention.rs`); `None` while
+    /// retention by age waits for the first map ([`Store::await_deployment_retention`]).
+    deployment_retention: std::sync::Mutex<Option<Arc<retention::DeploymentRetention>>>,
+    /// Files a retention rewrite wrote, or found it need not change, by number: which events
+    /// they can hold at most, so that a pass that changes nothing rewrites nothing.
+    thinned: std::sync::Mutex<HashMap<u64, retention::Keep>>,
+    /// Taken by each merge and retention pass, so that no two rewrite the same files.
+    maintaining: std::sync::Mutex<()>,
 }
 
-/// The events of one file that retention removed, by log position.
+/// Events retention removed, by log position: a file's, or those a rewrite left out.
 #[derive(Debug, Clone, Copy)]
-struct RemovedSpan {
+pub(crate) struct RemovedSpan {
     first: EventPosition,
     last: EventPosition,
     events: u64,
@@ -244,8 +281,9 @@ impl Store {
         };
         let loaded = catalog::load(&dir, checkpoint.as_ref())?;
         let checkpoint = match checkpoint {
-            Some(checkpoint) => {
-                Checkpoint::new(checkpoint.stored_up_to, checkpoint.next_seq, Vec::new())
+            Some(mut checkpoint) => {
+                checkpoint.removing.clear();
+                checkpoint
             }
             None => {
                 let next_seq = loaded
@@ -277,6 +315,9 @@ impl Store {
             maintenance: std::sync::Mutex::new(None),
             paused: std::sync::Mutex::new(None),
             removed: std::sync::Mutex::new(HashMap::new()),
+            deployment_retention: std::sync::Mutex::new(Some(Arc::default())),
+            thinned: std::sync::Mutex::default(),
+            maintaining: std::sync::Mutex::new(()),
         }))
     }
 
@@ -337,23 +378,34 @@ impl Store {
             .spawn(move || writer.run(runtime, stop))
     }
 
-    /// The position of the oldest event the store holds of `tenant`'s: retention removes the
-    /// oldest partitions first, and partitions are by arrival, so the store holds every event
-    /// from there on that it has taken from the log.
+    /// The position from which on the store holds every event of `tenant`'s that it has taken
+    /// from the log: its oldest event's, or, when retention removed events after that (a
+    /// deployment's retention thinned a partition it left in place, or a partition without a
+    /// longer-kept deployment went while an older one stayed), the first log record after the
+    /// last event it removed. Partitions are by arrival, so before retention thins anything
+    /// this is the oldest event held. Conservative: events held before it are not counted on.
     pub fn held_from(&self, tenant: &str) -> Option<EventPosition> {
         let catalog = self.catalog.snapshot();
-        catalog
+        let oldest = catalog
             .files(tenant)
             .iter()
             .flat_map(|file| &file.footer.chunks)
             .map(format::ChunkMeta::first_position)
-            .min()
+            .min()?;
+        Some(match self.commits.removed_through(tenant) {
+            Some(removed) => oldest.max(EventPosition::new(removed.record.next(), 0)),
+            None => oldest,
+        })
     }
 
     /// At most how many of `tenant`'s events of log records `from..to` retention removed, as
     /// far as this process saw it remove them: the events of every removed file with events
-    /// there (a file only partly there counts whole). `None` when it removed none there since
-    /// the store opened (before that, the count is not known).
+    /// there (a file only partly there counts whole) and the events rewrites left out there
+    /// (counted whole, from the first to the last left out). Where the events a rewrite kept
+    /// lie before [`Store::held_from`], they count too, since a live stream's gap up to there
+    /// skips them with the rest (each chunk with events there counts whole): the answer bounds
+    /// what a gap over `from..to` loses. `None` when it removed none there since the store
+    /// opened (before that, the count is not known).
     pub fn removed_events(&self, tenant: &str, from: Position, to: Position) -> Option<u64> {
         let removed = self.removed.lock().expect("removed lock");
         let spans = removed.get(tenant)?;
@@ -364,12 +416,31 @@ impl Store {
         for span in within {
             *events.get_or_insert(0) += span.events;
         }
-        events
+        drop(removed);
+        Some(events? + self.held_before_held_from(tenant, from, to))
+    }
+
+    /// The events of `tenant`'s chunks with events of log records `from..to` that start before
+    /// [`Store::held_from`] (each chunk counted whole).
+    fn held_before_held_from(&self, tenant: &str, from: Position, to: Position) -> u64 {
+        let Some(held_from) = self.held_from(tenant) else {
+            return 0;
+        };
+        let catalog = self.catalog.snapshot();
+        catalog
+            .files(tenant)
+            .iter()
+            .flat_map(|file| &file.footer.chunks)
+            .filter(|chunk| chunk.first_position() < held_from)
+            .filter(|chunk| {
+                chunk.last_position().record >= from && chunk.first_position().record < to
+            })
+            .map(|chunk| u64::from(chunk.count))
+            .sum()
     }
 
     /// Remembers what the files `removed` held, for [`Store::removed_events`].
     fn remember_removed(&self, catalog: &catalog::Catalog, removed: &BTreeSet<u64>) {
-        let mut remembered = self.removed.lock().expect("removed lock");
         for (tenant, files) in &catalog.tenants {
             for file in files.iter().filter(|f| removed.contains(&f.footer.seq)) {
                 let chunks = &file.footer.chunks;
@@ -380,69 +451,31 @@ impl Store {
                     continue;
                 };
                 let events = chunks.iter().map(|c| u64::from(c.count)).sum();
-                let spans = remembered.entry(tenant.clone()).or_default();
-                spans.push_back(RemovedSpan {
-                    first,
-                    last,
-                    events,
-                });
-                if spans.len() > REMOVED_SPANS_KEPT {
-                    spans.pop_front();
-                }
+                self.remember_span(
+                    tenant,
+                    RemovedSpan {
+                        first,
+                        last,
+                        events,
+                    },
+                );
             }
         }
     }
 
-    /// Removes partitions past their tenant's retention, by age, then by size, oldest first.
-    ///
-    /// The maintenance thread does this every half minute.
-    pub fn apply_retention(&self, now: SystemTime) {
-        let now_secs = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let catalog = self.catalog.snapshot();
-        let mut removed = BTreeSet::new();
-        for (tenant, files) in &catalog.tenants {
-            let retention = self.config.retention_of(tenant);
-            if let Some(max_age) = retention.max_age {
-                for file in files {
-                    let hour_end = (file.footer.hour + 1) * 3600;
-                    if hour_end + max_age.as_secs() < now_secs {
-                        removed.insert(file.footer.seq);
-                    }
-                }
-            }
-            if let Some(max_bytes) = retention.max_bytes {
-                let mut total: u64 = files
-                    .iter()
-                    .filter(|f| !removed.contains(&f.footer.seq))
-                    .map(|f| f.size)
-                    .sum();
-                // Whole partitions, oldest first (files are in hour order).
-                let mut hours = files.chunk_by(|a, b| a.footer.hour == b.footer.hour);
-                while total > max_bytes {
-                    let Some(partition) = hours.next() else { break };
-                    for file in partition {
-                        if removed.insert(file.footer.seq) {
-                            total -= file.size;
-                        }
-                    }
-                }
-            }
+    /// Remembers events retention removed, for [`Store::removed_events`].
+    fn remember_span(&self, tenant: &str, span: RemovedSpan) {
+        let mut remembered = self.removed.lock().expect("removed lock");
+        let spans = remembered.entry(tenant.to_owned()).or_default();
+        spans.push_back(span);
+        if spans.len() > REMOVED_SPANS_KEPT {
+            spans.pop_front();
         }
-        if !removed.is_empty() {
-            tracing::info!(
-                message = "Retention removes store files.",
-                files = removed.len()
-            );
-            metrics::counter!("flumen_store_retention_removed_files_total")
-                .increment(removed.len() as u64);
-            self.remember_removed(&catalog, &removed);
-            drop(catalog);
-            self.catalog.publish(Vec::new(), &removed);
-        }
-        let catalog = self.catalog.snapshot();
-        metrics::gauge!("flumen_store_files").set(catalog.all().count() as f64);
-        metrics::gauge!("flumen_store_disk_bytes").set(catalog.size() as f64);
+    }
+
+    /// The right to merge or rewrite files: one merge or retention pass at a time, so that no
+    /// two replace the same files.
+    fn maintenance_turn(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.maintaining.lock().expect("maintenance turn lock")
     }
 }
