@@ -46,6 +46,9 @@ pub(crate) enum Keep {
     AllBut(BTreeSet<String>),
 }
 
+/// Files of one partition to rewrite, and what the rewrite keeps.
+type Thinning = (Vec<Arc<FileEntry>>, Keep);
+
 /// What becomes of a chunk's (or a file's) events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Fate {
@@ -176,7 +179,7 @@ impl Store {
         catalog: &Catalog,
         deployments: &DeploymentRetention,
         now_secs: u64,
-    ) -> (BTreeSet<u64>, Vec<(Vec<Arc<FileEntry>>, Keep)>) {
+    ) -> (BTreeSet<u64>, Vec<Thinning>) {
         let mut removed = BTreeSet::new();
         let mut thin = Vec::new();
         for (tenant, files) in &catalog.tenants {
@@ -241,7 +244,7 @@ impl Store {
     }
 
     /// Rewrites each group of a partition's files keeping what its `Keep` keeps.
-    fn thin_partitions(&self, thin: Vec<(Vec<Arc<FileEntry>>, Keep)>) {
+    fn thin_partitions(&self, thin: Vec<Thinning>) {
         if thin.is_empty() {
             return;
         }
