@@ -86,7 +86,8 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from conftest import FLUMEN_BIN, forward_source
 from helpers import (FAST_STORE, TIME_RE, SseReader, async_wait_for, entries_blob, event_time,
-                     packb, read_msgpack_reply, rfc3339_ns, send_records, wait_for)
+                     metric_sum, packb, parse_metrics, read_msgpack_reply, rfc3339_ns, send_records,
+                     wait_for)
 
 DEPLOYMENT_KEYS = {"id", "service", "environment", "version", "commit", "started_by", "metadata",
                    "retention", "status", "message", "started_at", "finished_at", "duration_ms",
@@ -491,8 +492,10 @@ def test_create_show_and_finish(catalogue, flumen_factory):
         x = api.created(service="web")
         y = api.finished(x["id"], status)
         assert y["status"] == status and y["message"] is None, y
-    # The retention as it was given.
+    # The retention as it was given, and the store told of it (the tenant's is 7 days).
     assert d["retention"] == "30d", d["retention"]
+    assert metric_sum(parse_metrics(flumen.metrics_text()),
+                      "flumen_store_deployment_retentions") == 1
 
 
 LEVELS = [("info", "info"), ("INFO", "info"), ("warning", "warn"), ("error", "error"),

@@ -11,11 +11,13 @@
 //!
 //! Every few seconds the deployments still running (or finished within [`LATE`]) are read
 //! back from the catalogue: the counter counts their events, and streams learn of finishes
-//! made by another node sharing the database.
+//! made by another node sharing the database. Every half minute, and when a deployment with a
+//! retention of its own starts, the store learns which deployments it keeps longer or shorter
+//! than their tenant; until it first has, it removes nothing by age (see `flumen-store`).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use flumen_deploy::{
     Catalogue, CatalogueError, Deployment, DeploymentCounter, EventCounts, ListFilter, MARKER_TAG,
@@ -26,6 +28,7 @@ use flumen_event::record::{Record, Value};
 use flumen_event::{EventTime, TenantId, entry};
 use flumen_live::StreamEnd;
 use flumen_process::attribute::{DeploymentDirectory, KnownDeployment};
+use flumen_store::Store;
 use flumen_wal::{Position, Wal};
 use tokio::sync::watch;
 
@@ -34,6 +37,9 @@ use tokio::sync::watch;
 pub const LATE: Duration = flumen_process::attribute::MAX_LATE;
 /// How often the running deployments are read back from the catalogue.
 const REFRESH: Duration = Duration::from_secs(2);
+/// How often the store's map of deployments' retention is read back: as often as the store
+/// applies retention.
+const RETENTION_REFRESH: Duration = Duration::from_secs(30);
 
 /// The deployments of one flumen.
 #[derive(Debug)]
@@ -45,14 +51,18 @@ pub struct Deployments {
     ends: Mutex<HashMap<String, watch::Sender<Option<StreamEnd>>>>,
     /// What the pipeline's `deployment` steps attribute events to, when it has any.
     directory: Option<Arc<DeploymentDirectory>>,
+    /// The store whose retention deployments may change, when there is one.
+    store: Option<Arc<Store>>,
 }
 
 impl Deployments {
-    /// Deployments kept in `catalogue`, marked in `wal`, known to `directory`.
+    /// Deployments kept in `catalogue`, marked in `wal`, known to `directory`, their own
+    /// retention applied by `store`.
     pub fn new(
         catalogue: Arc<Catalogue>,
         wal: Arc<Wal>,
         directory: Option<Arc<DeploymentDirectory>>,
+        store: Option<Arc<Store>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             catalogue,
@@ -60,7 +70,16 @@ impl Deployments {
             wal,
             ends: Mutex::new(HashMap::new()),
             directory,
+            store,
         })
+    }
+
+    /// Tells the store which deployments it keeps longer or shorter than their tenant.
+    async fn refresh_retention(&self) -> Result<(), CatalogueError> {
+        if let Some(store) = &self.store {
+            store.set_deployment_retention(self.catalogue.retentions().await?);
+        }
+        Ok(())
     }
 
     /// Tells attribution of `deployment` (started or finished).
@@ -94,6 +113,7 @@ impl Deployments {
 
     async fn refresh(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut reported = false;
+        let mut retention_due = Instant::now();
         loop {
             let since = now_ns().saturating_sub(LATE.as_nanos() as u64);
             let active = self.catalogue.active(since).await;
@@ -109,6 +129,9 @@ impl Deployments {
                     }
                     for deployment in active.iter().filter(|d| d.status.is_final()) {
                         self.announce_end(deployment);
+                    }
+                    if Instant::now() >= retention_due && self.refresh_retention().await.is_ok() {
+                        retention_due = Instant::now() + RETENTION_REFRESH;
                     }
                 }
                 // Once per outage: the API's 503s say the rest.
@@ -130,6 +153,12 @@ impl Deployments {
         self.catalogue.create(&deployment).await?;
         self.counter.know(&deployment.id);
         self.update_directory(&deployment);
+        if deployment.retention.is_some()
+            && let Err(error) = self.refresh_retention().await
+        {
+            // Started all the same: the next refresh tells the store.
+            tracing::warn!(message = "The store could not learn a new deployment's retention yet.", id = %deployment.id, %error);
+        }
         metrics::counter!("flumen_deployments_started_total").increment(1);
         let started = format!(
             "deployment {} of {} started",

@@ -131,9 +131,14 @@ impl Server {
 
         let store = match spec.store() {
             Some(config) => Some(
-                start_store(config.clone(), &wal, outputs_stop.clone())
-                    .await
-                    .context("cannot start the store")?,
+                start_store(
+                    config.clone(),
+                    spec.deployments_database().is_some(),
+                    &wal,
+                    outputs_stop.clone(),
+                )
+                .await
+                .context("cannot start the store")?,
             ),
             None => None,
         };
@@ -184,6 +189,7 @@ impl Server {
                     Arc::new(catalogue),
                     wal.clone(),
                     directory,
+                    store_handle.clone(),
                 ))
             }
             None => None,
@@ -300,8 +306,11 @@ impl Server {
 }
 
 /// Opens the store and starts its writer on the log; it stops when `stop` holds a deadline.
+/// With `deployments`, its retention by age waits until the catalogue has told it which
+/// deployments are kept longer.
 async fn start_store(
     config: flumen_store::StoreConfig,
+    deployments: bool,
     wal: &Arc<Wal>,
     stop: watch::Receiver<Option<Instant>>,
 ) -> anyhow::Result<(Arc<Store>, std::thread::JoinHandle<()>)> {
@@ -309,6 +318,9 @@ async fn start_store(
     let store = tokio::task::spawn_blocking(move || Store::open(config))
         .await?
         .with_context(|| format!("cannot open the store in {}", dir.display()))?;
+    if deployments {
+        store.await_deployment_retention();
+    }
     let reader = wal.reader(flumen_store::LOG_READER)?;
     let writer = store.spawn_writer(reader, tokio::runtime::Handle::current(), stop)?;
     Ok((store, writer))

@@ -119,6 +119,7 @@ impl Store {
     /// It is not saved: whoever sets it sets it again after a restart. A longer retention
     /// keeps only what is still stored when it is set.
     pub fn set_deployment_retention(&self, retention: HashMap<String, Duration>) {
+        metrics::gauge!("flumen_store_deployment_retentions").set(retention.len() as f64);
         *self
             .deployment_retention
             .lock()
