@@ -24,6 +24,9 @@ pub enum OutputConfig {
     /// HTTP webhooks: generic JSON, Slack, PagerDuty (alerts).
     #[cfg(feature = "webhook")]
     Webhook(crate::webhook::WebhookConfig),
+    /// Grafana Loki's push API.
+    #[cfg(feature = "loki")]
+    Loki(crate::loki::LokiConfig),
 }
 
 impl OutputConfig {
@@ -41,6 +44,8 @@ impl OutputConfig {
             }
             #[cfg(feature = "webhook")]
             OutputConfig::Webhook(webhook) => SinkSpec::Webhook(Box::new(webhook.check()?)),
+            #[cfg(feature = "loki")]
+            OutputConfig::Loki(loki) => SinkSpec::Loki(Box::new(loki.check()?)),
         };
         let (batch, retry) = self.delivery();
         if batch.max_events == 0 {
@@ -72,6 +77,10 @@ impl OutputConfig {
             OutputConfig::File(_) | OutputConfig::Stdout(_) => false,
             #[cfg(feature = "webhook")]
             OutputConfig::Webhook(_) => false,
+            // Each delivery is one request of its own; Loki 2.4 and later take a stream's
+            // entries out of order.
+            #[cfg(feature = "loki")]
+            OutputConfig::Loki(_) => true,
             OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
         }
     }
@@ -93,6 +102,8 @@ impl OutputConfig {
             OutputConfig::Null(c) => (&c.batch, &c.retry),
             #[cfg(feature = "webhook")]
             OutputConfig::Webhook(c) => (&c.batch, &c.retry),
+            #[cfg(feature = "loki")]
+            OutputConfig::Loki(c) => (&c.batch, &c.retry),
         }
     }
 }
@@ -125,6 +136,9 @@ pub enum SinkSpec {
     /// HTTP webhooks.
     #[cfg(feature = "webhook")]
     Webhook(Box<crate::webhook::WebhookSpec>),
+    /// Grafana Loki's push API.
+    #[cfg(feature = "loki")]
+    Loki(Box<crate::loki::LokiSpec>),
 }
 
 /// How an output groups events into one delivery.

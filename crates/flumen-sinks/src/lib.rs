@@ -24,6 +24,8 @@ pub mod file;
 pub mod forward;
 #[cfg(feature = "http-client")]
 mod http_client;
+#[cfg(feature = "loki")]
+pub mod loki;
 #[cfg(test)]
 mod scripted;
 pub mod stdout;
@@ -357,6 +359,9 @@ pub enum Sink {
     /// HTTP webhooks (alerts).
     #[cfg(feature = "webhook")]
     Webhook(Box<webhook::WebhookSink>),
+    /// Grafana Loki's push API.
+    #[cfg(feature = "loki")]
+    Loki(Box<loki::LokiSink>),
     /// Discards everything.
     Null,
     /// Answers as a test script says.
@@ -378,6 +383,8 @@ impl Sink {
             SinkSpec::Webhook(c) => {
                 Sink::Webhook(Box::new(webhook::WebhookSink::from_spec(name, c)?))
             }
+            #[cfg(feature = "loki")]
+            SinkSpec::Loki(c) => Sink::Loki(Box::new(loki::LokiSink::from_spec(name, c)?)),
             SinkSpec::Null => Sink::Null,
         })
     }
@@ -393,6 +400,8 @@ impl Sink {
             Sink::Forward(sink) => sink.deliver(delivery).await,
             #[cfg(feature = "webhook")]
             Sink::Webhook(sink) => sink.deliver(delivery).await,
+            #[cfg(feature = "loki")]
+            Sink::Loki(sink) => sink.deliver(delivery).await,
             Sink::Null => Outcome::delivered(),
             #[cfg(test)]
             Sink::Scripted(sink) => sink.deliver(delivery).await,

@@ -1,5 +1,6 @@
-//! The `{{ … }}` placeholder syntax shared by the file output's path template and the
-//! webhook's message template; each gives placeholders its own meaning.
+//! The `{{ … }}` placeholder syntax shared by the file output's path template, the webhook's
+//! message template and Loki's label and metadata templates; each gives placeholders its own
+//! meaning. The webhook and Loki give them the same one: [`field::FieldTemplate`].
 
 /// A piece of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +50,213 @@ impl<'a> Iterator for Tokens<'a> {
         self.placeholder = Some(&rest[start + 2..end]);
         self.rest = Some(&rest[end + 2..]);
         Some(Ok(Token::Text(&rest[..start])))
+    }
+}
+
+/// Templates of fields, the tag, the time and constants, for the webhook and Loki.
+#[cfg(any(feature = "webhook", feature = "loki"))]
+pub(crate) mod field {
+    use std::borrow::Cow;
+
+    use flumen_event::EventTime;
+    use flumen_event::record::Record;
+
+    use super::{Token, split_placeholders};
+
+    /// A parsed template of event fields: text with `{{…}}` placeholders.
+    ///
+    /// `{{field}}` is a record field, `{{a.b}}` a nested one (a top-level field named `a.b`
+    /// wins), `{{tag}}` the event's tag, `{{time}}` its time (RFC 3339), `{{record.tag}}` a
+    /// record field named `tag`. `{{a|b|"text"}}` takes the first alternative present and not
+    /// blank; a quoted alternative (`"…"` or `'…'`, which cannot hold `|` or `}}`) is literal
+    /// text, present as written. Text outside placeholders is kept as written. Values render
+    /// as [`flumen_event::record::Value::to_text`] does: strings as they are, numbers and
+    /// booleans in decimal, maps and arrays as JSON.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) struct FieldTemplate {
+        pieces: Vec<Piece>,
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Piece {
+        Text(String),
+        /// Alternatives; the first present and not blank wins.
+        Field(Vec<Source>),
+    }
+
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    enum Source {
+        Tag,
+        Time,
+        /// A record field, by dotted path.
+        Path(String),
+        Literal(String),
+    }
+
+    /// What a piece of a [`FieldTemplate`] comes to for one event.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum Rendered<'a> {
+        /// The template's own text, as written.
+        Text(&'a str),
+        /// A placeholder's value.
+        Value(Cow<'a, str>),
+    }
+
+    impl AsRef<str> for Rendered<'_> {
+        fn as_ref(&self) -> &str {
+            match self {
+                Self::Text(text) => text,
+                Self::Value(value) => value,
+            }
+        }
+    }
+
+    impl FieldTemplate {
+        /// Parses `template` (an empty one has no pieces); the error says what is wrong.
+        pub(crate) fn parse(template: &str) -> Result<Self, String> {
+            let mut pieces = Vec::new();
+            for token in split_placeholders(template) {
+                match token? {
+                    Token::Text("") => {}
+                    Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
+                    Token::Placeholder(inner) => {
+                        let sources = inner
+                            .split('|')
+                            .map(|alternative| Source::parse(alternative.trim()))
+                            .collect::<Result<Vec<_>, _>>()
+                            .map_err(|e| format!("{e} in {{{{{inner}}}}}"))?;
+                        pieces.push(Piece::Field(sources));
+                    }
+                }
+            }
+            Ok(Self { pieces })
+        }
+
+        /// The record fields it reads (dotted paths).
+        #[cfg(feature = "loki")]
+        pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
+            self.pieces
+                .iter()
+                .filter_map(|piece| match piece {
+                    Piece::Field(sources) => Some(sources),
+                    Piece::Text(_) => None,
+                })
+                .flatten()
+                .filter_map(|source| match source {
+                    Source::Path(path) => Some(path.as_str()),
+                    _ => None,
+                })
+        }
+
+        /// True when it reads the event time.
+        #[cfg(feature = "loki")]
+        pub(crate) fn reads_time(&self) -> bool {
+            self.pieces
+                .iter()
+                .any(|piece| matches!(piece, Piece::Field(s) if s.contains(&Source::Time)))
+        }
+
+        /// Its pieces for one event, in order: the text as written, and each placeholder's
+        /// value, the first alternative present and not blank (a literal as written); a
+        /// placeholder without one yields nothing.
+        pub(crate) fn render<'a>(
+            &'a self,
+            tag: &'a str,
+            time: EventTime,
+            record: &'a Record,
+        ) -> impl Iterator<Item = Rendered<'a>> {
+            self.pieces.iter().filter_map(move |piece| match piece {
+                Piece::Text(text) => Some(Rendered::Text(text)),
+                Piece::Field(sources) => sources
+                    .iter()
+                    .find_map(|source| {
+                        let text = match source {
+                            Source::Tag => Cow::Borrowed(tag),
+                            Source::Time => Cow::Owned(time.to_string()),
+                            Source::Path(path) => record.get_path(path)?.to_text(),
+                            Source::Literal(text) => return Some(Cow::Borrowed(text.as_str())),
+                        };
+                        (!text.trim().is_empty()).then_some(text)
+                    })
+                    .map(Rendered::Value),
+            })
+        }
+    }
+
+    impl Source {
+        fn parse(alternative: &str) -> Result<Self, String> {
+            for quote in ['"', '\''] {
+                if let Some(text) = alternative
+                    .strip_prefix(quote)
+                    .and_then(|a| a.strip_suffix(quote))
+                {
+                    return Ok(Self::Literal(text.to_owned()));
+                }
+            }
+            if alternative.is_empty() {
+                return Err("an empty placeholder".into());
+            }
+            if alternative.starts_with(['"', '\'']) {
+                return Err(format!("an unclosed quote {alternative:?}"));
+            }
+            if alternative.split('.').any(str::is_empty) {
+                return Err(format!("{alternative:?} is not a field path"));
+            }
+            Ok(match alternative {
+                "tag" => Self::Tag,
+                "time" => Self::Time,
+                path => Self::Path(path.strip_prefix("record.").unwrap_or(path).to_owned()),
+            })
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use flumen_event::record::Value;
+
+        #[test]
+        fn templates_read_fields_the_tag_and_constants() {
+            let record = Record::from(vec![
+                ("service".to_owned(), Value::from("api")),
+                (
+                    "k8s".to_owned(),
+                    Value::Map(vec![("ns".to_owned(), Value::from("prod"))]),
+                ),
+                ("n".to_owned(), Value::UInt(7)),
+                ("blank".to_owned(), Value::from(" ")),
+            ]);
+            let render = |t: &str| {
+                let template = FieldTemplate::parse(t).unwrap();
+                let mut out = String::new();
+                for piece in template.render("app.web", EventTime::new(0, 0), &record) {
+                    out.push_str(piece.as_ref());
+                }
+                out
+            };
+            assert_eq!(render("{{service}}"), "api");
+            assert_eq!(render("{{k8s.ns}}-{{n}}"), "prod-7");
+            assert_eq!(render("{{tag}}"), "app.web");
+            assert_eq!(render("shop"), "shop");
+            assert_eq!(render("{{missing|blank|'none'}}"), "none");
+            assert_eq!(
+                render("{{missing|' '}}"),
+                " ",
+                "a literal is taken as written"
+            );
+            assert_eq!(render("{{missing}}"), "");
+            assert_eq!(render(""), "");
+            assert!(FieldTemplate::parse("{{a").is_err());
+        }
+
+        #[cfg(feature = "loki")]
+        #[test]
+        fn templates_tell_what_they_read() {
+            let template = FieldTemplate::parse("{{a.b|tag}}x{{c}}").unwrap();
+            assert_eq!(template.fields().collect::<Vec<_>>(), ["a.b", "c"]);
+            assert!(!template.reads_time());
+            assert!(FieldTemplate::parse("{{n|time}}").unwrap().reads_time());
+        }
     }
 }
 

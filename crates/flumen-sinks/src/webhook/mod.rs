@@ -71,7 +71,7 @@ use flumen_parse::Level;
 use metrics::Counter;
 use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 
-use super::template::{Token, split_placeholders};
+use super::template::field::{FieldTemplate, Rendered};
 use super::{Delivery, DeliveryError, Items, Outcome, fnv1a};
 use crate::config::{BatchConfig, RetryConfig};
 
@@ -115,8 +115,8 @@ struct Checked {
     url: reqwest::Url,
     /// Every request's headers: `Content-Type: application/json`, then the configured ones.
     headers: HeaderMap,
-    template: Option<Template>,
-    dedup_key: Option<Template>,
+    template: Option<FieldTemplate>,
+    dedup_key: Option<FieldTemplate>,
 }
 
 impl Checked {
@@ -177,13 +177,13 @@ impl Checked {
         let template = config
             .template
             .as_deref()
-            .map(Template::parse)
+            .map(FieldTemplate::parse)
             .transpose()
             .map_err(|e| format!("template: {e}"))?;
         let dedup_key = config
             .dedup_key
             .as_deref()
-            .map(Template::parse)
+            .map(FieldTemplate::parse)
             .transpose()
             .map_err(|e| format!("dedup_key: {e}"))?;
         Ok(Self {
@@ -208,8 +208,8 @@ pub struct WebhookSink {
     /// The URL without its path, for messages.
     endpoint: String,
     /// The configured template; for Slack and PagerDuty, the default when none is.
-    template: Option<Template>,
-    dedup_key: Option<Template>,
+    template: Option<FieldTemplate>,
+    dedup_key: Option<FieldTemplate>,
     routing_key: String,
     limit: Option<u32>,
     window: RateWindow,
@@ -263,11 +263,11 @@ impl WebhookSink {
         let (config, checked) = (&spec.config, spec.checked.clone());
         let template = match config.format {
             WebhookFormat::Json => checked.template,
-            WebhookFormat::Slack | WebhookFormat::Pagerduty => Some(
-                checked
-                    .template
-                    .unwrap_or_else(|| Template::parse(DEFAULT_TEMPLATE).expect("valid default")),
-            ),
+            WebhookFormat::Slack | WebhookFormat::Pagerduty => {
+                Some(checked.template.unwrap_or_else(|| {
+                    FieldTemplate::parse(DEFAULT_TEMPLATE).expect("valid default")
+                }))
+            }
         };
         let https = checked.url.scheme() == "https";
         let client = crate::http_client::build(config.timeout, https, checked.headers)?;
@@ -368,7 +368,7 @@ impl WebhookSink {
             positions.push(position);
             let message = self.template.as_ref().map(|template| {
                 let record = decode(tag, &entry);
-                template.render(tag, entry.time, &record, Style::Raw)
+                Style::Raw.render(template, tag, entry.time, &record)
             });
             let start = body.len();
             if sent > 0 {
@@ -429,7 +429,7 @@ impl WebhookSink {
             sent += 1;
             positions.push(position);
             if lines.len() < SLACK_MAX_LINES {
-                lines.push(template.render(tag, entry.time, &decode(tag, &entry), style));
+                lines.push(style.render(template, tag, entry.time, &decode(tag, &entry)));
             }
         }
         self.unreported += suppressed;
@@ -469,7 +469,7 @@ impl WebhookSink {
             let record = decode(tag, &entry);
             let dedup_key = match &self.dedup_key {
                 Some(custom) => truncate_chars(
-                    custom.render(tag, entry.time, &record, Style::Raw),
+                    Style::Raw.render(custom, tag, entry.time, &record),
                     PAGERDUTY_MAX_DEDUP_KEY_CHARS,
                 ),
                 None => default_dedup_key(tag, &record),
@@ -485,7 +485,7 @@ impl WebhookSink {
                 suppressed += 1;
                 continue;
             }
-            let summary = template.render(tag, entry.time, &record, style);
+            let summary = style.render(template, tag, entry.time, &record);
             let mut body = Vec::with_capacity(entry.record.len() * 2 + 512);
             match self.write_pagerduty_event(&mut body, tag, &entry, &record, &dedup_key, &summary)
             {
@@ -760,28 +760,6 @@ impl RateWindow {
     }
 }
 
-/// A message template: text with `{{…}}` placeholders.
-#[derive(Debug, Clone)]
-struct Template {
-    pieces: Vec<Piece>,
-}
-
-#[derive(Debug, Clone)]
-enum Piece {
-    Text(String),
-    /// Alternatives, the first present and not empty wins.
-    Field(Vec<Source>),
-}
-
-#[derive(Debug, Clone)]
-enum Source {
-    Tag,
-    Time,
-    /// A record field, by dotted path.
-    Path(String),
-    Literal(String),
-}
-
 /// How values are rendered into a template.
 #[derive(Debug, Clone, Copy)]
 enum Style {
@@ -792,87 +770,34 @@ enum Style {
     Line { max_chars: usize, slack: bool },
 }
 
-impl Template {
-    fn parse(template: &str) -> Result<Self, String> {
-        let mut pieces = Vec::new();
-        for token in split_placeholders(template) {
-            match token? {
-                Token::Text("") => {}
-                Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
-                Token::Placeholder(inner) => {
-                    let sources = inner
-                        .split('|')
-                        .map(|alternative| Source::parse(alternative.trim()))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| format!("{e} in {{{{{inner}}}}}"))?;
-                    pieces.push(Piece::Field(sources));
-                }
-            }
-        }
-        Ok(Self { pieces })
-    }
-
-    fn render(&self, tag: &str, time: EventTime, record: &Record, style: Style) -> String {
+impl Style {
+    /// `template` for one event, its values rendered in this style.
+    fn render(
+        self,
+        template: &FieldTemplate,
+        tag: &str,
+        time: EventTime,
+        record: &Record,
+    ) -> String {
         let mut out = String::new();
-        for piece in &self.pieces {
-            match piece {
-                Piece::Text(text) => out.push_str(text),
-                Piece::Field(sources) => {
-                    let value = sources.iter().find_map(|source| {
-                        let text = match source {
-                            Source::Tag => Cow::Borrowed(tag),
-                            Source::Time => Cow::Owned(time.to_string()),
-                            Source::Path(path) => record.get_path(path)?.to_text(),
-                            Source::Literal(text) => return Some(Cow::Borrowed(text.as_str())),
-                        };
-                        (!text.trim().is_empty()).then_some(text)
-                    });
-                    let Some(value) = value else { continue };
-                    match style {
-                        Style::Raw => out.push_str(&value),
-                        Style::Line { max_chars, slack } => {
-                            let line = first_line(&value, max_chars);
-                            if slack {
-                                escape_slack(&line, &mut out);
-                            } else {
-                                out.push_str(&line);
-                            }
-                        }
+        for piece in template.render(tag, time, record) {
+            match (piece, self) {
+                (Rendered::Text(text), _) => out.push_str(text),
+                (Rendered::Value(value), Style::Raw) => out.push_str(&value),
+                (Rendered::Value(value), Style::Line { max_chars, slack }) => {
+                    let line = first_line(&value, max_chars);
+                    if slack {
+                        escape_slack(&line, &mut out);
+                    } else {
+                        out.push_str(&line);
                     }
                 }
             }
         }
-        match style {
+        match self {
             Style::Raw => out,
             Style::Line { max_chars, .. } => truncate_chars(out, max_chars),
         }
-    }
-}
-
-impl Source {
-    fn parse(alternative: &str) -> Result<Self, String> {
-        for quote in ['"', '\''] {
-            if let Some(text) = alternative
-                .strip_prefix(quote)
-                .and_then(|a| a.strip_suffix(quote))
-            {
-                return Ok(Self::Literal(text.to_owned()));
-            }
-        }
-        if alternative.is_empty() {
-            return Err("an empty placeholder".into());
-        }
-        if alternative.starts_with(['"', '\'']) {
-            return Err(format!("an unclosed quote {alternative:?}"));
-        }
-        if alternative.split('.').any(str::is_empty) {
-            return Err(format!("{alternative:?} is not a field path"));
-        }
-        Ok(match alternative {
-            "tag" => Self::Tag,
-            "time" => Self::Time,
-            path => Self::Path(path.strip_prefix("record.").unwrap_or(path).to_owned()),
-        })
     }
 }
 
@@ -898,11 +823,11 @@ mod tests {
     }
 
     fn render(template: &str, style: Style) -> String {
-        Template::parse(template).unwrap().render(
+        style.render(
+            &FieldTemplate::parse(template).unwrap(),
             "app.web",
             EventTime::new(1_700_000_000, 5),
             &record(),
-            style,
         )
     }
 
@@ -945,28 +870,32 @@ mod tests {
 
     #[test]
     fn template_errors_say_what_is_wrong() {
-        assert!(Template::parse("{{level").unwrap_err().contains("unclosed"));
         assert!(
-            Template::parse("{{}}")
+            FieldTemplate::parse("{{level")
+                .unwrap_err()
+                .contains("unclosed")
+        );
+        assert!(
+            FieldTemplate::parse("{{}}")
                 .unwrap_err()
                 .contains("empty placeholder")
         );
         assert!(
-            Template::parse("{{a||b}}")
+            FieldTemplate::parse("{{a||b}}")
                 .unwrap_err()
                 .contains("empty placeholder")
         );
         assert!(
-            Template::parse("{{a..b}}")
+            FieldTemplate::parse("{{a..b}}")
                 .unwrap_err()
                 .contains("not a field path")
         );
         assert!(
-            Template::parse("{{\"x}}")
+            FieldTemplate::parse("{{\"x}}")
                 .unwrap_err()
                 .contains("unclosed quote")
         );
-        assert!(Template::parse(DEFAULT_TEMPLATE).is_ok());
+        assert!(FieldTemplate::parse(DEFAULT_TEMPLATE).is_ok());
     }
 
     #[test]
