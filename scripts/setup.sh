@@ -27,8 +27,10 @@ as_root() {
 # their TLS certificates; curl reads a live stream (`curl -N`, test_tail_ws.py).
 # postgresql is the deployments catalogue's second database: scripts/postgres.sh runs
 # throwaway clusters of it for `cargo test` (scripts/test.sh) and tests/e2e (pg.py).
+# chromium is the browser that tests/browser drives (npm's playwright-core, which downloads
+# no browser of its own).
 apt_packages=(golang-go golang-github-fluent-fluent-logger-golang-dev curl rsyslog bsdutils openssl
-    postgresql)
+    postgresql chromium)
 missing=()
 for pkg in "${apt_packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then
@@ -66,14 +68,16 @@ then
 fi
 
 # --- Node packages ---------------------------------------------------------------------
-node_dir="tests/e2e/node"
-stamp="$node_dir/node_modules/.flumen-lock-sha256"
-lock_sum="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
-    log "installing Node packages in $node_dir (npm ci)"
-    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    printf '%s\n' "$lock_sum" >"$stamp"
-fi
+# tests/e2e/node: the client libraries; tests/browser: playwright-core and fluent-logger.
+for node_dir in tests/e2e/node tests/browser; do
+    stamp="$node_dir/node_modules/.flumen-lock-sha256"
+    lock_sum="$(sha256sum "$node_dir/package-lock.json" | cut -d' ' -f1)"
+    if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$lock_sum" ]; then
+        log "installing Node packages in $node_dir (npm ci)"
+        (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+        printf '%s\n' "$lock_sum" >"$stamp"
+    fi
+done
 
 # --- Go client -------------------------------------------------------------------------
 # GOPATH mode against Debian's /usr/share/gocode: no module download needed (or possible).

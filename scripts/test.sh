@@ -39,3 +39,8 @@ cargo build --bin flumen
 
 step "end-to-end tests"
 FLUMEN_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/flumen" python3 -m pytest tests/e2e -q
+
+step "browser tests"
+# The web page in Debian's Chromium, driven by playwright-core (tests/browser/README.md).
+FLUMEN_BIN="${CARGO_TARGET_DIR:-$repo_root/target}/debug/flumen" \
+    node --test --test-concurrency=1 tests/browser/

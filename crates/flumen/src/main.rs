@@ -188,6 +188,7 @@ fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Res
         .build()?;
     let served = runtime.block_on(async {
         let server = Server::start(&spec, Some(handle)).await?;
+        eprintln!("open {}", page_url(server.api_addr()));
         wait_for_signal().await?;
         server.shutdown().await;
         Ok(())
@@ -197,6 +198,17 @@ fn serve(config_path: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Res
     // process must end within its shutdown timeout.
     runtime.shutdown_background();
     served
+}
+
+/// The web page's address as a person types it: `localhost` for a listener on every address
+/// or on loopback.
+fn page_url(api: std::net::SocketAddr) -> String {
+    let ip = api.ip();
+    if ip.is_unspecified() || ip.is_loopback() {
+        format!("http://localhost:{}", api.port())
+    } else {
+        format!("http://{api}")
+    }
 }
 
 async fn wait_for_signal() -> anyhow::Result<()> {

@@ -6,6 +6,7 @@
 //! - `health.rs`: liveness and readiness.
 //! - `metrics.rs`: Prometheus text.
 //! - `query.rs`: the store's search API; `loki.rs`: Loki's query API over it.
+//! - `page.rs`: the web page at `/`, its files embedded in the binary.
 //! - `error.rs`: [`ApiError`], the one mapping from errors to HTTP status codes; a handler that
 //!   can fail returns `Result<_, ApiError>`.
 //!
@@ -18,6 +19,7 @@ mod error;
 mod health;
 mod loki;
 mod metrics;
+mod page;
 mod query;
 mod stream;
 mod tail;
@@ -119,6 +121,11 @@ pub fn app(state: Arc<ApiState>) -> Router {
         .route("/loki/api/v1/index/stats", get(loki::index_stats))
         .route("/loki/api/v1/index/volume", get(loki::index_volume))
         .route("/loki/api/v1/tail", get(tail::loki_tail))
+        .route("/", get(page::index))
+        .route("/search", get(page::index))
+        .route("/deployments", get(page::index))
+        .route("/deployments/{id}", get(page::index))
+        .route("/assets/{*path}", get(page::asset))
         .with_state(state)
 }
 
