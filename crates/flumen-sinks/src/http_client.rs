@@ -1,20 +1,196 @@
 //! The HTTP client every HTTP output builds on: HTTP/1.1 over rustls with the ring provider, the
 //! system's trust roots for `https`, no redirects, flumen's user agent, and a bounded way to
-//! read an answer's body.
+//! read an answer's body; and what the outputs share around it: checking and redacting the
+//! URL, the configured headers, and one `POST` with its failures told apart (retryable or
+//! not, the wait a `Retry-After` asks for), its errors naming the endpoint without what may
+//! be secret in the URL.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use reqwest::header::HeaderMap;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+
+use crate::DeliveryError;
+
+/// How much of a successful answer's body is read (so that the connection can be reused).
+const SUCCESS_BODY_BYTES: usize = 64 * 1024;
+
+/// The URL an HTTP output posts to, checked: it parses, its scheme is `http` or `https`, it
+/// has a host. Errors name the `url` key and never quote the URL: it may hold a secret.
+pub(crate) fn check_url(text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("url: not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "url: the scheme must be http or https, not {:?}",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("url: no host".into());
+    }
+    Ok(url)
+}
+
+/// `scheme://host[:port]/…`: a URL without what may be secret in it (`/…` stands for a path
+/// or a query left out).
+pub(crate) fn redact_url(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(url) => {
+            let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
+            if let Some(port) = url.port() {
+                out.push_str(&format!(":{port}"));
+            }
+            if url.path() != "/" || url.query().is_some() {
+                out.push_str("/…");
+            }
+            out
+        }
+        Err(_) if url.is_empty() => String::new(),
+        Err(_) => "<not a URL>".to_owned(),
+    }
+}
+
+/// Adds the configured `headers` (name → value) to `to`, replacing what is there; errors name
+/// the `headers` key, and never quote a value: it is often a credential.
+pub(crate) fn insert_headers(
+    to: &mut HeaderMap,
+    headers: &BTreeMap<String, String>,
+) -> Result<(), String> {
+    for (name, value) in headers {
+        let header = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| format!("headers.{name}: not a valid header value"))?;
+        to.insert(header, value);
+    }
+    Ok(())
+}
+
+/// A failed `POST`: the error, and the wait the answer asked for.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    pub(crate) error: DeliveryError,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+/// Where an HTTP output posts: the client (with its headers and timeout), the URL, and the
+/// endpoint its messages name.
+pub(crate) struct Endpoint {
+    client: reqwest::Client,
+    url: reqwest::Url,
+    /// The URL redacted, for messages.
+    name: String,
+    timeout: Duration,
+    /// How much of an error answer's body goes into the error.
+    error_body_bytes: usize,
+}
+
+impl Endpoint {
+    /// Requests to `url`, each with `headers` and ending after `timeout`; an error answer's
+    /// first `error_body_bytes` go into the error. Fails only if the client cannot be built.
+    pub(crate) fn new(
+        url: &reqwest::Url,
+        timeout: Duration,
+        headers: HeaderMap,
+        error_body_bytes: usize,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            client: build(timeout, url.scheme() == "https", headers)?,
+            url: url.clone(),
+            name: redact_url(url.as_str()),
+            timeout,
+            error_body_bytes,
+        })
+    }
+
+    /// The URL as messages name it (redacted).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// One `POST` of `body`; success is any 2xx answer.
+    pub(crate) async fn post(&self, body: impl Into<reqwest::Body>) -> Result<(), Failure> {
+        let response = self
+            .client
+            .post(self.url.clone())
+            .body(body)
+            .send()
+            .await
+            .map_err(|error| Failure {
+                error: DeliveryError::retryable(transport_error(error, &self.name, self.timeout)),
+                retry_after: None,
+            })?;
+        if response.status().is_success() {
+            // Read (a bounded part of) the answer, so that the connection can be reused.
+            let _ = read_body(response, SUCCESS_BODY_BYTES).await;
+            return Ok(());
+        }
+        Err(refused(response, &self.name, self.error_body_bytes).await)
+    }
+}
+
+/// The error of a request that got no answer, naming `endpoint` (already redacted): the
+/// timeout, or the error and its causes (without the URL: its path may be a secret).
+pub(crate) fn transport_error(error: reqwest::Error, endpoint: &str, timeout: Duration) -> String {
+    if error.is_timeout() {
+        return format!("POST to {endpoint} timed out after {timeout:?}");
+    }
+    let error = error.without_url();
+    let mut message = format!("POST to {endpoint} failed: {error}");
+    let mut source = std::error::Error::source(&error);
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.ends_with(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+/// The failure an answer outside 2xx from `endpoint` (already redacted) is: `HTTP {status}
+/// from {endpoint}: {body}`, with the first `body_bytes` of the body, white space collapsed.
+/// 5xx, 408 and 429 are retryable, a `Retry-After` in seconds on a 429 or 503 giving the wait;
+/// redirects (not followed) and other 4xx are permanent.
+pub(crate) async fn refused(
+    response: reqwest::Response,
+    endpoint: &str,
+    body_bytes: usize,
+) -> Failure {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+        .filter(|_| matches!(status.as_u16(), 429 | 503));
+    let body = read_body(response, body_bytes).await;
+    let body = String::from_utf8_lossy(&body[..body.len().min(body_bytes)])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut message = format!("HTTP {status} from {endpoint}");
+    if !body.is_empty() {
+        message.push_str(&format!(": {body}"));
+    }
+    let error = if status.is_redirection() {
+        message.push_str(" (redirects are not followed: set url to the final address)");
+        DeliveryError::permanent(message)
+    } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
+        DeliveryError::retryable(message)
+    } else {
+        DeliveryError::permanent(message)
+    };
+    Failure { error, retry_after }
+}
 
 /// The HTTP client, sending `headers` with every request. Trust roots are loaded only for
 /// `https` URLs, so that a plain `http` endpoint (a local relay, a test server) works on a
 /// machine without CA certificates.
-pub(crate) fn build(
-    timeout: Duration,
-    https: bool,
-    headers: HeaderMap,
-) -> Result<reqwest::Client, String> {
+fn build(timeout: Duration, https: bool, headers: HeaderMap) -> Result<reqwest::Client, String> {
     // ring rather than the process-wide default provider: this crate installs no global state.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -44,7 +220,7 @@ pub(crate) fn build(
 }
 
 /// Reads up to `limit` bytes of an answer's body; a failure ends it early.
-pub(crate) async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
     while body.len() < limit {
         match response.chunk().await {
@@ -53,4 +229,33 @@ pub(crate) async fn read_body(mut response: reqwest::Response, limit: usize) -> 
         }
     }
     body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(
+            redact_url("https://hooks.slack.com/services/T0/B0/secret"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(
+            redact_url("http://127.0.0.1:8080/"),
+            "http://127.0.0.1:8080"
+        );
+        assert_eq!(redact_url("http://h/?token=x"), "http://h/…");
+        assert_eq!(redact_url(""), "");
+        assert_eq!(redact_url("secret"), "<not a URL>");
+    }
+
+    #[test]
+    fn urls_are_checked_without_being_quoted() {
+        assert!(check_url("https://example.com/secret").is_ok());
+        let error = check_url("ftp://example.com/secret").unwrap_err();
+        assert_eq!(error, "url: the scheme must be http or https, not \"ftp\"");
+        let error = check_url("example.com/secret").unwrap_err();
+        assert!(error.starts_with("url: not a URL") && !error.contains("secret"));
+    }
 }

@@ -179,7 +179,7 @@ fn default_timeout() -> Duration {
 impl fmt::Debug for LokiConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LokiConfig")
-            .field("url", &super::redact_url(&self.url))
+            .field("url", &crate::http_client::redact_url(&self.url))
             .field("labels", &self.labels)
             .field("structured_metadata", &self.structured_metadata)
             .field("line_field", &self.line_field)
@@ -277,13 +277,7 @@ impl LokiConfig {
             }
             (None, None) => {}
         }
-        for (name, value) in &self.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{name}: not a valid header value"))?;
-            headers.insert(header, value);
-        }
+        crate::http_client::insert_headers(&mut headers, &self.headers)?;
         if self.timeout.is_zero() {
             return Err("timeout: must be more than 0".into());
         }
@@ -331,17 +325,7 @@ fn push_url(base: &str) -> Result<reqwest::Url, String> {
     if base.is_empty() {
         return Err("url: required (Loki's address, such as \"http://loki:3100\")".into());
     }
-    // Not quoted back: it may hold credentials.
-    let mut url = reqwest::Url::parse(base).map_err(|e| format!("url: not a URL ({e})"))?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "url: the scheme must be http or https, not {:?}",
-            url.scheme()
-        ));
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err("url: no host".into());
-    }
+    let mut url = crate::http_client::check_url(base)?;
     let path = url.path().trim_end_matches('/').to_owned();
     if !path.ends_with(super::PUSH_PATH) {
         url.set_path(&format!("{path}{}", super::PUSH_PATH));

@@ -35,10 +35,11 @@
 //! # Failures and retries
 //!
 //! Loki answers 204. Connection errors, timeouts, 408, 429 and 5xx are retried by the driver,
-//! never sooner than a `Retry-After` (seconds) asks. 400 is Loki refusing entries for good
-//! (out of order, too far behind, line too long, bad labels): the request's events go to the
-//! dead-letter file at once with Loki's reason, and are never retried. Other 4xx answers (401,
-//! 403, 404, 413) are permanent too. Errors name the endpoint by scheme, host and port only.
+//! never sooner than a `Retry-After` (seconds) on a 429 or 503 asks. 400 is Loki refusing
+//! entries for good (out of order, too far behind, line too long, bad labels): the request's
+//! events go to the dead-letter file at once with Loki's reason, and are never retried. Other
+//! 4xx answers (401, 403, 404, 413) are permanent too. Errors name the endpoint by scheme, host
+//! and port only (`http://loki:3100/…`).
 
 mod config;
 
@@ -50,7 +51,6 @@ pub use config::{
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Write;
-use std::time::Duration;
 
 use flumen_codec::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
 use flumen_event::json::{write_json_str, write_value};
@@ -58,8 +58,8 @@ use flumen_event::msgpack::Reader;
 use flumen_event::record::{Record, Value};
 use flumen_event::{Entry, EventTime};
 use prost::Message;
-use reqwest::header::RETRY_AFTER;
 
+use crate::http_client::{Endpoint, Failure};
 use crate::template::field::FieldTemplate;
 use crate::{Delivery, DeliveryError, Items, Outcome};
 
@@ -71,8 +71,6 @@ pub const FALLBACK_LABEL: (&str, &str) = ("agent", "flumen");
 
 /// How much of an error answer's body goes into the error (Loki lists the entries it refused).
 const ERROR_BODY_BYTES: usize = 1024;
-/// How much of a successful answer's body is read (so that the connection can be reused).
-const SUCCESS_BODY_BYTES: usize = 64 * 1024;
 /// The most streams whose last time is remembered for `out_of_order_action`.
 const MAX_REMEMBERED_STREAMS: usize = 100_000;
 
@@ -134,10 +132,7 @@ pub fn label_string(labels: &[(String, String)]) -> String {
 /// Sends events to Loki.
 pub struct LokiSink {
     name: String,
-    client: reqwest::Client,
-    url: reqwest::Url,
-    /// The URL without its path, for messages.
-    endpoint: String,
+    endpoint: Endpoint,
     spec: LokiSpec,
     /// True when labels, metadata or the line read record fields.
     needs_record: bool,
@@ -149,7 +144,7 @@ impl fmt::Debug for LokiSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LokiSink")
             .field("name", &self.name)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.name())
             .finish_non_exhaustive()
     }
 }
@@ -158,8 +153,12 @@ impl LokiSink {
     /// A sink for output `name` from checked settings; fails only if the HTTP client cannot
     /// be built.
     pub fn from_spec(name: &str, spec: &LokiSpec) -> Result<Self, String> {
-        let https = spec.url.scheme() == "https";
-        let client = crate::http_client::build(spec.config.timeout, https, spec.headers.clone())?;
+        let endpoint = Endpoint::new(
+            &spec.url,
+            spec.config.timeout,
+            spec.headers.clone(),
+            ERROR_BODY_BYTES,
+        )?;
         let needs_record = spec
             .labels
             .iter()
@@ -171,9 +170,7 @@ impl LokiSink {
             || spec.config.line_format != LineFormat::Json;
         Ok(Self {
             name: name.to_owned(),
-            client,
-            endpoint: redact_url(spec.url.as_str()),
-            url: spec.url.clone(),
+            endpoint,
             spec: spec.clone(),
             needs_record,
             last_sent: HashMap::new(),
@@ -200,12 +197,12 @@ impl LokiSink {
             LokiCompression::None => encode_json(&streams),
             LokiCompression::Gzip => gzip(&encode_json(&streams)),
         };
-        match self.post(body).await {
+        match self.endpoint.post(body).await {
             Ok(()) => {
                 self.remember(&streams);
                 outcome
             }
-            Err((error, retry_after)) => {
+            Err(Failure { error, retry_after }) => {
                 let sent = streams
                     .iter()
                     .flat_map(|s| s.entries.iter().map(|e| e.position));
@@ -343,69 +340,6 @@ impl LokiSink {
             }
         }
     }
-
-    /// One `POST`; on failure, the error and the wait the answer asked for.
-    async fn post(&self, body: Vec<u8>) -> Result<(), (DeliveryError, Option<Duration>)> {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| (DeliveryError::retryable(self.transport_error(error)), None))?;
-        let status = response.status();
-        if status.is_success() {
-            let _ = crate::http_client::read_body(response, SUCCESS_BODY_BYTES).await;
-            return Ok(());
-        }
-        let retryable = status.is_server_error() || matches!(status.as_u16(), 408 | 429);
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .filter(|_| retryable);
-        let body = crate::http_client::read_body(response, ERROR_BODY_BYTES).await;
-        let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut message = format!("HTTP {status} from Loki at {}", self.endpoint);
-        if !body.is_empty() {
-            message.push_str(&format!(": {body}"));
-        }
-        let error = if retryable {
-            DeliveryError::retryable(message)
-        } else {
-            if status.is_redirection() {
-                message.push_str(" (redirects are not followed: set url to the final address)");
-            }
-            DeliveryError::permanent(message)
-        };
-        Err((error, retry_after))
-    }
-
-    fn transport_error(&self, error: reqwest::Error) -> String {
-        if error.is_timeout() {
-            return format!(
-                "POST to Loki at {} timed out after {:?}",
-                self.endpoint, self.spec.config.timeout
-            );
-        }
-        let error = error.without_url();
-        let mut message = format!("POST to Loki at {} failed: {error}", self.endpoint);
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        message
-    }
 }
 
 /// A snappy block-compressed `logproto.PushRequest`.
@@ -536,21 +470,6 @@ fn decode(tag: &str, entry: &Entry<'_>) -> Record {
         tracing::error!(message = "Cannot read a record; sending it as empty.", tag, %error);
         Record::new()
     })
-}
-
-/// `scheme://host[:port]`: a URL without what may be secret in it.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(url) => {
-            let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-            if let Some(port) = url.port() {
-                out.push_str(&format!(":{port}"));
-            }
-            out
-        }
-        Err(_) if url.is_empty() => String::new(),
-        Err(_) => "<not a URL>".to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -69,11 +69,12 @@ use flumen_event::record::{Record, Value};
 use flumen_event::{Entry, EventTime};
 use flumen_parse::Level;
 use metrics::Counter;
-use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 
 use super::template::field::{FieldTemplate, Rendered};
-use super::{Delivery, DeliveryError, Items, Outcome, fnv1a};
+use super::{Delivery, Items, Outcome, fnv1a};
 use crate::config::{BatchConfig, RetryConfig};
+use crate::http_client::{Endpoint, check_url, redact_url};
 
 /// The PagerDuty Events API v2 endpoint, the `url` of a `pagerduty` webhook that sets none.
 pub const PAGERDUTY_EVENTS_URL: &str = "https://events.pagerduty.com/v2/enqueue";
@@ -99,8 +100,6 @@ const PAGERDUTY_MAX_SUMMARY_CHARS: usize = 1024;
 const PAGERDUTY_MAX_DEDUP_KEY_CHARS: usize = 255;
 /// How much of an error answer's body goes into the error message.
 const ERROR_BODY_BYTES: usize = 200;
-/// How much of a successful answer's body is read (so the connection can be reused).
-const SUCCESS_BODY_BYTES: usize = 64 * 1024;
 
 /// Fields that name an event's severity, its service, its host and its message, in order of
 /// preference (the default template reads the same).
@@ -126,27 +125,10 @@ impl Checked {
         if endpoint.is_empty() {
             return Err(format!("url: required with format = {format:?}"));
         }
-        // The URL is not quoted back: it may hold a secret.
-        let url = reqwest::Url::parse(endpoint).map_err(|e| format!("url: not a URL ({e})"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!(
-                "url: the scheme must be http or https, not {:?}",
-                url.scheme()
-            ));
-        }
-        if url.host_str().is_none_or(str::is_empty) {
-            return Err("url: no host".into());
-        }
+        let url = check_url(endpoint)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in &config.headers {
-            let header = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("headers: {name:?} is not a valid header name"))?;
-            // The value is not quoted back: it is often a credential.
-            let value = HeaderValue::from_str(value)
-                .map_err(|_| format!("headers.{name}: not a valid header value"))?;
-            headers.insert(header, value);
-        }
+        crate::http_client::insert_headers(&mut headers, &config.headers)?;
         let pagerduty = config.format == WebhookFormat::Pagerduty;
         match &config.routing_key {
             None if pagerduty => {
@@ -202,11 +184,8 @@ pub type Clock = Arc<dyn Fn() -> Instant + Send + Sync>;
 pub struct WebhookSink {
     name: String,
     format: WebhookFormat,
-    /// Sends every request with the configured headers.
-    client: reqwest::Client,
-    url: reqwest::Url,
-    /// The URL without its path, for messages.
-    endpoint: String,
+    /// Where requests go, with the configured headers.
+    endpoint: Endpoint,
     /// The configured template; for Slack and PagerDuty, the default when none is.
     template: Option<FieldTemplate>,
     dedup_key: Option<FieldTemplate>,
@@ -218,7 +197,6 @@ pub struct WebhookSink {
     unreported: u64,
     /// True while the limit holds alerts back (to log the start of it once).
     suppressing: bool,
-    timeout: Duration,
     suppressed: Counter,
 }
 
@@ -227,7 +205,7 @@ impl fmt::Debug for WebhookSink {
         f.debug_struct("WebhookSink")
             .field("name", &self.name)
             .field("format", &self.format)
-            .field("endpoint", &self.endpoint)
+            .field("endpoint", &self.endpoint.name())
             .field("limit", &self.limit)
             .field("unreported", &self.unreported)
             .finish_non_exhaustive()
@@ -243,12 +221,6 @@ struct Request {
     alerts: u32,
     /// Suppressed alerts it reports.
     reports: u64,
-}
-
-/// A failed request.
-struct Failure {
-    error: DeliveryError,
-    retry_after: Option<Duration>,
 }
 
 impl WebhookSink {
@@ -269,14 +241,16 @@ impl WebhookSink {
                 }))
             }
         };
-        let https = checked.url.scheme() == "https";
-        let client = crate::http_client::build(config.timeout, https, checked.headers)?;
+        let endpoint = Endpoint::new(
+            &checked.url,
+            config.timeout,
+            checked.headers,
+            ERROR_BODY_BYTES,
+        )?;
         Ok(Self {
             name: name.to_owned(),
             format: config.format,
-            client,
-            endpoint: redact_url(checked.url.as_str()),
-            url: checked.url,
+            endpoint,
             template,
             dedup_key: checked.dedup_key,
             routing_key: config.routing_key.clone().unwrap_or_default(),
@@ -285,7 +259,6 @@ impl WebhookSink {
             clock: Arc::new(Instant::now),
             unreported: 0,
             suppressing: false,
-            timeout: config.timeout,
             suppressed: metrics::counter!(
                 "flumen_output_alerts_suppressed_total",
                 "output" => name.to_owned()
@@ -306,7 +279,7 @@ impl WebhookSink {
     pub async fn deliver(&mut self, delivery: &Delivery) -> Outcome {
         let requests = self.plan(delivery);
         for (index, request) in requests.iter().enumerate() {
-            match self.post(request.body.clone()).await {
+            match self.endpoint.post(request.body.clone()).await {
                 Ok(()) => {
                     self.window.record((self.clock)(), request.alerts);
                     self.unreported = self.unreported.saturating_sub(request.reports);
@@ -569,91 +542,6 @@ impl WebhookSink {
             if count == 1 { "" } else { "s" },
             self.limit.unwrap_or(0),
         )
-    }
-
-    /// One `POST`.
-    async fn post(&self, body: Bytes) -> Result<(), Failure> {
-        let response = self
-            .client
-            .post(self.url.clone())
-            .body(body)
-            .send()
-            .await
-            .map_err(|error| Failure {
-                error: DeliveryError::retryable(self.transport_error(error)),
-                retry_after: None,
-            })?;
-        let status = response.status();
-        if status.is_success() {
-            // Read (a bounded part of) the answer, so that the connection can be reused.
-            let _ = crate::http_client::read_body(response, SUCCESS_BODY_BYTES).await;
-            return Ok(());
-        }
-        let retry_after = response
-            .headers()
-            .get(RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs)
-            .filter(|_| matches!(status.as_u16(), 429 | 503));
-        let body = crate::http_client::read_body(response, ERROR_BODY_BYTES).await;
-        let body = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_BYTES)])
-            .split_whitespace()
-            .collect::<Vec<_>>()
-            .join(" ");
-        let mut message = format!("HTTP {status} from {}", self.endpoint);
-        if !body.is_empty() {
-            message.push_str(&format!(": {body}"));
-        }
-        let error = if status.is_redirection() {
-            message.push_str(" (redirects are not followed: set url to the final address)");
-            DeliveryError::permanent(message)
-        } else if status.is_server_error() || matches!(status.as_u16(), 408 | 429) {
-            DeliveryError::retryable(message)
-        } else {
-            DeliveryError::permanent(message)
-        };
-        Err(Failure { error, retry_after })
-    }
-
-    fn transport_error(&self, error: reqwest::Error) -> String {
-        if error.is_timeout() {
-            return format!(
-                "POST to {} timed out after {:?}",
-                self.endpoint, self.timeout
-            );
-        }
-        // Without the URL: its path may be a secret.
-        let error = error.without_url();
-        let mut message = format!("POST to {} failed: {error}", self.endpoint);
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            let text = cause.to_string();
-            if !message.ends_with(&text) {
-                message.push_str(": ");
-                message.push_str(&text);
-            }
-            source = cause.source();
-        }
-        message
-    }
-}
-
-/// `scheme://host[:port]/…`: a URL without what may be secret in it.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(url) => {
-            let mut out = format!("{}://{}", url.scheme(), url.host_str().unwrap_or(""));
-            if let Some(port) = url.port() {
-                out.push_str(&format!(":{port}"));
-            }
-            if url.path() != "/" || url.query().is_some() {
-                out.push_str("/…");
-            }
-            out
-        }
-        Err(_) if url.is_empty() => String::new(),
-        Err(_) => "<not a URL>".to_owned(),
     }
 }
 
@@ -937,18 +825,5 @@ mod tests {
         assert_eq!(truncate_chars("ééééé".into(), 3), "éé…");
         assert_eq!(truncate_chars("ééé".into(), 3), "ééé");
         assert_eq!(first_line("  a\r\nb", 10), "a …");
-    }
-
-    #[test]
-    fn urls_are_redacted() {
-        assert_eq!(
-            redact_url("https://hooks.slack.com/services/T0/B0/secret"),
-            "https://hooks.slack.com/…"
-        );
-        assert_eq!(
-            redact_url("http://127.0.0.1:8080/"),
-            "http://127.0.0.1:8080"
-        );
-        assert_eq!(redact_url("http://h/?token=x"), "http://h/…");
     }
 }
