@@ -10,6 +10,10 @@
 #   EVENTS=10000000 PERSISTENCE=interval OUTPUT=forward bash scripts/bench-e2e.sh
 #   EVENTS=10000000 OUTPUT=forward OUTPUT_IN_FLIGHT=4 bash scripts/bench-e2e.sh  # 4 deliveries
 #                                   # in flight in the forward output
+#   EVENTS=2000000 OUTPUT=loki bash scripts/bench-e2e.sh   # the loki output, pushing to a
+#                                   # second flumen's Loki push route (snappy protobuf; labels
+#                                   # container_name and source, container_id as structured
+#                                   # metadata, `log` as the line; LOKI_COMPRESSION=gzip for JSON)
 #   FLUMEN_BIN=/path/to/flumen ... bash scripts/bench-e2e.sh   # a binary built elsewhere
 #   PROFILE=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # also: where flumen's CPU goes (perf,
 #                                                         # from Debian's linux-perf)
@@ -38,7 +42,8 @@ BATCH=${BATCH:-1000}
 ACK=${ACK:-}                           # set to 1 for --ack
 IN_FLIGHT=${IN_FLIGHT:-1}              # with ACK=1: chunks written before waiting for an ack
 MODE=${MODE:-packed}                   # packed | compressed | message | forward
-OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end)
+OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end) | loki
+LOKI_COMPRESSION=${LOKI_COMPRESSION:-snappy}
 OUTPUT_IN_FLIGHT=${OUTPUT_IN_FLIGHT:-} # forward: batch.max_in_flight (unset: the default)
 FORWARD_PORT=${FORWARD_PORT:-24299}
 API_PORT=${API_PORT:-18299}
@@ -56,6 +61,32 @@ if [ "$OUTPUT" = forward ]; then
 servers = [{ address = \"127.0.0.1:$RECEIVER_PORT\" }]
 require_ack = true
 batch = { max_events = 20000, max_bytes = \"8MiB\"${OUTPUT_IN_FLIGHT:+, max_in_flight = $OUTPUT_IN_FLIGHT} }"
+elif [ "$OUTPUT" = loki ]; then
+  # The receiver: another flumen, whose API port takes Loki pushes, discarding what it gets.
+  cat > "$work/receiver.toml" <<TOML
+data_dir = "$work/receiver-data"
+[api]
+address = "127.0.0.1:$RECEIVER_PORT"
+[outputs.discard]
+type = "null"
+[[routes]]
+match = ["**"]
+outputs = ["discard"]
+TOML
+  "$bin" serve --config "$work/receiver.toml" 2>"$work/receiver.log" &
+  receiver=$!
+  background_process "$receiver"
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$RECEIVER_PORT/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  output_config="type = \"loki\"
+url = \"http://127.0.0.1:$RECEIVER_PORT\"
+labels = [\"container_name\", \"source\"]
+structured_metadata = [\"container_id\"]
+line_field = [\"log\"]
+compression = \"$LOKI_COMPRESSION\"
+batch = { max_events = 10000, max_bytes = \"8MiB\"${OUTPUT_IN_FLIGHT:+, max_in_flight = $OUTPUT_IN_FLIGHT} }"
 else
   output_config='type = "null"'
 fi
@@ -115,8 +146,13 @@ awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v p="$PERSISTENCE" -v 
 }'
 report_profile
 stop_serve
+if [ "$OUTPUT" = loki ]; then
+  echo "receiver: $(curl -s "http://127.0.0.1:$RECEIVER_PORT/metrics" | grep '^flumen_source_events_total' || true)"
+fi
 if [ -n "${receiver:-}" ]; then
   kill -INT "$receiver"
   wait "$receiver" || true
+fi
+if [ "$OUTPUT" = forward ]; then
   echo "receiver: $(cat "$work/receiver.json")"
 fi
