@@ -148,10 +148,41 @@ pub fn write_json_str(out: &mut Vec<u8>, s: &[u8]) {
     serde_json::to_writer(&mut *out, &*text).expect("Vec write");
 }
 
+/// Appends `{"name":"value",…}` from string pairs, in their order (labels, metadata).
+pub fn write_string_map<'a>(
+    out: &mut Vec<u8>,
+    pairs: impl IntoIterator<Item = &'a (String, String)>,
+) {
+    out.push(b'{');
+    for (i, (name, value)) in pairs.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_json_str(out, name.as_bytes());
+        out.push(b':');
+        write_json_str(out, value.as_bytes());
+    }
+    out.push(b'}');
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::entry::EntryIter;
+
+    #[test]
+    fn string_pairs_are_a_json_object_in_their_order() {
+        let pairs = [
+            ("b".to_owned(), "x\"y".to_owned()),
+            ("a".to_owned(), String::new()),
+        ];
+        let mut out = Vec::new();
+        write_string_map(&mut out, &pairs);
+        assert_eq!(out, br#"{"b":"x\"y","a":""}"#);
+        out.clear();
+        write_string_map(&mut out, &[]);
+        assert_eq!(out, b"{}");
+    }
 
     #[test]
     fn renders_a_docker_driver_record() {

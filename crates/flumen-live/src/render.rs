@@ -4,7 +4,7 @@
 use std::io::Write;
 
 use flumen_event::EventTime;
-use flumen_event::json::{write_json_str, write_value};
+use flumen_event::json::{write_json_str, write_string_map, write_value};
 use flumen_event::msgpack::Reader;
 use flumen_store::{EventPosition, FoundEvent};
 
@@ -103,16 +103,7 @@ pub fn write_loki_stream(out: &mut Vec<u8>, event: &EventView<'_>) {
 fn write_labels(out: &mut Vec<u8>, event: &EventView<'_>) {
     let shadowed = |name: &str| event.extracted.iter().any(|(n, _)| n == name);
     let labels = event.labels.iter().filter(|(name, _)| !shadowed(name));
-    out.push(b'{');
-    for (i, (name, value)) in labels.chain(event.extracted).enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json_str(out, name.as_bytes());
-        out.push(b':');
-        write_json_str(out, value.as_bytes());
-    }
-    out.push(b'}');
+    write_string_map(out, labels.chain(event.extracted));
 }
 
 #[cfg(test)]

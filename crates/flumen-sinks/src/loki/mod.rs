@@ -53,7 +53,7 @@ use std::fmt;
 use std::io::Write;
 
 use flumen_codec::loki::{EntryAdapter, LabelPairAdapter, PushRequest, StreamAdapter, Timestamp};
-use flumen_event::json::{write_json_str, write_value};
+use flumen_event::json::{write_json_str, write_string_map, write_value};
 use flumen_event::msgpack::Reader;
 use flumen_event::record::{Record, Value};
 use flumen_event::{Entry, EventTime};
@@ -386,7 +386,7 @@ pub fn encode_json(streams: &[PushStream]) -> Vec<u8> {
             out.push(b',');
         }
         out.extend_from_slice(b"{\"stream\":");
-        write_pairs(&mut out, &stream.labels);
+        write_string_map(&mut out, &stream.labels);
         out.extend_from_slice(b",\"values\":[");
         for (e, entry) in stream.entries.iter().enumerate() {
             if e > 0 {
@@ -397,7 +397,7 @@ pub fn encode_json(streams: &[PushStream]) -> Vec<u8> {
             write_json_str(&mut out, entry.line.as_bytes());
             if !entry.metadata.is_empty() {
                 out.push(b',');
-                write_pairs(&mut out, &entry.metadata);
+                write_string_map(&mut out, &entry.metadata);
             }
             out.push(b']');
         }
@@ -405,19 +405,6 @@ pub fn encode_json(streams: &[PushStream]) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-fn write_pairs(out: &mut Vec<u8>, pairs: &[(String, String)]) {
-    out.push(b'{');
-    for (i, (name, value)) in pairs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        write_json_str(out, name.as_bytes());
-        out.push(b':');
-        write_json_str(out, value.as_bytes());
-    }
-    out.push(b'}');
 }
 
 fn gzip(body: &[u8]) -> Vec<u8> {
