@@ -53,6 +53,39 @@ pub struct Deployments {
     directory: Option<Arc<DeploymentDirectory>>,
     /// The store whose retention deployments may change, when there is one.
     store: Option<Arc<Store>>,
+    /// What this node started and finished lately, for the refresh not to undo it.
+    local: Mutex<LocalChanges>,
+}
+
+/// The deployments this node started or finished, numbered in order, until a refresh has read
+/// them back from the catalogue. A refresh whose read began before a start would otherwise
+/// replace the counter's and the directory's sets with an answer that lacks the new
+/// deployment, and its events would go uncounted and unattributed until the next refresh.
+#[derive(Debug, Default)]
+struct LocalChanges {
+    last: u64,
+    changes: HashMap<String, (u64, Deployment)>,
+}
+
+impl LocalChanges {
+    /// Notes `deployment` as this node has just written it to the catalogue.
+    fn record(&mut self, deployment: &Deployment) {
+        self.last += 1;
+        self.changes
+            .insert(deployment.id.clone(), (self.last, deployment.clone()));
+    }
+
+    /// The mark of a refresh about to read the catalogue.
+    fn mark(&self) -> u64 {
+        self.last
+    }
+
+    /// The changes made after `mark`. Those up to it were written before the read began, so
+    /// its answer holds them: they are forgotten.
+    fn after(&mut self, mark: u64) -> Vec<Deployment> {
+        self.changes.retain(|_, (number, _)| *number > mark);
+        self.changes.values().map(|(_, d)| d.clone()).collect()
+    }
 }
 
 impl Deployments {
@@ -71,6 +104,7 @@ impl Deployments {
             ends: Mutex::new(HashMap::new()),
             directory,
             store,
+            local: Mutex::default(),
         })
     }
 
@@ -82,8 +116,13 @@ impl Deployments {
         Ok(())
     }
 
-    /// Tells attribution of `deployment` (started or finished).
-    fn update_directory(&self, deployment: &Deployment) {
+    /// Tells the counter and attribution of `deployment`, which this node has just started or
+    /// finished, and keeps it for the next refresh: under the lock the refresh holds while it
+    /// replaces their sets, so that the change lands either in its answer or after it.
+    fn note_local_change(&self, deployment: &Deployment) {
+        let mut local = self.local.lock().expect("local deployment changes lock");
+        local.record(deployment);
+        self.counter.know(&deployment.id);
         if let Some(directory) = &self.directory {
             directory.upsert(known(directory, deployment));
         }
@@ -111,22 +150,38 @@ impl Deployments {
         tasks
     }
 
+    /// Makes `active`, read from the catalogue after `mark`, and what this node changed since,
+    /// the deployments that count and are attributed to; returns them.
+    fn know_only(&self, mut active: Vec<Deployment>, mark: u64) -> Vec<Deployment> {
+        let mut local = self.local.lock().expect("local deployment changes lock");
+        let newer = local.after(mark);
+        active.retain(|d| !newer.iter().any(|n| n.id == d.id));
+        active.extend(newer);
+        self.counter
+            .know_only(active.iter().map(|d| d.id.clone()).collect::<HashSet<_>>());
+        if let Some(directory) = &self.directory {
+            directory.replace(active.iter().map(|d| known(directory, d)).collect());
+        }
+        active
+    }
+
     async fn refresh(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let mut reported = false;
         let mut retention_due = Instant::now();
         loop {
             let since = now_ns().saturating_sub(LATE.as_nanos() as u64);
+            let mark = self
+                .local
+                .lock()
+                .expect("local deployment changes lock")
+                .mark();
             let active = self.catalogue.active(since).await;
             metrics::gauge!("flumen_deployment_catalogue_up")
                 .set(f64::from(u8::from(active.is_ok())));
             match active {
                 Ok(active) => {
                     reported = false;
-                    self.counter
-                        .know_only(active.iter().map(|d| d.id.clone()).collect::<HashSet<_>>());
-                    if let Some(directory) = &self.directory {
-                        directory.replace(active.iter().map(|d| known(directory, d)).collect());
-                    }
+                    let active = self.know_only(active, mark);
                     for deployment in active.iter().filter(|d| d.status.is_final()) {
                         self.announce_end(deployment);
                     }
@@ -151,8 +206,7 @@ impl Deployments {
     /// Starts a deployment and logs its start.
     pub async fn start(&self, deployment: Deployment) -> Result<Deployment, CatalogueError> {
         self.catalogue.create(&deployment).await?;
-        self.counter.know(&deployment.id);
-        self.update_directory(&deployment);
+        self.note_local_change(&deployment);
         if deployment.retention.is_some()
             && let Err(error) = self.refresh_retention().await
         {
@@ -202,7 +256,7 @@ impl Deployments {
                 tracing::warn!(message = "The deployment's finish could not be logged.", deployment = %id, %error)
             }
         }
-        self.update_directory(&deployment);
+        self.note_local_change(&deployment);
         self.announce_end(&deployment);
         metrics::counter!("flumen_deployments_finished_total", "status" => status.as_str())
             .increment(1);
@@ -365,4 +419,42 @@ pub fn now_ns() -> u64 {
 /// Unix nanoseconds as RFC 3339 with nanoseconds, as events show their time.
 pub fn rfc3339(ns: u64) -> String {
     EventTime::new(ns / 1_000_000_000, (ns % 1_000_000_000) as u32).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deployment(id: &str) -> Deployment {
+        Deployment {
+            id: id.to_owned(),
+            tenant: TenantId::DEFAULT_NAME.to_owned(),
+            service: None,
+            environment: None,
+            version: None,
+            commit: None,
+            started_by: None,
+            metadata: serde_json::Map::new(),
+            retention: None,
+            status: Status::Running,
+            message: None,
+            started_at: 0,
+            finished_at: None,
+            finish_record: None,
+        }
+    }
+
+    #[test]
+    fn a_refresh_keeps_the_changes_made_after_its_read_began_and_forgets_the_others() {
+        let mut local = LocalChanges::default();
+        local.record(&deployment("d-before"));
+        let mark = local.mark();
+        local.record(&deployment("d-during"));
+        let newer: Vec<String> = local.after(mark).into_iter().map(|d| d.id).collect();
+        assert_eq!(newer, ["d-during"]);
+        // The next refresh's read began after both: its answer holds them.
+        let next = local.mark();
+        assert!(local.after(next).is_empty());
+        assert!(local.changes.is_empty());
+    }
 }
