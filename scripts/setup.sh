@@ -86,6 +86,16 @@ mkdir -p target/e2e
 GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= GOCACHE="$repo_root/target/e2e/go-cache" \
     go build -o target/e2e/fluent-go-client ./tests/e2e/go/
 
+# --- S3 server -------------------------------------------------------------------------
+# s3s-fs (crates.io): a real S3 server that checks SigV4 signatures and stores objects as
+# files, for the S3 output's tests (tests/e2e/test_s3_output.py). 0.14 is the last release
+# that builds with Rust 1.95. About 3 minutes to build on 2 cores, once.
+s3s_fs_version=0.14.1
+if [ "$(target/tools/bin/s3s-fs --version 2>/dev/null)" != "s3s-fs $s3s_fs_version" ]; then
+    log "installing s3s-fs $s3s_fs_version (cargo install)"
+    cargo install --quiet --locked --features binary --root target/tools s3s-fs@"$s3s_fs_version"
+fi
+
 # --- Rust components used by scripts/test.sh -------------------------------------------
 if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
     log "installing rustfmt and clippy"

@@ -118,7 +118,12 @@ impl Endpoint {
             .send()
             .await
             .map_err(|error| Failure {
-                error: DeliveryError::retryable(transport_error(error, &self.name, self.timeout)),
+                error: DeliveryError::retryable(transport_error(
+                    error,
+                    "POST",
+                    &self.name,
+                    self.timeout,
+                )),
                 retry_after: None,
             })?;
         if response.status().is_success() {
@@ -130,14 +135,19 @@ impl Endpoint {
     }
 }
 
-/// The error of a request that got no answer, naming `endpoint` (already redacted): the
-/// timeout, or the error and its causes (without the URL: its path may be a secret).
-pub(crate) fn transport_error(error: reqwest::Error, endpoint: &str, timeout: Duration) -> String {
+/// The error of a `method` request that got no answer, naming `endpoint` (already redacted):
+/// the timeout, or the error and its causes (without the URL: its path may be a secret).
+pub(crate) fn transport_error(
+    error: reqwest::Error,
+    method: &str,
+    endpoint: &str,
+    timeout: Duration,
+) -> String {
     if error.is_timeout() {
-        return format!("POST to {endpoint} timed out after {timeout:?}");
+        return format!("{method} to {endpoint} timed out after {timeout:?}");
     }
     let error = error.without_url();
-    let mut message = format!("POST to {endpoint} failed: {error}");
+    let mut message = format!("{method} to {endpoint} failed: {error}");
     let mut source = std::error::Error::source(&error);
     while let Some(cause) = source {
         let text = cause.to_string();
@@ -190,7 +200,11 @@ pub(crate) async fn refused(
 /// The HTTP client, sending `headers` with every request. Trust roots are loaded only for
 /// `https` URLs, so that a plain `http` endpoint (a local relay, a test server) works on a
 /// machine without CA certificates.
-fn build(timeout: Duration, https: bool, headers: HeaderMap) -> Result<reqwest::Client, String> {
+pub(crate) fn build(
+    timeout: Duration,
+    https: bool,
+    headers: HeaderMap,
+) -> Result<reqwest::Client, String> {
     // ring rather than the process-wide default provider: this crate installs no global state.
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
@@ -220,7 +234,7 @@ fn build(timeout: Duration, https: bool, headers: HeaderMap) -> Result<reqwest::
 }
 
 /// Reads up to `limit` bytes of an answer's body; a failure ends it early.
-async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
+pub(crate) async fn read_body(mut response: reqwest::Response, limit: usize) -> Vec<u8> {
     let mut body = Vec::new();
     while body.len() < limit {
         match response.chunk().await {

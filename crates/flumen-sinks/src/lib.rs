@@ -17,15 +17,21 @@
 
 #![deny(missing_docs)]
 
+#[cfg(feature = "aws")]
+pub mod aws;
 pub mod config;
 pub mod dead_letter;
 pub mod driver;
 pub mod file;
 pub mod forward;
 #[cfg(feature = "http-client")]
+// The AWS outputs sign their own requests and leave the plain POST endpoint unused.
+#[cfg_attr(not(any(feature = "webhook", feature = "loki")), allow(dead_code))]
 mod http_client;
 #[cfg(feature = "loki")]
 pub mod loki;
+#[cfg(feature = "s3")]
+pub mod s3;
 #[cfg(test)]
 mod scripted;
 pub mod stdout;
@@ -362,6 +368,9 @@ pub enum Sink {
     /// Grafana Loki's push API.
     #[cfg(feature = "loki")]
     Loki(Box<loki::LokiSink>),
+    /// S3-compatible object storage.
+    #[cfg(feature = "s3")]
+    S3(Box<s3::S3Sink>),
     /// Discards everything.
     Null,
     /// Answers as a test script says.
@@ -385,6 +394,8 @@ impl Sink {
             }
             #[cfg(feature = "loki")]
             SinkSpec::Loki(c) => Sink::Loki(Box::new(loki::LokiSink::from_spec(name, c)?)),
+            #[cfg(feature = "s3")]
+            SinkSpec::S3(c) => Sink::S3(Box::new(s3::S3Sink::from_spec(name, c, node_id)?)),
             SinkSpec::Null => Sink::Null,
         })
     }
@@ -402,6 +413,8 @@ impl Sink {
             Sink::Webhook(sink) => sink.deliver(delivery).await,
             #[cfg(feature = "loki")]
             Sink::Loki(sink) => sink.deliver(delivery).await,
+            #[cfg(feature = "s3")]
+            Sink::S3(sink) => sink.deliver(delivery).await,
             Sink::Null => Outcome::delivered(),
             #[cfg(test)]
             Sink::Scripted(sink) => sink.deliver(delivery).await,

@@ -1,6 +1,7 @@
 //! The `{{ … }}` placeholder syntax shared by the file output's path template, the webhook's
 //! message template and Loki's label and metadata templates; each gives placeholders its own
-//! meaning. The webhook and Loki give them the same one: [`field::FieldTemplate`].
+//! meaning. The webhook, Loki and S3 give them the same one: [`field::FieldTemplate`] (S3's key
+//! templates with strftime specifiers in their text as well).
 
 /// A piece of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,8 @@ impl<'a> Iterator for Tokens<'a> {
     }
 }
 
-/// Templates of fields, the tag, the time and constants, for the webhook and Loki.
-#[cfg(any(feature = "webhook", feature = "loki"))]
+/// Templates of fields, the tag, the time and constants, for the webhook, Loki and S3.
+#[cfg(any(feature = "webhook", feature = "loki", feature = "s3"))]
 pub(crate) mod field {
     use std::borrow::Cow;
 
@@ -80,6 +81,8 @@ pub(crate) mod field {
     #[derive(Debug, Clone, PartialEq, Eq)]
     enum Piece {
         Text(String),
+        /// Text with strftime specifiers (`%Y`), which the event's time in UTC fills in.
+        Strftime(String),
         /// Alternatives; the first present and not blank wins.
         Field(Vec<Source>),
     }
@@ -113,11 +116,30 @@ pub(crate) mod field {
 
     impl FieldTemplate {
         /// Parses `template` (an empty one has no pieces); the error says what is wrong.
+        #[cfg(any(feature = "webhook", feature = "loki", test))]
         pub(crate) fn parse(template: &str) -> Result<Self, String> {
+            Self::parse_inner(template, false)
+        }
+
+        /// Parses `template`, whose text outside placeholders may hold strftime specifiers
+        /// (`logs/%Y/%m/%d/`: the event's time in UTC; `%%` is a `%`).
+        #[cfg(feature = "s3")]
+        pub(crate) fn parse_with_strftime(template: &str) -> Result<Self, String> {
+            Self::parse_inner(template, true)
+        }
+
+        fn parse_inner(template: &str, strftime: bool) -> Result<Self, String> {
             let mut pieces = Vec::new();
             for token in split_placeholders(template) {
                 match token? {
                     Token::Text("") => {}
+                    Token::Text(text) if strftime && text.contains('%') => {
+                        use chrono::format::{Item, StrftimeItems};
+                        if StrftimeItems::new(text).any(|item| matches!(item, Item::Error)) {
+                            return Err(format!("invalid strftime specifier in {text:?}"));
+                        }
+                        pieces.push(Piece::Strftime(text.to_owned()));
+                    }
                     Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
                     Token::Placeholder(inner) => {
                         let sources = inner
@@ -133,13 +155,13 @@ pub(crate) mod field {
         }
 
         /// The record fields it reads (dotted paths).
-        #[cfg(feature = "loki")]
+        #[cfg(any(feature = "loki", feature = "s3"))]
         pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
             self.pieces
                 .iter()
                 .filter_map(|piece| match piece {
                     Piece::Field(sources) => Some(sources),
-                    Piece::Text(_) => None,
+                    Piece::Text(_) | Piece::Strftime(_) => None,
                 })
                 .flatten()
                 .filter_map(|source| match source {
@@ -167,6 +189,12 @@ pub(crate) mod field {
         ) -> impl Iterator<Item = Rendered<'a>> {
             self.pieces.iter().filter_map(move |piece| match piece {
                 Piece::Text(text) => Some(Rendered::Text(text)),
+                Piece::Strftime(text) => {
+                    let datetime = time.to_datetime().unwrap_or_default();
+                    Some(Rendered::Value(Cow::Owned(
+                        datetime.format(text).to_string(),
+                    )))
+                }
                 Piece::Field(sources) => sources
                     .iter()
                     .find_map(|source| {
@@ -247,6 +275,28 @@ pub(crate) mod field {
             assert_eq!(render("{{missing}}"), "");
             assert_eq!(render(""), "");
             assert!(FieldTemplate::parse("{{a").is_err());
+        }
+
+        #[cfg(feature = "s3")]
+        #[test]
+        fn strftime_specifiers_in_the_text_are_the_event_time() {
+            let template =
+                FieldTemplate::parse_with_strftime("logs/{{tag}}/dt=%Y-%m-%d/hour=%H/100%%")
+                    .unwrap();
+            // 2026-12-04T17:05:00Z
+            let time = EventTime::new(1_796_403_900, 0);
+            let mut key = String::new();
+            for piece in template.render("app.web", time, &Record::new()) {
+                key.push_str(piece.as_ref());
+            }
+            assert_eq!(key, "logs/app.web/dt=2026-12-04/hour=17/100%");
+            let error = FieldTemplate::parse_with_strftime("x/%Q/{{tag}}").unwrap_err();
+            assert_eq!(error, "invalid strftime specifier in \"x/%Q/\"");
+            // Without strftime, % is text.
+            let plain = FieldTemplate::parse("%Y").unwrap();
+            let empty = Record::new();
+            let text: Vec<_> = plain.render("t", time, &empty).collect();
+            assert_eq!(text, [Rendered::Text("%Y")]);
         }
 
         #[cfg(feature = "loki")]
