@@ -6,7 +6,10 @@ SDK for Python, as a user of the bucket would.
 Checked: every event arrives once, complete, in log order, in the object of its tag and hour;
 gzip and zstd; a large object uploaded in parts; S3 down for a while, then back: nothing lost,
 nothing doubled; a wrong secret is retried (not dropped), and the events go through once the
-configuration is fixed; `kill -9` of flumen while it uploads: nothing lost."""
+configuration is fixed; `kill -9` of flumen while it uploads: nothing lost; credentials from the
+AWS chain — the environment, a profile of the shared credentials file, and the EC2 instance role
+(IMDSv2, through a small `http.server` stand-in of the metadata service, since there is no EC2
+here)."""
 
 from __future__ import annotations
 
@@ -18,6 +21,9 @@ import shutil
 import subprocess
 import time
 from pathlib import Path
+
+import http.server
+import threading
 
 import boto3
 import pytest
@@ -89,14 +95,17 @@ def s3(tmp_path):
     server.stop()
 
 
-def s3_output(s3: S3Server, extra: str = "", secret: str = SECRET_KEY) -> str:
+def s3_output(s3: S3Server, extra: str = "", secret: str | None = SECRET_KEY) -> str:
+    """The output; with `secret=None`, without keys: credentials come from the AWS chain."""
+    auth = "" if secret is None else (
+        f'auth = {{ access_key_id = "{ACCESS_KEY}", secret_access_key = "{secret}" }}')
     return f"""
 [outputs.s3]
 type = "s3"
 bucket = "{BUCKET}"
 endpoint = "{s3.url}"
 region = "us-east-1"
-auth = {{ access_key_id = "{ACCESS_KEY}", secret_access_key = "{secret}" }}
+{auth}
 retry = {{ initial_backoff = "50ms", max_backoff = "1s" }}
 {extra}
 
@@ -257,3 +266,91 @@ def test_kill_9_while_uploading_loses_nothing(flumen_factory, s3):
     # differently may be in two objects (at least once), never in none.
     doubled = len(ns) - len(set(ns))
     print(f"events in two objects after kill -9: {doubled}")
+
+
+class InstanceMetadata(http.server.ThreadingHTTPServer):
+    """EC2's instance metadata service (IMDSv2) as a stand-in (no EC2 here): a session token
+    for a PUT, then the role and its credentials for GETs that carry the token."""
+
+    TOKEN = "imds-session-token"
+
+    def __init__(self):
+        self.asked: list[str] = []
+        super().__init__(("127.0.0.1", 0), InstanceMetadataHandler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class InstanceMetadataHandler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_PUT(self):
+        self.server.asked.append(f"PUT {self.path}")
+        if self.path == "/latest/api/token" and self.headers.get("x-aws-ec2-metadata-token-ttl-seconds"):
+            self.answer(200, InstanceMetadata.TOKEN)
+        else:
+            self.answer(400, "")
+
+    def do_GET(self):
+        self.server.asked.append(f"GET {self.path}")
+        if self.headers.get("x-aws-ec2-metadata-token") != InstanceMetadata.TOKEN:
+            self.answer(401, "")
+        elif self.path == "/latest/meta-data/iam/security-credentials/":
+            self.answer(200, "flumen-role")
+        elif self.path == "/latest/meta-data/iam/security-credentials/flumen-role":
+            self.answer(200, json.dumps({
+                "Code": "Success", "Type": "AWS-HMAC", "AccessKeyId": ACCESS_KEY,
+                "SecretAccessKey": SECRET_KEY, "Token": "session-token-from-the-role",
+                "Expiration": "2099-01-01T00:00:00Z"}))
+        else:
+            self.answer(404, "")
+
+
+@pytest.mark.parametrize("source", ["environment", "profile", "instance role"])
+def test_credentials_come_from_the_aws_chain(flumen_factory, s3, tmp_path, monkeypatch, source):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE",
+                 "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", "AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "missing-credentials"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "missing-config"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    imds = None
+    if source == "environment":
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    elif source == "profile":
+        credentials = tmp_path / "credentials"
+        credentials.write_text(f"[default]\naws_access_key_id = WRONG\naws_secret_access_key = wrong\n\n"
+                               f"[logs]\naws_access_key_id = {ACCESS_KEY}\n"
+                               f"aws_secret_access_key = {SECRET_KEY}\n")
+        monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(credentials))
+        monkeypatch.setenv("AWS_PROFILE", "logs")
+    else:
+        imds = InstanceMetadata()
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "false")
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.url)
+    f = flumen_factory(forward_source() + s3_output(s3, 'batch = { timeout = "200ms" }',
+                                                    secret=None))
+    sent = send(f, 0, 200, one_hour_base())
+    check_objects(sent, wait_objects(s3, 200), node_id(f), ".ndjson.gz")
+    if imds is not None:
+        # IMDSv2: a session token first, then the role, then its credentials, once (kept
+        # until near their expiry, not fetched for every upload).
+        assert imds.asked[:3] == [
+            "PUT /latest/api/token",
+            "GET /latest/meta-data/iam/security-credentials/",
+            "GET /latest/meta-data/iam/security-credentials/flumen-role",
+        ], imds.asked
+        assert len(imds.asked) == 3, imds.asked
+        imds.shutdown()
