@@ -14,6 +14,10 @@
 #                                   # second flumen's Loki push route (snappy protobuf; labels
 #                                   # container_name and source, container_id as structured
 #                                   # metadata, `log` as the line; LOKI_COMPRESSION=gzip for JSON)
+#   EVENTS=2000000 OUTPUT=s3 bash scripts/bench-e2e.sh     # the s3 output, uploading to
+#                                   # s3s-fs (scripts/setup.sh builds it into target/tools);
+#                                   # S3_COMPRESSION=zstd|none (default gzip); also prints the
+#                                   # raw MB/s per core of flumen's CPU and the bucket's size
 #   FLUMEN_BIN=/path/to/flumen ... bash scripts/bench-e2e.sh   # a binary built elsewhere
 #   PROFILE=1 EVENTS=5000000 bash scripts/bench-e2e.sh   # also: where flumen's CPU goes (perf,
 #                                                         # from Debian's linux-perf)
@@ -42,8 +46,9 @@ BATCH=${BATCH:-1000}
 ACK=${ACK:-}                           # set to 1 for --ack
 IN_FLIGHT=${IN_FLIGHT:-1}              # with ACK=1: chunks written before waiting for an ack
 MODE=${MODE:-packed}                   # packed | compressed | message | forward
-OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end) | loki
+OUTPUT=${OUTPUT:-null}                 # null | forward (acks end to end) | loki | s3
 LOKI_COMPRESSION=${LOKI_COMPRESSION:-snappy}
+S3_COMPRESSION=${S3_COMPRESSION:-gzip}
 OUTPUT_IN_FLIGHT=${OUTPUT_IN_FLIGHT:-} # forward: batch.max_in_flight (unset: the default)
 FORWARD_PORT=${FORWARD_PORT:-24299}
 API_PORT=${API_PORT:-18299}
@@ -87,6 +92,19 @@ structured_metadata = [\"container_id\"]
 line_field = [\"log\"]
 compression = \"$LOKI_COMPRESSION\"
 batch = { max_events = 10000, max_bytes = \"8MiB\"${OUTPUT_IN_FLIGHT:+, max_in_flight = $OUTPUT_IN_FLIGHT} }"
+elif [ "$OUTPUT" = s3 ]; then
+  # The receiver: s3s-fs, a real S3 server that checks signatures, storing on disk.
+  mkdir -p "$work/s3/logs"
+  "${S3S_FS_BIN:-target/tools/bin/s3s-fs}" --host 127.0.0.1 --port "$RECEIVER_PORT" \
+    --access-key bench --secret-key bench-secret "$work/s3" 2>"$work/receiver.log" &
+  receiver=$!
+  background_process "$receiver"
+  output_config="type = \"s3\"
+bucket = \"logs\"
+endpoint = \"http://127.0.0.1:$RECEIVER_PORT\"
+auth = { access_key_id = \"bench\", secret_access_key = \"bench-secret\" }
+compression = \"$S3_COMPRESSION\"
+batch = { timeout = \"1s\"${OUTPUT_IN_FLIGHT:+, max_in_flight = $OUTPUT_IN_FLIGHT} }"
 else
   output_config='type = "null"'
 fi
@@ -142,6 +160,7 @@ awk -v e="$events" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v p="$PERSISTENCE" -v 
   printf "output=%s persistence=%s mode=%s acks_in_flight=%s events=%d wall=%.2fs events/s=%.0f MB/s=%.1f %s",
     o, p, m, a, e, s, e / s, b / 1e6 / s, spent
   if (lb > 0) printf " log_lines_MiB/s=%.1f", e * lb / 1048576 / s
+  if (o == "s3") { split(spent, parts, /[= s]/); printf " MB/s_per_core=%.1f", b / 1e6 / parts[2] }
   printf "\n"
 }'
 report_profile
@@ -155,4 +174,7 @@ if [ -n "${receiver:-}" ]; then
 fi
 if [ "$OUTPUT" = forward ]; then
   echo "receiver: $(cat "$work/receiver.json")"
+fi
+if [ "$OUTPUT" = s3 ]; then
+  echo "bucket: $(find "$work/s3/logs" -type f | wc -l) objects, $(du -sb "$work/s3/logs" | cut -f1) bytes"
 fi

@@ -5,17 +5,7 @@ use flumen_event::{BatchBuilder, EventTime, TenantId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::*;
-
-/// A msgpack map of string fields.
-fn record(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
-    for (k, v) in fields {
-        rmp::encode::write_str(&mut out, k).unwrap();
-        rmp::encode::write_str(&mut out, v).unwrap();
-    }
-    out
-}
+use crate::scripted::string_record;
 
 /// An event: seconds, nanoseconds, string fields.
 type TestEvent<'a> = (u64, u32, Vec<(&'a str, &'a str)>);
@@ -31,7 +21,7 @@ fn delivery(tag: &str, events: &[TestEvent<'_>]) -> Delivery {
         flumen_event::entry::write_entry(
             &mut entries,
             EventTime::new(*secs, *nanos),
-            &record(fields),
+            &string_record(fields),
         );
     }
     let count = events.len() as u32;

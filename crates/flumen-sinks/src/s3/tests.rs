@@ -3,17 +3,7 @@ use std::io::Read;
 use flumen_event::{BatchBuilder, EventTime, TenantId};
 
 use super::*;
-
-/// A msgpack map of string fields.
-fn record(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
-    for (k, v) in fields {
-        rmp::encode::write_str(&mut out, k).unwrap();
-        rmp::encode::write_str(&mut out, v).unwrap();
-    }
-    out
-}
+use crate::scripted::string_record;
 
 /// A batch at log position `seq` of tag `tag`, one event per `(seconds, service)`.
 fn push_batch(delivery: &mut Delivery, seq: u64, tag: &str, events: &[(u64, &str)]) {
@@ -23,7 +13,7 @@ fn push_batch(delivery: &mut Delivery, seq: u64, tag: &str, events: &[(u64, &str
         flumen_event::entry::write_entry(
             &mut entries,
             EventTime::new(*secs, 0),
-            &record(&[("service", service)]),
+            &string_record(&[("service", service)]),
         );
     }
     let count = events.len() as u32;
