@@ -27,6 +27,9 @@ pub enum OutputConfig {
     /// Grafana Loki's push API.
     #[cfg(feature = "loki")]
     Loki(crate::loki::LokiConfig),
+    /// Elasticsearch's and OpenSearch's bulk API.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(crate::elasticsearch::ElasticsearchConfig),
 }
 
 impl OutputConfig {
@@ -46,6 +49,8 @@ impl OutputConfig {
             OutputConfig::Webhook(webhook) => SinkSpec::Webhook(Box::new(webhook.check()?)),
             #[cfg(feature = "loki")]
             OutputConfig::Loki(loki) => SinkSpec::Loki(Box::new(loki.check()?)),
+            #[cfg(feature = "elasticsearch")]
+            OutputConfig::Elasticsearch(es) => SinkSpec::Elasticsearch(Box::new(es.check()?)),
         };
         let (batch, retry) = self.delivery();
         if batch.max_events == 0 {
@@ -81,6 +86,10 @@ impl OutputConfig {
             // entries out of order.
             #[cfg(feature = "loki")]
             OutputConfig::Loki(_) => true,
+            // Each delivery is bulk requests of its own; documents carry their index, and an
+            // `_id` where order would matter.
+            #[cfg(feature = "elasticsearch")]
+            OutputConfig::Elasticsearch(_) => true,
             OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
         }
     }
@@ -104,6 +113,8 @@ impl OutputConfig {
             OutputConfig::Webhook(c) => (&c.batch, &c.retry),
             #[cfg(feature = "loki")]
             OutputConfig::Loki(c) => (&c.batch, &c.retry),
+            #[cfg(feature = "elasticsearch")]
+            OutputConfig::Elasticsearch(c) => (&c.batch, &c.retry),
         }
     }
 }
@@ -139,6 +150,9 @@ pub enum SinkSpec {
     /// Grafana Loki's push API.
     #[cfg(feature = "loki")]
     Loki(Box<crate::loki::LokiSpec>),
+    /// Elasticsearch's and OpenSearch's bulk API.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(Box<crate::elasticsearch::ElasticsearchSpec>),
 }
 
 /// How an output groups events into one delivery.

@@ -20,6 +20,8 @@
 pub mod config;
 pub mod dead_letter;
 pub mod driver;
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 pub mod file;
 pub mod forward;
 #[cfg(feature = "http-client")]
@@ -30,6 +32,8 @@ pub mod loki;
 mod scripted;
 pub mod stdout;
 mod template;
+#[cfg(all(test, any(feature = "loki", feature = "elasticsearch")))]
+mod testing;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -362,6 +366,9 @@ pub enum Sink {
     /// Grafana Loki's push API.
     #[cfg(feature = "loki")]
     Loki(Box<loki::LokiSink>),
+    /// Elasticsearch's and OpenSearch's bulk API.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(Box<elasticsearch::ElasticsearchSink>),
     /// Discards everything.
     Null,
     /// Answers as a test script says.
@@ -385,6 +392,10 @@ impl Sink {
             }
             #[cfg(feature = "loki")]
             SinkSpec::Loki(c) => Sink::Loki(Box::new(loki::LokiSink::from_spec(name, c)?)),
+            #[cfg(feature = "elasticsearch")]
+            SinkSpec::Elasticsearch(c) => Sink::Elasticsearch(Box::new(
+                elasticsearch::ElasticsearchSink::from_spec(name, c)?,
+            )),
             SinkSpec::Null => Sink::Null,
         })
     }
@@ -402,6 +413,10 @@ impl Sink {
             Sink::Webhook(sink) => sink.deliver(delivery).await,
             #[cfg(feature = "loki")]
             Sink::Loki(sink) => sink.deliver(delivery).await,
+            // One bulk request (or a few), answered item by item: a delivery can succeed in
+            // part.
+            #[cfg(feature = "elasticsearch")]
+            Sink::Elasticsearch(sink) => sink.deliver(delivery).await,
             Sink::Null => Outcome::delivered(),
             #[cfg(test)]
             Sink::Scripted(sink) => sink.deliver(delivery).await,

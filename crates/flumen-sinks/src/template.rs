@@ -1,6 +1,7 @@
 //! The `{{ … }}` placeholder syntax shared by the file output's path template, the webhook's
-//! message template and Loki's label and metadata templates; each gives placeholders its own
-//! meaning. The webhook and Loki give them the same one: [`field::FieldTemplate`].
+//! message template, Loki's label and metadata templates and Elasticsearch's index names; each
+//! gives placeholders its own meaning. The webhook, Loki and Elasticsearch give them the same
+//! one: [`field::FieldTemplate`].
 
 /// A piece of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,8 +54,9 @@ impl<'a> Iterator for Tokens<'a> {
     }
 }
 
-/// Templates of fields, the tag, the time and constants, for the webhook and Loki.
-#[cfg(any(feature = "webhook", feature = "loki"))]
+/// Templates of fields, the tag, the time and constants, for the webhook, Loki and
+/// Elasticsearch.
+#[cfg(any(feature = "webhook", feature = "loki", feature = "elasticsearch"))]
 pub(crate) mod field {
     use std::borrow::Cow;
 
@@ -133,7 +135,7 @@ pub(crate) mod field {
         }
 
         /// The record fields it reads (dotted paths).
-        #[cfg(feature = "loki")]
+        #[cfg(any(feature = "loki", feature = "elasticsearch"))]
         pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
             self.pieces
                 .iter()
