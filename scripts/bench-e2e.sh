@@ -140,7 +140,7 @@ t0=$(date +%s.%N)
 # Done when the output has delivered every event out of the durable log.
 wait_delivered "$EVENTS" 1200
 stop_clock
-bytes=$(metric 'flumen_source_bytes_total')
+bytes=$(curl -s "http://127.0.0.1:$API_PORT/metrics" | awk '$1 ~ /^flumen_source_bytes_total/ { s += $2 } END { print s + 0 }')
 events=$(delivered)
 
 # Mean length of a log line (with its newline, as in a file), for the lines' MiB/s.

@@ -30,6 +30,9 @@ pub enum OutputConfig {
     /// NDJSON objects in S3-compatible storage.
     #[cfg(feature = "s3")]
     S3(crate::s3::S3Config),
+    /// Elasticsearch's and OpenSearch's bulk API.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(crate::elasticsearch::ElasticsearchConfig),
 }
 
 impl OutputConfig {
@@ -51,6 +54,8 @@ impl OutputConfig {
             OutputConfig::Loki(loki) => SinkSpec::Loki(Box::new(loki.check()?)),
             #[cfg(feature = "s3")]
             OutputConfig::S3(s3) => SinkSpec::S3(Box::new(s3.check()?)),
+            #[cfg(feature = "elasticsearch")]
+            OutputConfig::Elasticsearch(es) => SinkSpec::Elasticsearch(Box::new(es.check()?)),
         };
         let (batch, retry) = self.delivery();
         if batch.max_events == 0 {
@@ -89,6 +94,10 @@ impl OutputConfig {
             // Each delivery is objects of its own.
             #[cfg(feature = "s3")]
             OutputConfig::S3(_) => true,
+            // Each delivery is bulk requests of its own; documents carry their index, and an
+            // `_id` where order would matter.
+            #[cfg(feature = "elasticsearch")]
+            OutputConfig::Elasticsearch(_) => true,
             OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
         }
     }
@@ -114,6 +123,8 @@ impl OutputConfig {
             OutputConfig::Loki(c) => (&c.batch, &c.retry),
             #[cfg(feature = "s3")]
             OutputConfig::S3(c) => (&c.batch, &c.retry),
+            #[cfg(feature = "elasticsearch")]
+            OutputConfig::Elasticsearch(c) => (&c.batch, &c.retry),
         }
     }
 }
@@ -152,6 +163,9 @@ pub enum SinkSpec {
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(Box<crate::s3::S3Spec>),
+    /// Elasticsearch's and OpenSearch's bulk API.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(Box<crate::elasticsearch::ElasticsearchSpec>),
 }
 
 /// How an output groups events into one delivery.

@@ -1,9 +1,9 @@
 //! The HTTP client every HTTP output builds on: HTTP/1.1 over rustls with the ring provider, the
 //! system's trust roots for `https`, no redirects, flumen's user agent, and a bounded way to
 //! read an answer's body; and what the outputs share around it: checking and redacting the
-//! URL, the configured headers, and one `POST` with its failures told apart (retryable or
-//! not, the wait a `Retry-After` asks for), its errors naming the endpoint without what may
-//! be secret in the URL.
+//! URL, the configured headers, basic authentication, gzip bodies, and one `POST` with its
+//! failures told apart (retryable or not, the wait a `Retry-After` asks for), its errors
+//! naming the endpoint without what may be secret in the URL.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, RETRY_AFTER};
 use crate::DeliveryError;
 
 /// How much of a successful answer's body is read (so that the connection can be reused).
+#[cfg(any(feature = "webhook", feature = "loki"))]
 const SUCCESS_BODY_BYTES: usize = 64 * 1024;
 
 /// The URL an HTTP output posts to, checked: it parses, its scheme is `http` or `https`, it
@@ -67,11 +68,73 @@ pub(crate) fn insert_headers(
     Ok(())
 }
 
+/// `auth`: HTTP basic authentication.
+#[cfg(any(feature = "loki", feature = "elasticsearch"))]
+#[derive(Clone, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuth {
+    /// The user (Grafana Cloud: the instance id; Elasticsearch: a user such as `elastic`).
+    pub user: String,
+    /// The password (Grafana Cloud: an access token).
+    pub password: String,
+}
+
+/// The password is not printed.
+#[cfg(any(feature = "loki", feature = "elasticsearch"))]
+impl std::fmt::Debug for BasicAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BasicAuth")
+            .field("user", &self.user)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[cfg(any(feature = "loki", feature = "elasticsearch"))]
+impl BasicAuth {
+    /// `Basic <base64 user:password>`, marked sensitive (never printed); the error names the
+    /// `auth` key.
+    pub(crate) fn header(&self) -> Result<HeaderValue, String> {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD
+            .encode(format!("{}:{}", self.user, self.password));
+        let mut value = HeaderValue::from_str(&format!("Basic {token}"))
+            .map_err(|_| "auth: not a valid header value".to_owned())?;
+        value.set_sensitive(true);
+        Ok(value)
+    }
+}
+
+/// `body` gzip-compressed, for `Content-Encoding: gzip`.
+#[cfg(any(feature = "loki", feature = "elasticsearch"))]
+pub(crate) fn gzip(body: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), Default::default());
+    encoder.write_all(body).expect("Vec write");
+    encoder.finish().expect("Vec write")
+}
+
 /// A failed `POST`: the error, and the wait the answer asked for.
 #[derive(Debug)]
 pub(crate) struct Failure {
     pub(crate) error: DeliveryError,
     pub(crate) retry_after: Option<Duration>,
+    /// The answer's status; `None` when there was no answer.
+    #[cfg_attr(not(feature = "elasticsearch"), allow(dead_code))]
+    pub(crate) status: Option<u16>,
+}
+
+impl Failure {
+    /// A failure for `error`, with no wait asked for.
+    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    pub(crate) fn new(error: DeliveryError, status: Option<u16>) -> Self {
+        Self {
+            error,
+            retry_after: None,
+            status,
+        }
+    }
 }
 
 /// Where an HTTP output posts: the client (with its headers and timeout), the URL, and the
@@ -110,7 +173,20 @@ impl Endpoint {
     }
 
     /// One `POST` of `body`; success is any 2xx answer.
+    #[cfg(any(feature = "webhook", feature = "loki"))]
     pub(crate) async fn post(&self, body: impl Into<reqwest::Body>) -> Result<(), Failure> {
+        // Read (a bounded part of) the answer, so that the connection can be reused.
+        self.post_reading(body, SUCCESS_BODY_BYTES).await.map(drop)
+    }
+
+    /// One `POST` of `body`, for a destination whose 2xx answer says more (which items it
+    /// took): the first `limit` bytes of that answer's body (fewer when the connection fails
+    /// while it is read, which the caller sees as a body that does not parse).
+    pub(crate) async fn post_reading(
+        &self,
+        body: impl Into<reqwest::Body>,
+        limit: usize,
+    ) -> Result<Vec<u8>, Failure> {
         let response = self
             .client
             .post(self.url.clone())
@@ -125,11 +201,10 @@ impl Endpoint {
                     self.timeout,
                 )),
                 retry_after: None,
+                status: None,
             })?;
         if response.status().is_success() {
-            // Read (a bounded part of) the answer, so that the connection can be reused.
-            let _ = read_body(response, SUCCESS_BODY_BYTES).await;
-            return Ok(());
+            return Ok(read_body(response, limit).await);
         }
         Err(refused(response, &self.name, self.error_body_bytes).await)
     }
@@ -194,7 +269,11 @@ pub(crate) async fn refused(
     } else {
         DeliveryError::permanent(message)
     };
-    Failure { error, retry_after }
+    Failure {
+        error,
+        retry_after,
+        status: Some(status.as_u16()),
+    }
 }
 
 /// The HTTP client, sending `headers` with every request. Trust roots are loaded only for

@@ -22,6 +22,8 @@ pub mod aws;
 pub mod config;
 pub mod dead_letter;
 pub mod driver;
+#[cfg(feature = "elasticsearch")]
+pub mod elasticsearch;
 pub mod file;
 pub mod forward;
 #[cfg(feature = "http-client")]
@@ -36,6 +38,8 @@ pub mod s3;
 mod scripted;
 pub mod stdout;
 mod template;
+#[cfg(all(test, any(feature = "loki", feature = "elasticsearch")))]
+mod testing;
 #[cfg(feature = "webhook")]
 pub mod webhook;
 
@@ -371,6 +375,9 @@ pub enum Sink {
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(Box<s3::S3Sink>),
+    /// Elasticsearch's and OpenSearch's bulk API.
+    #[cfg(feature = "elasticsearch")]
+    Elasticsearch(Box<elasticsearch::ElasticsearchSink>),
     /// Discards everything.
     Null,
     /// Answers as a test script says.
@@ -396,6 +403,10 @@ impl Sink {
             SinkSpec::Loki(c) => Sink::Loki(Box::new(loki::LokiSink::from_spec(name, c)?)),
             #[cfg(feature = "s3")]
             SinkSpec::S3(c) => Sink::S3(Box::new(s3::S3Sink::from_spec(name, c, node_id)?)),
+            #[cfg(feature = "elasticsearch")]
+            SinkSpec::Elasticsearch(c) => Sink::Elasticsearch(Box::new(
+                elasticsearch::ElasticsearchSink::from_spec(name, c)?,
+            )),
             SinkSpec::Null => Sink::Null,
         })
     }
@@ -415,6 +426,10 @@ impl Sink {
             Sink::Loki(sink) => sink.deliver(delivery).await,
             #[cfg(feature = "s3")]
             Sink::S3(sink) => sink.deliver(delivery).await,
+            // One bulk request (or a few), answered item by item: a delivery can succeed in
+            // part.
+            #[cfg(feature = "elasticsearch")]
+            Sink::Elasticsearch(sink) => sink.deliver(delivery).await,
             Sink::Null => Outcome::delivered(),
             #[cfg(test)]
             Sink::Scripted(sink) => sink.deliver(delivery).await,

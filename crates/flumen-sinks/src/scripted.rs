@@ -70,14 +70,3 @@ pub(crate) fn numbered(batches: u64, per_batch: u64) -> Delivery {
     }
     delivery
 }
-
-/// A msgpack map of string fields.
-pub(crate) fn string_record(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut out = Vec::new();
-    rmp::encode::write_map_len(&mut out, fields.len() as u32).unwrap();
-    for (k, v) in fields {
-        rmp::encode::write_str(&mut out, k).unwrap();
-        rmp::encode::write_str(&mut out, v).unwrap();
-    }
-    out
-}

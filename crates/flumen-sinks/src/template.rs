@@ -1,7 +1,8 @@
 //! The `{{ … }}` placeholder syntax shared by the file output's path template, the webhook's
-//! message template and Loki's label and metadata templates; each gives placeholders its own
-//! meaning. The webhook, Loki and S3 give them the same one: [`field::FieldTemplate`] (S3's key
-//! templates with strftime specifiers in their text as well).
+//! message template, Loki's label and metadata templates, Elasticsearch's index names and S3's
+//! keys; each gives placeholders its own meaning. The webhook, Loki, Elasticsearch and S3 give
+//! them the same one: [`field::FieldTemplate`] (S3's keys with strftime specifiers in their
+//! text as well).
 
 /// A piece of a template.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,8 +55,14 @@ impl<'a> Iterator for Tokens<'a> {
     }
 }
 
-/// Templates of fields, the tag, the time and constants, for the webhook, Loki and S3.
-#[cfg(any(feature = "webhook", feature = "loki", feature = "s3"))]
+/// Templates of fields, the tag, the time and constants, for the webhook, Loki, Elasticsearch
+/// and S3.
+#[cfg(any(
+    feature = "webhook",
+    feature = "loki",
+    feature = "elasticsearch",
+    feature = "s3"
+))]
 pub(crate) mod field {
     use std::borrow::Cow;
 
@@ -81,8 +88,10 @@ pub(crate) mod field {
     #[derive(Debug, Clone, PartialEq, Eq)]
     enum Piece {
         Text(String),
-        /// Text with strftime specifiers (`%Y`), which the event's time in UTC fills in.
-        Strftime(String),
+        /// Text with strftime specifiers (`%Y`), parsed once, which the event's time in UTC
+        /// fills in.
+        #[cfg(feature = "s3")]
+        Strftime(Vec<chrono::format::Item<'static>>),
         /// Alternatives; the first present and not blank wins.
         Field(Vec<Source>),
     }
@@ -116,7 +125,7 @@ pub(crate) mod field {
 
     impl FieldTemplate {
         /// Parses `template` (an empty one has no pieces); the error says what is wrong.
-        #[cfg(any(feature = "webhook", feature = "loki", test))]
+        #[cfg(any(feature = "webhook", feature = "loki", feature = "elasticsearch", test))]
         pub(crate) fn parse(template: &str) -> Result<Self, String> {
             Self::parse_inner(template, false)
         }
@@ -128,17 +137,18 @@ pub(crate) mod field {
             Self::parse_inner(template, true)
         }
 
+        #[cfg_attr(not(feature = "s3"), allow(unused_variables))]
         fn parse_inner(template: &str, strftime: bool) -> Result<Self, String> {
             let mut pieces = Vec::new();
             for token in split_placeholders(template) {
                 match token? {
                     Token::Text("") => {}
+                    #[cfg(feature = "s3")]
                     Token::Text(text) if strftime && text.contains('%') => {
-                        use chrono::format::{Item, StrftimeItems};
-                        if StrftimeItems::new(text).any(|item| matches!(item, Item::Error)) {
-                            return Err(format!("invalid strftime specifier in {text:?}"));
-                        }
-                        pieces.push(Piece::Strftime(text.to_owned()));
+                        let items = chrono::format::StrftimeItems::new(text)
+                            .parse_to_owned()
+                            .map_err(|_| format!("invalid strftime specifier in {text:?}"))?;
+                        pieces.push(Piece::Strftime(items));
                     }
                     Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
                     Token::Placeholder(inner) => {
@@ -155,13 +165,13 @@ pub(crate) mod field {
         }
 
         /// The record fields it reads (dotted paths).
-        #[cfg(any(feature = "loki", feature = "s3"))]
+        #[cfg(any(feature = "loki", feature = "elasticsearch", feature = "s3"))]
         pub(crate) fn fields(&self) -> impl Iterator<Item = &str> {
             self.pieces
                 .iter()
                 .filter_map(|piece| match piece {
                     Piece::Field(sources) => Some(sources),
-                    Piece::Text(_) | Piece::Strftime(_) => None,
+                    _ => None,
                 })
                 .flatten()
                 .filter_map(|source| match source {
@@ -189,11 +199,11 @@ pub(crate) mod field {
         ) -> impl Iterator<Item = Rendered<'a>> {
             self.pieces.iter().filter_map(move |piece| match piece {
                 Piece::Text(text) => Some(Rendered::Text(text)),
-                Piece::Strftime(text) => {
+                #[cfg(feature = "s3")]
+                Piece::Strftime(items) => {
                     let datetime = time.to_datetime().unwrap_or_default();
-                    Some(Rendered::Value(Cow::Owned(
-                        datetime.format(text).to_string(),
-                    )))
+                    let text = datetime.format_with_items(items.iter()).to_string();
+                    Some(Rendered::Value(Cow::Owned(text)))
                 }
                 Piece::Field(sources) => sources
                     .iter()

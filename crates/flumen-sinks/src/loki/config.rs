@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::{BatchConfig, RetryConfig};
+pub use crate::http_client::BasicAuth;
 use crate::template::field::FieldTemplate;
 
 /// Fields whose values are unique per event, or nearly: as labels they make a stream each,
@@ -91,26 +92,6 @@ pub enum OutOfOrderAction {
     RewriteTimestamp,
     /// Do not send it: it goes to the dead-letter file, with the reason.
     Drop,
-}
-
-/// `auth`: HTTP basic authentication.
-#[derive(Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BasicAuth {
-    /// The user (Grafana Cloud: the instance id).
-    pub user: String,
-    /// The password (Grafana Cloud: an access token).
-    pub password: String,
-}
-
-/// The password is not printed.
-impl fmt::Debug for BasicAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BasicAuth")
-            .field("user", &self.user)
-            .field("password", &"<redacted>")
-            .finish()
-    }
 }
 
 /// `type = "loki"`: Grafana Loki's push API.
@@ -261,13 +242,7 @@ impl LokiConfig {
                 return Err("auth and bearer_token: set one of them, not both".into());
             }
             (Some(auth), None) => {
-                use base64::Engine;
-                let token = base64::engine::general_purpose::STANDARD
-                    .encode(format!("{}:{}", auth.user, auth.password));
-                let mut value = HeaderValue::from_str(&format!("Basic {token}"))
-                    .map_err(|_| "auth: not a valid header value".to_owned())?;
-                value.set_sensitive(true);
-                headers.insert(AUTHORIZATION, value);
+                headers.insert(AUTHORIZATION, auth.header()?);
             }
             (None, Some(token)) => {
                 let mut value = HeaderValue::from_str(&format!("Bearer {}", token.trim()))

@@ -59,7 +59,7 @@ use flumen_event::record::{Record, Value};
 use flumen_event::{Entry, EventTime};
 use prost::Message;
 
-use crate::http_client::{Endpoint, Failure};
+use crate::http_client::{Endpoint, Failure, gzip};
 use crate::template::field::FieldTemplate;
 use crate::{Delivery, DeliveryError, Items, Outcome};
 
@@ -202,7 +202,9 @@ impl LokiSink {
                 self.remember(&streams);
                 outcome
             }
-            Err(Failure { error, retry_after }) => {
+            Err(Failure {
+                error, retry_after, ..
+            }) => {
                 let sent = streams
                     .iter()
                     .flat_map(|s| s.entries.iter().map(|e| e.position));
@@ -405,13 +407,6 @@ pub fn encode_json(streams: &[PushStream]) -> Vec<u8> {
     }
     out.extend_from_slice(b"]}");
     out
-}
-
-fn gzip(body: &[u8]) -> Vec<u8> {
-    let mut encoder =
-        flate2::write::GzEncoder::new(Vec::with_capacity(body.len() / 4), Default::default());
-    encoder.write_all(body).expect("Vec write");
-    encoder.finish().expect("Vec write")
 }
 
 /// A label's or a metadata pair's value for one event: `template`'s pieces one after the

@@ -148,6 +148,7 @@ impl S3Config {
             ));
         }
         Ok(S3Spec {
+            prefix_per_second: !reads_fractions(&self.key_prefix),
             credentials: self.auth.source()?,
             region: aws::region(self.region.as_deref()),
             path_style: self
@@ -160,6 +161,16 @@ impl S3Config {
             config: self.clone(),
         })
     }
+}
+
+/// True when `template` has a strftime specifier of fractions of a second (`%f`, `%.3f`,
+/// `%6f`): its prefix can change within a second.
+fn reads_fractions(template: &str) -> bool {
+    template.split('%').skip(1).any(|after| {
+        after
+            .trim_start_matches(['.', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9'])
+            .starts_with('f')
+    })
 }
 
 /// S3's bucket naming rules, in short: 3 to 63 lower-case letters, digits, `-` and `.`,
@@ -191,4 +202,6 @@ pub struct S3Spec {
     pub(crate) endpoint: Option<reqwest::Url>,
     pub(crate) path_style: bool,
     pub(crate) key_prefix: FieldTemplate,
+    /// The prefix, when it reads no field, is the same for every event of one tag and second.
+    pub(crate) prefix_per_second: bool,
 }

@@ -163,7 +163,10 @@ impl S3Sink {
         };
         let mut outcome = Outcome::delivered();
         for object in objects {
-            if let Err(Failure { error, retry_after }) = self.upload(&object).await {
+            if let Err(Failure {
+                error, retry_after, ..
+            }) = self.upload(&object).await
+            {
                 tracing::debug!(message = "An object was not uploaded.", key = object.key, %error);
                 outcome = outcome.fail(Items::positions(object.positions), error);
                 if let Some(wait) = retry_after {
@@ -226,12 +229,14 @@ impl S3Sink {
                 self.object_headers(),
             )
             .await?;
-        xml_element(&body, "UploadId").ok_or_else(|| Failure {
-            error: DeliveryError::retryable(format!(
-                "CreateMultipartUpload in {} answered without an UploadId",
-                self.bucket_name
-            )),
-            retry_after: None,
+        xml_element(&body, "UploadId").ok_or_else(|| {
+            Failure::new(
+                DeliveryError::retryable(format!(
+                    "CreateMultipartUpload in {} answered without an UploadId",
+                    self.bucket_name
+                )),
+                None,
+            )
         })
     }
 
@@ -282,12 +287,14 @@ impl S3Sink {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let _ = http_client::read_body(response, ERROR_BODY_BYTES).await;
-        etag.ok_or_else(|| Failure {
-            error: DeliveryError::retryable(format!(
-                "UploadPart in {} answered without an ETag",
-                self.bucket_name
-            )),
-            retry_after: None,
+        etag.ok_or_else(|| {
+            Failure::new(
+                DeliveryError::retryable(format!(
+                    "UploadPart in {} answered without an ETag",
+                    self.bucket_name
+                )),
+                None,
+            )
         })
     }
 
@@ -330,10 +337,7 @@ impl S3Sink {
         body: Bytes,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, Failure> {
-        let retryable = |message: String| Failure {
-            error: DeliveryError::retryable(message),
-            retry_after: None,
-        };
+        let retryable = |message: String| Failure::new(DeliveryError::retryable(message), None);
         let mut request = self
             .client
             .request(method.clone(), url)
@@ -392,10 +396,7 @@ impl S3Sink {
         } else {
             DeliveryError::retryable(message)
         };
-        Failure {
-            error,
-            retry_after: None,
-        }
+        Failure::new(error, Some(status.as_u16()))
     }
 }
 
@@ -408,28 +409,42 @@ pub fn objects(spec: &S3Spec, name_prefix: &str, delivery: &Delivery) -> Vec<Obj
         positions: Vec<usize>,
     }
     let needs_record = spec.key_prefix.fields().next().is_some();
+    let render_each = needs_record || !spec.prefix_per_second;
     let mut by_prefix: HashMap<String, Building> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut position = 0;
     let mut prefix = String::new();
+    // Without fields, the prefix is a function of the tag and the second: rendered once for
+    // each run of events that share them (strftime is most of its cost).
+    let mut rendered_for: Option<(&str, u64)> = None;
     for (seq, batch) in delivery.iter() {
         for entry in readable_entries(batch) {
-            let record = if needs_record {
-                Record::decode(entry.record).unwrap_or_default()
-            } else {
-                Record::new()
-            };
-            prefix.clear();
-            for piece in spec.key_prefix.render(batch.tag, entry.time, &record) {
-                prefix.push_str(piece.as_ref());
+            if render_each || rendered_for != Some((batch.tag, entry.time.secs)) {
+                let record = if needs_record {
+                    Record::decode(entry.record).unwrap_or_default()
+                } else {
+                    Record::new()
+                };
+                prefix.clear();
+                for piece in spec.key_prefix.render(batch.tag, entry.time, &record) {
+                    prefix.push_str(piece.as_ref());
+                }
+                rendered_for = Some((batch.tag, entry.time.secs));
             }
             let building = match by_prefix.get_mut(prefix.as_str()) {
                 Some(building) => building,
                 None => {
                     order.push(prefix.clone());
+                    // The first object usually takes the whole delivery: sized for its lines
+                    // (about 1.5 times the msgpack) at once rather than grown by doubling.
+                    let capacity = if order.len() == 1 {
+                        delivery.bytes as usize / 2 * 3
+                    } else {
+                        0
+                    };
                     by_prefix.entry(prefix.clone()).or_insert(Building {
                         first_seq: seq,
-                        lines: Vec::new(),
+                        lines: Vec::with_capacity(capacity),
                         positions: Vec::new(),
                     })
                 }

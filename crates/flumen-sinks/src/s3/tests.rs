@@ -3,7 +3,7 @@ use std::io::Read;
 use flumen_event::{BatchBuilder, EventTime, TenantId};
 
 use super::*;
-use crate::scripted::string_record;
+use crate::testing::record;
 
 /// A batch at log position `seq` of tag `tag`, one event per `(seconds, service)`.
 fn push_batch(delivery: &mut Delivery, seq: u64, tag: &str, events: &[(u64, &str)]) {
@@ -13,7 +13,7 @@ fn push_batch(delivery: &mut Delivery, seq: u64, tag: &str, events: &[(u64, &str
         flumen_event::entry::write_entry(
             &mut entries,
             EventTime::new(*secs, 0),
-            &string_record(&[("service", service)]),
+            &record(&[("service", service)]),
         );
     }
     let count = events.len() as u32;
@@ -224,6 +224,27 @@ fn the_bucket_is_addressed_by_host_or_by_path() {
         base("endpoint = \"http://minio.local:9000\"\nforce_path_style = false"),
         "http://logs.minio.local:9000/"
     );
+}
+
+#[test]
+fn a_prefix_with_fractions_of_a_second_is_rendered_for_each_event() {
+    let mut delivery = Delivery::default();
+    push_batch(
+        &mut delivery,
+        0,
+        "t",
+        &[(AFTER_HOUR, "a"), (AFTER_HOUR, "b")],
+    );
+    assert!(spec("").prefix_per_second);
+    let fractions = spec("key_prefix = \"%H%M%S%.3f/\"");
+    assert!(!fractions.prefix_per_second);
+    assert!(!spec("key_prefix = \"%6f/\"").prefix_per_second);
+    assert!(spec("key_prefix = \"100%%/\"").prefix_per_second);
+    let keys: Vec<String> = objects(&fractions, "n-", &delivery)
+        .into_iter()
+        .map(|o| o.key)
+        .collect();
+    assert_eq!(keys, ["170000.000/n-00000000000000000000.ndjson.gz"]);
 }
 
 #[test]
