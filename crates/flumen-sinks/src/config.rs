@@ -30,6 +30,9 @@ pub enum OutputConfig {
     /// NDJSON objects in S3-compatible storage.
     #[cfg(feature = "s3")]
     S3(crate::s3::S3Config),
+    /// Amazon Data Firehose (`PutRecordBatch`).
+    #[cfg(feature = "firehose")]
+    Firehose(crate::firehose::FirehoseConfig),
 }
 
 impl OutputConfig {
@@ -51,6 +54,8 @@ impl OutputConfig {
             OutputConfig::Loki(loki) => SinkSpec::Loki(Box::new(loki.check()?)),
             #[cfg(feature = "s3")]
             OutputConfig::S3(s3) => SinkSpec::S3(Box::new(s3.check()?)),
+            #[cfg(feature = "firehose")]
+            OutputConfig::Firehose(firehose) => SinkSpec::Firehose(Box::new(firehose.check()?)),
         };
         let (batch, retry) = self.delivery();
         if batch.max_events == 0 {
@@ -89,6 +94,10 @@ impl OutputConfig {
             // Each delivery is objects of its own.
             #[cfg(feature = "s3")]
             OutputConfig::S3(_) => true,
+            // Each delivery is calls of its own; Firehose keeps no order across calls anyway
+            // (a throttled record is retried after later ones were taken).
+            #[cfg(feature = "firehose")]
+            OutputConfig::Firehose(_) => true,
             OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
         }
     }
@@ -114,6 +123,8 @@ impl OutputConfig {
             OutputConfig::Loki(c) => (&c.batch, &c.retry),
             #[cfg(feature = "s3")]
             OutputConfig::S3(c) => (&c.batch, &c.retry),
+            #[cfg(feature = "firehose")]
+            OutputConfig::Firehose(c) => (&c.batch, &c.retry),
         }
     }
 }
@@ -152,6 +163,9 @@ pub enum SinkSpec {
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(Box<crate::s3::S3Spec>),
+    /// Amazon Data Firehose.
+    #[cfg(feature = "firehose")]
+    Firehose(Box<crate::firehose::FirehoseSpec>),
 }
 
 /// How an output groups events into one delivery.

@@ -23,6 +23,8 @@ pub mod config;
 pub mod dead_letter;
 pub mod driver;
 pub mod file;
+#[cfg(feature = "firehose")]
+pub mod firehose;
 pub mod forward;
 #[cfg(feature = "http-client")]
 // The AWS outputs sign their own requests and leave the plain POST endpoint unused.
@@ -34,6 +36,8 @@ pub mod loki;
 pub mod s3;
 #[cfg(test)]
 mod scripted;
+#[cfg(all(test, any(feature = "loki", feature = "firehose")))]
+mod stand_in;
 pub mod stdout;
 mod template;
 #[cfg(feature = "webhook")]
@@ -371,6 +375,9 @@ pub enum Sink {
     /// S3-compatible object storage.
     #[cfg(feature = "s3")]
     S3(Box<s3::S3Sink>),
+    /// Amazon Data Firehose's `PutRecordBatch`.
+    #[cfg(feature = "firehose")]
+    Firehose(Box<firehose::FirehoseSink>),
     /// Discards everything.
     Null,
     /// Answers as a test script says.
@@ -396,6 +403,10 @@ impl Sink {
             SinkSpec::Loki(c) => Sink::Loki(Box::new(loki::LokiSink::from_spec(name, c)?)),
             #[cfg(feature = "s3")]
             SinkSpec::S3(c) => Sink::S3(Box::new(s3::S3Sink::from_spec(name, c, node_id)?)),
+            #[cfg(feature = "firehose")]
+            SinkSpec::Firehose(c) => {
+                Sink::Firehose(Box::new(firehose::FirehoseSink::from_spec(c)?))
+            }
             SinkSpec::Null => Sink::Null,
         })
     }
@@ -415,6 +426,8 @@ impl Sink {
             Sink::Loki(sink) => sink.deliver(delivery).await,
             #[cfg(feature = "s3")]
             Sink::S3(sink) => sink.deliver(delivery).await,
+            #[cfg(feature = "firehose")]
+            Sink::Firehose(sink) => sink.deliver(delivery).await,
             Sink::Null => Outcome::delivered(),
             #[cfg(test)]
             Sink::Scripted(sink) => sink.deliver(delivery).await,
