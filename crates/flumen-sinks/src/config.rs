@@ -33,6 +33,9 @@ pub enum OutputConfig {
     /// Elasticsearch's and OpenSearch's bulk API.
     #[cfg(feature = "elasticsearch")]
     Elasticsearch(crate::elasticsearch::ElasticsearchConfig),
+    /// Amazon Data Firehose (`PutRecordBatch`).
+    #[cfg(feature = "firehose")]
+    Firehose(crate::firehose::FirehoseConfig),
 }
 
 impl OutputConfig {
@@ -56,6 +59,8 @@ impl OutputConfig {
             OutputConfig::S3(s3) => SinkSpec::S3(Box::new(s3.check()?)),
             #[cfg(feature = "elasticsearch")]
             OutputConfig::Elasticsearch(es) => SinkSpec::Elasticsearch(Box::new(es.check()?)),
+            #[cfg(feature = "firehose")]
+            OutputConfig::Firehose(firehose) => SinkSpec::Firehose(Box::new(firehose.check()?)),
         };
         let (batch, retry) = self.delivery();
         if batch.max_events == 0 {
@@ -98,6 +103,10 @@ impl OutputConfig {
             // `_id` where order would matter.
             #[cfg(feature = "elasticsearch")]
             OutputConfig::Elasticsearch(_) => true,
+            // Each delivery is calls of its own; Firehose keeps no order across calls anyway
+            // (a throttled record is retried after later ones were taken).
+            #[cfg(feature = "firehose")]
+            OutputConfig::Firehose(_) => true,
             OutputConfig::Forward(_) | OutputConfig::Null(_) => true,
         }
     }
@@ -125,6 +134,8 @@ impl OutputConfig {
             OutputConfig::S3(c) => (&c.batch, &c.retry),
             #[cfg(feature = "elasticsearch")]
             OutputConfig::Elasticsearch(c) => (&c.batch, &c.retry),
+            #[cfg(feature = "firehose")]
+            OutputConfig::Firehose(c) => (&c.batch, &c.retry),
         }
     }
 }
@@ -166,6 +177,9 @@ pub enum SinkSpec {
     /// Elasticsearch's and OpenSearch's bulk API.
     #[cfg(feature = "elasticsearch")]
     Elasticsearch(Box<crate::elasticsearch::ElasticsearchSpec>),
+    /// Amazon Data Firehose.
+    #[cfg(feature = "firehose")]
+    Firehose(Box<crate::firehose::FirehoseSpec>),
 }
 
 /// How an output groups events into one delivery.

@@ -127,7 +127,7 @@ pub(crate) struct Failure {
 
 impl Failure {
     /// A failure for `error`, with no wait asked for.
-    #[cfg_attr(not(feature = "s3"), allow(dead_code))]
+    #[cfg_attr(not(feature = "aws"), allow(dead_code))]
     pub(crate) fn new(error: DeliveryError, status: Option<u16>) -> Self {
         Self {
             error,

@@ -25,10 +25,15 @@ pub mod driver;
 #[cfg(feature = "elasticsearch")]
 pub mod elasticsearch;
 pub mod file;
+#[cfg(feature = "firehose")]
+pub mod firehose;
 pub mod forward;
 #[cfg(feature = "http-client")]
 // The AWS outputs sign their own requests and leave the plain POST endpoint unused.
-#[cfg_attr(not(any(feature = "webhook", feature = "loki")), allow(dead_code))]
+#[cfg_attr(
+    not(any(feature = "webhook", feature = "loki", feature = "elasticsearch")),
+    allow(dead_code)
+)]
 mod http_client;
 #[cfg(feature = "loki")]
 pub mod loki;
@@ -38,7 +43,17 @@ pub mod s3;
 mod scripted;
 pub mod stdout;
 mod template;
-#[cfg(all(test, any(feature = "loki", feature = "elasticsearch")))]
+#[cfg(all(
+    test,
+    any(
+        feature = "loki",
+        feature = "elasticsearch",
+        feature = "s3",
+        feature = "firehose"
+    )
+))]
+// Each output's tests use a part of it; built with one output, the rest goes unused.
+#[allow(dead_code)]
 mod testing;
 #[cfg(feature = "webhook")]
 pub mod webhook;
@@ -378,6 +393,9 @@ pub enum Sink {
     /// Elasticsearch's and OpenSearch's bulk API.
     #[cfg(feature = "elasticsearch")]
     Elasticsearch(Box<elasticsearch::ElasticsearchSink>),
+    /// Amazon Data Firehose's `PutRecordBatch`.
+    #[cfg(feature = "firehose")]
+    Firehose(Box<firehose::FirehoseSink>),
     /// Discards everything.
     Null,
     /// Answers as a test script says.
@@ -407,6 +425,10 @@ impl Sink {
             SinkSpec::Elasticsearch(c) => Sink::Elasticsearch(Box::new(
                 elasticsearch::ElasticsearchSink::from_spec(name, c)?,
             )),
+            #[cfg(feature = "firehose")]
+            SinkSpec::Firehose(c) => {
+                Sink::Firehose(Box::new(firehose::FirehoseSink::from_spec(c)?))
+            }
             SinkSpec::Null => Sink::Null,
         })
     }
@@ -430,6 +452,8 @@ impl Sink {
             // part.
             #[cfg(feature = "elasticsearch")]
             Sink::Elasticsearch(sink) => sink.deliver(delivery).await,
+            #[cfg(feature = "firehose")]
+            Sink::Firehose(sink) => sink.deliver(delivery).await,
             Sink::Null => Outcome::delivered(),
             #[cfg(test)]
             Sink::Scripted(sink) => sink.deliver(delivery).await,

@@ -10,13 +10,17 @@
 //! (IMDSv2, unless `AWS_EC2_METADATA_DISABLED=true`; `AWS_EC2_METADATA_SERVICE_ENDPOINT`
 //! moves it). What was found is kept until five minutes before it expires (or for five
 //! minutes when it does not say), so a rotated key is picked up without a restart.
+//!
+//! `SignedClient` is the one way the AWS outputs send a request: built, signed, sent, and a
+//! request that got no answer told as a retryable failure naming the endpoint. What an
+//! answer means is each output's own (S3's XML errors, Firehose's JSON ones).
 
 mod credentials;
 
 pub use credentials::AwsAuthConfig;
 pub(crate) use credentials::CredentialSource;
 
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{
     PayloadChecksumKind, PercentEncodingMode, SignableBody, SignableRequest, SigningSettings,
@@ -24,7 +28,10 @@ use aws_sigv4::http_request::{
 };
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use reqwest::header::{HeaderName, HeaderValue};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::DeliveryError;
+use crate::http_client::{self, Failure, transport_error};
 
 /// The region used when neither the output, `AWS_REGION` nor `AWS_DEFAULT_REGION` names one.
 pub const DEFAULT_REGION: &str = "us-east-1";
@@ -81,6 +88,74 @@ impl Signer {
             request,
             SystemTime::now(),
         )
+    }
+}
+
+/// An HTTP client whose requests are signed for one AWS service: what the AWS outputs send
+/// through.
+#[derive(Debug)]
+pub(crate) struct SignedClient {
+    client: reqwest::Client,
+    signer: Signer,
+    /// The endpoint as messages name it (no credentials, no path).
+    endpoint: String,
+    timeout: Duration,
+}
+
+impl SignedClient {
+    /// Requests to `endpoint` (as messages name it), signed by `signer`, each ending after
+    /// `timeout`; `https` loads the trust roots. Fails only if the client cannot be built.
+    pub(crate) fn new(
+        signer: Signer,
+        endpoint: String,
+        timeout: Duration,
+        https: bool,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            client: http_client::build(timeout, https, HeaderMap::new())?,
+            signer,
+            endpoint,
+            timeout,
+        })
+    }
+
+    /// The endpoint as messages name it.
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// The region requests are signed for.
+    pub(crate) fn region(&self) -> &str {
+        self.signer.region()
+    }
+
+    /// A request to `url`, to be finished (headers, body) and handed to
+    /// [`SignedClient::send`].
+    pub(crate) fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, url)
+    }
+
+    /// Signs and sends `request`: its answer, whatever the status. A request that cannot be
+    /// built or signed (no credentials found) or that got no answer is a retryable failure
+    /// naming the endpoint: a fix or the network's return lets the same events through.
+    pub(crate) async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, Failure> {
+        let retryable = |message: String| Failure::new(DeliveryError::retryable(message), None);
+        let mut request = request
+            .build()
+            .map_err(|e| retryable(format!("cannot make a request to {}: {e}", self.endpoint)))?;
+        self.signer.sign(&mut request).await.map_err(retryable)?;
+        let method = request.method().clone();
+        self.client.execute(request).await.map_err(|error| {
+            retryable(transport_error(
+                error,
+                method.as_str(),
+                &self.endpoint,
+                self.timeout,
+            ))
+        })
     }
 }
 

@@ -49,8 +49,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, ETAG, HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 
-use crate::aws::Signer;
-use crate::http_client::{self, Failure, redact_url, transport_error};
+use crate::aws::{SignedClient, Signer};
+use crate::http_client::{self, Failure, redact_url};
 use crate::{Delivery, DeliveryError, Items, Outcome, readable_entries, render_event};
 
 /// What S3 leaves unencoded in a key (the AWS SDKs' `UriEncode` of a path).
@@ -85,16 +85,13 @@ pub struct S3Sink {
     name_prefix: String,
     /// The bucket's address, signed requests go to `<base><key>`.
     base: String,
-    /// The bucket, for messages: `http://127.0.0.1:9000/logs` or `s3://logs`.
-    bucket_name: String,
-    client: reqwest::Client,
-    signer: Signer,
+    client: SignedClient,
 }
 
 impl fmt::Debug for S3Sink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("S3Sink")
-            .field("bucket", &self.bucket_name)
+            .field("bucket", &self.client.endpoint())
             .finish_non_exhaustive()
     }
 }
@@ -132,12 +129,11 @@ impl S3Sink {
             Some(url) => format!("{}/{bucket}", redact_url(url.as_str())),
             None => format!("s3://{bucket}"),
         };
+        let signer = Signer::new("s3", spec.region.clone(), spec.credentials.clone());
         Ok(Self {
             name_prefix: format!("{node_id}-{name}-"),
             base,
-            bucket_name,
-            client: http_client::build(spec.config.timeout, https, HeaderMap::new())?,
-            signer: Signer::new("s3", spec.region.clone(), spec.credentials.clone()),
+            client: SignedClient::new(signer, bucket_name, spec.config.timeout, https)?,
             spec: Arc::new(spec.clone()),
         })
     }
@@ -233,7 +229,7 @@ impl S3Sink {
             Failure::new(
                 DeliveryError::retryable(format!(
                     "CreateMultipartUpload in {} answered without an UploadId",
-                    self.bucket_name
+                    self.client.endpoint()
                 )),
                 None,
             )
@@ -291,7 +287,7 @@ impl S3Sink {
             Failure::new(
                 DeliveryError::retryable(format!(
                     "UploadPart in {} answered without an ETag",
-                    self.bucket_name
+                    self.client.endpoint()
                 )),
                 None,
             )
@@ -337,28 +333,12 @@ impl S3Sink {
         body: Bytes,
         headers: HeaderMap,
     ) -> Result<reqwest::Response, Failure> {
-        let retryable = |message: String| Failure::new(DeliveryError::retryable(message), None);
-        let mut request = self
+        let request = self
             .client
             .request(method.clone(), url)
             .headers(headers)
-            .body(body)
-            .build()
-            .map_err(|e| {
-                retryable(format!(
-                    "cannot make a request to {}: {e}",
-                    self.bucket_name
-                ))
-            })?;
-        self.signer.sign(&mut request).await.map_err(retryable)?;
-        let response = self.client.execute(request).await.map_err(|error| {
-            retryable(transport_error(
-                error,
-                method.as_str(),
-                &self.bucket_name,
-                self.spec.config.timeout,
-            ))
-        })?;
+            .body(body);
+        let response = self.client.send(request).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -374,7 +354,7 @@ impl S3Sink {
     fn refusal(&self, status: StatusCode, request: &str, body: &str, code: &str) -> Failure {
         let mut message = format!(
             "S3 {request} to {}: HTTP {}",
-            self.bucket_name,
+            self.client.endpoint(),
             status.as_u16()
         );
         if !code.is_empty() {
@@ -388,7 +368,7 @@ impl S3Sink {
         if code == "PermanentRedirect" || code == "AuthorizationHeaderMalformed" {
             message.push_str(&format!(
                 " (is the bucket in region {:?}? set region)",
-                self.signer.region()
+                self.client.region()
             ));
         }
         let error = if DATA_REFUSED.contains(&code) {
