@@ -1,7 +1,8 @@
 //! The S3 output's CPU work for one object: rendering the events as JSON lines and
 //! compressing them, `cargo bench -p flumen-sinks --bench s3_objects`. One delivery of 20,000
-//! Docker-like events (`common::docker_record`) under one key prefix, gzip (level 6 and 1), zstd (level 3 and 1) and none. Throughput is in bytes of
-//! raw log (the JSON lines before compression), so MB/s is raw log per core.
+//! Docker-like events (`common::docker_record`) under one key prefix, gzip (level 6 and 1),
+//! zstd (level 3 and 1) and none. Throughput is in bytes of raw log (the JSON lines before
+//! compression), so MB/s is raw log per core.
 
 use std::hint::black_box;
 
