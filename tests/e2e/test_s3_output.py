@@ -6,7 +6,8 @@ SDK for Python, as a user of the bucket would.
 Checked: every event arrives once, complete, in log order, in the object of its tag and hour;
 gzip and zstd; a large object uploaded in parts; S3 down for a while, then back: nothing lost,
 nothing doubled; a wrong secret is retried (not dropped), and the events go through once the
-configuration is fixed; `kill -9` of flumen while it uploads: nothing lost; credentials from the
+configuration is fixed; an object S3 refuses for good (a key over 1,024 bytes) is dead-lettered
+with S3's reason, the other objects delivered; `kill -9` of flumen while it uploads: nothing lost; credentials from the
 AWS chain — the environment, a profile of the shared credentials file, and the EC2 instance role
 (IMDSv2, through a small `http.server` stand-in of the metadata service, since there is no EC2
 here)."""
@@ -246,6 +247,28 @@ def test_a_wrong_secret_is_retried_and_nothing_is_lost_once_it_is_fixed(flumen_f
     f.config_path.write_text(f.config_path.read_text().replace('"wrong"', f'"{SECRET_KEY}"'))
     f.start()
     check_objects(sent, wait_objects(s3, 300), node_id(f), ".ndjson.gz")
+
+
+def test_an_object_s3_refuses_for_its_key_is_dead_lettered_with_the_reason(flumen_factory, s3):
+    # S3 keys are at most 1,024 bytes: a team name of 1,100 makes a key S3 refuses for good.
+    f = flumen_factory(forward_source() + s3_output(
+        s3, 'key_prefix = "{{team}}/"\nbatch = { timeout = "200ms" }'))
+    s = fluent_sender.FluentSender("app", host="127.0.0.1", port=f.ports["fwd"], timeout=10)
+    try:
+        for n in range(10):
+            team = "t" * 1100 if n % 5 == 0 else "shop"
+            assert s.emit("checkout", {"n": n, "team": team}), s.last_error
+    finally:
+        s.close()
+    dead = f.data_dir / "dead-letter" / "s3.jsonl"
+    wait_for(lambda: dead.exists() and len(dead.read_text().splitlines()) >= 2 or None, 20,
+             "the refused events in the dead-letter file")
+    letters = [json.loads(line) for line in dead.read_text().splitlines()]
+    assert sorted(e["record"]["n"] for e in letters) == [0, 5]
+    assert all("KeyTooLongError" in e["error"] for e in letters), letters[0]["error"]
+    by_key = wait_objects(s3, 8)
+    assert sorted(numbers(by_key)) == [1, 2, 3, 4, 6, 7, 8, 9]
+    assert all(k.startswith("shop/") for k in by_key)
 
 
 def test_kill_9_while_uploading_loses_nothing(flumen_factory, s3):
