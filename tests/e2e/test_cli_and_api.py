@@ -160,3 +160,48 @@ def test_bench_drives_a_running_instance(flumen_factory):
     assert (proc.stdout + proc.stderr).strip(), "bench printed no summary"
     wait_for(lambda: metric_sum(parse_metrics(f.metrics_text()), "flumen_source_events_total", source="fwd") == n,
              20, f"{n} events counted by the source")
+
+
+SUBCOMMANDS = ["serve", "validate", "default-config", "bench", "run", "query", "deploy", "tail",
+               "completions", "man"]
+
+
+def flumen(*args: str) -> subprocess.CompletedProcess:
+    done = subprocess.run([str(FLUMEN_BIN), *args], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_completions_for_bash_zsh_and_fish_name_every_command(tmp_path):
+    bash = flumen("completions", "bash").stdout
+    script = tmp_path / "flumen.bash"
+    script.write_text(bash)
+    # The script loads in bash, and completing `flumen d` offers the commands starting so.
+    probe = subprocess.run(
+        ["bash", "-c", f'source "{script}"; COMP_WORDS=(flumen d); COMP_CWORD=1; '
+                       '_flumen flumen d flumen; printf "%s\\n" "${COMPREPLY[@]}"'],
+        capture_output=True, text=True, timeout=30)
+    assert probe.returncode == 0, probe.stderr
+    assert set(probe.stdout.split()) == {"default-config", "deploy"}, probe.stdout
+    zsh = flumen("completions", "zsh").stdout
+    fish = flumen("completions", "fish").stdout
+    assert zsh.startswith("#compdef flumen")
+    for command in SUBCOMMANDS:
+        assert f"'{command}:" in zsh, command
+        assert f'-a "{command}"' in fish, command
+    bad = subprocess.run([str(FLUMEN_BIN), "completions", "tcsh"], capture_output=True,
+                         text=True, timeout=30)
+    assert bad.returncode == 2 and "bash" in bad.stderr and "zsh" in bad.stderr, bad.stderr
+
+
+def test_man_pages_are_generated_from_the_cli(tmp_path):
+    page = flumen("man").stdout
+    assert page.splitlines()[2].startswith(".TH flumen 1"), page[:200]
+    assert ".SH NAME" in page and ".SH SUBCOMMANDS" in page
+    for command in SUBCOMMANDS:
+        assert "flumen\\-" + command.replace("-", "\\-") + "(1)" in page, command
+    flumen("man", "--dir", str(tmp_path / "man"))
+    pages = sorted(p.name for p in (tmp_path / "man").iterdir())
+    assert {f"flumen-{c}.1" for c in SUBCOMMANDS} | {"flumen.1", "flumen-deploy-start.1"} <= set(pages), pages
+    serve = (tmp_path / "man" / "flumen-serve.1").read_text()
+    assert "\\-\\-config" in serve and "FLUMEN_CONFIG" in serve

@@ -88,6 +88,20 @@ enum Command {
     /// Follow a running flumen's events live: `flumen tail --deployment d-42 --level warn -n
     /// 100`; reconnects by itself and resumes where it was.
     Tail(Box<tail::TailArgs>),
+    /// Print a completion script for a shell: `flumen completions bash >
+    /// /etc/bash_completion.d/flumen`, `flumen completions zsh > "${fpath[1]}/_flumen"`,
+    /// `flumen completions fish > ~/.config/fish/completions/flumen.fish`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print flumen's man page (roff), or with --dir write one page per command there
+    /// (flumen.1, flumen-serve.1, …): `flumen man | man -l -`.
+    Man {
+        /// Write flumen.1 and a page for each command into this directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -127,6 +141,13 @@ fn main() -> ExitCode {
         Command::Query(args) => query::run(&args),
         Command::Tail(args) => tail::run(&args),
         Command::Deploy(args) => deploy::run(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command, "flumen", &mut script);
+            print_all(&script).context("cannot write the completion script")
+        }
+        Command::Man { dir } => man_pages(dir.as_deref()),
         Command::Run(args) => match run::run(&args) {
             Ok(code) => return code,
             Err(error) => Err(error),
@@ -208,6 +229,32 @@ fn page_url(api: std::net::SocketAddr) -> String {
         format!("http://localhost:{}", api.port())
     } else {
         format!("http://{api}")
+    }
+}
+
+/// Writes `text` to stdout; a reader that stops early (`flumen man | head`) is not an error.
+fn print_all(text: &[u8]) -> std::io::Result<()> {
+    match std::io::Write::write_all(&mut std::io::stdout(), text) {
+        Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
+    }
+}
+
+/// The man page on stdout, or every command's page written into `dir`.
+fn man_pages(dir: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let command = <Cli as clap::CommandFactory>::command();
+    match dir {
+        None => {
+            let mut page = Vec::new();
+            clap_mangen::Man::new(command).render(&mut page)?;
+            print_all(&page).context("cannot write the man page")
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
+            clap_mangen::generate_to(command, dir)
+                .with_context(|| format!("cannot write the man pages into {}", dir.display()))
+        }
     }
 }
 
