@@ -162,6 +162,33 @@ def test_bench_drives_a_running_instance(flumen_factory):
              20, f"{n} events counted by the source")
 
 
+def test_bench_says_how_far_it_is_while_it_runs(flumen_factory):
+    from conftest import forward_source, route
+    f = flumen_factory(forward_source() + '\n[outputs.discard]\ntype = "null"\n' + route(["**"], ["discard"]))
+    to = f"127.0.0.1:{f.ports['fwd']}"
+    # Not a terminal: a plain line every --progress-every.
+    proc = subprocess.run([str(FLUMEN_BIN), "bench", "--to", to, "--duration", "2500ms",
+                           "--rate", "4000", "--ack", "--progress-every", "500ms"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = re.findall(r"^flumen bench: sent (\d+), acked (\d+), resent 0, \d+ events/s, "
+                       r"[\d.]+ s, about ([\d.]+) s left$", proc.stderr, re.M)
+    assert len(lines) >= 3, proc.stderr
+    sent = [int(sent) for sent, _, _ in lines]
+    left = [float(left) for _, _, left in lines]
+    assert sent == sorted(sent) and sent[-1] > sent[0] > 0, lines
+    assert left == sorted(left, reverse=True), lines
+    quiet = subprocess.run([str(FLUMEN_BIN), "bench", "--to", to, "--events", "2000",
+                            "--progress-every", "0s"], capture_output=True, text=True, timeout=60)
+    assert quiet.returncode == 0 and "flumen bench: sent" not in quiet.stderr, quiet.stderr
+    # A terminal (util-linux `script` gives it one): a live line, redrawn in place.
+    tty = subprocess.run(["script", "-qec", f"{FLUMEN_BIN} bench --to {to} --events 20000 "
+                          "--rate 10000", "/dev/null"], capture_output=True, text=True, timeout=60)
+    assert tty.returncode == 0, tty.stdout
+    assert re.search(r"\r|\x1b\[2K", tty.stdout), repr(tty.stdout[:300])
+    assert re.search(r"sent \d+ \(\d+%\), resent 0, \d+ events/s", tty.stdout), repr(tty.stdout[:300])
+
+
 SUBCOMMANDS = ["serve", "validate", "default-config", "bench", "run", "query", "deploy", "tail",
                "completions", "man"]
 

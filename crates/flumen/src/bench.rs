@@ -23,6 +23,7 @@
 //!   `--write-jsonl PATH` it writes that corpus as JSON lines instead of sending it.
 
 mod corpus;
+mod progress;
 mod receive;
 mod record;
 mod send;
@@ -35,7 +36,7 @@ use std::time::Duration;
 use clap::{ArgGroup, Args, ValueEnum};
 
 /// The sender's arguments, which the receivers take none of.
-const SENDER_ARGS: [&str; 18] = [
+const SENDER_ARGS: [&str; 19] = [
     "to",
     "events",
     "duration",
@@ -49,6 +50,7 @@ const SENDER_ARGS: [&str; 18] = [
     "in_flight",
     "ack_timeout",
     "give_up_after",
+    "progress_every",
     "run_id",
     "tag",
     "corpus",
@@ -230,6 +232,17 @@ pub struct BenchArgs {
         help_heading = "Sender"
     )]
     give_up_after: Duration,
+    /// How often to say how far the run is (sent, acknowledged, resent, rate, elapsed, time
+    /// left) on stderr when it is not a terminal; 0 says nothing until the end. On a terminal,
+    /// a live line shows it instead.
+    #[arg(
+        long,
+        value_name = "DURATION",
+        default_value = "5s",
+        value_parser = humantime::parse_duration,
+        help_heading = "Sender"
+    )]
+    progress_every: Duration,
     /// The run id written into every record. Default: 16 random hex digits, printed on stderr
     /// at start.
     #[arg(long, value_name = "ID", help_heading = "Sender")]

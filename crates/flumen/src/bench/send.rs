@@ -10,6 +10,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use flumen_codec::forward::decode_ack;
@@ -17,7 +18,7 @@ use serde_json::json;
 
 use super::corpus::{self, Corpus};
 use super::record::{Records, Template, encode_chunk};
-use super::{BenchArgs, Mode};
+use super::{BenchArgs, Mode, progress};
 
 /// What was sent: per connection, and added up for the run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -82,6 +83,8 @@ struct Plan<'a> {
     log_lines: Vec<String>,
     /// The corpus sent instead of tracer records (`--corpus`).
     corpus: Option<Corpus>,
+    /// The counts so far, for the progress line.
+    live: progress::Live,
 }
 
 fn unix_nanos() -> u64 {
@@ -153,6 +156,12 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
         run,
         log_lines,
         corpus: args.corpus.map(|_| Corpus::new(args.seed, total)),
+        live: progress::Live::default(),
+    };
+    let goal = progress::Goal {
+        events: (total != u64::MAX).then_some(total),
+        deadline: plan.deadline,
+        ack: args.ack,
     };
     eprintln!(
         "flumen bench: run {} to {}: {} connections, {} mode, batch {}, ack {}, in flight {}",
@@ -166,6 +175,7 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
     );
     let per_connection: Vec<ConnSummary> = std::thread::scope(|scope| {
         let plan = &plan;
+        scope.spawn(move || progress::report(&plan.live, goal, started, args.progress_every));
         let handles: Vec<_> = (0..args.connections)
             .map(|c| {
                 let quota = if total == u64::MAX {
@@ -176,10 +186,12 @@ pub fn send(args: &BenchArgs) -> anyhow::Result<Summary> {
                 scope.spawn(move || drive(plan, c, quota))
             })
             .collect();
-        handles
+        let summaries = handles
             .into_iter()
             .map(|h| h.join().expect("bench thread"))
-            .collect()
+            .collect();
+        plan.live.done.store(true, Ordering::Relaxed);
+        summaries
     });
     let secs = started.elapsed().as_secs_f64();
     let mut totals = Counts::default();
@@ -487,6 +499,9 @@ fn drive(plan: &Plan<'_>, conn: u32, quota: u64) -> ConnSummary {
                 link.sent -= 1;
                 if args.ack {
                     s.counts.acked += u64::from(chunk.events);
+                    plan.live
+                        .acked
+                        .fetch_add(u64::from(chunk.events), Ordering::Relaxed);
                 }
                 spare = chunk.bytes;
             }
@@ -579,9 +594,15 @@ fn deliver(
             if chunk.written {
                 s.counts.resent_chunks += 1;
                 s.counts.resent_events += u64::from(chunk.events);
+                plan.live
+                    .resent
+                    .fetch_add(u64::from(chunk.events), Ordering::Relaxed);
             } else {
                 chunk.written = true;
                 s.counts.events += u64::from(chunk.events);
+                plan.live
+                    .sent
+                    .fetch_add(u64::from(chunk.events), Ordering::Relaxed);
             }
             if let Err(error) = stream.write_all(&chunk.bytes) {
                 link.stream = None;
