@@ -41,6 +41,7 @@ fn main() {
     selector_seeds(&root.join("selector"));
     joiners_seeds(&root.join("joiners"));
     record_decode_seeds(&root.join("record_decode"));
+    fluentd_config_seeds(&root.join("fluentd_config"));
 }
 
 fn save(dir: &Path, name: &str, bytes: &[u8]) {
@@ -51,6 +52,7 @@ fn save(dir: &Path, name: &str, bytes: &[u8]) {
         Some("selector") => check_selector(bytes),
         Some("joiners") => check_joiners(bytes),
         Some("record_decode") => check_record(bytes),
+        Some("fluentd_config") => check_fluentd_config(bytes),
         other => panic!("unknown target {other:?}"),
     };
     std::fs::create_dir_all(dir).expect("create seed dir");
@@ -819,4 +821,36 @@ fn record_decode_seeds(dir: &Path) {
     str_(&mut out, "empty");
     out.push(0x80);
     save(dir, "signed_time", &out);
+}
+
+/// The Fluentd configurations of `crates/flumen-fluentd/tests/data/` (the first seed's
+/// `fluent.conf` and examples from Fluentd's documentation), as they are.
+fn fluentd_config_seeds(dir: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/flumen-fluentd/tests/data");
+    let mut names: Vec<PathBuf> = std::fs::read_dir(&data)
+        .expect("read flumen-fluentd test data")
+        .map(|entry| entry.expect("dir entry").path())
+        .filter(|path| path.extension().is_some_and(|e| e == "conf"))
+        .collect();
+    names.sort();
+    for path in names {
+        let bytes = std::fs::read(&path).expect("read seed");
+        let name = path
+            .file_stem()
+            .and_then(|n| n.to_str())
+            .expect("file name");
+        save(dir, name, &bytes);
+    }
+}
+
+/// Parses as the fuzz target does (with its environment and host name); every seed must parse.
+fn check_fluentd_config(bytes: &[u8]) -> String {
+    let text = std::str::from_utf8(bytes).expect("seed is UTF-8");
+    let loader = flumen_fluentd::Loader::new()
+        .env(|name| (name == "SERVERENGINE_WORKER_ID").then(|| "0".to_owned()))
+        .hostname("fuzz-host");
+    let config = loader
+        .parse(text, Path::new("seed.conf"))
+        .unwrap_or_else(|e| panic!("seed must parse: {e}"));
+    format!("{} directives", config.directives().len())
 }
