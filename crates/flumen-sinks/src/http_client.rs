@@ -17,18 +17,19 @@ use crate::DeliveryError;
 #[cfg(any(feature = "webhook", feature = "loki"))]
 const SUCCESS_BODY_BYTES: usize = 64 * 1024;
 
-/// The URL an HTTP output posts to, checked: it parses, its scheme is `http` or `https`, it
-/// has a host. Errors name the `url` key and never quote the URL: it may hold a secret.
-pub(crate) fn check_url(text: &str) -> Result<reqwest::Url, String> {
-    let url = reqwest::Url::parse(text).map_err(|e| format!("url: not a URL ({e})"))?;
+/// The URL an HTTP output sends to, set by the configuration's `key` (`url`, `endpoint`),
+/// checked: it parses, its scheme is `http` or `https`, it has a host. Errors start with the
+/// key and never quote the URL: it may hold a secret.
+pub(crate) fn check_url(key: &str, text: &str) -> Result<reqwest::Url, String> {
+    let url = reqwest::Url::parse(text).map_err(|e| format!("{key}: not a URL ({e})"))?;
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!(
-            "url: the scheme must be http or https, not {:?}",
+            "{key}: the scheme must be http or https, not {:?}",
             url.scheme()
         ));
     }
     if url.host_str().is_none_or(str::is_empty) {
-        return Err("url: no host".into());
+        return Err(format!("{key}: no host"));
     }
     Ok(url)
 }
@@ -345,10 +346,10 @@ mod tests {
 
     #[test]
     fn urls_are_checked_without_being_quoted() {
-        assert!(check_url("https://example.com/secret").is_ok());
-        let error = check_url("ftp://example.com/secret").unwrap_err();
+        assert!(check_url("url", "https://example.com/secret").is_ok());
+        let error = check_url("url", "ftp://example.com/secret").unwrap_err();
         assert_eq!(error, "url: the scheme must be http or https, not \"ftp\"");
-        let error = check_url("example.com/secret").unwrap_err();
+        let error = check_url("url", "example.com/secret").unwrap_err();
         assert!(error.starts_with("url: not a URL") && !error.contains("secret"));
     }
 }

@@ -326,7 +326,7 @@ fn bulk_url(base: &str, pipeline: Option<&str>) -> Result<reqwest::Url, String> 
             "url: required (the cluster's address, such as \"http://elasticsearch:9200\")".into(),
         );
     }
-    let mut url = crate::http_client::check_url(base)?;
+    let mut url = crate::http_client::check_url("url", base)?;
     let path = url.path().trim_end_matches('/');
     let path = if path.ends_with(BULK_PATH) {
         path.to_owned()

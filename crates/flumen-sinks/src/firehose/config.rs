@@ -76,7 +76,7 @@ impl FirehoseConfig {
         check_stream_name(&self.delivery_stream)?;
         let region = aws::region(self.region.as_deref());
         let url = match &self.endpoint {
-            Some(text) => check_url(text).map_err(|e| format!("endpoint{}", &e[3..]))?,
+            Some(text) => check_url("endpoint", text)?,
             None => default_endpoint(&region)
                 .parse()
                 .map_err(|_| format!("region: {region:?} makes no endpoint; set endpoint"))?,

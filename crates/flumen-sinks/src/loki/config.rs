@@ -300,7 +300,7 @@ fn push_url(base: &str) -> Result<reqwest::Url, String> {
     if base.is_empty() {
         return Err("url: required (Loki's address, such as \"http://loki:3100\")".into());
     }
-    let mut url = crate::http_client::check_url(base)?;
+    let mut url = crate::http_client::check_url("url", base)?;
     let path = url.path().trim_end_matches('/').to_owned();
     if !path.ends_with(super::PUSH_PATH) {
         url.set_path(&format!("{path}{}", super::PUSH_PATH));

@@ -120,7 +120,7 @@ impl S3Config {
             return Err("key_prefix: an S3 key does not start with '/'".into());
         }
         let endpoint = match &self.endpoint {
-            Some(text) => Some(check_url(text).map_err(|e| format!("endpoint{}", &e[3..]))?),
+            Some(text) => Some(check_url("endpoint", text)?),
             None => None,
         };
         let part_size = self.part_size.as_u64();

@@ -125,7 +125,7 @@ impl Checked {
         if endpoint.is_empty() {
             return Err(format!("url: required with format = {format:?}"));
         }
-        let url = check_url(endpoint)?;
+        let url = check_url("url", endpoint)?;
         let mut headers = HeaderMap::new();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         crate::http_client::insert_headers(&mut headers, &config.headers)?;
