@@ -55,6 +55,30 @@ impl<'a> Iterator for Tokens<'a> {
     }
 }
 
+/// Text with strftime specifiers (`%Y.%m.%d`), parsed once, that an event's time in UTC fills
+/// in: the time pieces of S3's keys and Elasticsearch's index names.
+#[cfg(any(feature = "s3", feature = "elasticsearch"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Strftime(Vec<chrono::format::Item<'static>>);
+
+#[cfg(any(feature = "s3", feature = "elasticsearch"))]
+impl Strftime {
+    /// Parses `text`; the error names it.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        chrono::format::StrftimeItems::new(text)
+            .parse_to_owned()
+            .map(Self)
+            .map_err(|_| format!("invalid strftime specifier in {text:?}"))
+    }
+
+    /// Appends `text` with the specifiers filled in from `time`.
+    pub(crate) fn write(&self, out: &mut String, time: flumen_event::EventTime) {
+        use std::fmt::Write;
+        let datetime = time.to_datetime().unwrap_or_default();
+        write!(out, "{}", datetime.format_with_items(self.0.iter())).expect("String write");
+    }
+}
+
 /// Templates of fields, the tag, the time and constants, for the webhook, Loki, Elasticsearch
 /// and S3.
 #[cfg(any(
@@ -91,7 +115,7 @@ pub(crate) mod field {
         /// Text with strftime specifiers (`%Y`), parsed once, which the event's time in UTC
         /// fills in.
         #[cfg(feature = "s3")]
-        Strftime(Vec<chrono::format::Item<'static>>),
+        Strftime(super::Strftime),
         /// Alternatives; the first present and not blank wins.
         Field(Vec<Source>),
     }
@@ -145,10 +169,7 @@ pub(crate) mod field {
                     Token::Text("") => {}
                     #[cfg(feature = "s3")]
                     Token::Text(text) if strftime && text.contains('%') => {
-                        let items = chrono::format::StrftimeItems::new(text)
-                            .parse_to_owned()
-                            .map_err(|_| format!("invalid strftime specifier in {text:?}"))?;
-                        pieces.push(Piece::Strftime(items));
+                        pieces.push(Piece::Strftime(super::Strftime::parse(text)?));
                     }
                     Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
                     Token::Placeholder(inner) => {
@@ -200,9 +221,9 @@ pub(crate) mod field {
             self.pieces.iter().filter_map(move |piece| match piece {
                 Piece::Text(text) => Some(Rendered::Text(text)),
                 #[cfg(feature = "s3")]
-                Piece::Strftime(items) => {
-                    let datetime = time.to_datetime().unwrap_or_default();
-                    let text = datetime.format_with_items(items.iter()).to_string();
+                Piece::Strftime(pattern) => {
+                    let mut text = String::new();
+                    pattern.write(&mut text, time);
                     Some(Rendered::Value(Cow::Owned(text)))
                 }
                 Piece::Field(sources) => sources

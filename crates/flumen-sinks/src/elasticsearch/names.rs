@@ -1,14 +1,11 @@
 //! Index and data stream names: templates of the event's time (strftime, UTC), its fields and
 //! its tag, and the rules Elasticsearch holds an index name to.
 
-use std::fmt::Write;
-
-use chrono::format::{Item, StrftimeItems};
 use flumen_event::EventTime;
 use flumen_event::record::Record;
 
 use crate::template::field::FieldTemplate;
-use crate::template::{Token, split_placeholders};
+use crate::template::{Strftime, Token, split_placeholders};
 
 /// The characters Elasticsearch refuses in an index name (and OpenSearch alike).
 const REFUSED_CHARACTERS: &[char] = &['\\', '/', '*', '?', '"', '<', '>', '|', ' ', ',', '#', ':'];
@@ -30,7 +27,7 @@ enum Piece {
     /// Text without specifiers.
     Text(String),
     /// Text with specifiers, parsed once.
-    Time(Vec<Item<'static>>),
+    Time(Strftime),
     /// One placeholder: what it reads, and how it was written (for errors).
     Field(FieldTemplate, String),
 }
@@ -46,10 +43,7 @@ impl NameTemplate {
             match token? {
                 Token::Text("") => {}
                 Token::Text(text) if text.contains('%') => {
-                    let items = StrftimeItems::new(text)
-                        .parse_to_owned()
-                        .map_err(|_| format!("invalid strftime specifier in {text:?}"))?;
-                    pieces.push(Piece::Time(items));
+                    pieces.push(Piece::Time(Strftime::parse(text)?));
                 }
                 Token::Text(text) => pieces.push(Piece::Text(text.to_owned())),
                 Token::Placeholder(inner) => {
@@ -82,11 +76,7 @@ impl NameTemplate {
         for piece in &self.pieces {
             match piece {
                 Piece::Text(text) => out.push_str(text),
-                Piece::Time(items) => {
-                    let datetime = time.to_datetime().unwrap_or_default();
-                    write!(out, "{}", datetime.format_with_items(items.iter()))
-                        .expect("String write");
-                }
+                Piece::Time(pattern) => pattern.write(out, time),
                 Piece::Field(template, written) => {
                     let value = template.render(tag, time, record).next().ok_or_else(|| {
                         format!(
