@@ -384,18 +384,21 @@ impl S3Sink {
 /// lines compressed, named after the log position of its first event.
 pub fn objects(spec: &S3Spec, name_prefix: &str, delivery: &Delivery) -> Vec<Object> {
     struct Building {
+        prefix: String,
         first_seq: u64,
         lines: Vec<u8>,
         positions: Vec<usize>,
     }
     let needs_record = spec.key_prefix.fields().next().is_some();
     let render_each = needs_record || !spec.prefix_per_second;
-    let mut by_prefix: HashMap<String, Building> = HashMap::new();
-    let mut order: Vec<String> = Vec::new();
+    // The objects in the order their first events came, and where each prefix's is.
+    let mut buildings: Vec<Building> = Vec::new();
+    let mut by_prefix: HashMap<String, usize> = HashMap::new();
+    let mut current = 0;
     let mut position = 0;
     let mut prefix = String::new();
-    // Without fields, the prefix is a function of the tag and the second: rendered once for
-    // each run of events that share them (strftime is most of its cost).
+    // Without fields, the prefix is a function of the tag and the second: rendered (and looked
+    // up) once for each run of events that share them (strftime is most of its cost).
     let mut rendered_for: Option<(&str, u64)> = None;
     for (seq, batch) in delivery.iter() {
         for entry in readable_entries(batch) {
@@ -410,44 +413,41 @@ pub fn objects(spec: &S3Spec, name_prefix: &str, delivery: &Delivery) -> Vec<Obj
                     prefix.push_str(piece.as_ref());
                 }
                 rendered_for = Some((batch.tag, entry.time.secs));
-            }
-            let building = match by_prefix.get_mut(prefix.as_str()) {
-                Some(building) => building,
-                None => {
-                    order.push(prefix.clone());
+                current = *by_prefix.entry(prefix.clone()).or_insert_with(|| {
                     // The first object usually takes the whole delivery: sized for its lines
                     // (about 1.5 times the msgpack) at once rather than grown by doubling.
-                    let capacity = if order.len() == 1 {
+                    let capacity = if buildings.is_empty() {
                         delivery.bytes as usize / 2 * 3
                     } else {
                         0
                     };
-                    by_prefix.entry(prefix.clone()).or_insert(Building {
+                    buildings.push(Building {
+                        prefix: prefix.clone(),
                         first_seq: seq,
                         lines: Vec::with_capacity(capacity),
                         positions: Vec::new(),
-                    })
-                }
-            };
+                    });
+                    buildings.len() - 1
+                });
+            }
+            let building = &mut buildings[current];
             render_event(&mut building.lines, batch.tag, &entry);
             building.positions.push(position);
             position += 1;
         }
     }
     let compression = spec.config.compression;
-    order
+    buildings
         .into_iter()
-        .filter_map(|prefix| {
-            let building = by_prefix.remove(&prefix)?;
-            Some(Object {
-                key: format!(
-                    "{prefix}{name_prefix}{:020}{}",
-                    building.first_seq,
-                    compression.extension()
-                ),
-                body: compress(compression, spec.config.compression_level, building.lines).into(),
-                positions: building.positions,
-            })
+        .map(|building| Object {
+            key: format!(
+                "{}{name_prefix}{:020}{}",
+                building.prefix,
+                building.first_seq,
+                compression.extension()
+            ),
+            body: compress(compression, spec.config.compression_level, building.lines).into(),
+            positions: building.positions,
         })
         .collect()
 }
