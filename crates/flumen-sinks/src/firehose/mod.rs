@@ -405,7 +405,7 @@ pub fn records(config: &FirehoseConfig, delivery: &Delivery) -> Records {
                 last.positions.push(position);
             }
             _ => out.records.push(FirehoseRecord {
-                data: line.clone(),
+                data: std::mem::take(&mut line),
                 positions: vec![position],
             }),
         }
